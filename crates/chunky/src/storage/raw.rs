@@ -1,0 +1,312 @@
+//! The one module of chunky that touches raw memory: heap allocation, memory
+//! mapping and pointer arithmetic. Everything above it goes through the safe,
+//! bounds-checked accessors of [`Chunk`].
+//!
+//! Invariant of a [`Chunk`]: `ptr` points to `len` initialised bytes, aligned
+//! to [`CHUNK_ALIGN`], that stay at the same address and are accessed only
+//! through this `Chunk` (or raw pointers derived from it) while the chunk's
+//! owner lives. The storages uphold the exclusivity with leases (one live
+//! `Chunk` per chunk name) and, for files, an exclusive file lock.
+
+use std::alloc::{self, Layout};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::pod::Pod;
+
+/// The alignment of every chunk's memory: one 4 KiB page.
+pub const CHUNK_ALIGN: usize = 4096;
+
+/// Keeps the memory behind a [`Chunk`] alive, and writes it back.
+pub trait ChunkOwner: Send + Sync + 'static {
+    /// Writes the chunk's memory back to its durable medium, if any.
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A fixed-size block of memory handed out by a
+/// [`ChunkStorage`](super::ChunkStorage); the unique handle to that memory.
+///
+/// The memory never moves while the `Chunk` lives, so raw pointers from
+/// [`Chunk::ptr_at`] stay valid until it is dropped. It is at least
+/// [`CHUNK_ALIGN`]-aligned and always initialised (new chunks are zeroed).
+pub struct Chunk {
+    ptr: NonNull<u8>,
+    len: usize,
+    owner: Box<dyn ChunkOwner>,
+}
+
+// SAFETY: a Chunk is the only handle to its memory (module invariant), so
+// moving it to another thread moves all access with it; its owner is Send.
+unsafe impl Send for Chunk {}
+// SAFETY: through `&Chunk` the memory can only be read (`bytes`, `read_pod`)
+// or reached through raw pointers whose use is the caller's unsafe business;
+// the owner is Sync.
+unsafe impl Sync for Chunk {}
+
+impl Chunk {
+    /// Wraps memory that `owner` keeps alive.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for reads and writes of `len` initialised bytes,
+    /// aligned to [`CHUNK_ALIGN`], for as long as `owner` lives; the memory
+    /// must not move and must not be accessed other than through the returned
+    /// `Chunk` while it lives.
+    pub unsafe fn from_raw_parts(
+        ptr: NonNull<u8>,
+        len: usize,
+        owner: Box<dyn ChunkOwner>,
+    ) -> Chunk {
+        debug_assert_eq!(ptr.as_ptr() as usize % CHUNK_ALIGN, 0);
+        Chunk { ptr, len, owner }
+    }
+
+    /// The size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the chunk has no bytes (never true for storage chunks).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A raw pointer to byte `offset`, valid while this chunk lives.
+    ///
+    /// # Panics
+    ///
+    /// If `offset > len`.
+    pub fn ptr_at(&self, offset: usize) -> NonNull<u8> {
+        assert!(
+            offset <= self.len,
+            "offset {offset} beyond chunk of {} bytes",
+            self.len
+        );
+        // SAFETY: offset <= len keeps the pointer inside (or one past) the
+        // allocation, which is never null.
+        unsafe { self.ptr.add(offset) }
+    }
+
+    /// The bytes in `range`.
+    ///
+    /// # Panics
+    ///
+    /// If `range` is not inside the chunk.
+    pub fn bytes(&self, range: Range<usize>) -> &[u8] {
+        self.check(&range);
+        // SAFETY: the range is in bounds (checked), the bytes are initialised
+        // and only mutated through `&mut self` (module invariant).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr().add(range.start), range.len()) }
+    }
+
+    /// The bytes in `range`, mutably.
+    ///
+    /// # Panics
+    ///
+    /// If `range` is not inside the chunk.
+    pub fn bytes_mut(&mut self, range: Range<usize>) -> &mut [u8] {
+        self.check(&range);
+        // SAFETY: in bounds (checked), initialised, and `&mut self` makes this
+        // the only access through the chunk (module invariant).
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(range.start), range.len()) }
+    }
+
+    /// Reads a `T` at `offset`, which must be aligned for `T`.
+    ///
+    /// # Panics
+    ///
+    /// If the value is not inside the chunk or `offset` is misaligned.
+    pub fn read_pod<T: Pod>(&self, offset: usize) -> T {
+        self.check_pod::<T>(offset);
+        // SAFETY: in bounds and aligned (checked; the base is CHUNK_ALIGN
+        // aligned), initialised, and every bit pattern is a valid T (Pod).
+        unsafe { self.ptr.as_ptr().add(offset).cast::<T>().read() }
+    }
+
+    /// The `T` at `offset`, mutably; `offset` must be aligned for `T`.
+    ///
+    /// # Panics
+    ///
+    /// If the value is not inside the chunk or `offset` is misaligned.
+    pub fn pod_mut<T: Pod>(&mut self, offset: usize) -> &mut T {
+        self.check_pod::<T>(offset);
+        // SAFETY: in bounds and aligned (checked), initialised, every bit
+        // pattern is a valid T (Pod), exclusive through `&mut self`.
+        unsafe { &mut *self.ptr.as_ptr().add(offset).cast::<T>() }
+    }
+
+    /// Writes the memory back to disk (a no-op for heap chunks).
+    pub fn flush(&self) -> io::Result<()> {
+        self.owner.flush()
+    }
+
+    fn check(&self, range: &Range<usize>) {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "range {range:?} outside chunk of {} bytes",
+            self.len
+        );
+    }
+
+    fn check_pod<T: Pod>(&self, offset: usize) {
+        let end = offset.checked_add(size_of::<T>());
+        assert!(
+            end.is_some_and(|end| end <= self.len),
+            "value at {offset} outside chunk of {} bytes",
+            self.len
+        );
+        assert!(
+            align_of::<T>() <= CHUNK_ALIGN && offset.is_multiple_of(align_of::<T>()),
+            "offset {offset} misaligned for {}",
+            std::any::type_name::<T>()
+        );
+    }
+}
+
+impl fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chunk")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A zeroed, [`CHUNK_ALIGN`]-aligned heap allocation, freed on drop.
+pub(crate) struct HeapBlock {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: HeapBlock owns its allocation; it hands out no references itself,
+// access goes through the single Chunk that leases it.
+unsafe impl Send for HeapBlock {}
+// SAFETY: as for Send; `&HeapBlock` gives no access to the memory.
+unsafe impl Sync for HeapBlock {}
+
+impl HeapBlock {
+    /// Allocates `size` zeroed bytes, or `None` if the allocator fails.
+    pub(crate) fn new(size: usize) -> Option<HeapBlock> {
+        let layout = Layout::from_size_align(size, CHUNK_ALIGN).ok()?;
+        if layout.size() == 0 {
+            return None;
+        }
+        // SAFETY: the layout has a non-zero size (checked above).
+        let ptr = unsafe { alloc::alloc_zeroed(layout) };
+        NonNull::new(ptr).map(|ptr| HeapBlock { ptr, layout })
+    }
+
+    /// The size in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.layout.size()
+    }
+}
+
+impl Drop for HeapBlock {
+    fn drop(&mut self) {
+        // SAFETY: ptr was allocated in `new` with exactly this layout.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}
+
+struct HeapOwner<L> {
+    _block: Arc<HeapBlock>,
+    _lease: L,
+}
+
+impl<L: Send + Sync + 'static> ChunkOwner for HeapOwner<L> {}
+
+/// A chunk over `block`; `lease` must guarantee that no other chunk over the
+/// same block lives at the same time, and is kept until the chunk drops.
+pub(crate) fn heap_chunk(block: Arc<HeapBlock>, lease: impl Send + Sync + 'static) -> Chunk {
+    let (ptr, len) = (block.ptr, block.len());
+    let owner = Box::new(HeapOwner {
+        _block: block,
+        _lease: lease,
+    });
+    // SAFETY: the block is live, zero-initialised and CHUNK_ALIGN-aligned
+    // while the owner holds its Arc; heap blocks never move; the lease makes
+    // this the only chunk over the block.
+    unsafe { Chunk::from_raw_parts(ptr, len, owner) }
+}
+
+struct MmapOwner<L> {
+    mmap: MmapMut,
+    // Dropped after the mapping: the file lock guards it.
+    _file: File,
+    _lease: L,
+}
+
+impl<L: Send + Sync + 'static> ChunkOwner for MmapOwner<L> {
+    fn flush(&self) -> io::Result<()> {
+        self.mmap.flush()
+    }
+}
+
+/// Maps `len` bytes of `file` from `offset` (a multiple of [`CHUNK_ALIGN`]).
+///
+/// `file` must be exclusively locked by the caller (the lock travels with
+/// it) and `lease` must make this the only chunk over the file in this
+/// process.
+pub(crate) fn map_chunk(
+    file: File,
+    offset: u64,
+    len: usize,
+    lease: impl Send + Sync + 'static,
+) -> io::Result<Chunk> {
+    assert!(offset.is_multiple_of(CHUNK_ALIGN as u64) && len > 0);
+    // SAFETY: the file is exclusively locked and leased, so no other chunk of
+    // chunky maps it; other programs modifying it concurrently would break
+    // any mmap user, which the storage docs forbid.
+    let mut mmap = unsafe { MmapOptions::new().offset(offset).len(len).map_mut(&file)? };
+    let ptr = NonNull::new(mmap.as_mut_ptr()).ok_or_else(|| io::Error::other("null mapping"))?;
+    if !(ptr.as_ptr() as usize).is_multiple_of(CHUNK_ALIGN) {
+        return Err(io::Error::other("mapping is not page aligned"));
+    }
+    let owner = Box::new(MmapOwner {
+        mmap,
+        _file: file,
+        _lease: lease,
+    });
+    // SAFETY: the mapping is len bytes, readable and writable, initialised
+    // (file contents), CHUNK_ALIGN-aligned (checked), fixed in place while
+    // the owner holds the MmapMut, and exclusive (file lock + lease).
+    Ok(unsafe { Chunk::from_raw_parts(ptr, len, owner) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heap_chunk_is_zeroed_aligned_and_bounds_checked() {
+        let block = Arc::new(HeapBlock::new(8192).unwrap());
+        let mut chunk = heap_chunk(block, ());
+        assert_eq!(chunk.len(), 8192);
+        assert_eq!(chunk.ptr_at(0).as_ptr() as usize % CHUNK_ALIGN, 0);
+        assert!(chunk.bytes(0..8192).iter().all(|&b| b == 0));
+        chunk.bytes_mut(10..14).copy_from_slice(&[1, 2, 3, 4]);
+        assert_eq!(chunk.bytes(10..14), &[1, 2, 3, 4]);
+        *chunk.pod_mut::<u64>(16) = 7;
+        assert_eq!(chunk.read_pod::<u64>(16), 7);
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            chunk.bytes(8190..8200).len()
+        }));
+        assert!(out.is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "misaligned")]
+    fn misaligned_pod_panics() {
+        let chunk = heap_chunk(Arc::new(HeapBlock::new(4096).unwrap()), ());
+        chunk.read_pod::<u32>(2);
+    }
+}

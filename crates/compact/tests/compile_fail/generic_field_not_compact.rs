@@ -1,0 +1,8 @@
+use compact::Compact;
+
+#[derive(Compact)]
+struct Wrapper<T> {
+    items: Vec<T>,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use compact::Compact;
+
+#[derive(Compact)]
+struct Borrowed<'a> {
+    name: &'a str,
+}
+
+fn main() {}
