@@ -59,6 +59,9 @@ pub struct Arena {
     slot_size: usize,
     chunk_size: ChunkSize,
     slots_per_chunk: u32,
+    /// `log2(slots_per_chunk)` when it is a power of two (the common case of
+    /// power-of-two slot sizes), so locating a slot needs no division.
+    slots_per_chunk_shift: Option<u32>,
     chunks: Vec<Chunk>,
     /// One past the highest slot handed out.
     end: u32,
@@ -100,6 +103,12 @@ impl Arena {
             slot_size,
             chunk_size,
             slots_per_chunk: (chunk_size.bytes() / slot_size) as u32,
+            slots_per_chunk_shift: {
+                let per_chunk = (chunk_size.bytes() / slot_size) as u32;
+                per_chunk
+                    .is_power_of_two()
+                    .then(|| per_chunk.trailing_zeros())
+            },
             chunks: Vec::new(),
             end: 0,
             free_head: NO_SLOT,
@@ -184,6 +193,7 @@ impl Arena {
     }
 
     /// The size of every slot in bytes (a multiple of 8).
+    #[inline]
     pub fn slot_size(&self) -> usize {
         self.slot_size
     }
@@ -206,6 +216,7 @@ impl Arena {
     /// One past the highest slot index handed out: every slot below is live
     /// or on the free list. Equals [`Arena::len`] when the free list is
     /// empty, i.e. when the arena is dense.
+    #[inline]
     pub fn slot_count(&self) -> usize {
         self.end as usize
     }
@@ -319,10 +330,39 @@ impl Arena {
     /// # Panics
     ///
     /// If `index` is not below [`Arena::slot_count`].
+    #[inline]
     pub fn slot_ptr(&self, index: SlotIndex) -> NonNull<u8> {
         self.check(index);
         let (chunk, offset) = self.locate(index);
         self.chunks[chunk].ptr_at(offset)
+    }
+
+    /// How many slots one chunk holds.
+    pub fn slots_per_chunk(&self) -> usize {
+        self.slots_per_chunk as usize
+    }
+
+    /// The run of consecutive slots that starts at `index` and lies in one
+    /// chunk, cut off at `end` (at most [`Arena::slot_count`]): a pointer to
+    /// slot `index` and the number of slots in the run. Slot `index + k` of the
+    /// run is at `ptr + k * slot_size`. Used for dense scans without a
+    /// division per slot.
+    ///
+    /// # Panics
+    ///
+    /// If `index >= end` or `end` is beyond [`Arena::slot_count`].
+    #[inline]
+    pub fn run_at(&self, index: SlotIndex, end: usize) -> (NonNull<u8>, usize) {
+        assert!(
+            end <= self.end as usize && (index.0 as usize) < end,
+            "run {}..{end} out of bounds: `{}` has {} slots",
+            index.0,
+            self.handle.ident,
+            self.end
+        );
+        let in_chunk = self.slots_per_chunk - index.0 % self.slots_per_chunk;
+        let len = (in_chunk as usize).min(end - index.0 as usize);
+        (self.slot_ptr(index), len)
     }
 
     /// Writes the chunks back to disk, then the metadata.
@@ -357,6 +397,7 @@ impl Arena {
         w
     }
 
+    #[inline]
     fn check(&self, index: SlotIndex) {
         assert!(
             index.0 < self.end,
@@ -367,9 +408,15 @@ impl Arena {
         );
     }
 
+    #[inline]
     fn locate(&self, index: SlotIndex) -> (usize, usize) {
-        let chunk = index.0 / self.slots_per_chunk;
-        let slot = index.0 % self.slots_per_chunk;
+        let (chunk, slot) = match self.slots_per_chunk_shift {
+            Some(shift) => (index.0 >> shift, index.0 & (self.slots_per_chunk - 1)),
+            None => (
+                index.0 / self.slots_per_chunk,
+                index.0 % self.slots_per_chunk,
+            ),
+        };
         (chunk as usize, slot as usize * self.slot_size)
     }
 

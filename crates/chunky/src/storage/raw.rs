@@ -84,6 +84,7 @@ impl Chunk {
     /// # Panics
     ///
     /// If `offset > len`.
+    #[inline]
     pub fn ptr_at(&self, offset: usize) -> NonNull<u8> {
         assert!(
             offset <= self.len,

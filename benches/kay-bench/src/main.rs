@@ -1,0 +1,73 @@
+//! `kay-bench`: the workloads of DESIGN.md §9, each run with kay and with a
+//! plain data-oriented Rust baseline in the same process.
+//!
+//! `cargo run --release -p kay-bench` runs the full sizes (N = 1,000,000);
+//! `--quick` runs small sizes for CI smoke tests; `--json` prints one JSON
+//! object per measurement (field names are a stable contract). Every run
+//! checks its result and exits non-zero if it is wrong.
+
+mod macro_workloads;
+mod report;
+mod workloads;
+
+use clap::Parser;
+
+use report::{Measurement, Report};
+
+/// Runs one workload at a scale with a number of repetitions.
+type Workload = fn(workloads::Scale, usize) -> Vec<Measurement>;
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(about = "kay workload suite: kay vs plain Rust, in one process")]
+struct Args {
+    /// Small sizes (finishes in seconds; for CI smoke runs).
+    #[arg(long)]
+    quick: bool,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Repetitions per measurement (the median is reported; at least 5).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Run only these workloads (e.g. `--only W1 --only W3`).
+    #[arg(long)]
+    only: Vec<String>,
+    /// Internal: spawn N actors with `kay` or `plain` in this fresh process
+    /// and print the resident bytes per actor (W4 runs itself this way).
+    #[arg(long, hide = true)]
+    w4_rss: Option<String>,
+}
+
+fn main() {
+    let args = Args::parse();
+    let reps = args.reps.max(5);
+    let scale = if args.quick {
+        workloads::Scale::Quick
+    } else {
+        workloads::Scale::Full
+    };
+    if let Some(system) = &args.w4_rss {
+        println!("{}", workloads::w4_resident_bytes(system, scale));
+        return;
+    }
+    let mut report = Report::new(args.json);
+    let wanted =
+        |w: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(w));
+    let all: [(&str, Workload); 4] = [
+        ("W1", workloads::w1_broadcast),
+        ("W2", workloads::w2_point_to_point),
+        ("W3", workloads::w3_ping_pong),
+        ("W4", workloads::w4_spawn),
+    ];
+    for (name, run) in all {
+        if wanted(name) {
+            let rows = run(scale, reps);
+            let with_macros = macro_workloads::measure(name, &rows, reps);
+            for m in rows.into_iter().chain(with_macros) {
+                report.add(m);
+            }
+        }
+    }
+    report.finish();
+}

@@ -1,0 +1,112 @@
+//! Measurements, medians and output (table or JSON lines).
+
+use std::time::{Duration, Instant};
+
+/// One reported number: a workload run by one system.
+#[derive(Clone, Debug)]
+pub struct Measurement {
+    /// "W1".."W6".
+    pub workload: &'static str,
+    /// What the workload does, for the table.
+    pub what: &'static str,
+    /// "kay" or "plain".
+    pub system: &'static str,
+    /// Worker threads.
+    pub threads: usize,
+    /// Problem size (actors, or round trips for W3).
+    pub n: usize,
+    /// Median wall time of one repetition.
+    pub median_s: f64,
+    /// Items per repetition (actor updates, messages, round trips, spawns).
+    pub items: usize,
+    /// The plain baseline's median, if this is kay's measurement.
+    pub plain_s: Option<f64>,
+    /// Resident bytes per actor (W4).
+    pub bytes_per_actor: Option<f64>,
+}
+
+impl Measurement {
+    fn per_item_ns(&self) -> f64 {
+        self.median_s * 1e9 / self.items as f64
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.plain_s.map(|p| self.median_s / p)
+    }
+}
+
+/// Runs `f` `reps` times (after one warm-up) and returns the median duration.
+/// `f` returns the time it measured itself (so setup can be excluded).
+pub fn median(reps: usize, mut f: impl FnMut() -> Duration) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..reps).map(|_| f().as_secs_f64()).collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Times a closure.
+pub fn timed(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+/// Collects measurements and prints them.
+pub struct Report {
+    json: bool,
+    rows: Vec<Measurement>,
+}
+
+impl Report {
+    /// A report printing JSON lines (`json`) or a table at the end.
+    pub fn new(json: bool) -> Self {
+        Report {
+            json,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds (and in JSON mode prints) a measurement.
+    pub fn add(&mut self, m: Measurement) {
+        if self.json {
+            let line = serde_json::json!({
+                "workload": m.workload,
+                "system": m.system,
+                "threads": m.threads,
+                "n": m.n,
+                "median_s": m.median_s,
+                "per_item_ns": m.per_item_ns(),
+                "ratio_to_plain": m.ratio(),
+                "bytes_per_actor": m.bytes_per_actor,
+            });
+            println!("{line}");
+        }
+        self.rows.push(m);
+    }
+
+    /// Prints the table (unless in JSON mode).
+    pub fn finish(&self) {
+        if self.json {
+            return;
+        }
+        println!(
+            "{:<4} {:<34} {:<9} {:>3} {:>10} {:>12} {:>11} {:>12} {:>10}",
+            "", "workload", "system", "thr", "n", "median", "ns/item", "vs plain", "B/actor"
+        );
+        for m in &self.rows {
+            println!(
+                "{:<4} {:<34} {:<9} {:>3} {:>10} {:>10.3}ms {:>11.2} {:>12} {:>10}",
+                m.workload,
+                m.what,
+                m.system,
+                m.threads,
+                m.n,
+                m.median_s * 1e3,
+                m.per_item_ns(),
+                m.ratio().map_or(String::new(), |r| format!("{r:.2}×")),
+                m.bytes_per_actor
+                    .map_or(String::new(), |b| format!("{b:.1}")),
+            );
+        }
+    }
+}

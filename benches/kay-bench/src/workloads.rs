@@ -1,0 +1,581 @@
+//! W1–W4, each with kay and a plain data-oriented Rust baseline.
+
+use std::hint::black_box;
+
+use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, MachineID, RawID, TypedID, World};
+
+use crate::report::{Measurement, median, timed};
+
+/// Problem sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// DESIGN.md's sizes.
+    Full,
+    /// Small sizes for smoke runs.
+    Quick,
+}
+
+impl Scale {
+    fn actors(self) -> usize {
+        match self {
+            Scale::Full => 1_000_000,
+            Scale::Quick => 20_000,
+        }
+    }
+}
+
+const FRAMES: usize = 10;
+
+fn config() -> Config {
+    Config {
+        max_cycles_per_call: usize::MAX,
+        ..Config::default()
+    }
+}
+
+/// Fails the run loudly if a workload computed a wrong result.
+fn verify(workload: &str, what: &str, ok: bool) {
+    if !ok {
+        eprintln!("{workload}: wrong result: {what}");
+        std::process::exit(1);
+    }
+}
+
+fn kay_and_plain(
+    workload: &'static str,
+    what: &'static str,
+    n: usize,
+    items: usize,
+    kay_s: f64,
+    plain_s: f64,
+) -> Vec<Measurement> {
+    let base = Measurement {
+        workload,
+        what,
+        system: "plain",
+        threads: 1,
+        n,
+        median_s: plain_s,
+        items,
+        plain_s: None,
+        bytes_per_actor: None,
+    };
+    vec![
+        base.clone(),
+        Measurement {
+            system: "kay",
+            median_s: kay_s,
+            plain_s: Some(plain_s),
+            ..base
+        },
+    ]
+}
+
+// ---------------------------------------------------------------- W1
+
+kay::typed_id!(
+    /// A moving agent.
+    pub MoverID
+);
+
+/// W1/W4's actor: `{pos, vel, ticks}` plus its ID.
+#[derive(Compact, Clone)]
+pub struct Mover {
+    id: MoverID,
+    pos: [f32; 2],
+    vel: [f32; 2],
+    ticks: u64,
+}
+
+/// Spawns a mover.
+#[derive(Compact, Clone)]
+pub struct SpawnMover {
+    i: u32,
+}
+
+/// One simulation step.
+#[derive(Compact, Clone)]
+pub struct Tick {
+    dt: f32,
+}
+
+impl Actor for Mover {
+    type ID = MoverID;
+    fn id(&self) -> MoverID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, s: &SpawnMover, _: &mut World| Mover {
+                id,
+                pos: [s.i as f32, 0.0],
+                vel: [1.0, 0.5],
+                ticks: 0,
+            })
+            .handler(|m: &mut Mover, t: &Tick, _: &mut World| {
+                m.pos[0] += m.vel[0] * t.dt;
+                m.pos[1] += m.vel[1] * t.dt;
+                m.ticks += 1;
+            });
+    }
+}
+
+/// The plain baseline's agent.
+#[derive(Clone, Copy)]
+struct PlainMover {
+    pos: [f32; 2],
+    vel: [f32; 2],
+    ticks: u64,
+}
+
+fn spawn_movers(system: &mut ActorSystem, world: &mut World, n: usize) {
+    for i in 0..n {
+        world.spawn::<Mover, _>(SpawnMover { i: i as u32 });
+        if i % 65_536 == 65_535 {
+            system.process_all_messages();
+        }
+    }
+    system.process_all_messages();
+}
+
+/// W1: a broadcast `Tick` to N movers, 10 frames.
+pub fn w1_broadcast(scale: Scale, reps: usize) -> Vec<Measurement> {
+    let n = scale.actors();
+    let mut system = ActorSystem::new(config());
+    system.register::<Mover>();
+    let mut world = system.world();
+    spawn_movers(&mut system, &mut world, n);
+    let everyone = world.local_broadcast::<Mover>();
+    let mut frames_run = 0u64;
+    let kay_s = median(reps, || {
+        frames_run += FRAMES as u64;
+        timed(|| {
+            for _ in 0..FRAMES {
+                world.send(everyone, Tick { dt: 0.5 });
+                system.process_all_messages();
+            }
+        })
+    });
+    let ticks: Vec<u64> = system.with_instances::<Mover, _>(|m| m.ticks);
+    verify(
+        "W1",
+        "every mover ticked once per frame",
+        ticks.len() == n && ticks.iter().all(|t| *t == frames_run),
+    );
+
+    let mut plain = vec![
+        PlainMover {
+            pos: [0.0; 2],
+            vel: [1.0, 0.5],
+            ticks: 0
+        };
+        n
+    ];
+    let mut plain_frames = 0u64;
+    let plain_s = median(reps, || {
+        plain_frames += FRAMES as u64;
+        timed(|| {
+            for _ in 0..FRAMES {
+                let dt = black_box(0.5f32);
+                for m in plain.iter_mut() {
+                    m.pos[0] += m.vel[0] * dt;
+                    m.pos[1] += m.vel[1] * dt;
+                    m.ticks += 1;
+                }
+                black_box(&mut plain);
+            }
+        })
+    });
+    verify(
+        "W1",
+        "plain ticks",
+        plain.iter().all(|m| m.ticks == plain_frames),
+    );
+
+    // The same loop over structs that also carry an 8-byte ID, as kay's
+    // actors do: it separates kay's own cost from the larger working set.
+    #[derive(Clone, Copy)]
+    struct PlainMoverWithId {
+        _id: u64,
+        mover: PlainMover,
+    }
+    let mut with_id = vec![
+        PlainMoverWithId {
+            _id: 0,
+            mover: plain[0]
+        };
+        n
+    ];
+    let with_id_s = median(reps, || {
+        timed(|| {
+            for _ in 0..FRAMES {
+                let dt = black_box(0.5f32);
+                for m in with_id.iter_mut() {
+                    m.mover.pos[0] += m.mover.vel[0] * dt;
+                    m.mover.pos[1] += m.mover.vel[1] * dt;
+                    m.mover.ticks += 1;
+                }
+                black_box(&mut with_id);
+            }
+        })
+    });
+    let mut rows = kay_and_plain(
+        "W1",
+        "broadcast Tick to N actors",
+        n,
+        n * FRAMES,
+        kay_s,
+        plain_s,
+    );
+    rows.insert(
+        1,
+        Measurement {
+            system: "plain-id",
+            median_s: with_id_s,
+            plain_s: Some(plain_s),
+            ..rows[0].clone()
+        },
+    );
+    rows
+}
+
+// ---------------------------------------------------------------- W2
+
+kay::typed_id!(
+    /// A node of the point-to-point graph.
+    pub NodeID
+);
+
+/// W2's actor: sends to `target` on `Step`, sums what it receives.
+#[derive(Compact, Clone)]
+pub struct Node {
+    id: NodeID,
+    target: NodeID,
+    index: u64,
+    sum: u64,
+}
+
+/// Spawns a node.
+#[derive(Compact, Clone)]
+pub struct SpawnNode {
+    index: u64,
+    target: NodeID,
+}
+
+/// Broadcast: every node sends its `Add`.
+#[derive(Compact, Clone)]
+pub struct Step;
+
+/// Point-to-point payload.
+#[derive(Compact, Clone)]
+pub struct Add {
+    v: u64,
+}
+
+impl Actor for Node {
+    type ID = NodeID;
+    fn id(&self) -> NodeID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, s: &SpawnNode, _: &mut World| Node {
+                id,
+                target: s.target,
+                index: s.index,
+                sum: 0,
+            })
+            .handler(|n: &mut Node, _: &Step, world: &mut World| {
+                world.send(n.target, Add { v: n.index })
+            })
+            .handler(|n: &mut Node, a: &Add, _: &mut World| n.sum += a.v);
+    }
+}
+
+fn target(i: usize, n: usize) -> usize {
+    (i * 7919 + 1) % n
+}
+
+/// W2: on a broadcast `Step`, node i sends `Add { v: i }` to node (i·7919+1) mod N.
+pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
+    let n = scale.actors();
+    let mut system = ActorSystem::new(config());
+    let type_id = system.register::<Node>();
+    let mut world = system.world();
+    // Fresh instance numbers are handed out in order, so node j has instance j.
+    let id_of = |j: usize| NodeID::from_raw(RawID::new(type_id, j as u32, MachineID(0), 0));
+    for i in 0..n {
+        let id = world.spawn::<Node, _>(SpawnNode {
+            index: i as u64,
+            target: id_of(target(i, n)),
+        });
+        assert_eq!(id, id_of(i));
+        if i % 65_536 == 65_535 {
+            system.process_all_messages();
+        }
+    }
+    system.process_all_messages();
+    let everyone = world.local_broadcast::<Node>();
+    let mut frames_run = 0u64;
+    let kay_s = median(reps, || {
+        frames_run += FRAMES as u64;
+        timed(|| {
+            for _ in 0..FRAMES {
+                world.send(everyone, Step);
+                system.process_all_messages();
+            }
+        })
+    });
+    let total: u64 = system
+        .with_instances::<Node, _>(|node| node.sum)
+        .iter()
+        .sum();
+    let expected = frames_run * (n as u64 * (n as u64 - 1) / 2);
+    verify(
+        "W2",
+        "sum of all Adds",
+        total == expected && system.stats().lost() == 0,
+    );
+
+    #[derive(Clone, Copy)]
+    struct PlainNode {
+        target: u32,
+        index: u64,
+        sum: u64,
+    }
+    let mut plain: Vec<PlainNode> = (0..n)
+        .map(|i| PlainNode {
+            target: target(i, n) as u32,
+            index: i as u64,
+            sum: 0,
+        })
+        .collect();
+    let mut plain_frames = 0u64;
+    let plain_s = median(reps, || {
+        plain_frames += FRAMES as u64;
+        timed(|| {
+            for _ in 0..FRAMES {
+                for i in 0..plain.len() {
+                    let (t, v) = (plain[i].target as usize, plain[i].index);
+                    plain[t].sum += v;
+                }
+                black_box(&mut plain);
+            }
+        })
+    });
+    let plain_total: u64 = plain.iter().map(|p| p.sum).sum();
+    verify(
+        "W2",
+        "plain sum",
+        plain_total == plain_frames * (n as u64 * (n as u64 - 1) / 2),
+    );
+    kay_and_plain(
+        "W2",
+        "point-to-point Add, per message",
+        n,
+        n * FRAMES,
+        kay_s,
+        plain_s,
+    )
+}
+
+// ---------------------------------------------------------------- W3
+
+kay::typed_id!(
+    /// A ping-pong player.
+    pub PlayerID
+);
+
+/// W3's actor: returns the ball until the limit.
+#[derive(Compact, Clone)]
+pub struct Player {
+    id: PlayerID,
+    hits: u64,
+    limit: u64,
+}
+
+/// Spawns a player.
+#[derive(Compact, Clone)]
+pub struct SpawnPlayer {
+    limit: u64,
+}
+
+/// The ball, with its sender to return it to.
+#[derive(Compact, Clone)]
+pub struct Ball {
+    from: PlayerID,
+    n: u64,
+}
+
+impl Actor for Player {
+    type ID = PlayerID;
+    fn id(&self) -> PlayerID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, s: &SpawnPlayer, _: &mut World| Player {
+                id,
+                hits: 0,
+                limit: s.limit,
+            })
+            .handler(|p: &mut Player, b: &Ball, world: &mut World| {
+                p.hits += 1;
+                if b.n < p.limit {
+                    world.send(
+                        b.from,
+                        Ball {
+                            from: p.id,
+                            n: b.n + 1,
+                        },
+                    );
+                }
+            });
+    }
+}
+
+/// W3: two actors, N round trips (2N messages).
+pub fn w3_ping_pong(scale: Scale, reps: usize) -> Vec<Measurement> {
+    let round_trips = scale.actors();
+    let messages = 2 * round_trips as u64;
+    let mut system = ActorSystem::new(config());
+    system.register::<Player>();
+    let mut world = system.world();
+    let a = world.spawn::<Player, _>(SpawnPlayer { limit: messages });
+    let b = world.spawn::<Player, _>(SpawnPlayer { limit: messages });
+    system.process_all_messages();
+    let kay_s = median(reps, || {
+        timed(|| {
+            world.send(b, Ball { from: a, n: 1 });
+            system.process_all_messages();
+        })
+    });
+    let hits: u64 = system.with_instances::<Player, _>(|p| p.hits).iter().sum();
+    verify(
+        "W3",
+        "every ball was hit",
+        hits == messages * (reps as u64 + 1),
+    );
+
+    let mut plain = [0u64; 2];
+    let plain_s = median(reps, || {
+        timed(|| {
+            let mut turn = 0;
+            for n in 1..=messages {
+                plain[turn] += black_box(n) & 1 | 1;
+                turn ^= 1;
+            }
+            black_box(&mut plain);
+        })
+    });
+    verify(
+        "W3",
+        "plain hits",
+        plain.iter().sum::<u64>() == messages * (reps as u64 + 1),
+    );
+    kay_and_plain(
+        "W3",
+        "ping-pong, per round trip",
+        round_trips,
+        round_trips,
+        kay_s,
+        plain_s,
+    )
+}
+
+// ---------------------------------------------------------------- W4
+
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Spawns N actors with `system` ("kay" or "plain") in this process and
+/// returns the growth of resident memory per actor. Run in a fresh child
+/// process, so that memory freed by earlier workloads cannot hide growth.
+pub fn w4_resident_bytes(system: &str, scale: Scale) -> f64 {
+    let n = scale.actors();
+    let before = resident_bytes();
+    match system {
+        "kay" => {
+            let mut sys = ActorSystem::new(config());
+            sys.register::<Mover>();
+            let mut world = sys.world();
+            spawn_movers(&mut sys, &mut world, n);
+            let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
+            verify(
+                "W4",
+                "all actors spawned",
+                sys.instance_count::<Mover>() == n,
+            );
+            bytes
+        }
+        _ => {
+            let mut movers = Vec::new();
+            for i in 0..n {
+                movers.push(PlainMover {
+                    pos: [i as f32, 0.0],
+                    vel: [1.0, 0.5],
+                    ticks: 0,
+                });
+            }
+            black_box(&mut movers);
+            let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
+            verify("W4", "plain actors", movers.len() == n);
+            bytes
+        }
+    }
+}
+
+/// Runs `w4_resident_bytes` in a child process of this binary.
+fn resident_bytes_in_child(system: &str, scale: Scale) -> Option<f64> {
+    let exe = std::env::current_exe().ok()?;
+    let mut command = std::process::Command::new(exe);
+    command.args(["--w4-rss", system]);
+    if scale == Scale::Quick {
+        command.arg("--quick");
+    }
+    let output = command.output().ok()?;
+    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+}
+
+/// W4: spawn N actors; time and resident bytes per actor.
+pub fn w4_spawn(scale: Scale, reps: usize) -> Vec<Measurement> {
+    let n = scale.actors();
+    let kay_s = median(reps, || {
+        let mut system = ActorSystem::new(config());
+        system.register::<Mover>();
+        let mut world = system.world();
+        let time = timed(|| spawn_movers(&mut system, &mut world, n));
+        verify(
+            "W4",
+            "all actors spawned",
+            system.instance_count::<Mover>() == n,
+        );
+        time
+    });
+    let plain_s = median(reps, || {
+        let mut movers = Vec::new();
+        let time = timed(|| {
+            for i in 0..n {
+                movers.push(PlainMover {
+                    pos: [i as f32, 0.0],
+                    vel: [1.0, 0.5],
+                    ticks: 0,
+                });
+            }
+            black_box(&mut movers);
+        });
+        verify("W4", "plain actors", movers.len() == n);
+        time
+    });
+    let mut rows = kay_and_plain("W4", "spawn N actors, per spawn", n, n, kay_s, plain_s);
+    rows[0].bytes_per_actor = resident_bytes_in_child("plain", scale);
+    rows[1].bytes_per_actor = resident_bytes_in_child("kay", scale);
+    rows
+}

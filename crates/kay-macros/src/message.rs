@@ -1,0 +1,233 @@
+//! Code generation for one classified [`Method`]: its message struct, the ID
+//! method that sends it, and the registration of the handler or spawner that
+//! receives it. Shared by `#[kay::actor]` and `#[kay::actor_trait]`.
+//!
+//! All local names in generated code (`world`, `actor`, `msg`, ..) have
+//! [`Span::mixed_site`] hygiene, so they never clash with the user's names;
+//! all paths are absolute (`::kay::..`, `::core::..`).
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Ident, Type};
+
+use crate::handler::{Kind, Method, Returns};
+
+/// A local name for generated code: `__kay_{name}`, with mixed-site
+/// hygiene. The prefix keeps it apart from constants and unit structs of the
+/// user's module, which hygiene does not hide (a binding named like a
+/// constant in scope would become a constant pattern).
+pub(crate) fn local(name: &str) -> Ident {
+    Ident::new(&format!("__kay_{name}"), Span::mixed_site())
+}
+
+/// The `world` parameter of generated ID methods: named `world` for
+/// readable docs, with mixed-site hygiene.
+pub(crate) fn world_param() -> Ident {
+    Ident::new("world", Span::mixed_site())
+}
+
+/// The message struct of `method`: one field per argument, plus the
+/// `ReplyTo` of a request.
+///
+/// The field types keep the spans of the user's parameter types, so the
+/// `Compact` derive reports an argument type that is not `Compact` right
+/// there. (Messages do not derive `Clone`: handlers get them by reference,
+/// and only by-value arguments are cloned out, see [`registration`].)
+pub(crate) fn message_struct(msg: &Ident, method: &Method) -> TokenStream {
+    let cfgs = &method.cfgs;
+    let fields = method.args.iter().map(|arg| {
+        let (name, ty) = (&arg.name, &arg.ty);
+        quote!(#name: #ty)
+    });
+    let reply = match &method.kind {
+        Kind::Handler {
+            returns: Returns::Reply(ty),
+            ..
+        } => quote_spanned!(ty.span()=> __kay_reply: ::kay::ReplyTo<#ty>,),
+        _ => TokenStream::new(),
+    };
+    quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        #[derive(::kay::Compact)]
+        #[compact(crate = "::kay::compact")]
+        struct #msg {
+            #(#fields,)*
+            #reply
+        }
+    }
+}
+
+/// The method of the ID type that sends `method`'s message: `self.name(args..,
+/// world)` for handlers (returning a `Reply<T>` for requests), and
+/// `NameID::spawn..(args.., world) -> NameID` for spawners of class `class`.
+pub(crate) fn id_method(
+    msg: &Ident,
+    method: &Method,
+    owner: &str,
+    class: Option<&Ident>,
+) -> TokenStream {
+    let world = world_param();
+    let Method {
+        name,
+        vis,
+        args,
+        docs,
+        cfgs,
+        ..
+    } = method;
+    let params = args.iter().map(|arg| {
+        let (name, ty) = (&arg.name, &arg.ty);
+        quote!(#name: #ty)
+    });
+    let names: Vec<&Ident> = args.iter().map(|arg| &arg.name).collect();
+    let attrs = quote! {
+        #(#cfgs)*
+        #(#docs)*
+        #[inline]
+        #[allow(clippy::too_many_arguments, dead_code)]
+    };
+    match (&method.kind, class) {
+        (Kind::Spawner, Some(class)) => {
+            let doc = generated_doc(
+                docs.is_empty(),
+                format!(
+                    "Spawns a `{owner}` with `{owner}::{name}` and returns its ID. The ID is \
+                     valid at once; the instance exists from the next message cycle."
+                ),
+            );
+            quote! {
+                #attrs
+                #doc
+                #vis fn #name(#(#params,)* #world: &mut ::kay::World) -> Self {
+                    ::kay::World::spawn::<#class, #msg>(#world, #msg { #(#names,)* })
+                }
+            }
+        }
+        (
+            Kind::Handler {
+                returns: Returns::Reply(ty),
+                ..
+            },
+            _,
+        ) => {
+            let (to, reply) = (local("to"), local("reply"));
+            let doc = generated_doc(
+                docs.is_empty(),
+                format!(
+                    "Asks the actor (`{owner}::{name}`, in a later message cycle); the \
+                     `Reply` resolves to its answer."
+                ),
+            );
+            quote! {
+                #attrs
+                #doc
+                #vis fn #name(self, #(#params,)* #world: &mut ::kay::World) -> ::kay::Reply<#ty> {
+                    let (#to, #reply) = ::kay::World::request::<#ty>(#world);
+                    ::kay::World::send(#world, self, #msg { #(#names,)* __kay_reply: #to });
+                    #reply
+                }
+            }
+        }
+        _ => {
+            let doc = generated_doc(
+                docs.is_empty(),
+                format!(
+                    "Sends the `{name}` message: the actor runs `{owner}::{name}` in a later \
+                     message cycle (every instance, if this is a broadcast ID)."
+                ),
+            );
+            quote! {
+                #attrs
+                #doc
+                #vis fn #name(self, #(#params,)* #world: &mut ::kay::World) {
+                    ::kay::World::send(#world, self, #msg { #(#names,)* });
+                }
+            }
+        }
+    }
+}
+
+/// A `#[doc]` for a generated method: `text` if the user wrote no docs.
+fn generated_doc(no_user_docs: bool, text: String) -> TokenStream {
+    if no_user_docs {
+        quote!(#[doc = #text])
+    } else {
+        TokenStream::new()
+    }
+}
+
+/// The statement that registers `method`'s handler or spawner on the
+/// `ClassSetup` named `class`. `actor` is the actor type and `call` the path
+/// of the user's function (`<Name>::method` or `<A as Trait>::method`).
+pub(crate) fn registration(
+    class: &Ident,
+    msg: &Ident,
+    method: &Method,
+    actor: &TokenStream,
+    call: &TokenStream,
+) -> TokenStream {
+    let (world, this, message, result) = (
+        local("world"),
+        local("actor"),
+        local("msg"),
+        local("result"),
+    );
+    let values = method.args.iter().map(|arg| {
+        let name = &arg.name;
+        if arg.by_ref {
+            quote!(&#message.#name)
+        } else {
+            clone_field(&message, name, &arg.ty)
+        }
+    });
+    let cfgs = &method.cfgs;
+    let statement = match &method.kind {
+        Kind::Spawner => {
+            let id = local("id");
+            quote! {
+                #class.spawner(|#id: <#actor as ::kay::Actor>::ID, #message: &#msg, #world: &mut ::kay::World| {
+                    #call(#id, #(#values,)* #world)
+                });
+            }
+        }
+        Kind::Handler {
+            returns, essential, ..
+        } => {
+            let register = if *essential {
+                quote!(essential_handler)
+            } else {
+                quote!(handler)
+            };
+            let body = match returns {
+                Returns::Reply(ty) => {
+                    let answer = quote_spanned! {ty.span()=>
+                        ::kay::World::reply::<#ty>(#world, #message.__kay_reply, #result);
+                    };
+                    quote! {
+                        let #result = #call(#this, #(#values,)* #world);
+                        #answer
+                    }
+                }
+                Returns::Unit | Returns::Fate => quote!(#call(#this, #(#values,)* #world)),
+            };
+            quote! {
+                #class.#register(|#this: &mut #actor, #message: &#msg, #world: &mut ::kay::World| {
+                    #body
+                });
+            }
+        }
+    };
+    quote! {
+        #(#cfgs)*
+        #statement
+    }
+}
+
+/// `Clone::clone(&msg.field)`, spanned on the argument's type so that a
+/// missing `Clone` is reported there.
+fn clone_field(message: &Ident, name: &Ident, ty: &Type) -> TokenStream {
+    quote_spanned!(ty.span()=> <#ty as ::core::clone::Clone>::clone(&#message.#name))
+}

@@ -1,0 +1,82 @@
+//! What actors and messages are: [`Actor`], [`Fate`], [`Recipient`], [`ActorTrait`].
+
+use compact::Compact;
+
+use crate::id::TypedID;
+use crate::system::ClassSetup;
+use crate::world::World;
+
+/// An actor class: a `Compact` struct whose instances live densely in one
+/// instance store and are reached through their typed ID.
+///
+/// Implementing it by hand (the `#[kay::actor]` macro generates the same):
+/// ```
+/// use kay::{Actor, ClassSetup, Compact, Fate, TypedID, World};
+///
+/// kay::typed_id!(pub MoverID);
+///
+/// #[derive(Compact, Clone)]
+/// pub struct Mover { id: MoverID, x: f32 }
+///
+/// #[derive(Compact, Clone)]
+/// pub struct Tick { dt: f32 }
+///
+/// impl Actor for Mover {
+///     type ID = MoverID;
+///     fn id(&self) -> MoverID { self.id }
+///     fn setup(class: &mut ClassSetup<Self>) {
+///         class.handler(|m: &mut Mover, tick: &Tick, _: &mut World| { m.x += tick.dt; Fate::Live });
+///     }
+/// }
+/// ```
+pub trait Actor: Compact + 'static {
+    /// The typed ID of this class.
+    type ID: TypedID;
+
+    /// This instance's ID (the runtime reads it to keep its index up to date).
+    fn id(&self) -> Self::ID;
+
+    /// Installs the class's handlers and spawners; called by
+    /// [`ActorSystem::register`](crate::ActorSystem::register).
+    fn setup(class: &mut ClassSetup<Self>) {
+        let _ = class;
+    }
+}
+
+/// Whether an actor lives on after handling a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Fate {
+    /// Keep the actor.
+    #[default]
+    Live,
+    /// Remove the actor after the handler returns.
+    Die,
+}
+
+impl From<()> for Fate {
+    fn from(_: ()) -> Self {
+        Fate::Live
+    }
+}
+
+/// Anything that can be sent: a `Compact` value. Messages are compacted into
+/// the recipient's inbox and handed to handlers by reference, in place.
+pub trait Message: Compact + 'static {}
+
+impl<T: Compact + 'static> Message for T {}
+
+/// The macro-free way to handle a message type: implement it, then register
+/// it with [`ClassSetup::recipient`]. Handlers registered this way and as
+/// closures cost the same.
+pub trait Recipient<M: Message>: Actor {
+    /// Handles one message.
+    fn receive(&mut self, msg: &M, world: &mut World) -> Fate;
+}
+
+/// Marks an actor trait: a set of messages that several classes handle, with
+/// an ID type that names the concrete class at run time. Declare the trait's
+/// ID with [`typed_id!`](crate::typed_id) and a marker type implementing this.
+pub trait ActorTrait: 'static {
+    /// The trait's typed ID.
+    type ID: TypedID;
+}

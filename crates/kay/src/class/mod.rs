@@ -1,0 +1,270 @@
+//! One actor class inside the system: its instance store, its inbox and its
+//! handler table, and the dispatch from inbox records to handlers.
+//!
+//! A record in an inbox is a 16-byte header — message id (`u16`), padding,
+//! recipient [`RawID`] — followed by the message in compact form.
+
+pub(crate) mod handlers;
+pub(crate) mod store;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
+use crate::inbox::Inbox;
+use crate::world::World;
+
+pub(crate) use handlers::Handler;
+pub use handlers::HandlerKind;
+
+/// Bytes before the message in an inbox record.
+pub(crate) const RECORD_HEADER: usize = 16;
+
+/// The header of an inbox record, in front of the compact message. Records
+/// never leave the process, so it is stored in native layout.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct RecordHeader {
+    message: MessageId,
+    _padding: [u16; 3],
+    recipient: RawID,
+}
+
+const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER);
+
+/// Writes a record header.
+#[inline]
+pub(crate) fn write_header(buf: &mut [u8], message: MessageId, recipient: RawID) {
+    assert!(buf.len() >= RECORD_HEADER && buf.as_ptr().cast::<RecordHeader>().is_aligned());
+    let header = RecordHeader {
+        message,
+        _padding: [0; 3],
+        recipient,
+    };
+    // SAFETY: checked above: the buffer is long enough and aligned.
+    unsafe { buf.as_mut_ptr().cast::<RecordHeader>().write(header) };
+}
+
+/// Reads a record header.
+#[inline]
+pub(crate) fn read_header(record: &[u8]) -> (MessageId, RawID) {
+    assert!(record.len() >= RECORD_HEADER && record.as_ptr().cast::<RecordHeader>().is_aligned());
+    // SAFETY: checked above; every record starts with a header written by
+    // `write_header`, and any bytes are valid for its plain integer fields.
+    let header = unsafe { record.as_ptr().cast::<RecordHeader>().read() };
+    (header.message, header.recipient)
+}
+
+/// A dense number for a message type, given when a handler for it is registered.
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct MessageId(pub(crate) u16);
+
+/// The parts of a class that senders on any thread use: its inbox and the
+/// allocator of instance IDs for spawning.
+pub(crate) struct ClassShared {
+    pub(crate) name: &'static str,
+    pub(crate) type_id: ShortTypeId,
+    pub(crate) inbox: Inbox,
+    next_instance: AtomicU32,
+    free_len: AtomicUsize,
+    free: Mutex<Vec<RawID>>,
+}
+
+impl ClassShared {
+    pub(crate) fn new(name: &'static str, type_id: ShortTypeId, inbox_chunk: usize) -> Self {
+        ClassShared {
+            name,
+            type_id,
+            inbox: Inbox::new(inbox_chunk),
+            next_instance: AtomicU32::new(0),
+            free_len: AtomicUsize::new(0),
+            free: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// An ID for a new instance: a reused number with a newer version, or a fresh one.
+    #[inline]
+    pub(crate) fn allocate(&self, machine: MachineID) -> RawID {
+        if self.free_len.load(Ordering::Relaxed) > 0 {
+            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(id) = free.pop() {
+                self.free_len.store(free.len(), Ordering::Relaxed);
+                return id;
+            }
+        }
+        let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
+        assert!(
+            instance <= MAX_INSTANCE,
+            "{}: more than {MAX_INSTANCE} instances spawned",
+            self.name
+        );
+        RawID::new(self.type_id, instance, machine, 0)
+    }
+
+    /// Makes the number of a dead instance available again, with the next version.
+    pub(crate) fn release(&self, id: RawID) {
+        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        free.push(RawID {
+            version: id.version.wrapping_add(1),
+            ..id
+        });
+        self.free_len.store(free.len(), Ordering::Relaxed);
+    }
+}
+
+/// Counters of one class.
+#[derive(Default)]
+pub(crate) struct ClassCounters {
+    /// Messages handled, by message id.
+    pub(crate) handled: Vec<u64>,
+    /// Records whose recipient did not exist.
+    pub(crate) no_recipient: u64,
+    /// Records of a message type the class has no handler for.
+    pub(crate) no_handler: u64,
+}
+
+/// A class as the system owns it.
+pub(crate) struct Class {
+    pub(crate) shared: Arc<ClassShared>,
+    pub(crate) store: Box<dyn handlers::AnyStore>,
+    pub(crate) handlers: Vec<Option<Handler>>,
+    pub(crate) counters: ClassCounters,
+    pub(crate) died: Vec<RawID>,
+}
+
+/// Records handled together: their index entries and slots are prefetched
+/// first, so that the cache misses of a batch overlap instead of queueing.
+const BATCH: usize = 64;
+
+impl Class {
+    /// Handles the records waiting in the inbox up to `until`; returns how many.
+    pub(crate) fn handle_inbox(
+        &mut self,
+        until: crate::inbox::Position,
+        world: &mut World,
+    ) -> usize {
+        let Class {
+            shared,
+            store,
+            handlers,
+            counters,
+            died,
+        } = self;
+        let mut batch = Batch::new();
+        // SAFETY: the system drains each inbox from one thread at a time (the
+        // thread that owns the system); record slices stay valid until the
+        // next `reclaim`, which runs only after this cycle.
+        let count = unsafe {
+            shared.inbox.drain_to(until, |record| {
+                if batch.push(record) {
+                    handle_batch(batch.records(), store, handlers, counters, died, world);
+                    batch.clear();
+                }
+            })
+        };
+        handle_batch(batch.records(), store, handlers, counters, died, world);
+        for id in died.drain(..) {
+            shared.release(id);
+        }
+        count
+    }
+}
+
+/// Up to `BATCH` records, gathered without initializing the rest.
+struct Batch<'a> {
+    records: [std::mem::MaybeUninit<&'a [u8]>; BATCH],
+    len: usize,
+}
+
+impl<'a> Batch<'a> {
+    fn new() -> Self {
+        Batch {
+            records: [const { std::mem::MaybeUninit::uninit() }; BATCH],
+            len: 0,
+        }
+    }
+
+    /// Adds a record; returns whether the batch is full.
+    #[inline]
+    fn push(&mut self, record: &[u8]) -> bool {
+        // SAFETY: the record stays valid until the inbox's next `reclaim`
+        // (see `handle_inbox`), which outlives the batch.
+        let record = unsafe { std::slice::from_raw_parts(record.as_ptr(), record.len()) };
+        self.records[self.len].write(record);
+        self.len += 1;
+        self.len == BATCH
+    }
+
+    #[inline]
+    fn records(&self) -> &[&'a [u8]] {
+        // SAFETY: the first `len` entries were written by `push`.
+        unsafe { std::slice::from_raw_parts(self.records.as_ptr().cast(), self.len) }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+fn handle_batch(
+    records: &[&[u8]],
+    store: &mut Box<dyn handlers::AnyStore>,
+    handlers: &[Option<Handler>],
+    counters: &mut ClassCounters,
+    died: &mut Vec<RawID>,
+    world: &mut World,
+) {
+    // Software pipeline: while record `i` is handled, the instance of
+    // record `i + SLOT_AHEAD` and the index entry of record `i + INDEX_AHEAD`
+    // are on their way into the cache, so independent misses overlap.
+    const INDEX_AHEAD: usize = 16;
+    const SLOT_AHEAD: usize = 8;
+    let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
+        if let Some(record) = records.get(at) {
+            let (_, recipient) = read_header(record);
+            if !recipient.is_broadcast() {
+                store.prefetch_index(recipient.instance);
+            }
+        }
+    };
+    let prefetch_instance = |store: &dyn handlers::AnyStore, at: usize| {
+        if let Some(record) = records.get(at) {
+            let (_, recipient) = read_header(record);
+            if !recipient.is_broadcast() {
+                store.prefetch_instance(recipient);
+            }
+        }
+    };
+    if records.len() > 1 {
+        (0..INDEX_AHEAD).for_each(|at| prefetch_index(&**store, at));
+        (0..SLOT_AHEAD).for_each(|at| prefetch_instance(&**store, at));
+    }
+    for (at, record) in records.iter().enumerate() {
+        if records.len() > 1 {
+            prefetch_index(&**store, at + INDEX_AHEAD);
+            prefetch_instance(&**store, at + SLOT_AHEAD);
+        }
+        let (message, recipient) = read_header(record);
+        let payload = record[RECORD_HEADER..].as_ptr();
+        let store_ptr = store.as_ptr();
+        let Some(Some(handler)) = handlers.get(message.0 as usize) else {
+            counters.no_handler += 1;
+            continue;
+        };
+        // SAFETY: the record was written by `World::send` for this message
+        // id, so the payload is a compact value of the handler's message
+        // type; `store_ptr` is this class's store, of the handler's actor type.
+        let delivered = unsafe { handler.call(store_ptr, recipient, payload, world, died) };
+        if !delivered {
+            counters.no_recipient += 1;
+            continue;
+        }
+        let at = message.0 as usize;
+        if counters.handled.len() <= at {
+            counters.handled.resize(at + 1, 0);
+        }
+        counters.handled[at] += 1;
+    }
+}

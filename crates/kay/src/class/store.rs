@@ -1,0 +1,381 @@
+//! The instance store: every instance of one actor class, densely in chunks.
+//!
+//! Instances sit in *bins*, each a `chunky::Arena` of equal-sized slots: the
+//! *exact* bin holds instances without a dynamic part in slots of exactly
+//! their static size; *sized* bins hold instances with dynamic parts in slots
+//! of a power-of-two size. Each bin is kept dense: removing an instance moves
+//! the bin's last instance into the hole, so a broadcast is a linear scan.
+//!
+//! The *index* maps an instance number to its bin, slot and version; it is
+//! the only per-instance overhead (8 bytes) besides the slot's rounding.
+//!
+//! Moving an instance between slots always goes through `Compact::compact`
+//! (a plain copy for classes without dynamic parts), because compact
+//! containers point into their own slot.
+
+use std::marker::PhantomData;
+
+use chunky::{Arena, ChunkSize, SlotIndex, Storage};
+use compact::static_size_bytes;
+
+use crate::actor::{Actor, Fate};
+use crate::id::{RawID, TypedID};
+
+/// Where an instance lives, by instance number.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Location {
+    slot: u32,
+    bin: u8,
+    version: u8,
+}
+
+const NO_BIN: u8 = u8::MAX;
+const EXACT: u8 = 0;
+const VACANT: Location = Location {
+    slot: 0,
+    bin: NO_BIN,
+    version: 0,
+};
+
+/// The default chunk size of a bin.
+const BIN_CHUNK: usize = 1 << 20;
+
+/// All instances of actor class `A`.
+pub(crate) struct InstanceStore<A: Actor> {
+    storage: Storage,
+    ident: String,
+    /// Bin 0 is exact; bin `k > 0` holds slots of `1 << (k + 2)` bytes.
+    bins: Vec<Option<Arena>>,
+    index: Vec<Location>,
+    len: usize,
+    _actor: PhantomData<A>,
+}
+
+/// What happened to a message for one instance.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Delivery {
+    /// Handled; the actor lives on.
+    Handled,
+    /// Handled; the actor died and was removed (its instance number is returned).
+    Died,
+    /// No such instance (dead, never spawned, or a stale version).
+    NoRecipient,
+}
+
+impl<A: Actor> InstanceStore<A> {
+    pub(crate) fn new(storage: Storage, ident: String) -> Self {
+        InstanceStore {
+            storage,
+            ident,
+            bins: Vec::new(),
+            index: Vec::new(),
+            len: 0,
+            _actor: PhantomData,
+        }
+    }
+
+    /// The number of live instances.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn bin_for(total_size: usize) -> (u8, usize) {
+        let exact = static_size_bytes::<A>().max(8);
+        if total_size <= exact {
+            (EXACT, exact)
+        } else {
+            let slot = total_size.next_power_of_two().max(16);
+            ((slot.trailing_zeros() - 2) as u8, slot)
+        }
+    }
+
+    fn arena(&mut self, bin: u8) -> &mut Arena {
+        let (_, slot_size) = if bin == EXACT {
+            Self::bin_for(0)
+        } else {
+            (bin, 1usize << (bin + 2))
+        };
+        if self.bins.len() <= bin as usize {
+            self.bins.resize_with(bin as usize + 1, || None);
+        }
+        let (storage, ident) = (&self.storage, &self.ident);
+        self.bins[bin as usize].get_or_insert_with(|| {
+            let chunk = ChunkSize::new(BIN_CHUNK.max(slot_size.next_power_of_two()))
+                .expect("actor slot sizes stay below chunky's maximum chunk size");
+            Arena::open(storage, &format!("{ident}_bin{bin}"), slot_size, chunk)
+                .unwrap_or_else(|e| panic!("cannot create an instance store bin: {e}"))
+        })
+    }
+
+    fn slot_ptr(&self, location: Location) -> *mut A {
+        let arena = self.bins[location.bin as usize]
+            .as_ref()
+            .expect("bin of a live instance");
+        arena
+            .slot_ptr(SlotIndex::new(location.slot))
+            .as_ptr()
+            .cast()
+    }
+
+    fn locate(&self, id: RawID) -> Option<Location> {
+        let location = *self.index.get(id.instance as usize)?;
+        (location.bin != NO_BIN && location.version == id.version).then_some(location)
+    }
+
+    /// Starts loading the index entry of `instance` into the cache.
+    #[inline]
+    pub(crate) fn prefetch_index(&self, instance: u32) {
+        if let Some(location) = self.index.get(instance as usize) {
+            crate::prefetch::read(location);
+        }
+    }
+
+    /// Starts loading instance `id` into the cache (if it exists).
+    #[inline]
+    pub(crate) fn prefetch_instance(&self, id: RawID) {
+        if let Some(location) = self.locate(id) {
+            crate::prefetch::read(self.slot_ptr(location));
+        }
+    }
+
+    /// Compacts `value` into a new slot of the right bin; returns its location.
+    fn place(&mut self, value: A) -> Location {
+        let (bin, _) = Self::bin_for(value.total_size_bytes());
+        let arena = self.arena(bin);
+        let slot = arena
+            .push()
+            .unwrap_or_else(|e| panic!("cannot grow the instance store: {e}"));
+        let dest = arena.slot_ptr(slot).as_ptr();
+        let mut value = std::mem::ManuallyDrop::new(value);
+        // SAFETY: the slot is aligned (chunks are page-aligned, slot sizes are
+        // multiples of 8 and actors have an alignment of at most 8, checked
+        // at registration) and holds `total_size_bytes()` bytes; `value` is
+        // moved in and never dropped here.
+        unsafe { A::compact(&mut *value, dest.cast(), dest.add(static_size_bytes::<A>())) };
+        Location {
+            slot: slot.get(),
+            bin,
+            version: 0,
+        }
+    }
+
+    /// Adds instance `id` (replacing a previous occupant of its number).
+    pub(crate) fn insert(&mut self, id: RawID, value: A) {
+        if self.locate_any(id.instance).is_some() {
+            self.remove(id.instance, true);
+        }
+        let mut location = self.place(value);
+        location.version = id.version;
+        let at = id.instance as usize;
+        if self.index.len() <= at {
+            self.index.resize(at + 1, VACANT);
+        }
+        self.index[at] = location;
+        self.len += 1;
+    }
+
+    fn locate_any(&self, instance: u32) -> Option<Location> {
+        self.index
+            .get(instance as usize)
+            .copied()
+            .filter(|l| l.bin != NO_BIN)
+    }
+
+    /// Removes instance number `instance`, dropping it if `drop` (else it was
+    /// moved out), and moves its bin's last instance into the hole. Returns
+    /// the slot the moved instance came from (`None` if the hole was last).
+    ///
+    /// The last instance must be compact (it fits its slot): outside a
+    /// handler every instance is, and handlers' spills are re-compacted
+    /// right after the handler.
+    fn remove(&mut self, instance: u32, drop: bool) -> Option<usize> {
+        let location = self.locate_any(instance).expect("removing a live instance");
+        let hole = self.slot_ptr(location);
+        if drop {
+            // SAFETY: the slot holds a live, valid instance that is dropped once
+            // and then overwritten or freed.
+            unsafe { std::ptr::drop_in_place(hole) };
+        }
+        self.index[instance as usize] = VACANT;
+        self.len -= 1;
+        let arena = self.bins[location.bin as usize]
+            .as_mut()
+            .expect("bin of a live instance");
+        let last = SlotIndex::new(arena.slot_count() as u32 - 1);
+        let mut moved_from = None;
+        if last.get() != location.slot {
+            let from = arena.slot_ptr(last).as_ptr().cast::<A>();
+            // SAFETY: `from` holds a live, compact instance (see above), `hole`
+            // is a distinct slot of the same size whose occupant was dropped or
+            // moved out, so the moved instance's dynamic part fits behind its
+            // static part there.
+            let moved = unsafe {
+                debug_assert!((*from).is_still_compact());
+                A::compact(from, hole, hole.cast::<u8>().add(static_size_bytes::<A>()));
+                (*hole).id().as_raw().instance
+            };
+            self.index[moved as usize].slot = location.slot;
+            moved_from = Some(last.get() as usize);
+        }
+        arena.free(last);
+        moved_from
+    }
+
+    /// Moves instance `instance`, which spilled to the heap in a handler,
+    /// into a new slot that fits it, and fills its old slot with the last of
+    /// its bin. Returns where that last instance came from (see `remove`).
+    fn recompact(&mut self, instance: u32) -> Option<usize> {
+        let old = self
+            .locate_any(instance)
+            .expect("re-compacting a live instance");
+        let from = self.slot_ptr(old);
+        // SAFETY: `from` holds a live instance.
+        let total = unsafe { (*from).total_size_bytes() };
+        let (bin, _) = Self::bin_for(total);
+        let arena = self.arena(bin);
+        let slot = arena
+            .push()
+            .unwrap_or_else(|e| panic!("cannot grow the instance store: {e}"));
+        let dest = arena.slot_ptr(slot).as_ptr();
+        // SAFETY: `dest` is a fresh slot large enough for the whole instance,
+        // disjoint from the old slot (whose compact parts stay alive until it
+        // is freed by `remove` below) and from the instance's heap parts.
+        unsafe { A::compact(from, dest.cast(), dest.add(static_size_bytes::<A>())) };
+        // The old slot's occupant was moved out: free it without dropping.
+        let moved_from = self.remove(instance, false);
+        // If the new slot was its bin's last, `remove` moved it into the hole.
+        let slot = match moved_from {
+            Some(from) if bin == old.bin && from == slot.get() as usize => old.slot,
+            _ => slot.get(),
+        };
+        self.index[instance as usize] = Location {
+            slot,
+            bin,
+            version: old.version,
+        };
+        self.len += 1;
+        moved_from
+    }
+
+    fn bin_len(&self, bin: u8) -> usize {
+        self.bins[bin as usize]
+            .as_ref()
+            .map_or(0, Arena::slot_count)
+    }
+
+    /// Runs `handler` on instance `id`, then removes it if it died or
+    /// re-compacts it if it spilled.
+    #[inline]
+    pub(crate) fn deliver(&mut self, id: RawID, handler: impl FnOnce(&mut A) -> Fate) -> Delivery {
+        let Some(location) = self.locate(id) else {
+            return Delivery::NoRecipient;
+        };
+        let ptr = self.slot_ptr(location);
+        // SAFETY: `ptr` points at a live instance in a slot that nothing else
+        // borrows while the handler runs (handlers reach other actors only by
+        // messages).
+        let fate = handler(unsafe { &mut *ptr });
+        if fate == Fate::Die {
+            self.remove(id.instance, true);
+            return Delivery::Died;
+        }
+        // SAFETY: as above; the handler has returned.
+        if !A::IS_STATIC && !unsafe { (*ptr).is_still_compact() } {
+            self.recompact(id.instance);
+        }
+        Delivery::Handled
+    }
+
+    /// Runs `handler` on every instance (each exactly once, also when some
+    /// die or spill during the scan); pushes the IDs of those that died.
+    ///
+    /// Each bin is scanned up to its length at the start. A death or a
+    /// re-compaction at position `q` fills `q` with the bin's last instance:
+    /// if that one lay inside the unscanned range it is visited next (and the
+    /// range shrinks); if it lay beyond (an instance re-compacted into this
+    /// bin during this scan, already visited) the scan moves on.
+    pub(crate) fn broadcast(
+        &mut self,
+        mut handler: impl FnMut(&mut A) -> Fate,
+        died: &mut Vec<RawID>,
+    ) {
+        let ends: Vec<usize> = (0..self.bins.len())
+            .map(|b| self.bin_len(b as u8))
+            .collect();
+        for (bin, mut end) in ends.into_iter().enumerate() {
+            let mut at = 0;
+            while at < end {
+                let arena = self.bins[bin]
+                    .as_ref()
+                    .expect("bins below len with slots exist");
+                let (run, run_len) = arena.run_at(SlotIndex::new(at as u32), end);
+                let slot_size = arena.slot_size();
+                let mut event = None;
+                for k in 0..run_len {
+                    // SAFETY: slot `at + k` lies in this run of live slots.
+                    let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
+                    let fate = handler(actor);
+                    if fate == Fate::Die || (!A::IS_STATIC && !actor.is_still_compact()) {
+                        event = Some((k, fate, actor.id().as_raw()));
+                        break;
+                    }
+                }
+                let Some((k, fate, id)) = event else {
+                    at += run_len;
+                    continue;
+                };
+                let q = at + k;
+                let moved_from = if fate == Fate::Die {
+                    died.push(id);
+                    self.remove(id.instance, true)
+                } else {
+                    self.recompact(id.instance)
+                };
+                (at, end) = match moved_from {
+                    // `q` was the last slot: the bin now ends there.
+                    None => (q, end.min(q)),
+                    // An already visited instance moved into `q`.
+                    Some(from) if from >= end => (q + 1, end),
+                    // The last unvisited instance moved into `q`: visit it next.
+                    Some(_) => (q, end - 1),
+                };
+            }
+        }
+    }
+
+    /// Visits every live instance (no particular order).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&A)) {
+        for arena in self.bins.iter().flatten() {
+            for slot in arena.indices() {
+                // SAFETY: slots below `slot_count` hold live instances.
+                f(unsafe { &*arena.slot_ptr(slot).as_ptr().cast::<A>() });
+            }
+        }
+    }
+
+    /// Bytes of slots in use (for statistics).
+    pub(crate) fn slot_bytes(&self) -> usize {
+        self.bins
+            .iter()
+            .flatten()
+            .map(|a| a.slot_count() * a.slot_size())
+            .sum()
+    }
+}
+
+impl<A: Actor> Drop for InstanceStore<A> {
+    fn drop(&mut self) {
+        for arena in self.bins.iter().flatten() {
+            for slot in arena.indices() {
+                // SAFETY: every slot below `slot_count` holds a live instance,
+                // dropped exactly once here.
+                unsafe { std::ptr::drop_in_place(arena.slot_ptr(slot).as_ptr().cast::<A>()) };
+            }
+        }
+        for arena in self.bins.drain(..).flatten() {
+            // Heap-backed bins are freed with the storage anyway; errors here
+            // only mean files could not be removed.
+            let _ = arena.destroy();
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! [`External<T>`]: state that is neither compacted nor persisted.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicPtr, Ordering};
+
+use compact::{Compact, ValidationError, Validator};
+
+/// A value that lives outside the compact world (a file handle, a GPU
+/// buffer): the actor holds only a pointer to it. It is never compacted,
+/// persisted or sent: bytes claiming to hold one are refused by validation.
+///
+/// It has exactly one owner. `clone()` *moves* the value into the clone (so
+/// actor structs deriving `Clone` keep working); using the original
+/// afterwards panics with a clear message instead of sharing the value.
+///
+/// ```
+/// use kay::External;
+/// let file = External::new(String::from("handle"));
+/// let moved = file.clone();
+/// assert_eq!(moved.len(), 6);
+/// assert!(std::panic::catch_unwind(|| file.len()).is_err());
+/// ```
+pub struct External<T> {
+    ptr: AtomicPtr<T>,
+}
+
+impl<T> External<T> {
+    /// Moves `value` to the heap under this handle.
+    pub fn new(value: T) -> Self {
+        External {
+            ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
+        }
+    }
+
+    fn live(&self) -> *mut T {
+        let ptr = self.ptr.load(Ordering::Acquire);
+        assert!(
+            !ptr.is_null(),
+            "External<{}> used after its value moved to a clone: an External has exactly one owner",
+            std::any::type_name::<T>()
+        );
+        ptr
+    }
+
+    /// Takes the value out.
+    ///
+    /// # Panics
+    /// If it already moved to a clone.
+    pub fn into_inner(self) -> T {
+        let ptr = self.live();
+        self.ptr.store(std::ptr::null_mut(), Ordering::Release);
+        // SAFETY: `ptr` came from `Box::into_raw` and is owned by this handle,
+        // which no longer points at it.
+        *unsafe { Box::from_raw(ptr) }
+    }
+}
+
+impl<T> Deref for External<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: a non-null pointer is the live box this handle owns.
+        unsafe { &*self.live() }
+    }
+}
+
+impl<T> DerefMut for External<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`, borrowed mutably through `&mut self`.
+        unsafe { &mut *self.live() }
+    }
+}
+
+impl<T> Clone for External<T> {
+    /// Moves the value into the returned handle; the original becomes empty.
+    fn clone(&self) -> Self {
+        let ptr = self.live();
+        self.ptr.store(std::ptr::null_mut(), Ordering::Release);
+        External {
+            ptr: AtomicPtr::new(ptr),
+        }
+    }
+}
+
+impl<T> Drop for External<T> {
+    fn drop(&mut self) {
+        let ptr = *self.ptr.get_mut();
+        if !ptr.is_null() {
+            // SAFETY: the live box this handle owns, freed once.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for External<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ptr = self.ptr.load(Ordering::Acquire);
+        if ptr.is_null() {
+            f.write_str("External(<moved>)")
+        } else {
+            // SAFETY: the live box this handle owns.
+            f.debug_tuple("External").field(unsafe { &*ptr }).finish()
+        }
+    }
+}
+
+// SAFETY: only the pointer is part of the compact value; moving it moves
+// ownership. It has no dynamic part, and validation refuses it because a
+// pointer from another process or file is meaningless.
+unsafe impl<T: 'static> Compact for External<T> {
+    fn is_still_compact(&self) -> bool {
+        true
+    }
+    fn dynamic_size_bytes(&self) -> usize {
+        0
+    }
+    unsafe fn compact(source: *mut Self, dest: *mut Self, _: *mut u8) {
+        // SAFETY: equal or disjoint valid pointers (caller); a bitwise move.
+        unsafe { std::ptr::copy(source, dest, 1) }
+    }
+    unsafe fn decompact(source: *const Self) -> Self {
+        // SAFETY: a bitwise move out of a valid value (caller).
+        unsafe { std::ptr::read(source) }
+    }
+    unsafe fn validate(_: *mut Self, _: &mut Validator<'_>) -> Result<(), ValidationError> {
+        Err(ValidationError::Unsupported {
+            type_name: std::any::type_name::<Self>(),
+            hint: "External state stays in its process: it is never sent or persisted",
+        })
+    }
+}

@@ -1,0 +1,651 @@
+//! The inbox of an actor class: an unbounded, multi-writer, single-reader,
+//! lock-free queue of variable-size byte records, stored back to back in
+//! chunks of memory.
+//!
+//! Writers are actor handlers on any thread ([`Inbox::push_with`], `&self`).
+//! The reader is the class's owner, which [drains](Inbox::drain) the inbox
+//! once per message cycle: it gets every record published before the drain
+//! began; records pushed meanwhile (also by its own callback) wait for the
+//! next drain. Records of one sender keep their order. Between cycles, when
+//! nothing pushes or drains, [`Inbox::reclaim`] recycles finished chunks.
+//!
+//! # Layout
+//!
+//! A singly linked list of chunks (the `chunk` module has the record format):
+//!
+//! ```text
+//!  oldest ──> ... ──> reader's chunk ──> ... ──> tail ──> pooled ──> pooled ──> null
+//!  (read, awaiting       (read position:              (writers reserve     (empty, zeroed,
+//!   reclaim)              chunk + offset)               here)                ready for writers)
+//! ```
+//!
+//! Every chunk before `tail` is *closed*: its cursor is past its capacity, so
+//! every byte below the capacity belongs to some reservation, and nothing new
+//! is ever reserved in it.
+//!
+//! # Protocol
+//!
+//! **Push** (any thread, `&self`):
+//!
+//! 1. `c = tail.load(Acquire)` (Acquire: see the chunk's initialisation).
+//! 2. `start = c.cursor.fetch_add(size, Relaxed)`, with `size` = 8-byte
+//!    header + payload rounded up to 8. The cursor's modification order
+//!    hands every writer a disjoint range.
+//! 3. *Fast path*, `start + size <= c.cap`: write the payload into the
+//!    (zeroed) range, then `header.store(len << 2 | 1, Release)`. Done: one
+//!    RMW and one Release store.
+//! 4. *Slow path*, the record does not fit: `c` is now closed. If `start <
+//!    c.cap`, store `END_OF_CHUNK` in the header at `start` (that range is
+//!    ours, and `start + 8 <= cap` since both are multiples of 8).
+//! 5. `n = c.next.load(Acquire)`; if null, allocate a chunk with room for the
+//!    record (or reuse our spare) and `CAS(c.next, null -> new, AcqRel)`; if
+//!    another writer won, keep ours as spare and use the winner.
+//! 6. `CAS(tail, c -> n, AcqRel)`. Whether it succeeds or fails (someone
+//!    else advanced it), `tail` is now at or past `n`; continue with the
+//!    value it holds and go to 2. Free the spare once the record is placed.
+//!
+//! The tail only moves from a chunk to that chunk's `next`, and only after a
+//! writer closed the chunk (steps 4–6), so a chunk is never left half-full
+//! behind the tail. A writer whose closure panics stores an *abandoned*
+//! header instead, so the reader never stalls on it. A record bigger than
+//! the next chunk (say, a pooled one) closes it without using it and moves
+//! on to a chunk allocated for its size; subsequent records fill the rest of
+//! that bigger chunk. A push from inside another push's `write` is fine: it
+//! reserves after the outer record, which the reader waits for.
+//!
+//! **Drain** (the single reader):
+//!
+//! 1. Snapshot: `t = tail.load(Acquire)`, `end = min(t.cursor, t.cap)`. Any
+//!    push that happens-before the drain reserved below `end` in `t` or in a
+//!    chunk before `t` (coherence on `tail` and `cursor`); any push that
+//!    starts after it (e.g. from the drain's callback) reserves at or past
+//!    `end` in `t`, or in a chunk after `t`.
+//! 2. From the read position, load each header with `Acquire` (which
+//!    synchronises with the writer's Release, making its payload visible):
+//!    a record is handed to the callback; an abandoned record is skipped; a
+//!    `0` header is reserved but not yet published: stop, and resume there
+//!    next time (this keeps FIFO order).
+//! 3. At `END_OF_CHUNK` or at the capacity: if the chunk is `t`, stop (what
+//!    follows was pushed after the snapshot); else move to `c.next`, which
+//!    is non-null because the tail only passed `c` after a writer saw
+//!    `c.next` set (the Release/Acquire chain on `tail` carries it here).
+//! 4. In `t`, stop at `end`.
+//! 5. Publish the read position (`addr`, then `chunk`, Release) for
+//!    [`Inbox::len`] and [`Inbox::is_empty`]; this also happens if the
+//!    callback panics (the record it got counts as handed out).
+//!
+//! The reader never frees anything: a slow writer may still hold a stale
+//! `tail` pointer to a chunk the reader has finished.
+//!
+//! **Reclaim** (no push, drain, `len` or `is_empty` in progress): the chunks
+//! from `oldest` up to (excluding) the reader's chunk are finished. Up to
+//! [`POOL_CHUNKS`] default-size ones are reset (used bytes zeroed, cursor 0,
+//! `next` null) and appended after the last chunk of the list, where writers
+//! find them in step 5 without allocating; the rest are freed. No ABA: a
+//! chunk's memory is only reused here, when no thread holds a pointer to it.
+//!
+//! Memory comes from a private [`chunky::Storage::heap`]; allocating a chunk
+//! goes through chunky's storage (a mutex and the global allocator), which
+//! happens only when a chunk fills and the pool is empty.
+
+mod chunk;
+
+use std::fmt;
+use std::mem;
+use std::ops::Deref;
+use std::ptr::{self, NonNull};
+
+use self::chunk::{
+    Chunk, ChunkSource, END_OF_CHUNK, Slot, abandoned_word, record_size, record_word,
+};
+#[cfg(debug_assertions)]
+use crate::sync::AtomicBool;
+use crate::sync::{
+    AtomicPtr, AtomicU64, AtomicUsize,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+    spin_loop,
+};
+
+pub use self::chunk::MAX_RECORD_SIZE;
+
+/// The smallest chunk size [`Inbox::new`] accepts.
+pub const MIN_CHUNK_SIZE: usize = 64;
+
+/// How many finished default-size chunks [`Inbox::reclaim`] keeps for reuse.
+pub const POOL_CHUNKS: usize = 4;
+
+/// The end of what was published in an inbox at some moment (see
+/// [`Inbox::snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Position {
+    tail: *mut Chunk,
+    end: usize,
+}
+
+// SAFETY: a position is only compared and read back by the inbox that made
+// it; the pointer is never dereferenced without the inbox's own guarantees.
+unsafe impl Send for Position {}
+
+/// An unbounded, multi-writer, single-reader, lock-free queue of byte
+/// records; see the module docs (`inbox/mod.rs`) for the protocol.
+///
+/// `Send + Sync`: all shared state is atomic; the raw chunk pointers inside
+/// are only dereferenced under the protocol above.
+pub struct Inbox {
+    /// The chunk writers reserve in. Read by every push, written rarely.
+    tail: CachePadded<AtomicPtr<Chunk>>,
+    /// The reader's side.
+    read: CachePadded<ReadPosition>,
+    chunks: ChunkSource,
+    /// Catches a drain started from inside a drain's callback.
+    #[cfg(debug_assertions)]
+    draining: AtomicBool,
+}
+
+/// The reader's position, and where the finished chunks begin.
+struct ReadPosition {
+    /// The chunk the reader is in. Written by drains, read by anyone.
+    chunk: AtomicPtr<Chunk>,
+    /// The address of the next header to read in `chunk` (an address rather
+    /// than an offset, so that a reader of both fields can tell whether they
+    /// belong together: the address lies inside the chunk's memory).
+    addr: AtomicUsize,
+    /// The first chunk not yet reclaimed. Only `reclaim` and drop use it.
+    oldest: AtomicPtr<Chunk>,
+}
+
+/// Keeps its value on its own cache lines, away from unrelated writes.
+#[repr(align(128))]
+struct CachePadded<T>(T);
+
+impl<T> Deref for CachePadded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl Inbox {
+    /// An empty inbox whose chunks hold `chunk_size` bytes (a power of two
+    /// from [`MIN_CHUNK_SIZE`] to 1 GiB). Records bigger than a chunk get a
+    /// dedicated larger chunk.
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_size` is not such a power of two, or the first chunk cannot
+    /// be allocated.
+    pub fn new(chunk_size: usize) -> Inbox {
+        assert!(
+            chunk_size.is_power_of_two()
+                && (MIN_CHUNK_SIZE..=MAX_RECORD_SIZE + chunk::HEADER).contains(&chunk_size),
+            "inbox chunk size {chunk_size} must be a power of two from {MIN_CHUNK_SIZE} to 1 GiB"
+        );
+        let chunks = ChunkSource::new(chunk_size);
+        let first = chunks.allocate(chunk_size);
+        // SAFETY: freshly allocated, alive until dropped by the inbox.
+        let addr = unsafe { first.as_ref() }.data_addr();
+        let first = first.as_ptr();
+        Inbox {
+            tail: CachePadded(AtomicPtr::new(first)),
+            read: CachePadded(ReadPosition {
+                chunk: AtomicPtr::new(first),
+                addr: AtomicUsize::new(addr),
+                oldest: AtomicPtr::new(first),
+            }),
+            chunks,
+            #[cfg(debug_assertions)]
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Appends one record of `size` bytes: reserves room for it (8-aligned,
+    /// padded to a multiple of 8), calls `write` with exactly `size` zeroed,
+    /// 8-aligned bytes to fill in, then publishes the record.
+    ///
+    /// Lock-free and callable from any number of threads at once. The
+    /// common case is one `fetch_add`, the writes, and one `Release` store;
+    /// only when a chunk is full does it link the next chunk (taken from the
+    /// pool, or allocated).
+    ///
+    /// `write` may itself push to this inbox: the inner record comes after
+    /// this one (the reader waits for this one to be published first). If
+    /// `write` panics, the record is dropped (skipped by the reader) and the
+    /// panic goes on.
+    ///
+    /// # Panics
+    ///
+    /// If `size` exceeds [`MAX_RECORD_SIZE`], or a needed chunk cannot be
+    /// allocated.
+    #[inline]
+    pub fn push_with(&self, size: usize, write: impl FnOnce(&mut [u8])) {
+        assert!(
+            size <= MAX_RECORD_SIZE,
+            "inbox record of {size} bytes exceeds the maximum of {MAX_RECORD_SIZE}"
+        );
+        let need = record_size(size);
+        let tail = self.tail.load(Acquire);
+        // SAFETY: `tail` always points to a live chunk: chunks are freed only
+        // by `reclaim` (never the tail or beyond) and drop.
+        let chunk = unsafe { &*tail };
+        let start = chunk.cursor.fetch_add(need, Relaxed);
+        if fits(start, need, chunk.cap()) {
+            // SAFETY: the fetch_add reserved [start, start + need) for us
+            // alone, and it lies within the capacity.
+            unsafe { publish(chunk, start, size, write) };
+        } else {
+            self.push_slow(tail, start, size, write);
+        }
+    }
+
+    /// Steps 4–6 of the push protocol: close the full chunk, move on, retry.
+    #[cold]
+    #[inline(never)]
+    fn push_slow(
+        &self,
+        mut tail: *mut Chunk,
+        mut start: usize,
+        size: usize,
+        write: impl FnOnce(&mut [u8]),
+    ) {
+        let need = record_size(size);
+        let mut spare = None;
+        let chunk = loop {
+            // SAFETY: `tail` was the tail at some point or linked from it:
+            // alive while pushes are in progress (see `push_with`).
+            let chunk = unsafe { &*tail };
+            if start < chunk.cap() {
+                // SAFETY: [start, cap) is part of our reservation, and start
+                // is a multiple of 8 below cap.
+                unsafe { chunk.header(start) }.store(END_OF_CHUNK, Release);
+            }
+            let next = self.next_chunk(chunk, need, &mut spare);
+            tail = match self.tail.compare_exchange(tail, next, AcqRel, Acquire) {
+                Ok(_) => next,
+                Err(moved_on) => moved_on,
+            };
+            // SAFETY: as above.
+            let chunk = unsafe { &*tail };
+            start = chunk.cursor.fetch_add(need, Relaxed);
+            if fits(start, need, chunk.cap()) {
+                break chunk;
+            }
+        };
+        if let Some(spare) = spare {
+            // SAFETY: the spare was never linked, so no one else knows it.
+            unsafe { self.chunks.free(spare) };
+        }
+        // SAFETY: reserved by the fetch_add that fit, within the capacity.
+        unsafe { publish(chunk, start, size, write) };
+    }
+
+    /// The chunk after `chunk`, linking one with room for `need` bytes
+    /// (`spare`, or a new one) if there is none yet.
+    fn next_chunk(
+        &self,
+        chunk: &Chunk,
+        need: usize,
+        spare: &mut Option<NonNull<Chunk>>,
+    ) -> *mut Chunk {
+        let next = chunk.next.load(Acquire);
+        if !next.is_null() {
+            return next;
+        }
+        let new = spare.take().unwrap_or_else(|| self.chunks.allocate(need));
+        match chunk
+            .next
+            .compare_exchange(ptr::null_mut(), new.as_ptr(), AcqRel, Acquire)
+        {
+            Ok(_) => new.as_ptr(),
+            Err(winner) => {
+                *spare = Some(new);
+                winner
+            }
+        }
+    }
+
+    /// Marks the end of what is published now: a later [`Inbox::drain_to`]
+    /// with this position hands out exactly the records published before
+    /// this call (and not yet drained). A message cycle snapshots every
+    /// inbox before handling any, so that messages sent during the cycle
+    /// wait for the next one.
+    pub fn snapshot(&self) -> Position {
+        let tail = self.tail.load(Acquire);
+        // SAFETY: the tail is always alive (see `push_with`).
+        let end = unsafe { &*tail }.reserved_end();
+        Position { tail, end }
+    }
+
+    /// [`Inbox::snapshot`] if any record waits before it, else `None`. For the
+    /// reader only (it compares with the reader's own position).
+    #[inline]
+    pub fn snapshot_if_pending(&self) -> Option<Position> {
+        let tail = self.tail.load(Acquire);
+        // SAFETY: the tail is always alive (see `push_with`).
+        let chunk = unsafe { &*tail };
+        let end = chunk.reserved_end();
+        let caught_up = self.read.chunk.load(Relaxed) == tail
+            && self.read.addr.load(Relaxed) >= chunk.data_addr() + end;
+        (!caught_up).then_some(Position { tail, end })
+    }
+
+    /// Hands each record published before this call to `f`, in order, and
+    /// returns how many it handed out.
+    ///
+    /// Records pushed while draining, also from inside `f`, are left for the
+    /// next drain. Stops early, keeping order, at a record that is reserved
+    /// but not yet published. Each slice is 8-aligned and as long as pushed.
+    /// If `f` panics, the records before and including the one it got count
+    /// as drained.
+    ///
+    /// # Safety
+    ///
+    /// No other drain of this inbox runs at the same time (on any thread, or
+    /// from inside `f`), and no `reclaim`; drains on different threads must
+    /// be ordered by synchronisation (a lock, a join, a channel).
+    pub unsafe fn drain(&self, f: impl FnMut(&[u8])) -> usize {
+        let until = self.snapshot();
+        // SAFETY: forwarded from the caller; the snapshot was just taken.
+        unsafe { self.drain_to(until, f) }
+    }
+
+    /// Like [`Inbox::drain`], but hands out only the records published
+    /// before `until` was taken with [`Inbox::snapshot`].
+    ///
+    /// The record slices stay valid (and unchanged) until the next
+    /// [`Inbox::reclaim`], also after `f` returns: the reader never frees
+    /// or reuses memory by itself.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Inbox::drain`]; also, `until` is a snapshot of this inbox,
+    /// and no `reclaim` ran since it was taken.
+    pub unsafe fn drain_to(&self, until: Position, mut f: impl FnMut(&[u8])) -> usize {
+        #[cfg(debug_assertions)]
+        let _draining = DrainingFlag::raise(&self.draining);
+        let Position {
+            tail,
+            end: tail_end,
+        } = until;
+        let mut at = Reading::start(&self.read);
+        let mut handed = 0;
+        loop {
+            // SAFETY: the reader's chunk is alive: `reclaim` frees only chunks
+            // before it, and does not run concurrently (caller).
+            let chunk = unsafe { &*at.chunk };
+            let limit = if at.chunk == tail {
+                tail_end
+            } else {
+                chunk.cap()
+            };
+            while at.offset < limit {
+                // SAFETY: `offset` is a multiple of 8 (records are padded)
+                // below `limit <= cap`.
+                let word = unsafe { chunk.header(at.offset) }.load(Acquire);
+                match Slot::decode(word) {
+                    Slot::Record(len) => {
+                        let start = at.offset;
+                        at.offset += record_size(len);
+                        handed += 1;
+                        // SAFETY: published, as the Acquire load shows; the
+                        // slice lives only during `f`, before any reclaim.
+                        f(unsafe { chunk.payload(start, len) });
+                    }
+                    Slot::Abandoned(len) => at.offset += record_size(len),
+                    Slot::Unwritten => return handed,
+                    Slot::EndOfChunk => break,
+                }
+            }
+            if at.chunk == tail {
+                return handed;
+            }
+            // Closed chunk done: it lies before the snapshot's tail, so its
+            // successor is linked (protocol, drain step 3).
+            let next = chunk.next.load(Acquire);
+            debug_assert!(!next.is_null(), "a chunk before the tail has a successor");
+            if next.is_null() {
+                return handed;
+            }
+            at.chunk = next;
+            at.offset = 0;
+        }
+    }
+
+    /// Whether no record is waiting. Cheap (compares positions), and only a
+    /// hint while other threads push or drain; exact when nothing runs
+    /// concurrently, except that records whose writer panicked count as
+    /// waiting until drained.
+    pub fn is_empty(&self) -> bool {
+        let tail = self.tail.load(Acquire);
+        if self.read.chunk.load(Acquire) != tail {
+            return false;
+        }
+        let addr = self.read.addr.load(Acquire);
+        // SAFETY: the tail is always alive (see `push_with`).
+        let chunk = unsafe { &*tail };
+        match addr.checked_sub(chunk.data_addr()) {
+            Some(offset) if offset <= chunk.cap() => offset >= chunk.reserved_end(),
+            _ => false, // the reader is moving: not a consistent pair
+        }
+    }
+
+    /// The number of records waiting, counted by walking the published
+    /// records from the read position; for statistics only (it may be stale
+    /// while other threads push or drain).
+    pub fn len(&self) -> usize {
+        let (mut chunk, mut offset) = self.read_position();
+        let mut count = 0;
+        loop {
+            // SAFETY: the read position's chunk and its successors are alive
+            // while no `reclaim` runs (the caller of `reclaim` guarantees).
+            let c = unsafe { &*chunk };
+            let end = c.reserved_end();
+            while offset < end {
+                // SAFETY: a multiple of 8 below `end <= cap`.
+                match Slot::decode(unsafe { c.header(offset) }.load(Acquire)) {
+                    Slot::Record(len) => {
+                        count += 1;
+                        offset += record_size(len);
+                    }
+                    Slot::Abandoned(len) => offset += record_size(len),
+                    Slot::Unwritten => return count,
+                    Slot::EndOfChunk => offset = c.cap(),
+                }
+            }
+            let next = c.next.load(Acquire);
+            if offset < c.cap() || next.is_null() {
+                return count;
+            }
+            chunk = next;
+            offset = 0;
+        }
+    }
+
+    /// The reader's (chunk, offset), read consistently.
+    fn read_position(&self) -> (*mut Chunk, usize) {
+        loop {
+            let chunk = self.read.chunk.load(Acquire);
+            let addr = self.read.addr.load(Acquire);
+            // SAFETY: the reader's chunk is alive while no `reclaim` runs.
+            let c = unsafe { &*chunk };
+            // A drain stores `addr` before `chunk`; a pair from two different
+            // drains is consistent iff the address lies in the chunk (chunks
+            // are alive, so their memory does not overlap).
+            if let Some(offset) = addr.checked_sub(c.data_addr())
+                && offset <= c.cap()
+            {
+                return (chunk, offset);
+            }
+            spin_loop();
+        }
+    }
+
+    /// Recycles (up to [`POOL_CHUNKS`]) or frees the chunks the reader has
+    /// finished.
+    ///
+    /// # Safety
+    ///
+    /// No other call on this inbox (push, drain, `len`, `is_empty`) is in
+    /// progress on any thread, and none is unordered with this one (e.g.
+    /// call it between message cycles, after joining the workers), and no
+    /// record slice from a drain is alive.
+    pub unsafe fn reclaim(&self) {
+        let reading = self.read.chunk.load(Relaxed);
+        let mut chunk = self.read.oldest.load(Relaxed);
+        if chunk == reading {
+            return;
+        }
+        // Find the end of the list; the chunks after the tail are the pool.
+        let mut last = self.tail.load(Relaxed);
+        let mut pooled = 0;
+        loop {
+            // SAFETY: chunks from the tail on are alive; access is exclusive.
+            let next = unsafe { &*last }.next.load(Relaxed);
+            if next.is_null() {
+                break;
+            }
+            last = next;
+            pooled += 1;
+        }
+        while chunk != reading {
+            // SAFETY: a finished chunk before the reader's: alive until freed
+            // below, and nobody else uses it (caller).
+            let c = unsafe { &*chunk };
+            let next = c.next.load(Relaxed);
+            if pooled < POOL_CHUNKS && c.cap() == self.chunks.chunk_size() {
+                // SAFETY: exclusive access (caller); no slices alive.
+                unsafe { c.reset() };
+                // SAFETY: `last` is alive (the end of the list).
+                unsafe { &*last }.next.store(chunk, Release);
+                last = chunk;
+                pooled += 1;
+            } else {
+                // SAFETY: unlinked from everything reachable (the list now
+                // starts at the reader's chunk) and unused (caller).
+                unsafe { self.chunks.free(NonNull::new_unchecked(chunk)) };
+            }
+            chunk = next;
+        }
+        self.read.oldest.store(reading, Relaxed);
+    }
+
+    /// The number of chunks this inbox holds (used, finished and pooled).
+    #[cfg(all(test, not(kay_loom)))]
+    fn chunk_count(&self) -> usize {
+        self.chunks.live()
+    }
+}
+
+impl Drop for Inbox {
+    fn drop(&mut self) {
+        let mut chunk = self.read.oldest.load(Relaxed);
+        while !chunk.is_null() {
+            // SAFETY: `&mut self`: no one else uses the inbox; every chunk is
+            // on the list from `oldest`, each freed once.
+            let next = unsafe { &*chunk }.next.load(Relaxed);
+            // SAFETY: as above.
+            unsafe { self.chunks.free(NonNull::new_unchecked(chunk)) };
+            chunk = next;
+        }
+    }
+}
+
+impl fmt::Debug for Inbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("chunk_size", &self.chunks.chunk_size())
+            .field("chunks", &self.chunks.live())
+            .field("is_empty", &self.is_empty())
+            .finish()
+    }
+}
+
+/// Whether a record of `need` bytes reserved at `start` fits in `cap`.
+#[inline(always)]
+fn fits(start: usize, need: usize, cap: usize) -> bool {
+    start <= cap && need <= cap - start
+}
+
+/// Fills and publishes the record reserved at `start` (push step 3).
+///
+/// # Safety
+///
+/// The caller reserved `[start, start + record_size(size))` of `chunk`
+/// through its cursor, within its capacity.
+#[inline(always)]
+unsafe fn publish(chunk: &Chunk, start: usize, size: usize, write: impl FnOnce(&mut [u8])) {
+    // SAFETY: start is a multiple of 8 below cap (reserved within it).
+    let header = unsafe { chunk.header(start) };
+    let abandon = AbandonOnUnwind { header, size };
+    // SAFETY: reserved by us alone (caller); the slice dies before the store.
+    write(unsafe { chunk.payload_mut(start, size) });
+    mem::forget(abandon);
+    header.store(record_word(size), Release);
+}
+
+/// Marks a record abandoned if its `write` closure unwinds, so the reader
+/// does not wait for it forever.
+struct AbandonOnUnwind<'a> {
+    header: &'a AtomicU64,
+    size: usize,
+}
+
+impl Drop for AbandonOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.header.store(abandoned_word(self.size), Release);
+    }
+}
+
+/// The drain's read position; published to [`ReadPosition`] when dropped,
+/// also on unwind.
+struct Reading<'a> {
+    read: &'a ReadPosition,
+    chunk: *mut Chunk,
+    offset: usize,
+}
+
+impl<'a> Reading<'a> {
+    fn start(read: &'a ReadPosition) -> Reading<'a> {
+        let chunk = read.chunk.load(Relaxed);
+        // SAFETY: the reader's chunk is alive (see `Inbox::drain`).
+        let base = unsafe { &*chunk }.data_addr();
+        let offset = read.addr.load(Relaxed) - base;
+        Reading {
+            read,
+            chunk,
+            offset,
+        }
+    }
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        // SAFETY: the reader's chunk is alive (see `Inbox::drain`).
+        let base = unsafe { &*self.chunk }.data_addr();
+        self.read.addr.store(base + self.offset, Release);
+        self.read.chunk.store(self.chunk, Release);
+    }
+}
+
+/// Debug check that drains do not nest.
+#[cfg(debug_assertions)]
+struct DrainingFlag<'a>(&'a AtomicBool);
+
+#[cfg(debug_assertions)]
+impl<'a> DrainingFlag<'a> {
+    fn raise(flag: &'a AtomicBool) -> DrainingFlag<'a> {
+        let was = flag.swap(true, Relaxed);
+        assert!(!was, "Inbox::drain called while a drain is running");
+        DrainingFlag(flag)
+    }
+}
+
+#[cfg(debug_assertions)]
+impl Drop for DrainingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Relaxed);
+    }
+}
+
+#[cfg(all(test, not(kay_loom)))]
+mod tests;

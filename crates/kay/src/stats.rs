@@ -1,0 +1,88 @@
+//! Statistics: instance counts, queue lengths, messages handled and lost.
+
+use std::fmt;
+
+use crate::id::ShortTypeId;
+
+/// Counters of a whole system, from [`ActorSystem::stats`](crate::ActorSystem::stats).
+#[derive(Clone, Debug)]
+pub struct Stats {
+    /// One entry per registered class.
+    pub classes: Vec<ClassStats>,
+    /// Messages that could not be addressed at all: unknown recipient type,
+    /// a message type without any handler, or another machine.
+    pub undeliverable: u64,
+}
+
+/// Counters of one class.
+#[derive(Clone, Debug)]
+pub struct ClassStats {
+    /// The class's type name.
+    pub name: &'static str,
+    /// Its short type id.
+    pub type_id: ShortTypeId,
+    /// Live instances.
+    pub instances: usize,
+    /// Bytes of instance-store slots in use.
+    pub slot_bytes: usize,
+    /// Messages waiting in its inbox.
+    pub queued: usize,
+    /// Messages handled, by message type.
+    pub handled: Vec<(&'static str, u64)>,
+    /// Messages to an instance that does not exist (dead, stale version, never spawned).
+    pub no_recipient: u64,
+    /// Messages of a type this class has no handler for.
+    pub no_handler: u64,
+}
+
+impl Stats {
+    /// The counters of the class named `name` (its full type name or a suffix of it).
+    pub fn class(&self, name: &str) -> Option<&ClassStats> {
+        self.classes
+            .iter()
+            .find(|c| c.name == name || c.name.ends_with(&format!("::{name}")))
+    }
+
+    /// All messages that were sent but reached no handler.
+    pub fn lost(&self) -> u64 {
+        self.undeliverable
+            + self
+                .classes
+                .iter()
+                .map(|c| c.no_recipient + c.no_handler)
+                .sum::<u64>()
+    }
+}
+
+impl ClassStats {
+    /// How many messages of the type named `message` (full name or suffix) were handled.
+    pub fn handled(&self, message: &str) -> u64 {
+        self.handled
+            .iter()
+            .filter(|(m, _)| *m == message || m.ends_with(&format!("::{message}")))
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl fmt::Display for Stats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.classes {
+            writeln!(
+                f,
+                "{} ({}): {} instances, {} B, {} queued, {} to missing instances, {} without handler",
+                c.name,
+                c.type_id.get(),
+                c.instances,
+                c.slot_bytes,
+                c.queued,
+                c.no_recipient,
+                c.no_handler
+            )?;
+            for (m, n) in &c.handled {
+                writeln!(f, "  {m}: {n}")?;
+            }
+        }
+        writeln!(f, "undeliverable: {}", self.undeliverable)
+    }
+}

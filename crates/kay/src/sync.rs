@@ -1,0 +1,85 @@
+//! The synchronisation primitives of the lock-free code, switched between std
+//! and [loom](https://docs.rs/loom) by the crate-specific `--cfg kay_loom`.
+//!
+//! Lock-free modules import atomics and cells from here, never from `std`
+//! directly, so that `RUSTFLAGS="--cfg kay_loom" cargo test --release --test
+//! inbox_loom` can explore every interleaving of them. Both sides have the
+//! same API: loom's, which for [`UnsafeCell`] means `with`/`with_mut` taking
+//! a closure instead of `get`, so loom can track each access.
+//!
+//! Model: tokio's `src/loom/mod.rs`.
+
+#![allow(
+    unused_imports,
+    dead_code,
+    reason = "a shim: not every primitive is used in every build (e.g. \
+              AtomicBool only with debug assertions)"
+)]
+
+#[cfg(not(kay_loom))]
+mod imp {
+    pub use std::hint::spin_loop;
+    pub use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+    /// `std::cell::UnsafeCell` behind loom's closure-based API.
+    #[derive(Debug, Default)]
+    #[repr(transparent)]
+    pub struct UnsafeCell<T: ?Sized>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        /// A cell holding `value`.
+        pub const fn new(value: T) -> UnsafeCell<T> {
+            UnsafeCell(std::cell::UnsafeCell::new(value))
+        }
+
+        /// The value, consuming the cell.
+        pub fn into_inner(self) -> T {
+            self.0.into_inner()
+        }
+    }
+
+    impl<T: ?Sized> UnsafeCell<T> {
+        /// Calls `f` with a shared raw pointer to the value; the caller of
+        /// `f`'s dereference guarantees no concurrent mutable access.
+        #[inline(always)]
+        pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Calls `f` with a mutable raw pointer to the value; the caller of
+        /// `f`'s dereference guarantees the access is exclusive.
+        #[inline(always)]
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+
+#[cfg(kay_loom)]
+mod imp {
+    pub use loom::cell::UnsafeCell;
+    pub use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+
+    /// Under loom a spin is a yield, so that a model with a waiting loop
+    /// terminates.
+    pub fn spin_loop() {
+        loom::thread::yield_now();
+    }
+}
+
+pub use imp::*;
+
+#[cfg(all(test, not(kay_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsafe_cell_gives_access() {
+        let cell = UnsafeCell::new(1_u32);
+        // SAFETY: the cell is local; this is the only access.
+        cell.with_mut(|p| unsafe { *p += 1 });
+        // SAFETY: no mutable access is live.
+        assert_eq!(cell.with(|p| unsafe { *p }), 2);
+        assert_eq!(cell.into_inner(), 2);
+    }
+}

@@ -1,0 +1,504 @@
+//! [`ActorSystem`]: registration, message cycles and statistics.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chunky::Storage;
+use rustc_hash::FxHashMap;
+
+use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
+use crate::class::store::InstanceStore;
+use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId};
+use crate::id::{MachineID, ShortTypeId};
+use crate::stats::{ClassStats, Stats};
+use crate::world::{Shared, TraitShared, TypeEntry, World};
+
+/// How an [`ActorSystem`] runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This machine's index in the topology (0 on a single machine).
+    pub machine: MachineID,
+    /// The most message cycles one call of
+    /// [`ActorSystem::process_all_messages`] runs; messages left over wait
+    /// for the next call.
+    pub max_cycles_per_call: usize,
+    /// The size of inbox chunks in bytes (a power of two); larger messages
+    /// get chunks of their own.
+    pub inbox_chunk_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            machine: MachineID(0),
+            max_cycles_per_call: 1_000,
+            inbox_chunk_size: 1 << 16,
+        }
+    }
+}
+
+/// The actor system of one machine: owns every instance store and inbox.
+///
+/// ```
+/// use kay::{ActorSystem, Actor, ClassSetup, Compact, Config, Fate, World};
+///
+/// kay::typed_id!(pub CounterID);
+///
+/// #[derive(Compact, Clone)]
+/// pub struct Counter { id: CounterID, count: u32 }
+///
+/// #[derive(Compact, Clone)]
+/// pub struct Spawn { start: u32 }
+/// #[derive(Compact, Clone)]
+/// pub struct Add { amount: u32 }
+///
+/// impl Actor for Counter {
+///     type ID = CounterID;
+///     fn id(&self) -> CounterID { self.id }
+///     fn setup(class: &mut ClassSetup<Self>) {
+///         class.spawner(|id, s: &Spawn, _: &mut World| Counter { id, count: s.start });
+///         class.handler(|c: &mut Counter, a: &Add, _: &mut World| c.count += a.amount);
+///     }
+/// }
+///
+/// let mut system = ActorSystem::new(Config::default());
+/// system.register::<Counter>();
+/// let mut world = system.world();
+/// let counter = world.spawn::<Counter, _>(Spawn { start: 13 });
+/// world.send(counter, Add { amount: 2 });
+/// system.process_all_messages();
+/// assert_eq!(system.with_instances::<Counter, _>(|c| c.count), vec![15]);
+/// ```
+pub struct ActorSystem {
+    config: Config,
+    shared: Arc<Shared>,
+    storage: Storage,
+    classes: Vec<Option<Class>>,
+    world: World,
+    /// Per class, where this message cycle stops reading its inbox (reused).
+    cycle_ends: Vec<Option<crate::inbox::Position>>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl ActorSystem {
+    /// A system with no classes yet.
+    pub fn new(config: Config) -> ActorSystem {
+        assert!(
+            config.inbox_chunk_size.is_power_of_two() && config.inbox_chunk_size >= 256,
+            "Config::inbox_chunk_size must be a power of two of at least 256 bytes"
+        );
+        let shared = Arc::new(Shared {
+            machine: config.machine,
+            types: RwLock::new(Vec::new()),
+            type_ids: RwLock::new(FxHashMap::default()),
+            message_ids: RwLock::new(FxHashMap::default()),
+            message_names: RwLock::new(Vec::new()),
+            replies: Arc::default(),
+            undeliverable: AtomicU64::new(0),
+        });
+        let world = World::new(Arc::clone(&shared));
+        ActorSystem {
+            config,
+            shared,
+            storage: Storage::heap(),
+            classes: Vec::new(),
+            world,
+            cycle_ends: Vec::new(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// A [`World`] for sending and spawning from outside handlers.
+    pub fn world(&self) -> World {
+        World::new(Arc::clone(&self.shared))
+    }
+
+    fn next_type_id(&self, name: &str) -> ShortTypeId {
+        let len = self
+            .shared
+            .types
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let id = u16::try_from(len)
+            .unwrap_or_else(|_| panic!("too many actor classes and traits to register {name}"));
+        ShortTypeId(id)
+    }
+
+    fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeId> {
+        self.shared
+            .type_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&TypeId::of::<T>())
+            .copied()
+    }
+
+    fn add_type(&self, key: TypeId, entry: TypeEntry) -> ShortTypeId {
+        let mut types = self.shared.types.write().unwrap_or_else(|e| e.into_inner());
+        let id = ShortTypeId(types.len() as u16);
+        types.push(entry);
+        self.shared
+            .type_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, id);
+        id
+    }
+
+    /// Registers actor class `A` and installs its handlers ([`Actor::setup`]).
+    ///
+    /// # Panics
+    /// If `A` is already registered, or its alignment is above 8 bytes.
+    pub fn register<A: Actor>(&mut self) -> ShortTypeId {
+        let name = std::any::type_name::<A>();
+        assert!(
+            self.known_type::<A>().is_none(),
+            "{name} is registered twice"
+        );
+        assert!(
+            align_of::<A>() <= 8,
+            "actor {name} has an alignment above 8 bytes, which instance stores do not support"
+        );
+        let type_id = self.next_type_id(name);
+        let shared = Arc::new(ClassShared::new(
+            name,
+            type_id,
+            self.config.inbox_chunk_size,
+        ));
+        let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
+        debug_assert_eq!(added, type_id);
+        let ident: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let ident = format!(
+            "c{}_{}",
+            type_id.get(),
+            &ident[ident.len().saturating_sub(60)..]
+        );
+        let store = InstanceStore::<A>::new(self.storage.clone(), ident);
+        let class = Class {
+            shared,
+            store: Box::new(store),
+            handlers: Vec::new(),
+            counters: ClassCounters::default(),
+            died: Vec::new(),
+        };
+        let at = type_id.get() as usize;
+        if self.classes.len() <= at {
+            self.classes.resize_with(at + 1, || None);
+        }
+        self.classes[at] = Some(class);
+        A::setup(&mut ClassSetup {
+            system: self,
+            type_id,
+            _actor: PhantomData,
+        });
+        for trait_impl in crate::private::trait_impls_of(TypeId::of::<A>()) {
+            (trait_impl.setup)(self);
+        }
+        type_id
+    }
+
+    /// Registers actor trait `T` (also done on first use by
+    /// [`ClassSetup::implements`]); returns its type id.
+    pub fn register_trait<T: ActorTrait + ?Sized>(&mut self) -> ShortTypeId {
+        if let Some(id) = self.known_type::<T>() {
+            return id;
+        }
+        let name = std::any::type_name::<T>();
+        self.next_type_id(name);
+        let entry = TraitShared {
+            implementors: RwLock::new(Vec::new()),
+        };
+        self.add_type(TypeId::of::<T>(), TypeEntry::Trait(Arc::new(entry)))
+    }
+
+    /// Handler registration for class `A` outside [`Actor::setup`].
+    ///
+    /// # Panics
+    /// If `A` is not registered.
+    pub fn class<A: Actor>(&mut self) -> ClassSetup<'_, A> {
+        let type_id = self
+            .known_type::<A>()
+            .unwrap_or_else(|| panic!("{} is not registered", std::any::type_name::<A>()));
+        ClassSetup {
+            system: self,
+            type_id,
+            _actor: PhantomData,
+        }
+    }
+
+    fn message_id<M: Message>(&mut self) -> MessageId {
+        let name = std::any::type_name::<M>();
+        assert!(
+            align_of::<M>() <= 8,
+            "message {name} has an alignment above 8 bytes, which inboxes do not support"
+        );
+        let mut ids = self
+            .shared
+            .message_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut names = self
+            .shared
+            .message_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *ids.entry(TypeId::of::<M>()).or_insert_with(|| {
+            let id = u16::try_from(names.len()).expect("at most 65536 message types");
+            names.push(name);
+            MessageId(id)
+        })
+    }
+
+    fn install(&mut self, type_id: ShortTypeId, message: MessageId, handler: Handler) {
+        let class = self.classes[type_id.get() as usize]
+            .as_mut()
+            .expect("registered class");
+        let at = message.0 as usize;
+        if class.handlers.len() <= at {
+            class.handlers.resize_with(at + 1, || None);
+        }
+        if let Some(existing) = &class.handlers[at] {
+            let names = self
+                .shared
+                .message_names
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            panic!(
+                "{} already has a {:?} for message {}; a class has one handler or spawner per message type",
+                class.shared.name, existing.kind, names[at]
+            );
+        }
+        class.handlers[at] = Some(handler);
+    }
+
+    /// Runs one message cycle: handles every message queued before it began;
+    /// messages sent meanwhile wait for the next cycle. Returns how many
+    /// messages were handled.
+    pub fn message_cycle(&mut self) -> usize {
+        let mut ends = std::mem::take(&mut self.cycle_ends);
+        ends.resize(self.classes.len(), None);
+        let mut any = false;
+        for (class, end) in self.classes.iter().zip(ends.iter_mut()) {
+            *end = class
+                .as_ref()
+                .and_then(|c| c.shared.inbox.snapshot_if_pending());
+            any |= end.is_some();
+        }
+        let mut handled = 0;
+        if any {
+            for (class, end) in self.classes.iter_mut().zip(&ends) {
+                if let (Some(class), Some(end)) = (class, end) {
+                    handled += class.handle_inbox(*end, &mut self.world);
+                    // SAFETY: no drain of this inbox runs and no send is in
+                    // flight: `World`s are `!Send`, and this thread is between
+                    // handlers; no record slice of this inbox is alive.
+                    unsafe { class.shared.inbox.reclaim() };
+                }
+            }
+        }
+        self.cycle_ends = ends;
+        handled
+    }
+
+    /// Runs message cycles until no messages are left (or
+    /// [`Config::max_cycles_per_call`] is reached); returns how many messages
+    /// were handled.
+    pub fn process_all_messages(&mut self) -> usize {
+        let mut total = 0;
+        for _ in 0..self.config.max_cycles_per_call {
+            let handled = self.message_cycle();
+            total += handled;
+            if handled == 0 {
+                break;
+            }
+        }
+        total
+    }
+
+    /// Runs message cycles until `future` completes, and returns its output.
+    ///
+    /// If the system runs out of messages while the future still waits,
+    /// every outstanding [`Reply`](crate::Reply) resolves to
+    /// [`ReplyError::NoReply`](crate::ReplyError::NoReply) (nobody is left to
+    /// answer it) instead of hanging.
+    ///
+    /// # Panics
+    /// If the system is out of messages, no reply is outstanding, and the
+    /// future still does not complete (it waits for something else).
+    pub fn block_on<F: std::future::Future>(&mut self, future: F) -> F::Output {
+        let mut future = std::pin::pin!(future);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                return output;
+            }
+            if self.message_cycle() == 0 {
+                if self.shared.replies.any_waiting() {
+                    self.shared.replies.fail_waiting(crate::ReplyError::NoReply);
+                } else if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+                    return output;
+                } else {
+                    panic!(
+                        "block_on: the system has no messages left and the future is still pending"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Calls `f` on every instance of `A` (in storage order) and collects the results.
+    pub fn with_instances<A: Actor, R>(&self, mut f: impl FnMut(&A) -> R) -> Vec<R> {
+        let mut out = Vec::new();
+        if let Some(class) = self.class_state::<A>() {
+            let ptr = class.store.as_ref() as *const dyn crate::class::handlers::AnyStore;
+            // SAFETY: the store of class `A` is an `InstanceStore<A>`.
+            let store = unsafe { &*ptr.cast::<InstanceStore<A>>() };
+            store.for_each(|a| out.push(f(a)));
+        }
+        out
+    }
+
+    /// The number of live instances of `A`.
+    pub fn instance_count<A: Actor>(&self) -> usize {
+        self.class_state::<A>().map_or(0, |c| c.store.len())
+    }
+
+    fn class_state<A: Actor>(&self) -> Option<&Class> {
+        let id = self.known_type::<A>()?;
+        self.classes.get(id.get() as usize)?.as_ref()
+    }
+
+    /// Counters of every class and message type.
+    pub fn stats(&self) -> Stats {
+        let names = self
+            .shared
+            .message_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let classes = self
+            .classes
+            .iter()
+            .flatten()
+            .map(|class| ClassStats {
+                name: class.shared.name,
+                type_id: class.shared.type_id,
+                instances: class.store.len(),
+                slot_bytes: class.store.slot_bytes(),
+                queued: class.shared.inbox.len(),
+                handled: class
+                    .counters
+                    .handled
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n > 0)
+                    .map(|(m, n)| (names[m], *n))
+                    .collect(),
+                no_recipient: class.counters.no_recipient,
+                no_handler: class.counters.no_handler,
+            })
+            .collect();
+        Stats {
+            classes,
+            undeliverable: self.shared.undeliverable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Installs handlers and spawners of class `A`: given to [`Actor::setup`],
+/// or from [`ActorSystem::class`].
+pub struct ClassSetup<'a, A: Actor> {
+    system: &'a mut ActorSystem,
+    type_id: ShortTypeId,
+    _actor: PhantomData<A>,
+}
+
+impl<A: Actor> ClassSetup<'_, A> {
+    /// This class's type id.
+    pub fn type_id(&self) -> ShortTypeId {
+        self.type_id
+    }
+
+    /// Handles message `M` with `f`, for single instances and for broadcasts.
+    /// `f` returns `()` or a [`Fate`].
+    pub fn handler<M: Message, R: Into<Fate>>(
+        &mut self,
+        f: impl Fn(&mut A, &M, &mut World) -> R + 'static,
+    ) -> &mut Self {
+        let message = self.system.message_id::<M>();
+        let handler = Handler::for_messages::<A, M, _>(move |a: &mut A, m: &M, w: &mut World| {
+            f(a, m, w).into()
+        });
+        self.system.install(self.type_id, message, handler);
+        self
+    }
+
+    /// Like [`handler`](Self::handler), for a handler that must still run
+    /// after the system has panicked (for rendering, inspection and
+    /// snapshots). Panic handling is not implemented yet; today this is the
+    /// same as `handler` plus the mark.
+    pub fn essential_handler<M: Message, R: Into<Fate>>(
+        &mut self,
+        f: impl Fn(&mut A, &M, &mut World) -> R + 'static,
+    ) -> &mut Self {
+        self.handler(f);
+        let message = self.system.message_id::<M>();
+        let class = self.system.classes[self.type_id.get() as usize]
+            .as_mut()
+            .expect("registered class");
+        if let Some(Some(handler)) = class.handlers.get_mut(message.0 as usize) {
+            handler.essential = true;
+        }
+        self
+    }
+
+    /// Handles message `M` with `A`'s [`Recipient<M>`] impl.
+    pub fn recipient<M: Message>(&mut self) -> &mut Self
+    where
+        A: Recipient<M>,
+    {
+        self.handler(|a: &mut A, m: &M, w: &mut World| a.receive(m, w))
+    }
+
+    /// Spawns instances from message `M` (see [`World::spawn`]).
+    pub fn spawner<M: Message>(
+        &mut self,
+        f: impl Fn(A::ID, &M, &mut World) -> A + 'static,
+    ) -> &mut Self {
+        let message = self.system.message_id::<M>();
+        self.system
+            .install(self.type_id, message, Handler::spawner::<A, M, _>(f));
+        self
+    }
+
+    /// Declares that `A` implements actor trait `T`: broadcasts to `T` reach
+    /// `A`'s instances, and `T`'s messages sent to an `A` are handled by the
+    /// handlers registered here for them.
+    pub fn implements<T: ActorTrait + ?Sized>(&mut self) -> &mut Self {
+        let trait_id = self.system.register_trait::<T>();
+        let types = self
+            .system
+            .shared
+            .types
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let (TypeEntry::Trait(t), TypeEntry::Class(class)) = (
+            &types[trait_id.get() as usize],
+            &types[self.type_id.get() as usize],
+        ) else {
+            unreachable!("trait and class entries")
+        };
+        let mut implementors = t.implementors.write().unwrap_or_else(|e| e.into_inner());
+        if !implementors.iter().any(|c| c.type_id == class.type_id) {
+            implementors.push(Arc::clone(class));
+        }
+        drop(implementors);
+        drop(types);
+        self
+    }
+}

@@ -1,0 +1,271 @@
+//! [`World`]: the handle through which actors and outside code send and spawn.
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use compact::{Compact, Compacted, static_size_bytes};
+use rustc_hash::FxHashMap;
+
+use crate::actor::{Actor, ActorTrait, Message};
+use crate::class::{ClassShared, MessageId, RECORD_HEADER, write_header};
+use crate::id::{MachineID, RawID, ShortTypeId, TypedID};
+use crate::reply::{Reply, ReplyTo};
+
+/// A registered class or trait, as senders see it.
+#[derive(Clone)]
+pub(crate) enum TypeEntry {
+    Class(Arc<ClassShared>),
+    Trait(Arc<TraitShared>),
+}
+
+/// An actor trait and the classes that implement it.
+pub(crate) struct TraitShared {
+    pub(crate) implementors: RwLock<Vec<Arc<ClassShared>>>,
+}
+
+/// What every [`World`] of a system shares.
+pub(crate) struct Shared {
+    pub(crate) machine: MachineID,
+    pub(crate) types: RwLock<Vec<TypeEntry>>,
+    pub(crate) type_ids: RwLock<FxHashMap<TypeId, ShortTypeId>>,
+    pub(crate) message_ids: RwLock<FxHashMap<TypeId, MessageId>>,
+    pub(crate) message_names: RwLock<Vec<&'static str>>,
+    /// Outstanding replies to requests.
+    pub(crate) replies: Arc<crate::reply::Replies>,
+    /// Messages that could not be addressed at all (unknown type, no handler
+    /// anywhere, another machine while networking is off).
+    pub(crate) undeliverable: AtomicU64,
+}
+
+/// The handle given to handlers to send, spawn and address broadcasts; also
+/// what outside code uses (get one with
+/// [`ActorSystem::world`](crate::ActorSystem::world)). It does not borrow the
+/// system, so it can be kept across calls to
+/// [`process_all_messages`](crate::ActorSystem::process_all_messages).
+///
+/// A `World` belongs to the thread that created it (`!Send`): inbox memory is
+/// recycled between message cycles, which is only safe when no send is in
+/// flight on another thread.
+pub struct World {
+    shared: Arc<Shared>,
+    types: Vec<Option<TypeEntry>>,
+    type_ids: FxHashMap<TypeId, ShortTypeId>,
+    message_ids: FxHashMap<TypeId, MessageId>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl World {
+    pub(crate) fn new(shared: Arc<Shared>) -> World {
+        World {
+            shared,
+            types: Vec::new(),
+            type_ids: FxHashMap::default(),
+            message_ids: FxHashMap::default(),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The machine this world's system runs on.
+    pub fn machine(&self) -> MachineID {
+        self.shared.machine
+    }
+
+    #[inline]
+    fn message_id<M: 'static>(&mut self) -> Option<MessageId> {
+        let key = TypeId::of::<M>();
+        if let Some(id) = self.message_ids.get(&key) {
+            return Some(*id);
+        }
+        let id = *self
+            .shared
+            .message_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)?;
+        self.message_ids.insert(key, id);
+        Some(id)
+    }
+
+    #[inline]
+    fn entry(&mut self, type_id: ShortTypeId) -> Option<&TypeEntry> {
+        let at = type_id.get() as usize;
+        if self.types.get(at).is_none_or(Option::is_none) {
+            let entry = self
+                .shared
+                .types
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(at)
+                .cloned()?;
+            if self.types.len() <= at {
+                self.types.resize(at + 1, None);
+            }
+            self.types[at] = Some(entry);
+        }
+        self.types[at].as_ref()
+    }
+
+    /// The short type id of class or trait `T`.
+    ///
+    /// # Panics
+    /// If `T` was not registered with the system.
+    pub fn type_id_of<T: ?Sized + 'static>(&mut self) -> ShortTypeId {
+        let key = TypeId::of::<T>();
+        if let Some(id) = self.type_ids.get(&key) {
+            return *id;
+        }
+        let id = self
+            .shared
+            .type_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .copied();
+        let id = id.unwrap_or_else(|| {
+            panic!(
+                "{} is not registered: call system.register::<{0}>() (or register_trait) first",
+                std::any::type_name::<T>()
+            )
+        });
+        self.type_ids.insert(key, id);
+        id
+    }
+
+    /// The ID addressing every instance of class `A` on this machine.
+    pub fn local_broadcast<A: Actor>(&mut self) -> A::ID {
+        A::ID::from_raw(RawID::local_broadcast(
+            self.type_id_of::<A>(),
+            self.machine(),
+        ))
+    }
+
+    /// The ID addressing every instance of class `A` on every machine.
+    pub fn global_broadcast<A: Actor>(&mut self) -> A::ID {
+        A::ID::from_raw(RawID::global_broadcast(
+            self.type_id_of::<A>(),
+            self.machine(),
+        ))
+    }
+
+    /// The ID addressing every instance of every class implementing trait `T` on this machine.
+    pub fn local_broadcast_trait<T: ActorTrait + ?Sized>(&mut self) -> T::ID {
+        T::ID::from_raw(RawID::local_broadcast(
+            self.type_id_of::<T>(),
+            self.machine(),
+        ))
+    }
+
+    /// The ID addressing every implementor of trait `T` on every machine.
+    pub fn global_broadcast_trait<T: ActorTrait + ?Sized>(&mut self) -> T::ID {
+        T::ID::from_raw(RawID::global_broadcast(
+            self.type_id_of::<T>(),
+            self.machine(),
+        ))
+    }
+
+    /// Sends `message` to `recipient` (an instance, a broadcast, or an
+    /// implementor of an actor trait). It is handled in a later message cycle.
+    /// A message nobody can receive is counted in the statistics.
+    #[inline]
+    pub fn send<M: Message>(&mut self, recipient: impl TypedID, message: M) {
+        let recipient = recipient.as_raw();
+        let Some(message_id) = self.message_id::<M>() else {
+            return self.undeliverable();
+        };
+        if recipient.machine != self.shared.machine {
+            return self.undeliverable();
+        }
+        match self.entry(recipient.type_id) {
+            Some(TypeEntry::Class(class)) => push(class, message_id, recipient, message),
+            Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
+                let t = Arc::clone(t);
+                let implementors = t.implementors.read().unwrap_or_else(|e| e.into_inner());
+                let compacted = Compacted::new(message);
+                for class in implementors.iter() {
+                    push_copy(class, message_id, recipient, &compacted);
+                }
+            }
+            _ => self.undeliverable(),
+        }
+    }
+
+    /// Spawns an instance of `A` by sending `message` to its spawner for `M`
+    /// (registered with [`ClassSetup::spawner`](crate::ClassSetup::spawner)).
+    /// The ID is valid at once; the instance exists from the next message cycle.
+    ///
+    /// # Panics
+    /// If `A` is not registered.
+    #[inline]
+    pub fn spawn<A: Actor, M: Message>(&mut self, message: M) -> A::ID {
+        let type_id = self.type_id_of::<A>();
+        let machine = self.machine();
+        let Some(message_id) = self.message_id::<M>() else {
+            self.undeliverable();
+            return A::ID::from_raw(RawID::new(type_id, 0, machine, 0));
+        };
+        let Some(TypeEntry::Class(class)) = self.entry(type_id) else {
+            unreachable!("a registered class has a class entry")
+        };
+        let id = class.allocate(machine);
+        push(class, message_id, id, message);
+        A::ID::from_raw(id)
+    }
+
+    /// Opens a request: the `ReplyTo` goes into the request message, the
+    /// `Reply` resolves when a handler answers it with [`World::reply`].
+    pub fn request<T: Compact + Send>(&mut self) -> (ReplyTo<T>, Reply<T>) {
+        self.shared.replies.open(self.shared.machine)
+    }
+
+    /// Answers a request.
+    pub fn reply<T: Compact + Send>(&mut self, to: ReplyTo<T>, value: T) {
+        self.shared.replies.answer(to, value);
+    }
+
+    fn undeliverable(&self) {
+        self.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Compacts `message` into a new record in `class`'s inbox.
+#[inline]
+fn push<M: Compact>(class: &ClassShared, message_id: MessageId, recipient: RawID, message: M) {
+    let size = RECORD_HEADER + message.total_size_bytes();
+    let mut message = std::mem::ManuallyDrop::new(message);
+    class.inbox.push_with(size, |buf| {
+        write_header(buf, message_id, recipient);
+        let dest = buf[RECORD_HEADER..].as_mut_ptr();
+        // SAFETY: `buf` is 8-aligned (records are) and message types have an
+        // alignment of at most 8 (checked at registration), so `dest` is
+        // aligned; the record has room for the whole compact message, which
+        // is moved in and never dropped here.
+        unsafe {
+            M::compact(
+                &mut *message,
+                dest.cast(),
+                dest.add(static_size_bytes::<M>()),
+            );
+        }
+    });
+}
+
+/// Copies an already compacted message into a new record in `class`'s inbox.
+fn push_copy<M: Compact>(
+    class: &ClassShared,
+    message_id: MessageId,
+    recipient: RawID,
+    message: &Compacted<M>,
+) {
+    let size = RECORD_HEADER + message.total_size_bytes();
+    class.inbox.push_with(size, |buf| {
+        write_header(buf, message_id, recipient);
+        let dest = buf[RECORD_HEADER..].as_mut_ptr();
+        let source = (&**message as *const M).cast_mut();
+        // SAFETY: as in `push`. `source` is compact: compacting it copies its
+        // bytes and leaves the source intact (compact parts own nothing), so
+        // each copy is an independent value and `message` stays valid.
+        unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
+    });
+}
