@@ -30,6 +30,9 @@ struct Args {
     /// Repetitions per measurement (the median is reported; at least 5).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Number of actors (round trips for W3) instead of the default sizes.
+    #[arg(long)]
+    actors: Option<usize>,
     /// Run only these workloads (e.g. `--only W1 --only W3`).
     #[arg(long)]
     only: Vec<String>,
@@ -42,10 +45,10 @@ struct Args {
 fn main() {
     let args = Args::parse();
     let reps = args.reps.max(5);
-    let scale = if args.quick {
-        workloads::Scale::Quick
-    } else {
-        workloads::Scale::Full
+    let scale = match (args.actors, args.quick) {
+        (Some(n), _) => workloads::Scale::Custom(n),
+        (None, true) => workloads::Scale::Quick,
+        (None, false) => workloads::Scale::Full,
     };
     if let Some(system) = &args.w4_rss {
         println!("{}", workloads::w4_resident_bytes(system, scale));

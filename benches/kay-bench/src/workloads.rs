@@ -13,13 +13,17 @@ pub enum Scale {
     Full,
     /// Small sizes for smoke runs.
     Quick,
+    /// A chosen number of actors (round trips for W3).
+    Custom(usize),
 }
 
 impl Scale {
-    fn actors(self) -> usize {
+    /// The number of actors (round trips for W3).
+    pub fn actors(self) -> usize {
         match self {
             Scale::Full => 1_000_000,
             Scale::Quick => 20_000,
+            Scale::Custom(n) => n.max(2),
         }
     }
 }
@@ -131,7 +135,7 @@ struct PlainMover {
 fn spawn_movers(system: &mut ActorSystem, world: &mut World, n: usize) {
     for i in 0..n {
         world.spawn::<Mover, _>(SpawnMover { i: i as u32 });
-        if i % 65_536 == 65_535 {
+        if i % 16_384 == 16_383 {
             system.process_all_messages();
         }
     }
@@ -310,7 +314,7 @@ pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
             target: id_of(target(i, n)),
         });
         assert_eq!(id, id_of(i));
-        if i % 65_536 == 65_535 {
+        if i % 16_384 == 16_383 {
             system.process_all_messages();
         }
     }
@@ -537,9 +541,7 @@ fn resident_bytes_in_child(system: &str, scale: Scale) -> Option<f64> {
     let exe = std::env::current_exe().ok()?;
     let mut command = std::process::Command::new(exe);
     command.args(["--w4-rss", system]);
-    if scale == Scale::Quick {
-        command.arg("--quick");
-    }
+    command.args(["--actors", &scale.actors().to_string()]);
     let output = command.output().ok()?;
     String::from_utf8(output.stdout).ok()?.trim().parse().ok()
 }

@@ -399,12 +399,17 @@ impl Arena {
 
     #[inline]
     fn check(&self, index: SlotIndex) {
-        assert!(
-            index.0 < self.end,
+        if index.0 >= self.end {
+            self.out_of_bounds(index);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn out_of_bounds(&self, index: SlotIndex) -> ! {
+        panic!(
             "slot {} out of bounds: `{}` has {} slots",
-            index.0,
-            self.handle.ident,
-            self.end
+            index.0, self.handle.ident, self.end
         );
     }
 

@@ -76,8 +76,3 @@ pub use traits::{
     Compact, DYNAMIC_ALIGN, compact_align, round_up_to_dynamic_align, static_size_bytes,
 };
 pub use validate::{ValidationError, Validator, validate_in_place};
-
-/// The README's example, compiled and run as a doctest.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;

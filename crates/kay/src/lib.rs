@@ -1,13 +1,4 @@
-//! kay: a data-oriented actor system.
-//!
-//! Actors are `Compact` structs whose instances live densely in chunked
-//! memory (one *instance store* per class) and talk only by asynchronous
-//! messages through one *inbox* per class. A *message cycle* handles every
-//! message queued before it began; messages sent meanwhile wait for the next.
-//!
-//! This crate currently offers the plain, macro-free API: implement
-//! [`Actor`] and register handlers as closures or [`Recipient`] impls.
-//! See [`ActorSystem`] for a complete example.
+#![doc = include_str!("../../../README.md")]
 //!
 //! # Decisions
 //! - Delivery within one class and one sender is FIFO.

@@ -27,6 +27,11 @@ pub struct Config {
     /// The size of inbox chunks in bytes (a power of two); larger messages
     /// get chunks of their own.
     pub inbox_chunk_size: usize,
+    /// How many bytes of finished inbox chunks each class keeps for reuse.
+    /// Like a `Vec`'s capacity, an inbox keeps the memory of its largest
+    /// burst up to this limit, so that steady bursts of messages neither
+    /// allocate nor touch fresh pages.
+    pub inbox_retain_bytes: usize,
 }
 
 impl Default for Config {
@@ -35,6 +40,7 @@ impl Default for Config {
             machine: MachineID(0),
             max_cycles_per_call: 1_000,
             inbox_chunk_size: 1 << 16,
+            inbox_retain_bytes: 16 << 20,
         }
     }
 }
@@ -167,6 +173,7 @@ impl ActorSystem {
             name,
             type_id,
             self.config.inbox_chunk_size,
+            self.config.inbox_retain_bytes,
         ));
         let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);

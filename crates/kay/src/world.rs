@@ -91,19 +91,25 @@ impl World {
     #[inline]
     fn entry(&mut self, type_id: ShortTypeId) -> Option<&TypeEntry> {
         let at = type_id.get() as usize;
-        if self.types.get(at).is_none_or(Option::is_none) {
-            let entry = self
-                .shared
-                .types
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(at)
-                .cloned()?;
-            if self.types.len() <= at {
-                self.types.resize(at + 1, None);
-            }
-            self.types[at] = Some(entry);
+        if matches!(self.types.get(at), Some(Some(_))) {
+            return self.types[at].as_ref();
         }
+        self.load_entry(at)
+    }
+
+    #[cold]
+    fn load_entry(&mut self, at: usize) -> Option<&TypeEntry> {
+        let entry = self
+            .shared
+            .types
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(at)
+            .cloned()?;
+        if self.types.len() <= at {
+            self.types.resize(at + 1, None);
+        }
+        self.types[at] = Some(entry);
         self.types[at].as_ref()
     }
 
@@ -234,7 +240,7 @@ impl World {
 fn push<M: Compact>(class: &ClassShared, message_id: MessageId, recipient: RawID, message: M) {
     let size = RECORD_HEADER + message.total_size_bytes();
     let mut message = std::mem::ManuallyDrop::new(message);
-    class.inbox.push_with(size, |buf| {
+    let write = |buf: &mut [u8]| {
         write_header(buf, message_id, recipient);
         let dest = buf[RECORD_HEADER..].as_mut_ptr();
         // SAFETY: `buf` is 8-aligned (records are) and message types have an
@@ -248,7 +254,11 @@ fn push<M: Compact>(class: &ClassShared, message_id: MessageId, recipient: RawID
                 dest.add(static_size_bytes::<M>()),
             );
         }
-    });
+    };
+    // SAFETY: every push to this inbox happens on the thread that owns the
+    // system: `World` and `ActorSystem` are `!Send`, and worlds are only
+    // made by (and handed to handlers of) that system.
+    unsafe { class.inbox.push_with_unshared(size, write) };
 }
 
 /// Copies an already compacted message into a new record in `class`'s inbox.

@@ -86,11 +86,9 @@ impl Chunk {
     /// If `offset > len`.
     #[inline]
     pub fn ptr_at(&self, offset: usize) -> NonNull<u8> {
-        assert!(
-            offset <= self.len,
-            "offset {offset} beyond chunk of {} bytes",
-            self.len
-        );
+        if offset > self.len {
+            offset_out_of_bounds(offset, self.len);
+        }
         // SAFETY: offset <= len keeps the pointer inside (or one past) the
         // allocation, which is never null.
         unsafe { self.ptr.add(offset) }
@@ -281,6 +279,12 @@ pub(crate) fn map_chunk(
     // (file contents), CHUNK_ALIGN-aligned (checked), fixed in place while
     // the owner holds the MmapMut, and exclusive (file lock + lease).
     Ok(unsafe { Chunk::from_raw_parts(ptr, len, owner) })
+}
+
+#[cold]
+#[inline(never)]
+fn offset_out_of_bounds(offset: usize, len: usize) -> ! {
+    panic!("offset {offset} beyond chunk of {len} bytes");
 }
 
 #[cfg(test)]

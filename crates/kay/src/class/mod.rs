@@ -73,11 +73,16 @@ pub(crate) struct ClassShared {
 }
 
 impl ClassShared {
-    pub(crate) fn new(name: &'static str, type_id: ShortTypeId, inbox_chunk: usize) -> Self {
+    pub(crate) fn new(
+        name: &'static str,
+        type_id: ShortTypeId,
+        inbox_chunk: usize,
+        inbox_retain: usize,
+    ) -> Self {
         ClassShared {
             name,
             type_id,
-            inbox: Inbox::new(inbox_chunk),
+            inbox: Inbox::with_pool_limit(inbox_chunk, inbox_retain / inbox_chunk),
             next_instance: AtomicU32::new(0),
             free_len: AtomicUsize::new(0),
             free: Mutex::new(Vec::new()),

@@ -111,7 +111,8 @@ pub use self::chunk::MAX_RECORD_SIZE;
 /// The smallest chunk size [`Inbox::new`] accepts.
 pub const MIN_CHUNK_SIZE: usize = 64;
 
-/// How many finished default-size chunks [`Inbox::reclaim`] keeps for reuse.
+/// How many finished default-size chunks [`Inbox::reclaim`] keeps for reuse
+/// by default (see [`Inbox::with_pool_limit`]).
 pub const POOL_CHUNKS: usize = 4;
 
 /// The end of what was published in an inbox at some moment (see
@@ -137,6 +138,8 @@ pub struct Inbox {
     /// The reader's side.
     read: CachePadded<ReadPosition>,
     chunks: ChunkSource,
+    /// How many finished chunks `reclaim` keeps for reuse.
+    pool_limit: usize,
     /// Catches a drain started from inside a drain's callback.
     #[cfg(debug_assertions)]
     draining: AtomicBool,
@@ -176,6 +179,14 @@ impl Inbox {
     /// If `chunk_size` is not such a power of two, or the first chunk cannot
     /// be allocated.
     pub fn new(chunk_size: usize) -> Inbox {
+        Inbox::with_pool_limit(chunk_size, POOL_CHUNKS)
+    }
+
+    /// Like [`Inbox::new`], keeping up to `pool_limit` finished default-size
+    /// chunks for reuse instead of [`POOL_CHUNKS`]. Like a `Vec`'s capacity,
+    /// a larger pool keeps the memory of bursts, so that later bursts of the
+    /// same size neither allocate nor fault fresh pages in.
+    pub fn with_pool_limit(chunk_size: usize, pool_limit: usize) -> Inbox {
         assert!(
             chunk_size.is_power_of_two()
                 && (MIN_CHUNK_SIZE..=MAX_RECORD_SIZE + chunk::HEADER).contains(&chunk_size),
@@ -194,6 +205,7 @@ impl Inbox {
                 oldest: AtomicPtr::new(first),
             }),
             chunks,
+            pool_limit: pool_limit.max(1),
             #[cfg(debug_assertions)]
             draining: AtomicBool::new(false),
         }
@@ -232,6 +244,38 @@ impl Inbox {
         if fits(start, need, chunk.cap()) {
             // SAFETY: the fetch_add reserved [start, start + need) for us
             // alone, and it lies within the capacity.
+            unsafe { publish(chunk, start, size, write) };
+        } else {
+            self.push_slow(tail, start, size, write);
+        }
+    }
+
+    /// [`Inbox::push_with`] for an inbox that only one thread pushes to: the
+    /// reservation is a plain load and store of the cursor instead of a
+    /// `fetch_add`, which spares the full memory barrier of a locked
+    /// instruction. The reader's side of the protocol is unchanged.
+    ///
+    /// # Safety
+    ///
+    /// No other push to this inbox (either kind) runs at the same time:
+    /// all pushes happen on one thread, or are ordered by synchronisation.
+    #[inline]
+    pub unsafe fn push_with_unshared(&self, size: usize, write: impl FnOnce(&mut [u8])) {
+        assert!(
+            size <= MAX_RECORD_SIZE,
+            "inbox record of {size} bytes exceeds the maximum of {MAX_RECORD_SIZE}"
+        );
+        let need = record_size(size);
+        let tail = self.tail.load(Acquire);
+        // SAFETY: `tail` always points to a live chunk (see `push_with`).
+        let chunk = unsafe { &*tail };
+        // No other push runs (caller), so load-then-store reserves exactly
+        // like the `fetch_add` of `push_with` would.
+        let start = chunk.cursor.load(Relaxed);
+        chunk.cursor.store(start + need, Relaxed);
+        if fits(start, need, chunk.cap()) {
+            // SAFETY: [start, start + need) is reserved for us alone, and it
+            // lies within the capacity.
             unsafe { publish(chunk, start, size, write) };
         } else {
             self.push_slow(tail, start, size, write);
@@ -480,7 +524,7 @@ impl Inbox {
         }
     }
 
-    /// Recycles (up to [`POOL_CHUNKS`]) or frees the chunks the reader has
+    /// Recycles (up to the pool limit) or frees the chunks the reader has
     /// finished.
     ///
     /// # Safety
@@ -512,7 +556,7 @@ impl Inbox {
             // below, and nobody else uses it (caller).
             let c = unsafe { &*chunk };
             let next = c.next.load(Relaxed);
-            if pooled < POOL_CHUNKS && c.cap() == self.chunks.chunk_size() {
+            if pooled < self.pool_limit && c.cap() == self.chunks.chunk_size() {
                 // SAFETY: exclusive access (caller); no slices alive.
                 unsafe { c.reset() };
                 // SAFETY: `last` is alive (the end of the list).
