@@ -13,6 +13,7 @@
 //! for a value compacted in this process, and an origin of 0 means every
 //! pointer is an offset from the start of the value.
 
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use crate::traits::{Compact, compact_align, static_size_bytes};
@@ -138,7 +139,11 @@ pub struct Validator<'a> {
     len: usize,
     origin: usize,
     static_end: usize,
-    parts: Vec<(usize, usize)>,
+    /// The parts claimed so far, `start -> end`, pairwise disjoint: every
+    /// claim is checked against them at once, so that what validation writes
+    /// (rebased pointers, a rebuilt hash index) can never change bytes that
+    /// were already checked.
+    parts: BTreeMap<usize, usize>,
     _bytes: PhantomData<&'a mut [u8]>,
 }
 
@@ -149,7 +154,7 @@ impl<'a> Validator<'a> {
             len: bytes.len(),
             origin,
             static_end,
-            parts: Vec::new(),
+            parts: BTreeMap::new(),
             _bytes: PhantomData,
         }
     }
@@ -186,22 +191,17 @@ impl<'a> Validator<'a> {
                 required: align,
             });
         }
-        self.parts.push((offset, end));
+        if let Some((&before, &before_end)) = self.parts.range(..end).next_back()
+            && before_end > offset
+        {
+            return Err(ValidationError::Overlap {
+                first: before,
+                second: offset,
+            });
+        }
+        self.parts.insert(offset, end);
         // SAFETY: `offset + size <= len`, so the result stays inside the buffer.
         Ok(unsafe { self.base.add(offset) })
-    }
-
-    fn check_disjoint(&mut self) -> Result<(), ValidationError> {
-        self.parts.sort_unstable();
-        for pair in self.parts.windows(2) {
-            if pair[1].0 < pair[0].1 {
-                return Err(ValidationError::Overlap {
-                    first: pair[0].0,
-                    second: pair[1].0,
-                });
-            }
-        }
-        Ok(())
     }
 }
 
@@ -232,7 +232,6 @@ pub fn validate_in_place<T: Compact>(
     // SAFETY: `ptr` is aligned (checked above) and the buffer holds at least
     // `size_of::<T>()` initialized bytes; the validator's parts start behind them.
     unsafe { T::validate(ptr, &mut validator)? };
-    validator.check_disjoint()?;
     // SAFETY: `T::validate` returned `Ok`, so the bytes hold a valid `T` whose
     // dynamic parts are disjoint and lie inside `bytes`, which we borrow mutably.
     Ok(unsafe { &mut *ptr })

@@ -408,3 +408,54 @@ fn std_like_conversions_and_traits() {
     assert_eq!(Option::from(o), Some(1));
     assert_eq!(*CBox::new(5u8), 5);
 }
+
+#[derive(Debug, Clone)]
+enum StrOp {
+    PushStr(String),
+    Push(char),
+    Pop,
+    Truncate(usize),
+    Clear,
+    Storage(VecOp<()>),
+}
+
+fn str_op() -> impl Strategy<Value = StrOp> {
+    prop_oneof![
+        4 => "[a-zé✓🦀]{0,10}".prop_map(StrOp::PushStr),
+        2 => any::<char>().prop_map(StrOp::Push),
+        2 => Just(StrOp::Pop),
+        1 => (0usize..40).prop_map(StrOp::Truncate),
+        1 => Just(StrOp::Clear),
+        1 => Just(StrOp::Storage(VecOp::Compact)),
+        1 => Just(StrOp::Storage(VecOp::Recompact)),
+        1 => Just(StrOp::Storage(VecOp::Revalidate)),
+        1 => Just(StrOp::Storage(VecOp::Decompact)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cstring_matches_string(ops in proptest::collection::vec(str_op(), 0..100)) {
+        let mut holder = Holder::Heap(CString::new());
+        let mut model = String::new();
+        for op in ops {
+            match op {
+                StrOp::Storage(s) => { holder.storage_op::<()>(&s); }
+                StrOp::PushStr(s) => { holder.get().push_str(&s); model.push_str(&s); }
+                StrOp::Push(c) => { holder.get().push(c); model.push(c); }
+                StrOp::Pop => prop_assert_eq!(holder.get().pop(), model.pop()),
+                StrOp::Truncate(n) => {
+                    // Only on char boundaries, as String requires.
+                    if model.is_char_boundary(n.min(model.len())) {
+                        holder.get().truncate(n);
+                        model.truncate(n);
+                    }
+                }
+                StrOp::Clear => { holder.get().clear(); model.clear(); }
+            }
+            prop_assert_eq!(holder.get().as_str(), model.as_str());
+        }
+    }
+}

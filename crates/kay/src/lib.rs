@@ -16,7 +16,17 @@
 //!   compact form they own nothing).
 //! - Actors and messages must have an alignment of at most 8 bytes.
 //! - [`World`] is `!Send` for now: inbox chunks are recycled between message
-//!   cycles, which needs every send to happen on the system's thread.
+//!   cycles, which needs every send to happen on the system's thread. (The
+//!   inbox itself is a lock-free multi-writer queue; with one writer thread
+//!   the runtime uses its cheaper single-writer reservation.)
+//! - Execution is single-threaded and deterministic: the same inputs give
+//!   the same actor states in every run. Multi-core execution comes next.
+//! - `#[kay::implements]` registers a trait's handlers for a class at link
+//!   time (the `inventory` crate), so `system.register::<Class>()` installs
+//!   them wherever the impl block is; this works on wasm32 too.
+//! - A message cycle handles every class's inbox up to where it stood when
+//!   the cycle began, class by class in registration order, each inbox in
+//!   the order its records were sent.
 
 extern crate self as kay;
 
@@ -26,19 +36,20 @@ mod external;
 mod id;
 mod inbox;
 mod prefetch;
+mod reply;
+mod stats;
 mod sync;
+mod system;
+mod world;
+
+#[doc(hidden)]
+pub mod private;
 
 /// The inbox, for kay's own integration tests and benchmarks only.
 #[doc(hidden)]
 pub mod inbox_internals {
     pub use crate::inbox::*;
 }
-#[doc(hidden)]
-pub mod private;
-mod reply;
-mod stats;
-mod system;
-mod world;
 
 pub use actor::{Actor, ActorTrait, Fate, Message, Recipient};
 pub use class::{HandlerKind, MessageId};
