@@ -6,8 +6,9 @@
 //! Each workload takes its size (`n`) and frame count from the rows the
 //! hand-written run produced, so both always measure the same thing.
 
+use crate::workloads::config;
+use kay::RawID;
 use kay::prelude::*;
-use kay::{MachineID, RawID};
 
 use crate::report::{Measurement, median, timed};
 
@@ -30,19 +31,13 @@ pub fn measure(workload: &str, rows: &[Measurement], reps: usize) -> Option<Meas
         _ => return None,
     };
     Some(Measurement {
+        threads: crate::workloads::threads(),
         system: "kay-macro",
         median_s,
         plain_s: Some(plain.median_s),
         bytes_per_actor,
         ..kay.clone()
     })
-}
-
-fn config() -> Config {
-    Config {
-        max_cycles_per_call: usize::MAX,
-        ..Config::default()
-    }
 }
 
 /// Fails the run loudly if a workload computed a wrong result.
@@ -157,6 +152,11 @@ impl Node {
         }
     }
 
+    /// Points this node at the node it sends to.
+    pub fn set_target(&mut self, target: NodeID, _: &mut World) {
+        self.target = target;
+    }
+
     /// Broadcast: every node sends its `add`.
     pub fn step(&mut self, world: &mut World) {
         self.target.add(self.index, world);
@@ -174,16 +174,22 @@ fn target(i: usize, n: usize) -> usize {
 
 fn w2_point_to_point(n: usize, frames: usize, reps: usize) -> f64 {
     let mut system = ActorSystem::new(config());
-    let type_id = system.register::<Node>();
+    system.register::<Node>();
     let mut world = system.world();
-    // Fresh instance numbers are handed out in order, so node j has instance j.
-    let id_of = |j: usize| NodeID::from_raw(RawID::new(type_id, j as u32, MachineID(0), 0));
+    let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let id = NodeID::spawn(i as u64, id_of(target(i, n)), &mut world);
-        assert_eq!(id, id_of(i));
-        if i % 65_536 == 65_535 {
+        ids.push(NodeID::spawn(
+            i as u64,
+            NodeID::from_raw(RawID::default()),
+            &mut world,
+        ));
+        if i % 16_384 == 16_383 {
             system.process_all_messages();
         }
+    }
+    system.process_all_messages();
+    for (i, id) in ids.iter().enumerate() {
+        id.set_target(ids[target(i, n)], &mut world);
     }
     system.process_all_messages();
     let everyone = NodeID::local_broadcast(&mut world);

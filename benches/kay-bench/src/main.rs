@@ -30,6 +30,10 @@ struct Args {
     /// Repetitions per measurement (the median is reported; at least 5).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Worker threads for the multi-threaded runs (default: all cores); every
+    /// workload runs with 1 thread and, if this is above 1, with this many.
+    #[arg(long)]
+    threads: Option<usize>,
     /// Number of actors (round trips for W3) instead of the default sizes.
     #[arg(long)]
     actors: Option<usize>,
@@ -63,12 +67,22 @@ fn main() {
         ("W3", workloads::w3_ping_pong),
         ("W4", workloads::w4_spawn),
     ];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let many = args.threads.unwrap_or(cores).max(1);
+    let thread_counts: Vec<usize> = if many > 1 { vec![1, many] } else { vec![1] };
     for (name, run) in all {
-        if wanted(name) {
+        if !wanted(name) {
+            continue;
+        }
+        for &threads in &thread_counts {
+            workloads::THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
             let rows = run(scale, reps);
             let with_macros = macro_workloads::measure(name, &rows, reps);
             for m in rows.into_iter().chain(with_macros) {
-                report.add(m);
+                // The plain baselines are single-threaded: report them once.
+                if threads == 1 || m.system.starts_with("kay") {
+                    report.add(m);
+                }
             }
         }
     }

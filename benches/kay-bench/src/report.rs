@@ -90,12 +90,27 @@ impl Report {
             return;
         }
         println!(
-            "{:<4} {:<34} {:<9} {:>3} {:>10} {:>12} {:>11} {:>12} {:>10}",
-            "", "workload", "system", "thr", "n", "median", "ns/item", "vs plain", "B/actor"
+            "{:<4} {:<34} {:<9} {:>3} {:>10} {:>12} {:>11} {:>12} {:>10} {:>9}",
+            "",
+            "workload",
+            "system",
+            "thr",
+            "n",
+            "median",
+            "ns/item",
+            "vs plain",
+            "B/actor",
+            "speed-up"
         );
         for m in &self.rows {
+            let one_thread = self.rows.iter().find(|o| {
+                o.workload == m.workload && o.system == m.system && o.threads == 1 && m.threads > 1
+            });
+            let speedup = one_thread.map_or(String::new(), |o| {
+                format!("{:.2}×", o.median_s / m.median_s)
+            });
             println!(
-                "{:<4} {:<34} {:<9} {:>3} {:>10} {:>10.3}ms {:>11.2} {:>12} {:>10}",
+                "{:<4} {:<34} {:<9} {:>3} {:>10} {:>10.3}ms {:>11.2} {:>12} {:>10} {:>9}",
                 m.workload,
                 m.what,
                 m.system,
@@ -106,6 +121,7 @@ impl Report {
                 m.ratio().map_or(String::new(), |r| format!("{r:.2}×")),
                 m.bytes_per_actor
                     .map_or(String::new(), |b| format!("{b:.1}")),
+                speedup,
             );
         }
     }

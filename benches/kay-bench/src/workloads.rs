@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, MachineID, RawID, TypedID, World};
+use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, RawID, TypedID, World};
 
 use crate::report::{Measurement, median, timed};
 
@@ -30,9 +30,19 @@ impl Scale {
 
 const FRAMES: usize = 10;
 
-fn config() -> Config {
+/// The worker threads kay runs with in the current measurement.
+pub static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+
+/// The threads of the current measurement.
+pub fn threads() -> usize {
+    THREADS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// kay's configuration for the workloads.
+pub fn config() -> Config {
     Config {
         max_cycles_per_call: usize::MAX,
+        threads: threads(),
         ..Config::default()
     }
 }
@@ -276,6 +286,12 @@ pub struct Add {
     v: u64,
 }
 
+/// Points a node at the node it sends to.
+#[derive(Compact, Clone)]
+pub struct SetTarget {
+    target: NodeID,
+}
+
 impl Actor for Node {
     type ID = NodeID;
     fn id(&self) -> NodeID {
@@ -292,7 +308,8 @@ impl Actor for Node {
             .handler(|n: &mut Node, _: &Step, world: &mut World| {
                 world.send(n.target, Add { v: n.index })
             })
-            .handler(|n: &mut Node, a: &Add, _: &mut World| n.sum += a.v);
+            .handler(|n: &mut Node, a: &Add, _: &mut World| n.sum += a.v)
+            .handler(|n: &mut Node, t: &SetTarget, _: &mut World| n.target = t.target);
     }
 }
 
@@ -304,19 +321,27 @@ fn target(i: usize, n: usize) -> usize {
 pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
     let n = scale.actors();
     let mut system = ActorSystem::new(config());
-    let type_id = system.register::<Node>();
+    system.register::<Node>();
     let mut world = system.world();
-    // Fresh instance numbers are handed out in order, so node j has instance j.
-    let id_of = |j: usize| NodeID::from_raw(RawID::new(type_id, j as u32, MachineID(0), 0));
+    let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let id = world.spawn::<Node, _>(SpawnNode {
+        let nobody = NodeID::from_raw(RawID::default());
+        ids.push(world.spawn::<Node, _>(SpawnNode {
             index: i as u64,
-            target: id_of(target(i, n)),
-        });
-        assert_eq!(id, id_of(i));
+            target: nobody,
+        }));
         if i % 16_384 == 16_383 {
             system.process_all_messages();
         }
+    }
+    system.process_all_messages();
+    for (i, id) in ids.iter().enumerate() {
+        world.send(
+            *id,
+            SetTarget {
+                target: ids[target(i, n)],
+            },
+        );
     }
     system.process_all_messages();
     let everyone = world.local_broadcast::<Node>();

@@ -29,7 +29,7 @@ use crate::world::World;
 ///     }
 /// }
 /// ```
-pub trait Actor: Compact + 'static {
+pub trait Actor: Compact + Send + 'static {
     /// The typed ID of this class.
     type ID: TypedID;
 
@@ -59,11 +59,12 @@ impl From<()> for Fate {
     }
 }
 
-/// Anything that can be sent: a `Compact` value. Messages are compacted into
-/// the recipient's inbox and handed to handlers by reference, in place.
-pub trait Message: Compact + 'static {}
+/// Anything that can be sent: a `Compact`, `Send` value. Messages are
+/// compacted into the recipient's inbox and handed to handlers by
+/// reference, in place, possibly on another thread.
+pub trait Message: Compact + Send + 'static {}
 
-impl<T: Compact + 'static> Message for T {}
+impl<T: Compact + Send + 'static> Message for T {}
 
 /// The macro-free way to handle a message type: implement it, then register
 /// it with [`ClassSetup::recipient`]. Handlers registered this way and as

@@ -22,6 +22,8 @@ use compact::{Compact, ValidationError, Validator};
 /// ```
 pub struct External<T> {
     ptr: AtomicPtr<T>,
+    /// Owns a `T`: `Send`/`Sync` exactly when `T` is.
+    _owns: std::marker::PhantomData<T>,
 }
 
 impl<T> External<T> {
@@ -29,6 +31,7 @@ impl<T> External<T> {
     pub fn new(value: T) -> Self {
         External {
             ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
+            _owns: std::marker::PhantomData,
         }
     }
 
@@ -77,6 +80,7 @@ impl<T> Clone for External<T> {
         self.ptr.store(std::ptr::null_mut(), Ordering::Release);
         External {
             ptr: AtomicPtr::new(ptr),
+            _owns: std::marker::PhantomData,
         }
     }
 }

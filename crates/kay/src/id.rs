@@ -7,7 +7,7 @@ use compact::Compact;
 
 /// A dense number for an actor class or actor trait, given at registration.
 #[repr(transparent)]
-#[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
 pub struct ShortTypeId(pub(crate) u16);
 
 impl ShortTypeId {
@@ -41,7 +41,7 @@ pub(crate) const MAX_INSTANCE: u32 = u32::MAX - 2;
 /// so a stale ID of a dead actor misses instead of hitting its successor
 /// (until the `u8` version wraps after 256 reuses of the same number).
 #[repr(C)]
-#[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct RawID {
     /// The instance number within its class (or a broadcast marker).
     pub instance: u32,

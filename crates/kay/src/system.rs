@@ -9,11 +9,13 @@ use chunky::Storage;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
+use crate::class::lanes::PendingShards;
 use crate::class::store::InstanceStore;
-use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId};
+use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId, Shard};
 use crate::id::{MachineID, ShortTypeId};
 use crate::stats::{ClassStats, Stats};
 use crate::world::{Shared, TraitShared, TypeEntry, World};
+use std::ptr::NonNull;
 
 /// How an [`ActorSystem`] runs.
 #[derive(Clone, Debug)]
@@ -32,6 +34,15 @@ pub struct Config {
     /// burst up to this limit, so that steady bursts of messages neither
     /// allocate nor touch fresh pages.
     pub inbox_retain_bytes: usize,
+    /// Worker threads that handle shards in parallel (default: the number of
+    /// cores). Changing it never changes results (see the crate docs on
+    /// determinism).
+    pub threads: usize,
+    /// Shards per class: each class is split into this many instance stores
+    /// that can be handled in parallel. Part of the configuration (not
+    /// derived from `threads`), so IDs and delivery order stay the same
+    /// whatever the thread count. At most 255 shards over all classes.
+    pub shards: usize,
 }
 
 impl Default for Config {
@@ -41,6 +52,8 @@ impl Default for Config {
             max_cycles_per_call: 1_000,
             inbox_chunk_size: 1 << 16,
             inbox_retain_bytes: 16 << 20,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shards: 4,
         }
     }
 }
@@ -82,9 +95,16 @@ pub struct ActorSystem {
     shared: Arc<Shared>,
     storage: Storage,
     classes: Vec<Option<Class>>,
-    world: World,
-    /// Per class, where this message cycle stops reading its inbox (reused).
-    cycle_ends: Vec<Option<crate::inbox::Position>>,
+    /// Global shard indices handed out so far (lanes are `1 + global`).
+    next_global_shard: u32,
+    /// The worker pool (only with more than one thread).
+    pool: Option<rayon::ThreadPool>,
+    /// This cycle's shards to handle (kept to reuse its allocation).
+    jobs: Vec<Job>,
+    /// Shards that got records since the last cycle began.
+    pending_shards: Arc<PendingShards>,
+    /// (class type id, shard) of every global shard index.
+    global_shards: Vec<(u16, u32)>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -104,21 +124,31 @@ impl ActorSystem {
             replies: Arc::default(),
             undeliverable: AtomicU64::new(0),
         });
-        let world = World::new(Arc::clone(&shared));
+        assert!(config.shards >= 1, "Config::shards must be at least 1");
+        let pool = (config.threads > 1).then(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(config.threads)
+                .thread_name(|i| format!("kay-worker-{i}"))
+                .build()
+                .expect("cannot start kay's worker threads")
+        });
         ActorSystem {
             config,
             shared,
             storage: Storage::heap(),
             classes: Vec::new(),
-            world,
-            cycle_ends: Vec::new(),
+            next_global_shard: 0,
+            pool,
+            jobs: Vec::new(),
+            pending_shards: Arc::default(),
+            global_shards: Vec::new(),
             _not_send: PhantomData,
         }
     }
 
     /// A [`World`] for sending and spawning from outside handlers.
     pub fn world(&self) -> World {
-        World::new(Arc::clone(&self.shared))
+        World::new(Arc::clone(&self.shared), 0)
     }
 
     fn next_type_id(&self, name: &str) -> ShortTypeId {
@@ -169,30 +199,50 @@ impl ActorSystem {
             "actor {name} has an alignment above 8 bytes, which instance stores do not support"
         );
         let type_id = self.next_type_id(name);
+        let shards = self.config.shards as u32;
+        let first_global = self.next_global_shard;
         let shared = Arc::new(ClassShared::new(
             name,
             type_id,
+            shards,
+            first_global,
+            &self.pending_shards,
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
+        self.next_global_shard += shards;
+        self.global_shards
+            .extend((0..shards).map(|s| (type_id.get(), s)));
         let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);
         let ident: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
-        let ident = format!(
-            "c{}_{}",
-            type_id.get(),
-            &ident[ident.len().saturating_sub(60)..]
-        );
-        let store = InstanceStore::<A>::new(self.storage.clone(), ident);
+        let ident = &ident[ident.len().saturating_sub(60)..];
+        let shards = (0..shards)
+            .map(|s| {
+                let store = InstanceStore::<A>::new(
+                    self.storage.clone(),
+                    format!("c{}s{s}_{ident}", type_id.get()),
+                    shards,
+                );
+                Shard {
+                    store: Box::new(store),
+                    world: World::new(Arc::clone(&self.shared), 1 + first_global + s),
+                    counters: ClassCounters::default(),
+                    died: Vec::new(),
+                    work: Vec::new(),
+                    lanes: Vec::new(),
+                    lanes_seen: 0,
+                    handled: 0,
+                }
+            })
+            .collect();
         let class = Class {
             shared,
-            store: Box::new(store),
             handlers: Vec::new(),
-            counters: ClassCounters::default(),
-            died: Vec::new(),
+            shards,
         };
         let at = type_id.get() as usize;
         if self.classes.len() <= at {
@@ -288,28 +338,83 @@ impl ActorSystem {
     /// messages sent meanwhile wait for the next cycle. Returns how many
     /// messages were handled.
     pub fn message_cycle(&mut self) -> usize {
-        let mut ends = std::mem::take(&mut self.cycle_ends);
-        ends.resize(self.classes.len(), None);
-        let mut any = false;
-        for (class, end) in self.classes.iter().zip(ends.iter_mut()) {
-            *end = class
-                .as_ref()
-                .and_then(|c| c.shared.inbox.snapshot_if_pending());
-            any |= end.is_some();
-        }
-        let mut handled = 0;
-        if any {
-            for (class, end) in self.classes.iter_mut().zip(&ends) {
-                if let (Some(class), Some(end)) = (class, end) {
-                    handled += class.handle_inbox(*end, &mut self.world);
-                    // SAFETY: no drain of this inbox runs and no send is in
-                    // flight: `World`s are `!Send`, and this thread is between
-                    // handlers; no record slice of this inbox is alive.
-                    unsafe { class.shared.inbox.reclaim() };
+        // Between cycles: take what each shard must handle, in lane order.
+        let mut jobs = std::mem::take(&mut self.jobs);
+        jobs.clear();
+        let classes = &mut self.classes;
+        let global_shards = &self.global_shards;
+        self.pending_shards.take(|global| {
+            let (type_id, s) = global_shards[global as usize];
+            let Some(class) = classes[type_id as usize].as_mut() else {
+                return;
+            };
+            let Class {
+                shared,
+                handlers,
+                shards,
+            } = class;
+            let (shard, state) = (&shared.shards[s as usize], &mut shards[s as usize]);
+            shard.clear_pending();
+            state.work.clear();
+            if let Some(lanes) = shard.lane_refs_if_changed(&mut state.lanes_seen) {
+                state.lanes = lanes;
+            }
+            for &lane_ptr in &state.lanes {
+                // SAFETY: lanes live as long as their class (see `Shard`).
+                let lane = unsafe { lane_ptr.as_ref() };
+                if lane.take_pending()
+                    && let Some(until) = lane.inbox.snapshot_if_pending()
+                {
+                    state.work.push((lane_ptr, until));
                 }
             }
+            if !state.work.is_empty() {
+                jobs.push(Job {
+                    handlers: NonNull::from(&handlers[..]),
+                    shard: NonNull::from(state),
+                });
+            }
+        });
+        if jobs.is_empty() {
+            self.jobs = jobs;
+            return 0;
         }
-        self.cycle_ends = ends;
+        // The cycle: every shard on one worker at a time.
+        match &self.pool {
+            Some(pool) if jobs.len() > 1 => {
+                use rayon::prelude::*;
+                pool.install(|| jobs.par_iter_mut().for_each(Job::run));
+            }
+            _ => jobs.iter_mut().for_each(Job::run),
+        }
+        // Between cycles again: recycle inbox memory, free dead IDs.
+        let mut handled = 0;
+        for job in &jobs {
+            // SAFETY: the workers have joined; `jobs` points into `self.classes`,
+            // which nothing else borrows now.
+            let shard = unsafe { job.shard.as_ref() };
+            handled += shard.handled;
+            for (lane, _) in &shard.work {
+                // SAFETY: no drain runs and no push is in flight (shard worlds
+                // only push while their shard runs; outside worlds live on this
+                // thread), and no record slice is alive.
+                unsafe { lane.as_ref().inbox.reclaim() };
+            }
+        }
+        for job in &jobs {
+            // SAFETY: as above.
+            let shard = unsafe { &mut *job.shard.as_ptr() };
+            for id in shard.died.drain(..) {
+                let (type_id, _) = (id.type_id.get(), ());
+                let Some(class) = self.classes[type_id as usize].as_ref() else {
+                    continue;
+                };
+                // SAFETY: between cycles (see above).
+                unsafe { class.shared.shard_of(id.instance).release(id) };
+            }
+        }
+        jobs.clear();
+        self.jobs = jobs;
         handled
     }
 
@@ -363,17 +468,20 @@ impl ActorSystem {
     pub fn with_instances<A: Actor, R>(&self, mut f: impl FnMut(&A) -> R) -> Vec<R> {
         let mut out = Vec::new();
         if let Some(class) = self.class_state::<A>() {
-            let ptr = class.store.as_ref() as *const dyn crate::class::handlers::AnyStore;
-            // SAFETY: the store of class `A` is an `InstanceStore<A>`.
-            let store = unsafe { &*ptr.cast::<InstanceStore<A>>() };
-            store.for_each(|a| out.push(f(a)));
+            for shard in &class.shards {
+                let ptr = shard.store.as_ref() as *const dyn crate::class::handlers::AnyStore;
+                // SAFETY: the stores of class `A` are `InstanceStore<A>`s.
+                let store = unsafe { &*ptr.cast::<InstanceStore<A>>() };
+                store.for_each(|a| out.push(f(a)));
+            }
         }
         out
     }
 
     /// The number of live instances of `A`.
     pub fn instance_count<A: Actor>(&self) -> usize {
-        self.class_state::<A>().map_or(0, |c| c.store.len())
+        self.class_state::<A>()
+            .map_or(0, |c| c.shards.iter().map(|s| s.store.len()).sum())
     }
 
     fn class_state<A: Actor>(&self) -> Option<&Class> {
@@ -392,22 +500,35 @@ impl ActorSystem {
             .classes
             .iter()
             .flatten()
-            .map(|class| ClassStats {
-                name: class.shared.name,
-                type_id: class.shared.type_id,
-                instances: class.store.len(),
-                slot_bytes: class.store.slot_bytes(),
-                queued: class.shared.inbox.len(),
-                handled: class
-                    .counters
-                    .handled
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, n)| **n > 0)
-                    .map(|(m, n)| (names[m], *n))
-                    .collect(),
-                no_recipient: class.counters.no_recipient,
-                no_handler: class.counters.no_handler,
+            .map(|class| {
+                let mut handled: Vec<u64> = Vec::new();
+                let (mut no_recipient, mut no_handler) = (0, 0);
+                for shard in &class.shards {
+                    let counters = &shard.counters;
+                    if handled.len() < counters.handled.len() {
+                        handled.resize(counters.handled.len(), 0);
+                    }
+                    for (total, n) in handled.iter_mut().zip(&counters.handled) {
+                        *total += n;
+                    }
+                    no_recipient += counters.no_recipient;
+                    no_handler += counters.no_handler;
+                }
+                ClassStats {
+                    name: class.shared.name,
+                    type_id: class.shared.type_id,
+                    instances: class.shards.iter().map(|s| s.store.len()).sum(),
+                    slot_bytes: class.shards.iter().map(|s| s.store.slot_bytes()).sum(),
+                    queued: class.shared.shards.iter().map(|s| s.queued()).sum(),
+                    handled: handled
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(m, n)| (names[m], *n))
+                        .collect(),
+                    no_recipient,
+                    no_handler,
+                }
             })
             .collect();
         Stats {
@@ -435,7 +556,7 @@ impl<A: Actor> ClassSetup<'_, A> {
     /// `f` returns `()` or a [`Fate`].
     pub fn handler<M: Message, R: Into<Fate>>(
         &mut self,
-        f: impl Fn(&mut A, &M, &mut World) -> R + 'static,
+        f: impl Fn(&mut A, &M, &mut World) -> R + Send + Sync + 'static,
     ) -> &mut Self {
         let message = self.system.message_id::<M>();
         let handler = Handler::for_messages::<A, M, _>(move |a: &mut A, m: &M, w: &mut World| {
@@ -451,7 +572,7 @@ impl<A: Actor> ClassSetup<'_, A> {
     /// same as `handler` plus the mark.
     pub fn essential_handler<M: Message, R: Into<Fate>>(
         &mut self,
-        f: impl Fn(&mut A, &M, &mut World) -> R + 'static,
+        f: impl Fn(&mut A, &M, &mut World) -> R + Send + Sync + 'static,
     ) -> &mut Self {
         self.handler(f);
         let message = self.system.message_id::<M>();
@@ -475,7 +596,7 @@ impl<A: Actor> ClassSetup<'_, A> {
     /// Spawns instances from message `M` (see [`World::spawn`]).
     pub fn spawner<M: Message>(
         &mut self,
-        f: impl Fn(A::ID, &M, &mut World) -> A + 'static,
+        f: impl Fn(A::ID, &M, &mut World) -> A + Send + Sync + 'static,
     ) -> &mut Self {
         let message = self.system.message_id::<M>();
         self.system
@@ -507,5 +628,27 @@ impl<A: Actor> ClassSetup<'_, A> {
         drop(implementors);
         drop(types);
         self
+    }
+}
+
+/// One shard to handle in a message cycle, with its class's handlers.
+struct Job {
+    handlers: NonNull<[Option<Handler>]>,
+    shard: NonNull<Shard>,
+}
+
+// SAFETY: a job is the exclusive borrow of one shard (distinct shards per
+// job) plus a shared borrow of its class's handler table (`Handler: Sync`),
+// both taken from `&mut ActorSystem` for the duration of one cycle.
+unsafe impl Send for Job {}
+// SAFETY: `par_iter_mut` hands each job to one worker only.
+unsafe impl Sync for Job {}
+
+impl Job {
+    fn run(&mut self) {
+        // SAFETY: see the `Send` impl: the shard is borrowed exclusively by
+        // this job, the handler table shared, both alive for the cycle.
+        let (handlers, shard) = unsafe { (self.handlers.as_ref(), self.shard.as_mut()) };
+        shard.run(handlers);
     }
 }

@@ -2,6 +2,7 @@
 
 use std::any::TypeId;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -9,7 +10,8 @@ use compact::{Compact, Compacted, static_size_bytes};
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Message};
-use crate::class::{ClassShared, MessageId, RECORD_HEADER, write_header};
+use crate::class::lanes::ShardShared;
+use crate::class::{ClassShared, Lane, MessageId, RECORD_HEADER, write_header};
 use crate::id::{MachineID, RawID, ShortTypeId, TypedID};
 use crate::reply::{Reply, ReplyTo};
 
@@ -50,6 +52,12 @@ pub(crate) struct Shared {
 /// flight on another thread.
 pub struct World {
     shared: Arc<Shared>,
+    /// The sender lane: 0 outside handlers, `1 + global shard` inside.
+    lane: u32,
+    /// This world's lane into each shard, by global shard index.
+    lanes: Vec<Option<NonNull<Lane>>>,
+    /// Round-robin counters for spreading spawns over shards, by class.
+    spawn_turns: Vec<u32>,
     types: Vec<Option<TypeEntry>>,
     type_ids: FxHashMap<TypeId, ShortTypeId>,
     message_ids: FxHashMap<TypeId, MessageId>,
@@ -57,9 +65,12 @@ pub struct World {
 }
 
 impl World {
-    pub(crate) fn new(shared: Arc<Shared>) -> World {
+    pub(crate) fn new(shared: Arc<Shared>, lane: u32) -> World {
         World {
             shared,
+            lane,
+            lanes: Vec::new(),
+            spawn_turns: Vec::new(),
             types: Vec::new(),
             type_ids: FxHashMap::default(),
             message_ids: FxHashMap::default(),
@@ -184,17 +195,112 @@ impl World {
             return self.undeliverable();
         }
         match self.entry(recipient.type_id) {
-            Some(TypeEntry::Class(class)) => push(class, message_id, recipient, message),
+            Some(TypeEntry::Class(class)) => {
+                let class: *const ClassShared = &**class;
+                // SAFETY: the class is kept alive by `self.types` (entries are
+                // never removed) and by `shared`; pushing touches neither.
+                let class = unsafe { &*class };
+                if recipient.is_broadcast() {
+                    let compacted = Compacted::new(message);
+                    for shard in class.shards.iter() {
+                        self.push_copy(shard, message_id, recipient, &compacted);
+                    }
+                } else {
+                    self.push(
+                        class.shard_of(recipient.instance),
+                        message_id,
+                        recipient,
+                        message,
+                    );
+                }
+            }
             Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
                 let t = Arc::clone(t);
                 let implementors = t.implementors.read().unwrap_or_else(|e| e.into_inner());
                 let compacted = Compacted::new(message);
                 for class in implementors.iter() {
-                    push_copy(class, message_id, recipient, &compacted);
+                    for shard in class.shards.iter() {
+                        self.push_copy(shard, message_id, recipient, &compacted);
+                    }
                 }
             }
             _ => self.undeliverable(),
         }
+    }
+
+    /// This world's lane into `shard`.
+    #[inline]
+    fn lane_into(&mut self, shard: &ShardShared) -> &Lane {
+        let at = shard.global as usize;
+        if let Some(Some(lane)) = self.lanes.get(at) {
+            // SAFETY: lanes live as long as their class, which `shared` keeps alive.
+            return unsafe { lane.as_ref() };
+        }
+        let lane = NonNull::from(shard.lane(self.lane));
+        if self.lanes.len() <= at {
+            self.lanes.resize(at + 1, None);
+        }
+        self.lanes[at] = Some(lane);
+        // SAFETY: as above.
+        unsafe { lane.as_ref() }
+    }
+
+    /// Compacts `message` into a new record in this world's lane into `shard`.
+    #[inline]
+    fn push<M: Compact>(
+        &mut self,
+        shard: &ShardShared,
+        message_id: MessageId,
+        recipient: RawID,
+        message: M,
+    ) {
+        let size = RECORD_HEADER + message.total_size_bytes();
+        let mut message = std::mem::ManuallyDrop::new(message);
+        let write = |buf: &mut [u8]| {
+            write_header(buf, message_id, recipient);
+            let dest = buf[RECORD_HEADER..].as_mut_ptr();
+            // SAFETY: `buf` is 8-aligned (records are) and message types have an
+            // alignment of at most 8 (checked at registration), so `dest` is
+            // aligned; the record has room for the whole compact message, which
+            // is moved in and never dropped here.
+            unsafe {
+                M::compact(
+                    &mut *message,
+                    dest.cast(),
+                    dest.add(static_size_bytes::<M>()),
+                );
+            }
+        };
+        let lane = self.lane_into(shard);
+        // SAFETY: this world is the lane's only writer at this time: a lane
+        // belongs to one shard's handlers (run by one thread at a time) or to
+        // the outside (the system's thread, `World` being `!Send`).
+        unsafe { lane.inbox.push_with_unshared(size, write) };
+        lane.mark_pending(shard);
+    }
+
+    /// Copies an already compacted message into a new record for `shard`.
+    fn push_copy<M: Compact>(
+        &mut self,
+        shard: &ShardShared,
+        message_id: MessageId,
+        recipient: RawID,
+        message: &Compacted<M>,
+    ) {
+        let size = RECORD_HEADER + message.total_size_bytes();
+        let write = |buf: &mut [u8]| {
+            write_header(buf, message_id, recipient);
+            let dest = buf[RECORD_HEADER..].as_mut_ptr();
+            let source = (&**message as *const M).cast_mut();
+            // SAFETY: as in `push`. `source` is compact: compacting it copies its
+            // bytes and leaves the source intact (compact parts own nothing), so
+            // each copy is an independent value and `message` stays valid.
+            unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
+        };
+        let lane = self.lane_into(shard);
+        // SAFETY: as in `push`.
+        unsafe { lane.inbox.push_with_unshared(size, write) };
+        lane.mark_pending(shard);
     }
 
     /// Spawns an instance of `A` by sending `message` to its spawner for `M`
@@ -214,8 +320,21 @@ impl World {
         let Some(TypeEntry::Class(class)) = self.entry(type_id) else {
             unreachable!("a registered class has a class entry")
         };
-        let id = class.allocate(machine);
-        push(class, message_id, id, message);
+        let class: *const ClassShared = &**class;
+        // SAFETY: as in `send`: kept alive by `self.types` and `shared`.
+        let class = unsafe { &*class };
+        let turns = &mut self.spawn_turns;
+        if turns.len() <= type_id.get() as usize {
+            turns.resize(type_id.get() as usize + 1, 0);
+        }
+        let turn = &mut turns[type_id.get() as usize];
+        let shard = &class.shards[*turn as usize % class.shards.len()];
+        *turn = turn.wrapping_add(1);
+        let lane_index = self.lane;
+        let lane = self.lane_into(shard);
+        // SAFETY: this world is the lane's only writer (see `push`).
+        let id = unsafe { class.allocate(shard, lane, lane_index, machine) };
+        self.push(shard, message_id, id, message);
         A::ID::from_raw(id)
     }
 
@@ -233,49 +352,4 @@ impl World {
     fn undeliverable(&self) {
         self.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// Compacts `message` into a new record in `class`'s inbox.
-#[inline]
-fn push<M: Compact>(class: &ClassShared, message_id: MessageId, recipient: RawID, message: M) {
-    let size = RECORD_HEADER + message.total_size_bytes();
-    let mut message = std::mem::ManuallyDrop::new(message);
-    let write = |buf: &mut [u8]| {
-        write_header(buf, message_id, recipient);
-        let dest = buf[RECORD_HEADER..].as_mut_ptr();
-        // SAFETY: `buf` is 8-aligned (records are) and message types have an
-        // alignment of at most 8 (checked at registration), so `dest` is
-        // aligned; the record has room for the whole compact message, which
-        // is moved in and never dropped here.
-        unsafe {
-            M::compact(
-                &mut *message,
-                dest.cast(),
-                dest.add(static_size_bytes::<M>()),
-            );
-        }
-    };
-    // SAFETY: every push to this inbox happens on the thread that owns the
-    // system: `World` and `ActorSystem` are `!Send`, and worlds are only
-    // made by (and handed to handlers of) that system.
-    unsafe { class.inbox.push_with_unshared(size, write) };
-}
-
-/// Copies an already compacted message into a new record in `class`'s inbox.
-fn push_copy<M: Compact>(
-    class: &ClassShared,
-    message_id: MessageId,
-    recipient: RawID,
-    message: &Compacted<M>,
-) {
-    let size = RECORD_HEADER + message.total_size_bytes();
-    class.inbox.push_with(size, |buf| {
-        write_header(buf, message_id, recipient);
-        let dest = buf[RECORD_HEADER..].as_mut_ptr();
-        let source = (&**message as *const M).cast_mut();
-        // SAFETY: as in `push`. `source` is compact: compacting it copies its
-        // bytes and leaves the source intact (compact parts own nothing), so
-        // each copy is an independent value and `message` stays valid.
-        unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
-    });
 }

@@ -180,7 +180,14 @@ fn delivery_is_fifo_per_sender() {
 
 #[test]
 fn dead_and_stale_ids_miss_and_are_counted() {
-    let (mut system, mut world) = system();
+    // One shard, so that the next spawn lands where the dead instance was.
+    let mut system = ActorSystem::new(Config {
+        shards: 1,
+        ..Config::default()
+    });
+    system.register::<Cell>();
+    system.register::<Observer>();
+    let mut world = system.world();
     let a = world.spawn::<Cell, _>(SpawnCell { value: 1 });
     system.process_all_messages();
     world.send(a, Die);

@@ -64,8 +64,14 @@ pub(crate) struct Handler {
     pub(crate) essential: bool,
     thunk: Thunk,
     data: *const (),
-    _closure: Box<dyn Any>,
+    _closure: Box<dyn Any + Send + Sync>,
 }
+
+// SAFETY: `data` points into `_closure`, which is `Send + Sync`; the thunk
+// is a plain function pointer.
+unsafe impl Send for Handler {}
+// SAFETY: as above; calling the closure only needs `&F`, and `F: Sync`.
+unsafe impl Sync for Handler {}
 
 impl Handler {
     /// A handler running `f` on the recipient (or on every instance for a broadcast).
@@ -73,7 +79,7 @@ impl Handler {
     where
         A: Actor,
         M: Message,
-        F: Fn(&mut A, &M, &mut World) -> Fate + 'static,
+        F: Fn(&mut A, &M, &mut World) -> Fate + Send + Sync + 'static,
     {
         let closure = Box::new(f);
         let data = (&*closure as *const F).cast();
@@ -91,7 +97,7 @@ impl Handler {
     where
         A: Actor,
         M: Message,
-        F: Fn(A::ID, &M, &mut World) -> A + 'static,
+        F: Fn(A::ID, &M, &mut World) -> A + Send + Sync + 'static,
     {
         let closure = Box::new(f);
         let data = (&*closure as *const F).cast();
@@ -138,7 +144,7 @@ unsafe fn handle<A, M, F>(
 where
     A: Actor,
     M: Message,
-    F: Fn(&mut A, &M, &mut World) -> Fate + 'static,
+    F: Fn(&mut A, &M, &mut World) -> Fate + Send + Sync + 'static,
 {
     // SAFETY: guaranteed by the caller (see `Handler::call`).
     let (store, f, message) = unsafe {
@@ -175,7 +181,7 @@ unsafe fn spawn<A, M, F>(
 where
     A: Actor,
     M: Message,
-    F: Fn(A::ID, &M, &mut World) -> A + 'static,
+    F: Fn(A::ID, &M, &mut World) -> A + Send + Sync + 'static,
 {
     // SAFETY: guaranteed by the caller (see `Handler::call`).
     let (store, f, message) = unsafe {

@@ -1,19 +1,23 @@
-//! One actor class inside the system: its instance store, its inbox and its
-//! handler table, and the dispatch from inbox records to handlers.
+//! One actor class inside the system: its shards (each an instance store
+//! with its inboxes), its handler table, and the dispatch from inbox records
+//! to handlers.
 //!
 //! A record in an inbox is a 16-byte header — message id (`u16`), padding,
 //! recipient [`RawID`] — followed by the message in compact form.
 
 pub(crate) mod handlers;
+pub(crate) mod index;
+pub(crate) mod lanes;
 pub(crate) mod store;
 
+use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
-use crate::inbox::Inbox;
+use crate::id::RawID;
+use crate::inbox::Position;
 use crate::world::World;
+
+pub(crate) use lanes::{ClassShared, Lane};
 
 pub(crate) use handlers::Handler;
 pub use handlers::HandlerKind;
@@ -61,64 +65,6 @@ pub(crate) fn read_header(record: &[u8]) -> (MessageId, RawID) {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct MessageId(pub(crate) u16);
 
-/// The parts of a class that senders on any thread use: its inbox and the
-/// allocator of instance IDs for spawning.
-pub(crate) struct ClassShared {
-    pub(crate) name: &'static str,
-    pub(crate) type_id: ShortTypeId,
-    pub(crate) inbox: Inbox,
-    next_instance: AtomicU32,
-    free_len: AtomicUsize,
-    free: Mutex<Vec<RawID>>,
-}
-
-impl ClassShared {
-    pub(crate) fn new(
-        name: &'static str,
-        type_id: ShortTypeId,
-        inbox_chunk: usize,
-        inbox_retain: usize,
-    ) -> Self {
-        ClassShared {
-            name,
-            type_id,
-            inbox: Inbox::with_pool_limit(inbox_chunk, inbox_retain / inbox_chunk),
-            next_instance: AtomicU32::new(0),
-            free_len: AtomicUsize::new(0),
-            free: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// An ID for a new instance: a reused number with a newer version, or a fresh one.
-    #[inline]
-    pub(crate) fn allocate(&self, machine: MachineID) -> RawID {
-        if self.free_len.load(Ordering::Relaxed) > 0 {
-            let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(id) = free.pop() {
-                self.free_len.store(free.len(), Ordering::Relaxed);
-                return id;
-            }
-        }
-        let instance = self.next_instance.fetch_add(1, Ordering::Relaxed);
-        assert!(
-            instance <= MAX_INSTANCE,
-            "{}: more than {MAX_INSTANCE} instances spawned",
-            self.name
-        );
-        RawID::new(self.type_id, instance, machine, 0)
-    }
-
-    /// Makes the number of a dead instance available again, with the next version.
-    pub(crate) fn release(&self, id: RawID) {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        free.push(RawID {
-            version: id.version.wrapping_add(1),
-            ..id
-        });
-        self.free_len.store(free.len(), Ordering::Relaxed);
-    }
-}
-
 /// Counters of one class.
 #[derive(Default)]
 pub(crate) struct ClassCounters {
@@ -133,47 +79,67 @@ pub(crate) struct ClassCounters {
 /// A class as the system owns it.
 pub(crate) struct Class {
     pub(crate) shared: Arc<ClassShared>,
-    pub(crate) store: Box<dyn handlers::AnyStore>,
     pub(crate) handlers: Vec<Option<Handler>>,
-    pub(crate) counters: ClassCounters,
-    pub(crate) died: Vec<RawID>,
+    pub(crate) shards: Vec<Shard>,
 }
 
 /// Records handled together: their index entries and slots are prefetched
 /// first, so that the cache misses of a batch overlap instead of queueing.
 const BATCH: usize = 64;
 
-impl Class {
-    /// Handles the records waiting in the inbox up to `until`; returns how many.
-    pub(crate) fn handle_inbox(
-        &mut self,
-        until: crate::inbox::Position,
-        world: &mut World,
-    ) -> usize {
-        let Class {
-            shared,
+/// A shard as the system owns it: its instances and what its handlers use.
+pub(crate) struct Shard {
+    pub(crate) store: Box<dyn handlers::AnyStore>,
+    /// The world of this shard's handlers (sending on the shard's lane).
+    pub(crate) world: World,
+    pub(crate) counters: ClassCounters,
+    pub(crate) died: Vec<RawID>,
+    /// This cycle's work: lanes to drain, each up to its snapshot.
+    pub(crate) work: Vec<(NonNull<Lane>, Position)>,
+    /// The lanes into this shard, in lane order, and the change counter seen.
+    pub(crate) lanes: Vec<NonNull<Lane>>,
+    pub(crate) lanes_seen: u32,
+    /// Messages handled in the current cycle.
+    pub(crate) handled: usize,
+}
+
+// SAFETY: a shard is handled by one thread at a time (the system hands
+// `&mut Shard` to one job per cycle and joins before the next). Its store
+// holds `Send` actors; its world sends only on the shard's own lane, where
+// it is the single writer; the lane pointers in `work` point into the
+// class's `Arc<ClassShared>`, alive as long as the system.
+unsafe impl Send for Shard {}
+
+impl Shard {
+    /// Handles this cycle's work with the class's `handlers`.
+    pub(crate) fn run(&mut self, handlers: &[Option<Handler>]) {
+        let Shard {
             store,
-            handlers,
+            world,
             counters,
             died,
+            work,
+            handled,
+            ..
         } = self;
-        let mut batch = Batch::new();
-        // SAFETY: the system drains each inbox from one thread at a time (the
-        // thread that owns the system); record slices stay valid until the
-        // next `reclaim`, which runs only after this cycle.
-        let count = unsafe {
-            shared.inbox.drain_to(until, |record| {
-                if batch.push(record) {
-                    handle_batch(batch.records(), store, handlers, counters, died, world);
-                    batch.clear();
-                }
-            })
-        };
-        handle_batch(batch.records(), store, handlers, counters, died, world);
-        for id in died.drain(..) {
-            shared.release(id);
+        *handled = 0;
+        for (lane, until) in work.iter() {
+            // SAFETY: lanes live as long as the system (see `Send` above).
+            let lane = unsafe { lane.as_ref() };
+            let mut batch = Batch::new();
+            // SAFETY: only this shard drains its lanes, one thread at a time;
+            // record slices stay valid until the next `reclaim`, which runs
+            // after this cycle.
+            *handled += unsafe {
+                lane.inbox.drain_to(*until, |record| {
+                    if batch.push(record) {
+                        handle_batch(batch.records(), store, handlers, counters, died, world);
+                        batch.clear();
+                    }
+                })
+            };
+            handle_batch(batch.records(), store, handlers, counters, died, world);
         }
-        count
     }
 }
 

@@ -21,21 +21,9 @@ use compact::static_size_bytes;
 use crate::actor::{Actor, Fate};
 use crate::id::{RawID, TypedID};
 
-/// Where an instance lives, by instance number.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Location {
-    slot: u32,
-    bin: u8,
-    version: u8,
-}
+use crate::class::index::{Index, Location};
 
-const NO_BIN: u8 = u8::MAX;
 const EXACT: u8 = 0;
-const VACANT: Location = Location {
-    slot: 0,
-    bin: NO_BIN,
-    version: 0,
-};
 
 /// The default chunk size of a bin.
 const BIN_CHUNK: usize = 1 << 20;
@@ -46,7 +34,7 @@ pub(crate) struct InstanceStore<A: Actor> {
     ident: String,
     /// Bin 0 is exact; bin `k > 0` holds slots of `1 << (k + 2)` bytes.
     bins: Vec<Option<Arena>>,
-    index: Vec<Location>,
+    index: Index,
     len: usize,
     _actor: PhantomData<A>,
 }
@@ -63,12 +51,12 @@ pub(crate) enum Delivery {
 }
 
 impl<A: Actor> InstanceStore<A> {
-    pub(crate) fn new(storage: Storage, ident: String) -> Self {
+    pub(crate) fn new(storage: Storage, ident: String, shards: u32) -> Self {
         InstanceStore {
             storage,
             ident,
             bins: Vec::new(),
-            index: Vec::new(),
+            index: Index::new(shards),
             len: 0,
             _actor: PhantomData,
         }
@@ -107,6 +95,7 @@ impl<A: Actor> InstanceStore<A> {
         })
     }
 
+    #[inline]
     fn slot_ptr(&self, location: Location) -> *mut A {
         let arena = self.bins[location.bin as usize]
             .as_ref()
@@ -117,15 +106,16 @@ impl<A: Actor> InstanceStore<A> {
             .cast()
     }
 
+    #[inline]
     fn locate(&self, id: RawID) -> Option<Location> {
-        let location = *self.index.get(id.instance as usize)?;
-        (location.bin != NO_BIN && location.version == id.version).then_some(location)
+        let location = self.index.live(id.instance)?;
+        (location.version == id.version).then_some(location)
     }
 
     /// Starts loading the index entry of `instance` into the cache.
     #[inline]
     pub(crate) fn prefetch_index(&self, instance: u32) {
-        if let Some(location) = self.index.get(instance as usize) {
+        if let Some(location) = self.index.entry(instance) {
             crate::prefetch::read(location);
         }
     }
@@ -166,19 +156,12 @@ impl<A: Actor> InstanceStore<A> {
         }
         let mut location = self.place(value);
         location.version = id.version;
-        let at = id.instance as usize;
-        if self.index.len() <= at {
-            self.index.resize(at + 1, VACANT);
-        }
-        self.index[at] = location;
+        self.index.set(id.instance, location);
         self.len += 1;
     }
 
     fn locate_any(&self, instance: u32) -> Option<Location> {
-        self.index
-            .get(instance as usize)
-            .copied()
-            .filter(|l| l.bin != NO_BIN)
+        self.index.live(instance)
     }
 
     /// Removes instance number `instance`, dropping it if `drop` (else it was
@@ -196,7 +179,7 @@ impl<A: Actor> InstanceStore<A> {
             // and then overwritten or freed.
             unsafe { std::ptr::drop_in_place(hole) };
         }
-        self.index[instance as usize] = VACANT;
+        self.index.vacate(instance);
         self.len -= 1;
         let arena = self.bins[location.bin as usize]
             .as_mut()
@@ -214,7 +197,7 @@ impl<A: Actor> InstanceStore<A> {
                 A::compact(from, hole, hole.cast::<u8>().add(static_size_bytes::<A>()));
                 (*hole).id().as_raw().instance
             };
-            self.index[moved as usize].slot = location.slot;
+            self.index.set_slot(moved, location.slot);
             moved_from = Some(last.get() as usize);
         }
         arena.free(last);
@@ -248,11 +231,14 @@ impl<A: Actor> InstanceStore<A> {
             Some(from) if bin == old.bin && from == slot.get() as usize => old.slot,
             _ => slot.get(),
         };
-        self.index[instance as usize] = Location {
-            slot,
-            bin,
-            version: old.version,
-        };
+        self.index.set(
+            instance,
+            Location {
+                slot,
+                bin,
+                version: old.version,
+            },
+        );
         self.len += 1;
         moved_from
     }

@@ -1,0 +1,354 @@
+//! Shards, lanes and deterministic IDs: the parts of a class that senders on
+//! any thread use.
+//!
+//! A class is split into `K` *shards*, each with its own instance store;
+//! instance number `i` lives in shard `i % K`. Every shard has one inbox per
+//! *sender lane*: lane 0 is code outside handlers (external `World`s), lane
+//! `1 + g` is the handlers running in global shard `g`. A lane has exactly
+//! one writer at a time — its shard's current thread, or the system's thread
+//! between message cycles — so delivery order is a function of who sent
+//! what, never of thread timing: a shard drains its lanes in lane order, each
+//! lane first in, first out.
+//!
+//! IDs for spawns are handed out per (target shard, sender lane) without
+//! coordination: lane `L`'s `k`-th block of local numbers in a shard is
+//! block `k * MAX_LANES + L` (see `docs/multicore.md`). Numbers of dead
+//! instances go back, at the end of a message cycle, to the lane that owns
+//! their block, which reuses them with the next version.
+//!
+//! # Protocol
+//! - Writers (`World`s) push with the single-writer reservation, then set
+//!   the lane's and the shard's `pending` flags (plain stores of `true`).
+//! - At the start of a message cycle (no writer runs), the system takes the
+//!   pending shards and lanes, clears the flags and snapshots those inboxes.
+//! - In the cycle, each shard drains its snapshots; its handlers push into
+//!   the lanes they own. After the join, the system reclaims drained inboxes
+//!   and hands freed IDs back to their lanes.
+
+use std::cell::UnsafeCell;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::class::index::BLOCK;
+use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
+use crate::inbox::Inbox;
+
+/// The most sender lanes: 1 (outside) + the shards of all classes.
+pub(crate) const MAX_LANES: u32 = 256;
+
+const GROUP: usize = 64;
+
+/// `GROUP` lanes, each created on first use.
+type LaneGroup = Box<[OnceLock<Box<Lane>>]>;
+
+/// One sender's inbox into one shard, and the IDs it hands out there.
+pub(crate) struct Lane {
+    pub(crate) inbox: Inbox,
+    /// Set by the writer after pushing; cleared by the system between cycles.
+    pending: AtomicBool,
+    /// Only the lane's writer, or the system between cycles, touches this.
+    ids: UnsafeCell<LaneIds>,
+}
+
+// SAFETY: `inbox` and `pending` are thread-safe; `ids` is only touched by
+// the lane's single writer or by the system between cycles (module docs),
+// and cycles are ordered by joins, so accesses never overlap.
+unsafe impl Sync for Lane {}
+
+#[derive(Default)]
+struct LaneIds {
+    /// Reusable instance numbers, with their next version.
+    free: Vec<(u32, u8)>,
+    /// How many blocks this lane has taken in this shard.
+    blocks: u32,
+    next: u32,
+    end: u32,
+}
+
+impl Lane {
+    /// Whether this lane got records since the last call; clears the flag.
+    /// Called only between message cycles.
+    #[inline]
+    pub(crate) fn take_pending(&self) -> bool {
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending {
+            self.pending.store(false, Ordering::Relaxed);
+        }
+        pending
+    }
+
+    fn new(inbox_chunk: usize, inbox_retain: usize) -> Lane {
+        Lane {
+            inbox: Inbox::with_pool_limit(inbox_chunk, inbox_retain / inbox_chunk),
+            pending: AtomicBool::new(false),
+            ids: UnsafeCell::new(LaneIds::default()),
+        }
+    }
+
+    /// Marks the lane (and its shard) as having records to handle.
+    #[inline]
+    pub(crate) fn mark_pending(&self, shard: &ShardShared) {
+        if !self.pending.load(Ordering::Relaxed) {
+            self.pending.store(true, Ordering::Relaxed);
+            if !shard.pending.load(Ordering::Relaxed) {
+                shard.pending.store(true, Ordering::Relaxed);
+                shard.all_pending.mark(shard.global);
+            }
+        }
+    }
+
+    /// An instance number and version in `shard` for a spawn from `lane`.
+    ///
+    /// # Safety
+    /// Called only by this lane's writer (the `World` of lane `lane`).
+    pub(crate) unsafe fn allocate(&self, shard: &ShardShared, lane: u32) -> (u32, u8) {
+        // SAFETY: the caller is the lane's only writer; nothing else touches
+        // `ids` meanwhile (module docs).
+        let ids = unsafe { &mut *self.ids.get() };
+        if let Some(free) = ids.free.pop() {
+            return free;
+        }
+        if ids.next == ids.end {
+            let block = u64::from(ids.blocks) * u64::from(MAX_LANES) + u64::from(lane);
+            ids.blocks += 1;
+            let next = block * u64::from(BLOCK);
+            let last = (next + u64::from(BLOCK)) * u64::from(shard.shards) + u64::from(shard.shard);
+            assert!(
+                last <= u64::from(MAX_INSTANCE),
+                "{}: too many instances spawned from one sender into one shard",
+                shard.class_name
+            );
+            ids.next = next as u32;
+            ids.end = ids.next + BLOCK;
+        }
+        let local = ids.next;
+        ids.next += 1;
+        (local * shard.shards + shard.shard, 0)
+    }
+
+    /// Makes instance number `instance` available again with `version`.
+    ///
+    /// # Safety
+    /// Called only between message cycles (no writer runs).
+    unsafe fn release(&self, instance: u32, version: u8) {
+        // SAFETY: between cycles nobody else touches `ids` (caller).
+        unsafe { &mut *self.ids.get() }
+            .free
+            .push((instance, version));
+    }
+}
+
+/// One shard of a class, as senders see it.
+pub(crate) struct ShardShared {
+    pub(crate) class_name: &'static str,
+    /// This shard's number within its class.
+    pub(crate) shard: u32,
+    /// The number of shards of the class.
+    pub(crate) shards: u32,
+    /// This shard's global index: its handlers send on lane `1 + global`.
+    pub(crate) global: u32,
+    groups: Box<[OnceLock<LaneGroup>]>,
+    /// The lanes created so far, and a counter of changes to that list.
+    lanes_in_use: Mutex<Vec<u32>>,
+    lanes_changed: AtomicU32,
+    pending: AtomicBool,
+    /// The system's set of pending shards, which this shard joins when it
+    /// gets its first record of a cycle.
+    all_pending: Arc<PendingShards>,
+    inbox_chunk: usize,
+    inbox_retain: usize,
+}
+
+/// The set of shards (by global index) that got records since the last
+/// message cycle began: one bit each, set by writers, taken between cycles.
+#[derive(Default)]
+pub(crate) struct PendingShards {
+    words: [AtomicU64; MAX_LANES as usize / 64],
+}
+
+impl PendingShards {
+    #[inline]
+    fn mark(&self, global: u32) {
+        self.words[global as usize / 64].fetch_or(1 << (global % 64), Ordering::Relaxed);
+    }
+
+    /// Takes the set: calls `f` with each pending global shard index in
+    /// increasing order, and clears it. Called only between message cycles.
+    pub(crate) fn take(&self, mut f: impl FnMut(u32)) {
+        for (w, word) in self.words.iter().enumerate() {
+            let mut bits = word.load(Ordering::Relaxed);
+            if bits == 0 {
+                continue;
+            }
+            word.store(0, Ordering::Relaxed);
+            while bits != 0 {
+                f(w as u32 * 64 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+    }
+}
+
+impl ShardShared {
+    fn new(
+        class_name: &'static str,
+        shard: u32,
+        shards: u32,
+        global: u32,
+        all_pending: Arc<PendingShards>,
+        inbox_chunk: usize,
+        inbox_retain: usize,
+    ) -> Self {
+        ShardShared {
+            class_name,
+            shard,
+            shards,
+            global,
+            groups: (0..MAX_LANES as usize / GROUP)
+                .map(|_| OnceLock::new())
+                .collect(),
+            lanes_in_use: Mutex::new(Vec::new()),
+            lanes_changed: AtomicU32::new(0),
+            pending: AtomicBool::new(false),
+            all_pending,
+            inbox_chunk,
+            inbox_retain,
+        }
+    }
+
+    /// The inbox of sender lane `lane` into this shard, created on first use.
+    pub(crate) fn lane(&self, lane: u32) -> &Lane {
+        let group = self.groups[lane as usize / GROUP]
+            .get_or_init(|| (0..GROUP).map(|_| OnceLock::new()).collect());
+        group[lane as usize % GROUP].get_or_init(|| {
+            let mut in_use = self.lanes_in_use.lock().unwrap_or_else(|e| e.into_inner());
+            let at = in_use.partition_point(|l| *l < lane);
+            in_use.insert(at, lane);
+            self.lanes_changed.fetch_add(1, Ordering::Release);
+            Box::new(Lane::new(self.inbox_chunk, self.inbox_retain))
+        })
+    }
+
+    /// The lanes that exist, in lane order, if they changed since `seen`.
+    pub(crate) fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<u32>> {
+        let now = self.lanes_changed.load(Ordering::Acquire);
+        if now == *seen {
+            return None;
+        }
+        *seen = now;
+        Some(
+            self.lanes_in_use
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+        )
+    }
+
+    /// Clears the flag that this shard got records (after the system took
+    /// it from the pending set). Called only between message cycles.
+    pub(crate) fn clear_pending(&self) {
+        self.pending.store(false, Ordering::Relaxed);
+    }
+
+    /// The lanes that exist, in lane order, if the set changed since `seen`.
+    pub(crate) fn lane_refs_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
+        self.lanes_if_changed(seen).map(|lanes| {
+            lanes
+                .into_iter()
+                .map(|l| NonNull::from(self.lane(l)))
+                .collect()
+        })
+    }
+
+    /// Hands the number of dead instance `id` back to the lane that owns it.
+    ///
+    /// # Safety
+    /// Called only between message cycles (no writer runs).
+    pub(crate) unsafe fn release(&self, id: RawID) {
+        let local = id.instance / self.shards;
+        let lane = (local / BLOCK) % MAX_LANES;
+        // SAFETY: between cycles (caller).
+        unsafe {
+            self.lane(lane)
+                .release(id.instance, id.version.wrapping_add(1))
+        };
+    }
+
+    /// Records waiting in all lanes (for statistics).
+    pub(crate) fn queued(&self) -> usize {
+        let lanes = self
+            .lanes_in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        lanes.into_iter().map(|l| self.lane(l).inbox.len()).sum()
+    }
+}
+
+/// The parts of a class that senders on any thread use.
+pub(crate) struct ClassShared {
+    pub(crate) name: &'static str,
+    pub(crate) type_id: ShortTypeId,
+    pub(crate) shards: Box<[ShardShared]>,
+}
+
+impl ClassShared {
+    pub(crate) fn new(
+        name: &'static str,
+        type_id: ShortTypeId,
+        shards: u32,
+        first_global: u32,
+        all_pending: &Arc<PendingShards>,
+        inbox_chunk: usize,
+        inbox_retain: usize,
+    ) -> Self {
+        assert!(
+            first_global + shards < MAX_LANES,
+            "registering {name} would exceed {} shards over all classes; lower Config::shards",
+            MAX_LANES - 1
+        );
+        let shards = (0..shards)
+            .map(|s| {
+                let all_pending = Arc::clone(all_pending);
+                ShardShared::new(
+                    name,
+                    s,
+                    shards,
+                    first_global + s,
+                    all_pending,
+                    inbox_chunk,
+                    inbox_retain,
+                )
+            })
+            .collect();
+        ClassShared {
+            name,
+            type_id,
+            shards,
+        }
+    }
+
+    /// The shard instance `instance` lives in.
+    #[inline]
+    pub(crate) fn shard_of(&self, instance: u32) -> &ShardShared {
+        &self.shards[instance as usize % self.shards.len()]
+    }
+
+    /// The ID of a new instance in `shard`, spawned from lane `lane`.
+    ///
+    /// # Safety
+    /// Called only by lane `lane`'s writer.
+    #[inline]
+    pub(crate) unsafe fn allocate(
+        &self,
+        shard: &ShardShared,
+        lane: &Lane,
+        lane_index: u32,
+        machine: MachineID,
+    ) -> RawID {
+        // SAFETY: forwarded from the caller.
+        let (instance, version) = unsafe { lane.allocate(shard, lane_index) };
+        RawID::new(self.type_id, instance, machine, version)
+    }
+}
