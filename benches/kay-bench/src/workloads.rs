@@ -43,6 +43,10 @@ pub fn config() -> Config {
     Config {
         max_cycles_per_call: usize::MAX,
         threads: threads(),
+        shards: std::env::var("KAY_BENCH_SHARDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(4),
         ..Config::default()
     }
 }
@@ -78,6 +82,7 @@ fn kay_and_plain(
         base.clone(),
         Measurement {
             system: "kay",
+            threads: threads(),
             median_s: kay_s,
             plain_s: Some(plain_s),
             ..base

@@ -9,7 +9,6 @@ use chunky::Storage;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
-use crate::class::lanes::PendingShards;
 use crate::class::store::InstanceStore;
 use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId, Shard};
 use crate::id::{MachineID, ShortTypeId};
@@ -101,10 +100,11 @@ pub struct ActorSystem {
     pool: Option<rayon::ThreadPool>,
     /// This cycle's shards to handle (kept to reuse its allocation).
     jobs: Vec<Job>,
-    /// Shards that got records since the last cycle began.
-    pending_shards: Arc<PendingShards>,
-    /// (class type id, shard) of every global shard index.
+    /// (class type id, shard) of every shard, by global shard index.
     global_shards: Vec<(u16, u32)>,
+    /// Every shard's shared part, by global shard index (for the quick scan
+    /// of pending flags at the start of a cycle).
+    shard_flags: Vec<NonNull<crate::class::lanes::ShardShared>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -140,8 +140,8 @@ impl ActorSystem {
             next_global_shard: 0,
             pool,
             jobs: Vec::new(),
-            pending_shards: Arc::default(),
             global_shards: Vec::new(),
+            shard_flags: Vec::new(),
             _not_send: PhantomData,
         }
     }
@@ -206,13 +206,14 @@ impl ActorSystem {
             type_id,
             shards,
             first_global,
-            &self.pending_shards,
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
         self.next_global_shard += shards;
         self.global_shards
             .extend((0..shards).map(|s| (type_id.get(), s)));
+        self.shard_flags
+            .extend(shared.shards.iter().map(NonNull::from));
         let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);
         let ident: String = name
@@ -341,20 +342,21 @@ impl ActorSystem {
         // Between cycles: take what each shard must handle, in lane order.
         let mut jobs = std::mem::take(&mut self.jobs);
         jobs.clear();
-        let classes = &mut self.classes;
-        let global_shards = &self.global_shards;
-        self.pending_shards.take(|global| {
-            let (type_id, s) = global_shards[global as usize];
-            let Some(class) = classes[type_id as usize].as_mut() else {
-                return;
+        for (global, shard_ptr) in self.shard_flags.iter().enumerate() {
+            // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
+            // `self.classes` for the system's lifetime.
+            let shard = unsafe { shard_ptr.as_ref() };
+            if !shard.take_pending() {
+                continue;
+            }
+            let (type_id, s) = self.global_shards[global];
+            let Some(class) = self.classes[type_id as usize].as_mut() else {
+                continue;
             };
             let Class {
-                shared,
-                handlers,
-                shards,
+                handlers, shards, ..
             } = class;
-            let (shard, state) = (&shared.shards[s as usize], &mut shards[s as usize]);
-            shard.clear_pending();
+            let state = &mut shards[s as usize];
             state.work.clear();
             if let Some(lanes) = shard.lane_refs_if_changed(&mut state.lanes_seen) {
                 state.lanes = lanes;
@@ -374,7 +376,7 @@ impl ActorSystem {
                     shard: NonNull::from(state),
                 });
             }
-        });
+        }
         if jobs.is_empty() {
             self.jobs = jobs;
             return 0;

@@ -27,8 +27,8 @@
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use crate::class::index::BLOCK;
 use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
@@ -91,9 +91,9 @@ impl Lane {
     pub(crate) fn mark_pending(&self, shard: &ShardShared) {
         if !self.pending.load(Ordering::Relaxed) {
             self.pending.store(true, Ordering::Relaxed);
+            // Plain stores, no read-modify-write: every writer stores `true`.
             if !shard.pending.load(Ordering::Relaxed) {
                 shard.pending.store(true, Ordering::Relaxed);
-                shard.all_pending.mark(shard.global);
             }
         }
     }
@@ -153,41 +153,8 @@ pub(crate) struct ShardShared {
     lanes_in_use: Mutex<Vec<u32>>,
     lanes_changed: AtomicU32,
     pending: AtomicBool,
-    /// The system's set of pending shards, which this shard joins when it
-    /// gets its first record of a cycle.
-    all_pending: Arc<PendingShards>,
     inbox_chunk: usize,
     inbox_retain: usize,
-}
-
-/// The set of shards (by global index) that got records since the last
-/// message cycle began: one bit each, set by writers, taken between cycles.
-#[derive(Default)]
-pub(crate) struct PendingShards {
-    words: [AtomicU64; MAX_LANES as usize / 64],
-}
-
-impl PendingShards {
-    #[inline]
-    fn mark(&self, global: u32) {
-        self.words[global as usize / 64].fetch_or(1 << (global % 64), Ordering::Relaxed);
-    }
-
-    /// Takes the set: calls `f` with each pending global shard index in
-    /// increasing order, and clears it. Called only between message cycles.
-    pub(crate) fn take(&self, mut f: impl FnMut(u32)) {
-        for (w, word) in self.words.iter().enumerate() {
-            let mut bits = word.load(Ordering::Relaxed);
-            if bits == 0 {
-                continue;
-            }
-            word.store(0, Ordering::Relaxed);
-            while bits != 0 {
-                f(w as u32 * 64 + bits.trailing_zeros());
-                bits &= bits - 1;
-            }
-        }
-    }
 }
 
 impl ShardShared {
@@ -196,7 +163,6 @@ impl ShardShared {
         shard: u32,
         shards: u32,
         global: u32,
-        all_pending: Arc<PendingShards>,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -211,7 +177,6 @@ impl ShardShared {
             lanes_in_use: Mutex::new(Vec::new()),
             lanes_changed: AtomicU32::new(0),
             pending: AtomicBool::new(false),
-            all_pending,
             inbox_chunk,
             inbox_retain,
         }
@@ -231,6 +196,7 @@ impl ShardShared {
     }
 
     /// The lanes that exist, in lane order, if they changed since `seen`.
+    #[inline]
     pub(crate) fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<u32>> {
         let now = self.lanes_changed.load(Ordering::Acquire);
         if now == *seen {
@@ -245,13 +211,19 @@ impl ShardShared {
         )
     }
 
-    /// Clears the flag that this shard got records (after the system took
-    /// it from the pending set). Called only between message cycles.
-    pub(crate) fn clear_pending(&self) {
-        self.pending.store(false, Ordering::Relaxed);
+    /// Whether any lane got records since the last call; clears the flag.
+    /// Called only between message cycles.
+    #[inline]
+    pub(crate) fn take_pending(&self) -> bool {
+        let pending = self.pending.load(Ordering::Relaxed);
+        if pending {
+            self.pending.store(false, Ordering::Relaxed);
+        }
+        pending
     }
 
     /// The lanes that exist, in lane order, if the set changed since `seen`.
+    #[inline]
     pub(crate) fn lane_refs_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
         self.lanes_if_changed(seen).map(|lanes| {
             lanes
@@ -299,7 +271,6 @@ impl ClassShared {
         type_id: ShortTypeId,
         shards: u32,
         first_global: u32,
-        all_pending: &Arc<PendingShards>,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -309,18 +280,7 @@ impl ClassShared {
             MAX_LANES - 1
         );
         let shards = (0..shards)
-            .map(|s| {
-                let all_pending = Arc::clone(all_pending);
-                ShardShared::new(
-                    name,
-                    s,
-                    shards,
-                    first_global + s,
-                    all_pending,
-                    inbox_chunk,
-                    inbox_retain,
-                )
-            })
+            .map(|s| ShardShared::new(name, s, shards, first_global + s, inbox_chunk, inbox_retain))
             .collect();
         ClassShared {
             name,

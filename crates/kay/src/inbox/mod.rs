@@ -79,9 +79,10 @@
 //!
 //! **Reclaim** (no push, drain, `len` or `is_empty` in progress): the chunks
 //! from `oldest` up to (excluding) the reader's chunk are finished. Up to
-//! [`POOL_CHUNKS`] default-size ones are reset (used bytes zeroed, cursor 0,
-//! `next` null) and appended after the last chunk of the list, where writers
-//! find them in step 5 without allocating; the rest are freed. No ABA: a
+//! the pool limit ([`POOL_CHUNKS`] by default) default-size ones are reset
+//! (used bytes zeroed, cursor 0) and linked right behind the tail, most
+//! recently zeroed first, where writers find them in step 5 without
+//! allocating; the rest are freed. No ABA: a
 //! chunk's memory is only reused here, when no thread holds a pointer to it.
 //!
 //! Memory comes from a private [`chunky::Storage::heap`]; allocating a chunk
@@ -539,7 +540,7 @@ impl Inbox {
         if chunk == reading {
             return;
         }
-        // Find the end of the list; the chunks after the tail are the pool.
+        // Count the pool: the chunks after the tail.
         let mut last = self.tail.load(Relaxed);
         let mut pooled = 0;
         loop {
@@ -559,9 +560,12 @@ impl Inbox {
             if pooled < self.pool_limit && c.cap() == self.chunks.chunk_size() {
                 // SAFETY: exclusive access (caller); no slices alive.
                 unsafe { c.reset() };
-                // SAFETY: `last` is alive (the end of the list).
-                unsafe { &*last }.next.store(chunk, Release);
-                last = chunk;
+                // Pool it right behind the tail, so the chunk writers take next
+                // is the one just zeroed, still in cache.
+                // SAFETY: the tail is alive; access is exclusive (caller).
+                let tail = unsafe { &*self.tail.load(Relaxed) };
+                c.next.store(tail.next.load(Relaxed), Relaxed);
+                tail.next.store(chunk, Release);
                 pooled += 1;
             } else {
                 // SAFETY: unlinked from everything reachable (the list now
