@@ -394,7 +394,7 @@ impl ActorSystem {
         for job in &jobs {
             // SAFETY: the workers have joined; `jobs` points into `self.classes`,
             // which nothing else borrows now.
-            let shard = unsafe { job.shard.as_ref() };
+            let shard = unsafe { &mut *job.shard.as_ptr() };
             handled += shard.handled;
             for (lane, _) in &shard.work {
                 // SAFETY: no drain runs and no push is in flight (shard worlds
@@ -402,17 +402,14 @@ impl ActorSystem {
                 // thread), and no record slice is alive.
                 unsafe { lane.as_ref().inbox.reclaim() };
             }
-        }
-        for job in &jobs {
-            // SAFETY: as above.
-            let shard = unsafe { &mut *job.shard.as_ptr() };
-            for id in shard.died.drain(..) {
-                let (type_id, _) = (id.type_id.get(), ());
-                let Some(class) = self.classes[type_id as usize].as_ref() else {
-                    continue;
-                };
-                // SAFETY: between cycles (see above).
-                unsafe { class.shared.shard_of(id.instance).release(id) };
+            if !shard.died.is_empty() {
+                for id in shard.died.drain(..) {
+                    let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
+                        continue;
+                    };
+                    // SAFETY: between cycles (see above).
+                    unsafe { class.shared.shard_of(id.instance).release(id) };
+                }
             }
         }
         jobs.clear();
