@@ -263,6 +263,8 @@ pub(crate) struct ClassShared {
     pub(crate) name: &'static str,
     pub(crate) type_id: ShortTypeId,
     pub(crate) shards: Box<[ShardShared]>,
+    /// `shards - 1` if the shard count is a power of two (no division).
+    shard_mask: Option<u32>,
 }
 
 impl ClassShared {
@@ -279,6 +281,7 @@ impl ClassShared {
             "registering {name} would exceed {} shards over all classes; lower Config::shards",
             MAX_LANES - 1
         );
+        let shard_mask = shards.is_power_of_two().then(|| shards - 1);
         let shards = (0..shards)
             .map(|s| ShardShared::new(name, s, shards, first_global + s, inbox_chunk, inbox_retain))
             .collect();
@@ -286,13 +289,18 @@ impl ClassShared {
             name,
             type_id,
             shards,
+            shard_mask,
         }
     }
 
     /// The shard instance `instance` lives in.
     #[inline]
     pub(crate) fn shard_of(&self, instance: u32) -> &ShardShared {
-        &self.shards[instance as usize % self.shards.len()]
+        let shard = match self.shard_mask {
+            Some(mask) => instance & mask,
+            None => instance % self.shards.len() as u32,
+        };
+        &self.shards[shard as usize]
     }
 
     /// The ID of a new instance in `shard`, spawned from lane `lane`.
