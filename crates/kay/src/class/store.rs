@@ -14,6 +14,7 @@
 //! containers point into their own slot.
 
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 
 use chunky::{Arena, ChunkSize, SlotIndex, Storage};
 use compact::static_size_bytes;
@@ -36,6 +37,10 @@ pub(crate) struct InstanceStore<A: Actor> {
     bins: Vec<Option<Arena>>,
     index: Index,
     len: usize,
+    /// The instance the last message went to, and where it is: messages to
+    /// the same instance (conversations, ping-pong) skip the index. Cleared
+    /// whenever an instance moves or is removed.
+    last: Option<(RawID, NonNull<A>)>,
     _actor: PhantomData<A>,
 }
 
@@ -58,6 +63,7 @@ impl<A: Actor> InstanceStore<A> {
             bins: Vec::new(),
             index: Index::new(shards),
             len: 0,
+            last: None,
             _actor: PhantomData,
         }
     }
@@ -151,6 +157,7 @@ impl<A: Actor> InstanceStore<A> {
 
     /// Adds instance `id` (replacing a previous occupant of its number).
     pub(crate) fn insert(&mut self, id: RawID, value: A) {
+        self.last = None;
         if self.locate_any(id.instance).is_some() {
             self.remove(id.instance, true);
         }
@@ -172,6 +179,7 @@ impl<A: Actor> InstanceStore<A> {
     /// handler every instance is, and handlers' spills are re-compacted
     /// right after the handler.
     fn remove(&mut self, instance: u32, drop: bool) -> Option<usize> {
+        self.last = None;
         let location = self.locate_any(instance).expect("removing a live instance");
         let hole = self.slot_ptr(location);
         if drop {
@@ -208,6 +216,7 @@ impl<A: Actor> InstanceStore<A> {
     /// into a new slot that fits it, and fills its old slot with the last of
     /// its bin. Returns where that last instance came from (see `remove`).
     fn recompact(&mut self, instance: u32) -> Option<usize> {
+        self.last = None;
         let old = self
             .locate_any(instance)
             .expect("re-compacting a live instance");
@@ -253,10 +262,17 @@ impl<A: Actor> InstanceStore<A> {
     /// re-compacts it if it spilled.
     #[inline]
     pub(crate) fn deliver(&mut self, id: RawID, handler: impl FnOnce(&mut A) -> Fate) -> Delivery {
-        let Some(location) = self.locate(id) else {
-            return Delivery::NoRecipient;
+        let ptr = match self.last {
+            Some((last, ptr)) if last == id => ptr.as_ptr(),
+            _ => {
+                let Some(location) = self.locate(id) else {
+                    return Delivery::NoRecipient;
+                };
+                let ptr = self.slot_ptr(location);
+                self.last = NonNull::new(ptr).map(|p| (id, p));
+                ptr
+            }
         };
-        let ptr = self.slot_ptr(location);
         // SAFETY: `ptr` points at a live instance in a slot that nothing else
         // borrows while the handler runs (handlers reach other actors only by
         // messages).
