@@ -42,6 +42,17 @@ const GROUP: usize = 64;
 /// `GROUP` lanes, each created on first use.
 type LaneGroup = Box<[OnceLock<Box<Lane>>]>;
 
+/// Reads and clears a pending flag; only between cycles, so no writer runs
+/// and a plain load and store suffice.
+#[inline]
+fn take_flag(flag: &AtomicBool) -> bool {
+    let set = flag.load(Ordering::Relaxed);
+    if set {
+        flag.store(false, Ordering::Relaxed);
+    }
+    set
+}
+
 /// One sender's inbox into one shard, and the IDs it hands out there.
 pub(crate) struct Lane {
     pub(crate) inbox: Inbox,
@@ -71,11 +82,7 @@ impl Lane {
     /// Called only between message cycles.
     #[inline]
     pub(crate) fn take_pending(&self) -> bool {
-        let pending = self.pending.load(Ordering::Relaxed);
-        if pending {
-            self.pending.store(false, Ordering::Relaxed);
-        }
-        pending
+        take_flag(&self.pending)
     }
 
     fn new(inbox_chunk: usize, inbox_retain: usize) -> Lane {
@@ -215,11 +222,7 @@ impl ShardShared {
     /// Called only between message cycles.
     #[inline]
     pub(crate) fn take_pending(&self) -> bool {
-        let pending = self.pending.load(Ordering::Relaxed);
-        if pending {
-            self.pending.store(false, Ordering::Relaxed);
-        }
-        pending
+        take_flag(&self.pending)
     }
 
     /// The lanes that exist, in lane order, if the set changed since `seen`.
