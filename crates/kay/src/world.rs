@@ -257,7 +257,7 @@ impl World {
         let size = RECORD_HEADER + message.total_size_bytes();
         let mut message = std::mem::ManuallyDrop::new(message);
         let write = |buf: &mut [u8]| {
-            write_header(buf, message_id, recipient);
+            write_header(buf, recipient);
             let dest = buf[RECORD_HEADER..].as_mut_ptr();
             // SAFETY: `buf` is 8-aligned (records are) and message types have an
             // alignment of at most 8 (checked at registration), so `dest` is
@@ -275,7 +275,7 @@ impl World {
         // SAFETY: this world is the lane's only writer at this time: a lane
         // belongs to one shard's handlers (run by one thread at a time) or to
         // the outside (the system's thread, `World` being `!Send`).
-        unsafe { lane.inbox.push_with_unshared(size, write) };
+        unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
         lane.mark_pending(shard);
     }
 
@@ -289,7 +289,7 @@ impl World {
     ) {
         let size = RECORD_HEADER + message.total_size_bytes();
         let write = |buf: &mut [u8]| {
-            write_header(buf, message_id, recipient);
+            write_header(buf, recipient);
             let dest = buf[RECORD_HEADER..].as_mut_ptr();
             let source = (&**message as *const M).cast_mut();
             // SAFETY: as in `push`. `source` is compact: compacting it copies its
@@ -299,7 +299,7 @@ impl World {
         };
         let lane = self.lane_into(shard);
         // SAFETY: as in `push`.
-        unsafe { lane.inbox.push_with_unshared(size, write) };
+        unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
         lane.mark_pending(shard);
     }
 

@@ -2,8 +2,9 @@
 //! with its inboxes), its handler table, and the dispatch from inbox records
 //! to handlers.
 //!
-//! A record in an inbox is a 16-byte header — message id (`u16`), padding,
-//! recipient [`RawID`] — followed by the message in compact form.
+//! A record in an inbox carries the message id as the tag of the inbox's own
+//! 8-byte header word; its payload is the recipient [`RawID`] (8 bytes)
+//! followed by the message in compact form — 24 bytes for an 8-byte message.
 
 pub(crate) mod handlers;
 pub(crate) mod index;
@@ -22,42 +23,27 @@ pub(crate) use lanes::{ClassShared, Lane};
 pub(crate) use handlers::Handler;
 pub use handlers::HandlerKind;
 
-/// Bytes before the message in an inbox record.
-pub(crate) const RECORD_HEADER: usize = 16;
+/// Bytes before the message in an inbox record: the recipient. The message
+/// id travels in the inbox's own record header (its tag).
+pub(crate) const RECORD_HEADER: usize = 8;
 
-/// The header of an inbox record, in front of the compact message. Records
-/// never leave the process, so it is stored in native layout.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct RecordHeader {
-    message: MessageId,
-    _padding: [u16; 3],
-    recipient: RawID,
-}
-
-const _: () = assert!(size_of::<RecordHeader>() == RECORD_HEADER);
+const _: () = assert!(size_of::<RawID>() == RECORD_HEADER);
 
 /// Writes a record header.
 #[inline]
-pub(crate) fn write_header(buf: &mut [u8], message: MessageId, recipient: RawID) {
-    assert!(buf.len() >= RECORD_HEADER && buf.as_ptr().cast::<RecordHeader>().is_aligned());
-    let header = RecordHeader {
-        message,
-        _padding: [0; 3],
-        recipient,
-    };
+pub(crate) fn write_header(buf: &mut [u8], recipient: RawID) {
+    assert!(buf.len() >= RECORD_HEADER && buf.as_ptr().cast::<RawID>().is_aligned());
     // SAFETY: checked above: the buffer is long enough and aligned.
-    unsafe { buf.as_mut_ptr().cast::<RecordHeader>().write(header) };
+    unsafe { buf.as_mut_ptr().cast::<RawID>().write(recipient) };
 }
 
 /// Reads a record header.
 #[inline]
-pub(crate) fn read_header(record: &[u8]) -> (MessageId, RawID) {
-    assert!(record.len() >= RECORD_HEADER && record.as_ptr().cast::<RecordHeader>().is_aligned());
+pub(crate) fn read_header(record: &[u8]) -> RawID {
+    assert!(record.len() >= RECORD_HEADER && record.as_ptr().cast::<RawID>().is_aligned());
     // SAFETY: checked above; every record starts with a header written by
-    // `write_header`, and any bytes are valid for its plain integer fields.
-    let header = unsafe { record.as_ptr().cast::<RecordHeader>().read() };
-    (header.message, header.recipient)
+    // `write_header`, and any bytes are valid for `RawID`'s integer fields.
+    unsafe { record.as_ptr().cast::<RawID>().read() }
 }
 
 /// A dense number for a message type, given when a handler for it is registered.
@@ -131,8 +117,8 @@ impl Shard {
             // record slices stay valid until the next `reclaim`, which runs
             // after this cycle.
             *handled += unsafe {
-                lane.inbox.drain_to(*until, |record| {
-                    if batch.push(record) {
+                lane.inbox.drain_to_tagged(*until, |message, record| {
+                    if batch.push(MessageId(message), record) {
                         handle_batch(batch.records(), store, handlers, counters, died, world);
                         batch.clear();
                     }
@@ -145,7 +131,7 @@ impl Shard {
 
 /// Up to `BATCH` records, gathered without initializing the rest.
 struct Batch<'a> {
-    records: [std::mem::MaybeUninit<&'a [u8]>; BATCH],
+    records: [std::mem::MaybeUninit<(MessageId, &'a [u8])>; BATCH],
     len: usize,
 }
 
@@ -159,17 +145,17 @@ impl<'a> Batch<'a> {
 
     /// Adds a record; returns whether the batch is full.
     #[inline]
-    fn push(&mut self, record: &[u8]) -> bool {
+    fn push(&mut self, message: MessageId, record: &[u8]) -> bool {
         // SAFETY: the record stays valid until the inbox's next `reclaim`
-        // (see `handle_inbox`), which outlives the batch.
+        // (see `Shard::run`), which outlives the batch.
         let record = unsafe { std::slice::from_raw_parts(record.as_ptr(), record.len()) };
-        self.records[self.len].write(record);
+        self.records[self.len].write((message, record));
         self.len += 1;
         self.len == BATCH
     }
 
     #[inline]
-    fn records(&self) -> &[&'a [u8]] {
+    fn records(&self) -> &[(MessageId, &'a [u8])] {
         // SAFETY: the first `len` entries were written by `push`.
         unsafe { std::slice::from_raw_parts(self.records.as_ptr().cast(), self.len) }
     }
@@ -180,7 +166,7 @@ impl<'a> Batch<'a> {
 }
 
 fn handle_batch(
-    records: &[&[u8]],
+    records: &[(MessageId, &[u8])],
     store: &mut Box<dyn handlers::AnyStore>,
     handlers: &[Option<Handler>],
     counters: &mut ClassCounters,
@@ -193,16 +179,16 @@ fn handle_batch(
     const INDEX_AHEAD: usize = 16;
     const SLOT_AHEAD: usize = 8;
     let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
-        if let Some(record) = records.get(at) {
-            let (_, recipient) = read_header(record);
+        if let Some((_, record)) = records.get(at) {
+            let recipient = read_header(record);
             if !recipient.is_broadcast() {
                 store.prefetch_index(recipient.instance);
             }
         }
     };
     let prefetch_instance = |store: &dyn handlers::AnyStore, at: usize| {
-        if let Some(record) = records.get(at) {
-            let (_, recipient) = read_header(record);
+        if let Some((_, record)) = records.get(at) {
+            let recipient = read_header(record);
             if !recipient.is_broadcast() {
                 store.prefetch_instance(recipient);
             }
@@ -212,12 +198,12 @@ fn handle_batch(
         (0..INDEX_AHEAD).for_each(|at| prefetch_index(&**store, at));
         (0..SLOT_AHEAD).for_each(|at| prefetch_instance(&**store, at));
     }
-    for (at, record) in records.iter().enumerate() {
+    for (at, &(message, record)) in records.iter().enumerate() {
         if records.len() > 1 {
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        let (message, recipient) = read_header(record);
+        let recipient = read_header(record);
         let payload = record[RECORD_HEADER..].as_ptr();
         let store_ptr = store.as_ptr();
         let Some(Some(handler)) = handlers.get(message.0 as usize) else {

@@ -58,10 +58,15 @@ pub(super) const fn record_size(size: usize) -> usize {
     HEADER + ((size + (HEADER - 1)) & !(HEADER - 1))
 }
 
-/// The header word of a published record of `len` bytes.
+/// Bits of a header word that hold a record's length (after the 2 tag bits).
+const LEN_MASK: u64 = (1 << 30) - 1;
+/// Where a record's user tag sits in its header word.
+const USER_TAG_SHIFT: u32 = 48;
+
+/// The header word of a published record of `len` bytes carrying `tag`.
 #[inline(always)]
-pub(super) const fn record_word(len: usize) -> u64 {
-    (len as u64) << 2 | TAG_RECORD
+pub(super) const fn record_word(len: usize, tag: u16) -> u64 {
+    (tag as u64) << USER_TAG_SHIFT | (len as u64) << 2 | TAG_RECORD
 }
 
 /// The header word of a record whose writer panicked.
@@ -76,8 +81,8 @@ pub(super) enum Slot {
     /// Reserved by a writer that has not published yet (or, at or past the
     /// write cursor, not reserved at all).
     Unwritten,
-    /// A published record of this many payload bytes.
-    Record(usize),
+    /// A published record of this many payload bytes, with its user tag.
+    Record(usize, u16),
     /// A record of this many bytes whose writer panicked: skip it.
     Abandoned(usize),
     /// Nothing more in this chunk: continue in the next one.
@@ -88,9 +93,9 @@ impl Slot {
     /// Decodes a header word.
     #[inline(always)]
     pub(super) fn decode(word: u64) -> Slot {
-        let len = (word >> 2) as usize;
+        let len = ((word >> 2) & LEN_MASK) as usize;
         match word & TAG_MASK {
-            TAG_RECORD => Slot::Record(len),
+            TAG_RECORD => Slot::Record(len, (word >> USER_TAG_SHIFT) as u16),
             TAG_ABANDONED => Slot::Abandoned(len),
             END_OF_CHUNK => Slot::EndOfChunk,
             _ => Slot::Unwritten,
@@ -324,7 +329,7 @@ mod tests {
         assert_eq!(Slot::decode(0), Slot::Unwritten);
         assert_eq!(Slot::decode(END_OF_CHUNK), Slot::EndOfChunk);
         for len in [0, 1, 7, 8, 300, MAX_RECORD_SIZE] {
-            assert_eq!(Slot::decode(record_word(len)), Slot::Record(len));
+            assert_eq!(Slot::decode(record_word(len, 7)), Slot::Record(len, 7));
             assert_eq!(Slot::decode(abandoned_word(len)), Slot::Abandoned(len));
         }
     }
@@ -350,7 +355,7 @@ mod tests {
             let chunk = small.as_ref();
             chunk.cursor.store(24, Relaxed);
             chunk.payload_mut(0, 12).fill(7);
-            chunk.header(0).store(record_word(12), Relaxed);
+            chunk.header(0).store(record_word(12, 0), Relaxed);
             assert_eq!(chunk.payload(0, 12), &[7; 12]);
             chunk.reset();
             assert_eq!(chunk.header(0).load(Relaxed), 0);

@@ -245,9 +245,9 @@ impl Inbox {
         if fits(start, need, chunk.cap()) {
             // SAFETY: the fetch_add reserved [start, start + need) for us
             // alone, and it lies within the capacity.
-            unsafe { publish(chunk, start, size, write) };
+            unsafe { publish(chunk, start, size, 0, write) };
         } else {
-            self.push_slow(tail, start, size, write);
+            self.push_slow(tail, start, size, 0, write);
         }
     }
 
@@ -261,7 +261,10 @@ impl Inbox {
     /// No other push to this inbox (either kind) runs at the same time:
     /// all pushes happen on one thread, or are ordered by synchronisation.
     #[inline]
-    pub unsafe fn push_with_unshared(&self, size: usize, write: impl FnOnce(&mut [u8])) {
+    ///
+    /// The record carries `tag` (handed to [`Inbox::drain_to_tagged`]) in its
+    /// header word, so small records need no header of their own.
+    pub unsafe fn push_with_unshared(&self, size: usize, tag: u16, write: impl FnOnce(&mut [u8])) {
         assert!(
             size <= MAX_RECORD_SIZE,
             "inbox record of {size} bytes exceeds the maximum of {MAX_RECORD_SIZE}"
@@ -277,9 +280,9 @@ impl Inbox {
         if fits(start, need, chunk.cap()) {
             // SAFETY: [start, start + need) is reserved for us alone, and it
             // lies within the capacity.
-            unsafe { publish(chunk, start, size, write) };
+            unsafe { publish(chunk, start, size, tag, write) };
         } else {
-            self.push_slow(tail, start, size, write);
+            self.push_slow(tail, start, size, tag, write);
         }
     }
 
@@ -291,6 +294,7 @@ impl Inbox {
         mut tail: *mut Chunk,
         mut start: usize,
         size: usize,
+        tag: u16,
         write: impl FnOnce(&mut [u8]),
     ) {
         let need = record_size(size);
@@ -321,7 +325,7 @@ impl Inbox {
             unsafe { self.chunks.free(spare) };
         }
         // SAFETY: reserved by the fetch_add that fit, within the capacity.
-        unsafe { publish(chunk, start, size, write) };
+        unsafe { publish(chunk, start, size, tag, write) };
     }
 
     /// The chunk after `chunk`, linking one with room for `need` bytes
@@ -406,6 +410,17 @@ impl Inbox {
     /// As for [`Inbox::drain`]; also, `until` is a snapshot of this inbox,
     /// and no `reclaim` ran since it was taken.
     pub unsafe fn drain_to(&self, until: Position, mut f: impl FnMut(&[u8])) -> usize {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.drain_to_tagged(until, |_, record| f(record)) }
+    }
+
+    /// Like [`Inbox::drain_to`], also handing out each record's tag (given to
+    /// [`Inbox::push_with_unshared`]; 0 for [`Inbox::push_with`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Inbox::drain_to`].
+    pub unsafe fn drain_to_tagged(&self, until: Position, mut f: impl FnMut(u16, &[u8])) -> usize {
         #[cfg(debug_assertions)]
         let _draining = DrainingFlag::raise(&self.draining);
         let Position {
@@ -428,13 +443,13 @@ impl Inbox {
                 // below `limit <= cap`.
                 let word = unsafe { chunk.header(at.offset) }.load(Acquire);
                 match Slot::decode(word) {
-                    Slot::Record(len) => {
+                    Slot::Record(len, tag) => {
                         let start = at.offset;
                         at.offset += record_size(len);
                         handed += 1;
                         // SAFETY: published, as the Acquire load shows; the
                         // slice lives only during `f`, before any reclaim.
-                        f(unsafe { chunk.payload(start, len) });
+                        f(tag, unsafe { chunk.payload(start, len) });
                     }
                     Slot::Abandoned(len) => at.offset += record_size(len),
                     Slot::Unwritten => return handed,
@@ -488,7 +503,7 @@ impl Inbox {
             while offset < end {
                 // SAFETY: a multiple of 8 below `end <= cap`.
                 match Slot::decode(unsafe { c.header(offset) }.load(Acquire)) {
-                    Slot::Record(len) => {
+                    Slot::Record(len, _) => {
                         count += 1;
                         offset += record_size(len);
                     }
@@ -621,14 +636,20 @@ fn fits(start: usize, need: usize, cap: usize) -> bool {
 /// The caller reserved `[start, start + record_size(size))` of `chunk`
 /// through its cursor, within its capacity.
 #[inline(always)]
-unsafe fn publish(chunk: &Chunk, start: usize, size: usize, write: impl FnOnce(&mut [u8])) {
+unsafe fn publish(
+    chunk: &Chunk,
+    start: usize,
+    size: usize,
+    tag: u16,
+    write: impl FnOnce(&mut [u8]),
+) {
     // SAFETY: start is a multiple of 8 below cap (reserved within it).
     let header = unsafe { chunk.header(start) };
     let abandon = AbandonOnUnwind { header, size };
     // SAFETY: reserved by us alone (caller); the slice dies before the store.
     write(unsafe { chunk.payload_mut(start, size) });
     mem::forget(abandon);
-    header.store(record_word(size), Release);
+    header.store(record_word(size, tag), Release);
 }
 
 /// Marks a record abandoned if its `write` closure unwinds, so the reader
