@@ -342,6 +342,7 @@ impl ActorSystem {
         // Between cycles: take what each shard must handle, in lane order.
         let mut jobs = std::mem::take(&mut self.jobs);
         jobs.clear();
+        let mut single: Option<Job> = None;
         for (global, shard_ptr) in self.shard_flags.iter().enumerate() {
             // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
             // `self.classes` for the system's lifetime.
@@ -371,23 +372,32 @@ impl ActorSystem {
                 }
             }
             if !state.work.is_empty() {
-                jobs.push(Job {
+                let job = Job {
                     handlers: NonNull::from(&handlers[..]),
                     shard: NonNull::from(state),
-                });
+                };
+                match single.take() {
+                    // The common case of one busy shard needs no list.
+                    None if jobs.is_empty() => single = Some(job),
+                    first => jobs.extend(first.into_iter().chain([job])),
+                }
             }
-        }
-        if jobs.is_empty() {
-            self.jobs = jobs;
-            return 0;
         }
         // The cycle: every shard on one worker at a time.
-        match &self.pool {
-            Some(pool) if jobs.len() > 1 => {
-                use rayon::prelude::*;
-                pool.install(|| jobs.par_iter_mut().for_each(Job::run));
+        if let Some(mut job) = single {
+            job.run();
+            jobs.push(job);
+        } else if jobs.is_empty() {
+            self.jobs = jobs;
+            return 0;
+        } else {
+            match &self.pool {
+                Some(pool) => {
+                    use rayon::prelude::*;
+                    pool.install(|| jobs.par_iter_mut().for_each(Job::run));
+                }
+                None => jobs.iter_mut().for_each(Job::run),
             }
-            _ => jobs.iter_mut().for_each(Job::run),
         }
         // Between cycles again: recycle inbox memory, free dead IDs.
         let mut handled = 0;
