@@ -58,6 +58,8 @@ pub struct World {
     lanes: Vec<Option<NonNull<Lane>>>,
     /// Round-robin counters for spreading spawns over shards, by class.
     spawn_turns: Vec<u32>,
+    /// The last single-instance route (see [`Route`]).
+    last_route: Option<Route>,
     types: Vec<Option<TypeEntry>>,
     type_ids: FxHashMap<TypeId, ShortTypeId>,
     message_ids: FxHashMap<TypeId, MessageId>,
@@ -71,6 +73,7 @@ impl World {
             lane,
             lanes: Vec::new(),
             spawn_turns: Vec::new(),
+            last_route: None,
             types: Vec::new(),
             type_ids: FxHashMap::default(),
             message_ids: FxHashMap::default(),
@@ -194,6 +197,19 @@ impl World {
         if recipient.machine != self.shared.machine {
             return self.undeliverable();
         }
+        if let Some(route) = self.last_route
+            && route.type_id == recipient.type_id
+            && !recipient.is_broadcast()
+        {
+            // SAFETY: shards and lanes live as long as `shared`, which this
+            // world keeps alive.
+            let shard = unsafe { route.shard_ptr.as_ref() };
+            if shard.owns(recipient.instance) {
+                // SAFETY: as above.
+                let lane = unsafe { route.lane.as_ref() };
+                return write_record(shard, lane, message_id, recipient, message);
+            }
+        }
         match self.entry(recipient.type_id) {
             Some(TypeEntry::Class(class)) => {
                 let class: *const ClassShared = &**class;
@@ -206,8 +222,17 @@ impl World {
                         self.push_copy(shard, message_id, recipient, &compacted);
                     }
                 } else {
-                    self.push(
-                        class.shard_of(recipient.instance),
+                    let shard = class.shard_of(recipient.instance);
+                    let lane = NonNull::from(self.lane_into(shard));
+                    self.last_route = Some(Route {
+                        type_id: recipient.type_id,
+                        shard_ptr: NonNull::from(shard),
+                        lane,
+                    });
+                    // SAFETY: lanes live as long as `shared` (see above).
+                    write_record(
+                        shard,
+                        unsafe { lane.as_ref() },
                         message_id,
                         recipient,
                         message,
@@ -254,29 +279,8 @@ impl World {
         recipient: RawID,
         message: M,
     ) {
-        let size = RECORD_HEADER + message.total_size_bytes();
-        let mut message = std::mem::ManuallyDrop::new(message);
-        let write = |buf: &mut [u8]| {
-            write_header(buf, recipient);
-            let dest = buf[RECORD_HEADER..].as_mut_ptr();
-            // SAFETY: `buf` is 8-aligned (records are) and message types have an
-            // alignment of at most 8 (checked at registration), so `dest` is
-            // aligned; the record has room for the whole compact message, which
-            // is moved in and never dropped here.
-            unsafe {
-                M::compact(
-                    &mut *message,
-                    dest.cast(),
-                    dest.add(static_size_bytes::<M>()),
-                );
-            }
-        };
         let lane = self.lane_into(shard);
-        // SAFETY: this world is the lane's only writer at this time: a lane
-        // belongs to one shard's handlers (run by one thread at a time) or to
-        // the outside (the system's thread, `World` being `!Send`).
-        unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
-        lane.mark_pending(shard);
+        write_record(shard, lane, message_id, recipient, message);
     }
 
     /// Copies an already compacted message into a new record for `shard`.
@@ -352,4 +356,47 @@ impl World {
     fn undeliverable(&self) {
         self.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Compacts `message` into a new record in `lane` (of `shard`).
+#[inline]
+fn write_record<M: Compact>(
+    shard: &ShardShared,
+    lane: &Lane,
+    message_id: MessageId,
+    recipient: RawID,
+    message: M,
+) {
+    let size = RECORD_HEADER + message.total_size_bytes();
+    let mut message = std::mem::ManuallyDrop::new(message);
+    let write = |buf: &mut [u8]| {
+        write_header(buf, recipient);
+        let dest = buf[RECORD_HEADER..].as_mut_ptr();
+        // SAFETY: `buf` is 8-aligned (records are) and message types have an
+        // alignment of at most 8 (checked at registration), so `dest` is
+        // aligned; the record has room for the whole compact message, which
+        // is moved in and never dropped here.
+        unsafe {
+            M::compact(
+                &mut *message,
+                dest.cast(),
+                dest.add(static_size_bytes::<M>()),
+            )
+        };
+    };
+    // SAFETY: the sending world is the lane's only writer at this time: a
+    // lane belongs to one shard's handlers (run by one thread at a time) or
+    // to the outside (the system's thread, `World` being `!Send`).
+    unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
+    lane.mark_pending(shard);
+}
+
+/// Where this world's last message to a single instance went: the class,
+/// the shard, and this world's lane into it. Repeated messages to the same
+/// shard (conversations, replies) skip the class and lane lookups.
+#[derive(Clone, Copy)]
+struct Route {
+    type_id: ShortTypeId,
+    shard_ptr: NonNull<ShardShared>,
+    lane: NonNull<Lane>,
 }

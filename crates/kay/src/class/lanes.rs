@@ -189,6 +189,17 @@ impl ShardShared {
         }
     }
 
+    /// Whether instance number `instance` lives in this shard.
+    #[inline]
+    pub(crate) fn owns(&self, instance: u32) -> bool {
+        let shard = if self.shards.is_power_of_two() {
+            instance & (self.shards - 1)
+        } else {
+            instance % self.shards
+        };
+        shard == self.shard
+    }
+
     /// The inbox of sender lane `lane` into this shard, created on first use.
     pub(crate) fn lane(&self, lane: u32) -> &Lane {
         let group = self.groups[lane as usize / GROUP]
