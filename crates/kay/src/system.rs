@@ -365,10 +365,10 @@ impl ActorSystem {
             for &lane_ptr in &state.lanes {
                 // SAFETY: lanes live as long as their class (see `Shard`).
                 let lane = unsafe { lane_ptr.as_ref() };
-                if lane.take_pending()
-                    && let Some(until) = lane.inbox.snapshot_if_pending()
-                {
-                    state.work.push((lane_ptr, until));
+                // A pending lane got records since the last cycle began, and
+                // nothing drained them since: it has work up to its end.
+                if lane.take_pending() {
+                    state.work.push((lane_ptr, lane.inbox.snapshot()));
                 }
             }
             if !state.work.is_empty() {
