@@ -6,7 +6,7 @@
 //! Each workload takes its size (`n`) and frame count from the rows the
 //! hand-written run produced, so both always measure the same thing.
 
-use crate::workloads::config;
+use crate::workloads::{config, spawn_in_batches};
 use kay::RawID;
 use kay::prelude::*;
 
@@ -80,13 +80,7 @@ impl Mover {
 }
 
 fn spawn_movers(system: &mut ActorSystem, world: &mut World, n: usize) {
-    for i in 0..n {
-        MoverID::spawn(i as u32, world);
-        if i % 65_536 == 65_535 {
-            system.process_all_messages();
-        }
-    }
-    system.process_all_messages();
+    spawn_in_batches(system, world, n, |i, world| MoverID::spawn(i as u32, world));
 }
 
 fn w1_broadcast(n: usize, frames: usize, reps: usize) -> f64 {
@@ -176,18 +170,10 @@ fn w2_point_to_point(n: usize, frames: usize, reps: usize) -> f64 {
     let mut system = ActorSystem::new(config());
     system.register::<Node>();
     let mut world = system.world();
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        ids.push(NodeID::spawn(
-            i as u64,
-            NodeID::from_raw(RawID::default()),
-            &mut world,
-        ));
-        if i % 16_384 == 16_383 {
-            system.process_all_messages();
-        }
-    }
-    system.process_all_messages();
+    let nobody = NodeID::from_raw(RawID::default());
+    let ids = spawn_in_batches(&mut system, &mut world, n, |i, world| {
+        NodeID::spawn(i as u64, nobody, world)
+    });
     for (i, id) in ids.iter().enumerate() {
         id.set_target(ids[target(i, n)], &mut world);
     }

@@ -147,14 +147,29 @@ struct PlainMover {
     ticks: u64,
 }
 
-fn spawn_movers(system: &mut ActorSystem, world: &mut World, n: usize) {
+/// Spawns `n` actors with `spawn(i, world)`, processing the spawns every
+/// 16,384 (as a game spawning per frame would), and returns their IDs.
+pub fn spawn_in_batches<ID>(
+    system: &mut ActorSystem,
+    world: &mut World,
+    n: usize,
+    mut spawn: impl FnMut(usize, &mut World) -> ID,
+) -> Vec<ID> {
+    let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        world.spawn::<Mover, _>(SpawnMover { i: i as u32 });
+        ids.push(spawn(i, world));
         if i % 16_384 == 16_383 {
             system.process_all_messages();
         }
     }
     system.process_all_messages();
+    ids
+}
+
+fn spawn_movers(system: &mut ActorSystem, world: &mut World, n: usize) {
+    spawn_in_batches(system, world, n, |i, world| {
+        world.spawn::<Mover, _>(SpawnMover { i: i as u32 })
+    });
 }
 
 /// W1: a broadcast `Tick` to N movers, 10 frames.
@@ -328,18 +343,13 @@ pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
     let mut system = ActorSystem::new(config());
     system.register::<Node>();
     let mut world = system.world();
-    let mut ids = Vec::with_capacity(n);
-    for i in 0..n {
-        let nobody = NodeID::from_raw(RawID::default());
-        ids.push(world.spawn::<Node, _>(SpawnNode {
+    let nobody = NodeID::from_raw(RawID::default());
+    let ids = spawn_in_batches(&mut system, &mut world, n, |i, world| {
+        world.spawn::<Node, _>(SpawnNode {
             index: i as u64,
             target: nobody,
-        }));
-        if i % 16_384 == 16_383 {
-            system.process_all_messages();
-        }
-    }
-    system.process_all_messages();
+        })
+    });
     for (i, id) in ids.iter().enumerate() {
         world.send(
             *id,

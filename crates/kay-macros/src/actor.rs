@@ -213,7 +213,7 @@ mod tests {
     fn generates_the_id_the_actor_impl_messages_and_send_methods() {
         let file = expand_to_file(quote! {
             impl Counter {
-                pub fn spawn(id: CounterID, n: u32, _: &mut World) -> Self { todo!() }
+                pub fn spawn(id: CounterID, n: u32, _: &mut World) -> Self { Counter { id, n } }
                 pub fn add(&mut self, n: u32, _: &mut World) {}
                 pub fn get(&self, _: &mut World) -> u32 { 0 }
                 #[essential]

@@ -9,6 +9,7 @@ use chunky::Storage;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
+use crate::class::lanes::ShardShared;
 use crate::class::store::InstanceStore;
 use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId, Shard};
 use crate::id::{MachineID, ShortTypeId};
@@ -94,17 +95,14 @@ pub struct ActorSystem {
     shared: Arc<Shared>,
     storage: Storage,
     classes: Vec<Option<Class>>,
-    /// Global shard indices handed out so far (lanes are `1 + global`).
-    next_global_shard: u32,
     /// The worker pool (only with more than one thread).
     pool: Option<rayon::ThreadPool>,
     /// This cycle's shards to handle (kept to reuse its allocation).
     jobs: Vec<Job>,
-    /// (class type id, shard) of every shard, by global shard index.
-    global_shards: Vec<(u16, u32)>,
-    /// Every shard's shared part, by global shard index (for the quick scan
-    /// of pending flags at the start of a cycle).
-    shard_flags: Vec<NonNull<crate::class::lanes::ShardShared>>,
+    /// Every shard by global shard index (its handlers send on lane
+    /// `1 + global`): its shared part, for the quick scan of pending flags
+    /// at the start of a cycle, and its class's type id.
+    global_shards: Vec<(NonNull<ShardShared>, u16)>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -137,11 +135,9 @@ impl ActorSystem {
             shared,
             storage: Storage::heap(),
             classes: Vec::new(),
-            next_global_shard: 0,
             pool,
             jobs: Vec::new(),
             global_shards: Vec::new(),
-            shard_flags: Vec::new(),
             _not_send: PhantomData,
         }
     }
@@ -200,7 +196,7 @@ impl ActorSystem {
         );
         let type_id = self.next_type_id(name);
         let shards = self.config.shards as u32;
-        let first_global = self.next_global_shard;
+        let first_global = self.global_shards.len() as u32;
         let shared = Arc::new(ClassShared::new(
             name,
             type_id,
@@ -209,11 +205,12 @@ impl ActorSystem {
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
-        self.next_global_shard += shards;
-        self.global_shards
-            .extend((0..shards).map(|s| (type_id.get(), s)));
-        self.shard_flags
-            .extend(shared.shards.iter().map(NonNull::from));
+        self.global_shards.extend(
+            shared
+                .shards
+                .iter()
+                .map(|s| (NonNull::from(s), type_id.get())),
+        );
         let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);
         let ident: String = name
@@ -343,23 +340,22 @@ impl ActorSystem {
         let mut jobs = std::mem::take(&mut self.jobs);
         jobs.clear();
         let mut single: Option<Job> = None;
-        for (global, shard_ptr) in self.shard_flags.iter().enumerate() {
+        for &(shard_ptr, type_id) in &self.global_shards {
             // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
             // `self.classes` for the system's lifetime.
             let shard = unsafe { shard_ptr.as_ref() };
             if !shard.take_pending() {
                 continue;
             }
-            let (type_id, s) = self.global_shards[global];
             let Some(class) = self.classes[type_id as usize].as_mut() else {
                 continue;
             };
             let Class {
                 handlers, shards, ..
             } = class;
-            let state = &mut shards[s as usize];
+            let state = &mut shards[shard.shard as usize];
             state.work.clear();
-            if let Some(lanes) = shard.lane_refs_if_changed(&mut state.lanes_seen) {
+            if let Some(lanes) = shard.lanes_if_changed(&mut state.lanes_seen) {
                 state.lanes = lanes;
             }
             for &lane_ptr in &state.lanes {

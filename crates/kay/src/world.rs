@@ -291,20 +291,12 @@ impl World {
         recipient: RawID,
         message: &Compacted<M>,
     ) {
-        let size = RECORD_HEADER + message.total_size_bytes();
-        let write = |buf: &mut [u8]| {
-            write_header(buf, recipient);
-            let dest = buf[RECORD_HEADER..].as_mut_ptr();
-            let source = (&**message as *const M).cast_mut();
-            // SAFETY: as in `push`. `source` is compact: compacting it copies its
-            // bytes and leaves the source intact (compact parts own nothing), so
-            // each copy is an independent value and `message` stays valid.
-            unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
-        };
         let lane = self.lane_into(shard);
-        // SAFETY: as in `push`.
-        unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
-        lane.mark_pending(shard);
+        let source = (&**message as *const M).cast_mut();
+        // SAFETY: `source` is a valid, compact `M`: compacting it copies its
+        // bytes and leaves it intact (compact parts own nothing), so each
+        // copy is an independent value and `message` stays valid.
+        unsafe { write_compacted(shard, lane, message_id, recipient, source) };
     }
 
     /// Spawns an instance of `A` by sending `message` to its spawner for `M`
@@ -367,22 +359,34 @@ fn write_record<M: Compact>(
     recipient: RawID,
     message: M,
 ) {
-    let size = RECORD_HEADER + message.total_size_bytes();
     let mut message = std::mem::ManuallyDrop::new(message);
+    // SAFETY: `message` is valid and moved into the record, never dropped here.
+    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message) };
+}
+
+/// Compacts the message at `source` into a new record in `lane` (of `shard`).
+///
+/// # Safety
+///
+/// `source` points to a valid `M` that is either moved into the record (the
+/// caller forgets it) or compact (copying leaves it intact).
+#[inline]
+unsafe fn write_compacted<M: Compact>(
+    shard: &ShardShared,
+    lane: &Lane,
+    message_id: MessageId,
+    recipient: RawID,
+    source: *mut M,
+) {
+    // SAFETY: `source` is valid (caller).
+    let size = RECORD_HEADER + unsafe { (*source).total_size_bytes() };
     let write = |buf: &mut [u8]| {
         write_header(buf, recipient);
         let dest = buf[RECORD_HEADER..].as_mut_ptr();
         // SAFETY: `buf` is 8-aligned (records are) and message types have an
         // alignment of at most 8 (checked at registration), so `dest` is
-        // aligned; the record has room for the whole compact message, which
-        // is moved in and never dropped here.
-        unsafe {
-            M::compact(
-                &mut *message,
-                dest.cast(),
-                dest.add(static_size_bytes::<M>()),
-            )
-        };
+        // aligned; the record has room for the whole compact message.
+        unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
     };
     // SAFETY: the sending world is the lane's only writer at this time: a
     // lane belongs to one shard's handlers (run by one thread at a time) or

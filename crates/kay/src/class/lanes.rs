@@ -42,6 +42,17 @@ const GROUP: usize = 64;
 /// `GROUP` lanes, each created on first use.
 type LaneGroup = Box<[OnceLock<Box<Lane>>]>;
 
+/// The shard instance number `instance` lives in, of `shards` (no division
+/// when `shards` is a power of two).
+#[inline]
+pub(crate) fn shard_number(instance: u32, shards: u32) -> u32 {
+    if shards.is_power_of_two() {
+        instance & (shards - 1)
+    } else {
+        instance % shards
+    }
+}
+
 /// Reads and clears a pending flag; only between cycles, so no writer runs
 /// and a plain load and store suffice.
 #[inline]
@@ -192,12 +203,7 @@ impl ShardShared {
     /// Whether instance number `instance` lives in this shard.
     #[inline]
     pub(crate) fn owns(&self, instance: u32) -> bool {
-        let shard = if self.shards.is_power_of_two() {
-            instance & (self.shards - 1)
-        } else {
-            instance % self.shards
-        };
-        shard == self.shard
+        shard_number(instance, self.shards) == self.shard
     }
 
     /// The inbox of sender lane `lane` into this shard, created on first use.
@@ -213,22 +219,6 @@ impl ShardShared {
         })
     }
 
-    /// The lanes that exist, in lane order, if they changed since `seen`.
-    #[inline]
-    pub(crate) fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<u32>> {
-        let now = self.lanes_changed.load(Ordering::Acquire);
-        if now == *seen {
-            return None;
-        }
-        *seen = now;
-        Some(
-            self.lanes_in_use
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
-    }
-
     /// Whether any lane got records since the last call; clears the flag.
     /// Called only between message cycles.
     #[inline]
@@ -236,15 +226,26 @@ impl ShardShared {
         take_flag(&self.pending)
     }
 
-    /// The lanes that exist, in lane order, if the set changed since `seen`.
+    /// The lanes that exist, in lane order, if the set changed since `seen`
+    /// (a count of changes the caller keeps).
     #[inline]
-    pub(crate) fn lane_refs_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
-        self.lanes_if_changed(seen).map(|lanes| {
+    pub(crate) fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
+        let now = self.lanes_changed.load(Ordering::Acquire);
+        if now == *seen {
+            return None;
+        }
+        *seen = now;
+        let lanes = self
+            .lanes_in_use
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        Some(
             lanes
                 .into_iter()
                 .map(|l| NonNull::from(self.lane(l)))
-                .collect()
-        })
+                .collect(),
+        )
     }
 
     /// Hands the number of dead instance `id` back to the lane that owns it.
@@ -277,8 +278,6 @@ pub(crate) struct ClassShared {
     pub(crate) name: &'static str,
     pub(crate) type_id: ShortTypeId,
     pub(crate) shards: Box<[ShardShared]>,
-    /// `shards - 1` if the shard count is a power of two (no division).
-    shard_mask: Option<u32>,
 }
 
 impl ClassShared {
@@ -295,7 +294,6 @@ impl ClassShared {
             "registering {name} would exceed {} shards over all classes; lower Config::shards",
             MAX_LANES - 1
         );
-        let shard_mask = shards.is_power_of_two().then(|| shards - 1);
         let shards = (0..shards)
             .map(|s| ShardShared::new(name, s, shards, first_global + s, inbox_chunk, inbox_retain))
             .collect();
@@ -303,18 +301,13 @@ impl ClassShared {
             name,
             type_id,
             shards,
-            shard_mask,
         }
     }
 
     /// The shard instance `instance` lives in.
     #[inline]
     pub(crate) fn shard_of(&self, instance: u32) -> &ShardShared {
-        let shard = match self.shard_mask {
-            Some(mask) => instance & mask,
-            None => instance % self.shards.len() as u32,
-        };
-        &self.shards[shard as usize]
+        &self.shards[shard_number(instance, self.shards.len() as u32) as usize]
     }
 
     /// The ID of a new instance in `shard`, spawned from lane `lane`.

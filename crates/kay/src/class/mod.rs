@@ -129,13 +129,21 @@ impl Shard {
     }
 }
 
+/// A record taken from an inbox: message id, recipient, and the message.
+#[derive(Clone, Copy)]
+struct Record {
+    message: MessageId,
+    recipient: RawID,
+    payload: *const u8,
+}
+
 /// Up to `BATCH` records, gathered without initializing the rest.
-struct Batch<'a> {
-    records: [std::mem::MaybeUninit<(MessageId, &'a [u8])>; BATCH],
+struct Batch {
+    records: [std::mem::MaybeUninit<Record>; BATCH],
     len: usize,
 }
 
-impl<'a> Batch<'a> {
+impl Batch {
     fn new() -> Self {
         Batch {
             records: [const { std::mem::MaybeUninit::uninit() }; BATCH],
@@ -143,19 +151,24 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// Adds a record; returns whether the batch is full.
+    /// Adds a record (its header is read once, here); returns whether the
+    /// batch is full. The record stays valid until the inbox's next
+    /// `reclaim` (see `Shard::run`), which outlives the batch.
     #[inline]
     fn push(&mut self, message: MessageId, record: &[u8]) -> bool {
-        // SAFETY: the record stays valid until the inbox's next `reclaim`
-        // (see `Shard::run`), which outlives the batch.
-        let record = unsafe { std::slice::from_raw_parts(record.as_ptr(), record.len()) };
-        self.records[self.len].write((message, record));
+        let recipient = read_header(record);
+        let payload = record[RECORD_HEADER..].as_ptr();
+        self.records[self.len].write(Record {
+            message,
+            recipient,
+            payload,
+        });
         self.len += 1;
         self.len == BATCH
     }
 
     #[inline]
-    fn records(&self) -> &[(MessageId, &'a [u8])] {
+    fn records(&self) -> &[Record] {
         // SAFETY: the first `len` entries were written by `push`.
         unsafe { std::slice::from_raw_parts(self.records.as_ptr().cast(), self.len) }
     }
@@ -166,7 +179,7 @@ impl<'a> Batch<'a> {
 }
 
 fn handle_batch(
-    records: &[(MessageId, &[u8])],
+    records: &[Record],
     store: &mut Box<dyn handlers::AnyStore>,
     handlers: &[Option<Handler>],
     counters: &mut ClassCounters,
@@ -179,32 +192,32 @@ fn handle_batch(
     const INDEX_AHEAD: usize = 16;
     const SLOT_AHEAD: usize = 8;
     let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
-        if let Some((_, record)) = records.get(at) {
-            let recipient = read_header(record);
-            if !recipient.is_broadcast() {
-                store.prefetch_index(recipient.instance);
-            }
+        if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
+            store.prefetch_index(record.recipient.instance);
         }
     };
     let prefetch_instance = |store: &dyn handlers::AnyStore, at: usize| {
-        if let Some((_, record)) = records.get(at) {
-            let recipient = read_header(record);
-            if !recipient.is_broadcast() {
-                store.prefetch_instance(recipient);
-            }
+        if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
+            store.prefetch_instance(record.recipient);
         }
     };
     if records.len() > 1 {
         (0..INDEX_AHEAD).for_each(|at| prefetch_index(&**store, at));
         (0..SLOT_AHEAD).for_each(|at| prefetch_instance(&**store, at));
     }
-    for (at, &(message, record)) in records.iter().enumerate() {
+    for (
+        at,
+        &Record {
+            message,
+            recipient,
+            payload,
+        },
+    ) in records.iter().enumerate()
+    {
         if records.len() > 1 {
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        let recipient = read_header(record);
-        let payload = record[RECORD_HEADER..].as_ptr();
         let store_ptr = store.as_ptr();
         let Some(Some(handler)) = handlers.get(message.0 as usize) else {
             counters.no_handler += 1;

@@ -232,6 +232,49 @@ impl Inbox {
     /// allocated.
     #[inline]
     pub fn push_with(&self, size: usize, write: impl FnOnce(&mut [u8])) {
+        // The `fetch_add` hands every writer a disjoint range.
+        self.push_reserved(
+            size,
+            0,
+            |cursor, need| cursor.fetch_add(need, Relaxed),
+            write,
+        );
+    }
+
+    /// [`Inbox::push_with`] for an inbox that only one thread pushes to: the
+    /// reservation is a plain load and store of the cursor instead of a
+    /// `fetch_add`, which spares the full memory barrier of a locked
+    /// instruction. The reader's side of the protocol is unchanged.
+    ///
+    /// The record carries `tag` (handed to [`Inbox::drain_to_tagged`]) in its
+    /// header word, so small records need no header of their own.
+    ///
+    /// # Safety
+    ///
+    /// No other push to this inbox (either kind) runs at the same time:
+    /// all pushes happen on one thread, or are ordered by synchronisation.
+    #[inline]
+    pub unsafe fn push_with_unshared(&self, size: usize, tag: u16, write: impl FnOnce(&mut [u8])) {
+        // No other push runs (caller), so load-then-store reserves exactly
+        // like the `fetch_add` of `push_with` would.
+        let reserve = |cursor: &AtomicUsize, need| {
+            let start = cursor.load(Relaxed);
+            cursor.store(start + need, Relaxed);
+            start
+        };
+        self.push_reserved(size, tag, reserve, write);
+    }
+
+    /// Steps 1–3 of the push protocol, with the reservation of step 2 done
+    /// by `reserve` (cursor, bytes needed) → start.
+    #[inline(always)]
+    fn push_reserved(
+        &self,
+        size: usize,
+        tag: u16,
+        reserve: impl FnOnce(&AtomicUsize, usize) -> usize,
+        write: impl FnOnce(&mut [u8]),
+    ) {
         assert!(
             size <= MAX_RECORD_SIZE,
             "inbox record of {size} bytes exceeds the maximum of {MAX_RECORD_SIZE}"
@@ -241,45 +284,10 @@ impl Inbox {
         // SAFETY: `tail` always points to a live chunk: chunks are freed only
         // by `reclaim` (never the tail or beyond) and drop.
         let chunk = unsafe { &*tail };
-        let start = chunk.cursor.fetch_add(need, Relaxed);
+        let start = reserve(&chunk.cursor, need);
         if fits(start, need, chunk.cap()) {
-            // SAFETY: the fetch_add reserved [start, start + need) for us
-            // alone, and it lies within the capacity.
-            unsafe { publish(chunk, start, size, 0, write) };
-        } else {
-            self.push_slow(tail, start, size, 0, write);
-        }
-    }
-
-    /// [`Inbox::push_with`] for an inbox that only one thread pushes to: the
-    /// reservation is a plain load and store of the cursor instead of a
-    /// `fetch_add`, which spares the full memory barrier of a locked
-    /// instruction. The reader's side of the protocol is unchanged.
-    ///
-    /// # Safety
-    ///
-    /// No other push to this inbox (either kind) runs at the same time:
-    /// all pushes happen on one thread, or are ordered by synchronisation.
-    #[inline]
-    ///
-    /// The record carries `tag` (handed to [`Inbox::drain_to_tagged`]) in its
-    /// header word, so small records need no header of their own.
-    pub unsafe fn push_with_unshared(&self, size: usize, tag: u16, write: impl FnOnce(&mut [u8])) {
-        assert!(
-            size <= MAX_RECORD_SIZE,
-            "inbox record of {size} bytes exceeds the maximum of {MAX_RECORD_SIZE}"
-        );
-        let need = record_size(size);
-        let tail = self.tail.load(Acquire);
-        // SAFETY: `tail` always points to a live chunk (see `push_with`).
-        let chunk = unsafe { &*tail };
-        // No other push runs (caller), so load-then-store reserves exactly
-        // like the `fetch_add` of `push_with` would.
-        let start = chunk.cursor.load(Relaxed);
-        chunk.cursor.store(start + need, Relaxed);
-        if fits(start, need, chunk.cap()) {
-            // SAFETY: [start, start + need) is reserved for us alone, and it
-            // lies within the capacity.
+            // SAFETY: the reservation gave [start, start + need) to us alone,
+            // and it lies within the capacity.
             unsafe { publish(chunk, start, size, tag, write) };
         } else {
             self.push_slow(tail, start, size, tag, write);
@@ -363,19 +371,6 @@ impl Inbox {
         // SAFETY: the tail is always alive (see `push_with`).
         let end = unsafe { &*tail }.reserved_end();
         Position { tail, end }
-    }
-
-    /// [`Inbox::snapshot`] if any record waits before it, else `None`. For the
-    /// reader only (it compares with the reader's own position).
-    #[inline]
-    pub fn snapshot_if_pending(&self) -> Option<Position> {
-        let tail = self.tail.load(Acquire);
-        // SAFETY: the tail is always alive (see `push_with`).
-        let chunk = unsafe { &*tail };
-        let end = chunk.reserved_end();
-        let caught_up = self.read.chunk.load(Relaxed) == tail
-            && self.read.addr.load(Relaxed) >= chunk.data_addr() + end;
-        (!caught_up).then_some(Position { tail, end })
     }
 
     /// Hands each record published before this call to `f`, in order, and

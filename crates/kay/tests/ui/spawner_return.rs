@@ -15,7 +15,7 @@ impl Counter {
     pub fn spawn_nothing(_id: CounterID, _: &mut World) {}
 
     pub fn spawn_without_id(_: &mut World) -> Self {
-        unimplemented!()
+        panic!("never called: this file must not compile")
     }
 }
 
