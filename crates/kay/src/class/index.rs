@@ -1,31 +1,73 @@
-//! The index of an instance store: instance number → (bin, slot, version).
+//! The index of an instance store: instance number → where the instance is.
 //!
 //! Instance numbers of a class are `local * shards + shard`; a shard's store
 //! indexes its own instances by `local`. Local numbers are handed out in
 //! blocks of [`BLOCK`] per sender lane (see `docs/multicore.md`), so they can
 //! be sparse: the index is two-level, a table of lazily allocated blocks.
+//!
+//! An entry is one packed `u64`: the address of the instance's slot (slots
+//! never move: chunks stay where they are), its bin and its version. A
+//! message thus finds its recipient with one load from the index and no
+//! arithmetic over bins and chunks; the entry is rewritten whenever an
+//! instance moves to another slot (swap-remove, re-compaction).
 
 /// Local instance numbers per index block (and per ID allocation block).
 pub(crate) const BLOCK: u32 = 1024;
 
-/// Where an instance lives.
+/// Where an instance lives: its slot's address, bin and version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Location {
-    pub(crate) slot: u32,
+    pub(crate) ptr: *mut u8,
     pub(crate) bin: u8,
     pub(crate) version: u8,
 }
 
-const NO_BIN: u8 = u8::MAX;
-const VACANT: Location = Location {
-    slot: 0,
-    bin: NO_BIN,
-    version: 0,
-};
+/// A packed [`Location`]: `address << 16 | bin << 8 | version`; 0 is vacant
+/// (no slot is at address 0).
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Entry(u64);
 
-impl Location {
-    fn is_live(&self) -> bool {
-        self.bin != NO_BIN
+/// Slot addresses must fit in the 48 bits an entry keeps.
+const ADDRESS_LIMIT: usize = 1 << 48;
+
+impl Entry {
+    const VACANT: Entry = Entry(0);
+
+    #[inline]
+    fn pack(location: Location) -> Entry {
+        let address = location.ptr.expose_provenance();
+        assert!(
+            address != 0 && address < ADDRESS_LIMIT,
+            "instance slot address {address:#x} outside the 48-bit range the index keeps"
+        );
+        Entry((address as u64) << 16 | u64::from(location.bin) << 8 | u64::from(location.version))
+    }
+
+    #[inline]
+    fn is_live(self) -> bool {
+        self.0 != 0
+    }
+
+    /// The slot's address (null if vacant).
+    #[inline]
+    pub(crate) fn ptr(self) -> *mut u8 {
+        // The address round-trips exactly: it is below 2^48 (checked in `pack`).
+        std::ptr::with_exposed_provenance_mut((self.0 >> 16) as usize)
+    }
+
+    #[inline]
+    pub(crate) fn version(self) -> u8 {
+        self.0 as u8
+    }
+
+    #[inline]
+    fn unpack(self) -> Location {
+        Location {
+            ptr: self.ptr(),
+            bin: (self.0 >> 8) as u8,
+            version: self.version(),
+        }
     }
 }
 
@@ -34,7 +76,7 @@ pub(crate) struct Index {
     shards: u32,
     /// `log2(shards)` if `shards` is a power of two: no division per lookup.
     shard_shift: Option<u32>,
-    blocks: Vec<Option<Box<[Location; BLOCK as usize]>>>,
+    blocks: Vec<Option<Box<[Entry; BLOCK as usize]>>>,
 }
 
 impl Index {
@@ -61,38 +103,55 @@ impl Index {
         ((local / BLOCK) as usize, (local % BLOCK) as usize)
     }
 
-    /// The entry of `instance`, if it has ever been set (live or not).
+    /// The entry of `instance`, if its block exists (live or not).
     #[inline]
-    pub(crate) fn entry(&self, instance: u32) -> Option<&Location> {
+    pub(crate) fn entry(&self, instance: u32) -> Option<&Entry> {
         let (block, at) = self.position(instance);
-        self.blocks.get(block)?.as_ref().map(|b| &b[at])
+        match self.blocks.get(block) {
+            Some(Some(b)) => Some(&b[at]),
+            _ => None,
+        }
+    }
+
+    /// The slot of live instance `instance` if its version is `version`.
+    #[inline]
+    pub(crate) fn find(&self, instance: u32, version: u8) -> Option<*mut u8> {
+        let entry = *self.entry(instance)?;
+        (entry.is_live() && entry.version() == version).then(|| entry.ptr())
     }
 
     /// The location of live instance `instance`.
     #[inline]
     pub(crate) fn live(&self, instance: u32) -> Option<Location> {
-        self.entry(instance).copied().filter(Location::is_live)
+        self.entry(instance)
+            .copied()
+            .filter(|e| e.is_live())
+            .map(Entry::unpack)
     }
 
     /// Sets the location of `instance` (allocating its block if needed).
     pub(crate) fn set(&mut self, instance: u32, location: Location) {
+        self.put(instance, Entry::pack(location));
+    }
+
+    fn put(&mut self, instance: u32, entry: Entry) {
         let (block, at) = self.position(instance);
         if self.blocks.len() <= block {
             self.blocks.resize_with(block + 1, || None);
         }
-        self.blocks[block].get_or_insert_with(|| Box::new([VACANT; BLOCK as usize]))[at] = location;
+        self.blocks[block].get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]))[at] =
+            entry;
     }
 
     /// Marks `instance` as not live.
     pub(crate) fn vacate(&mut self, instance: u32) {
-        self.set(instance, VACANT);
+        self.put(instance, Entry::VACANT);
     }
 
-    /// Moves live instance `instance` to `slot` of the same bin.
-    pub(crate) fn set_slot(&mut self, instance: u32, slot: u32) {
-        let (block, at) = self.position(instance);
-        if let Some(Some(b)) = self.blocks.get_mut(block) {
-            b[at].slot = slot;
+    /// Moves live instance `instance` to slot `ptr` of the same bin.
+    pub(crate) fn set_ptr(&mut self, instance: u32, ptr: *mut u8) {
+        if let Some(location) = self.live(instance) {
+            self.set(instance, Location { ptr, ..location });
         }
     }
 }
@@ -106,22 +165,31 @@ mod tests {
         for shards in [1, 3, 4, 7] {
             let mut index = Index::new(shards);
             let far = (5 * BLOCK * 256 + 17) * shards + (shards - 1);
+            let mut slots = [0u64; 4];
+            let base = slots.as_mut_ptr().cast::<u8>();
             for (i, instance) in [shards - 1, far].into_iter().enumerate() {
                 assert!(index.live(instance).is_none());
+                let ptr = base.wrapping_add(8 * i);
                 index.set(
                     instance,
                     Location {
-                        slot: i as u32,
-                        bin: 0,
+                        ptr,
+                        bin: 2,
                         version: 3,
                     },
                 );
-                assert_eq!(index.live(instance).unwrap().slot, i as u32);
+                assert_eq!(index.live(instance).unwrap().ptr, ptr);
+                assert_eq!(index.live(instance).unwrap().bin, 2);
+                assert_eq!(index.find(instance, 3), Some(ptr));
+                assert_eq!(index.find(instance, 4), None, "a stale version misses");
             }
-            index.set_slot(far, 9);
-            assert_eq!(index.live(far).unwrap().slot, 9);
+            let moved = base.wrapping_add(24);
+            index.set_ptr(far, moved);
+            assert_eq!(index.live(far).unwrap().ptr, moved);
+            assert_eq!(index.live(far).unwrap().version, 3);
             index.vacate(far);
             assert!(index.live(far).is_none());
+            assert_eq!(index.find(far, 3), None);
             assert!(index.entry(far).is_some());
         }
     }

@@ -71,7 +71,7 @@ pub(crate) struct Class {
 
 /// Records handled together: their index entries and slots are prefetched
 /// first, so that the cache misses of a batch overlap instead of queueing.
-const BATCH: usize = 64;
+const BATCH: usize = 256;
 
 /// A shard as the system owns it: its instances and what its handlers use.
 pub(crate) struct Shard {
@@ -189,8 +189,8 @@ fn handle_batch(
     // Software pipeline: while record `i` is handled, the instance of
     // record `i + SLOT_AHEAD` and the index entry of record `i + INDEX_AHEAD`
     // are on their way into the cache, so independent misses overlap.
-    const INDEX_AHEAD: usize = 16;
-    const SLOT_AHEAD: usize = 8;
+    const INDEX_AHEAD: usize = 64;
+    const SLOT_AHEAD: usize = 32;
     let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_index(record.recipient.instance);

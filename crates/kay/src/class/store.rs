@@ -102,35 +102,31 @@ impl<A: Actor> InstanceStore<A> {
     }
 
     #[inline]
-    fn slot_ptr(&self, location: Location) -> *mut A {
-        let arena = self.bins[location.bin as usize]
-            .as_ref()
-            .expect("bin of a live instance");
-        arena
-            .slot_ptr(SlotIndex::new(location.slot))
-            .as_ptr()
-            .cast()
+    fn slot_ptr(location: Location) -> *mut A {
+        location.ptr.cast()
     }
 
+    /// The slot of instance `id`, if it is live with `id`'s version.
     #[inline]
-    fn locate(&self, id: RawID) -> Option<Location> {
-        let location = self.index.live(id.instance)?;
-        (location.version == id.version).then_some(location)
+    fn find(&self, id: RawID) -> Option<*mut A> {
+        self.index
+            .find(id.instance, id.version)
+            .map(|ptr| ptr.cast::<A>())
     }
 
     /// Starts loading the index entry of `instance` into the cache.
     #[inline]
     pub(crate) fn prefetch_index(&self, instance: u32) {
-        if let Some(location) = self.index.entry(instance) {
-            crate::prefetch::read(location);
+        if let Some(entry) = self.index.entry(instance) {
+            crate::prefetch::read(entry);
         }
     }
 
     /// Starts loading instance `id` into the cache (if it exists).
     #[inline]
     pub(crate) fn prefetch_instance(&self, id: RawID) {
-        if let Some(location) = self.locate(id) {
-            crate::prefetch::read(self.slot_ptr(location));
+        if let Some(ptr) = self.find(id) {
+            crate::prefetch::read(ptr);
         }
     }
 
@@ -149,7 +145,7 @@ impl<A: Actor> InstanceStore<A> {
         // moved in and never dropped here.
         unsafe { A::compact(&mut *value, dest.cast(), dest.add(static_size_bytes::<A>())) };
         Location {
-            slot: slot.get(),
+            ptr: dest,
             bin,
             version: 0,
         }
@@ -181,7 +177,7 @@ impl<A: Actor> InstanceStore<A> {
     fn remove(&mut self, instance: u32, drop: bool) -> Option<usize> {
         self.last = None;
         let location = self.locate_any(instance).expect("removing a live instance");
-        let hole = self.slot_ptr(location);
+        let hole = Self::slot_ptr(location);
         if drop {
             // SAFETY: the slot holds a live, valid instance that is dropped once
             // and then overwritten or freed.
@@ -194,8 +190,8 @@ impl<A: Actor> InstanceStore<A> {
             .expect("bin of a live instance");
         let last = SlotIndex::new(arena.slot_count() as u32 - 1);
         let mut moved_from = None;
-        if last.get() != location.slot {
-            let from = arena.slot_ptr(last).as_ptr().cast::<A>();
+        let from = arena.slot_ptr(last).as_ptr().cast::<A>();
+        if from != hole {
             // SAFETY: `from` holds a live, compact instance (see above), `hole`
             // is a distinct slot of the same size whose occupant was dropped or
             // moved out, so the moved instance's dynamic part fits behind its
@@ -205,7 +201,7 @@ impl<A: Actor> InstanceStore<A> {
                 A::compact(from, hole, hole.cast::<u8>().add(static_size_bytes::<A>()));
                 (*hole).id().as_raw().instance
             };
-            self.index.set_slot(moved, location.slot);
+            self.index.set_ptr(moved, hole.cast());
             moved_from = Some(last.get() as usize);
         }
         arena.free(last);
@@ -220,7 +216,7 @@ impl<A: Actor> InstanceStore<A> {
         let old = self
             .locate_any(instance)
             .expect("re-compacting a live instance");
-        let from = self.slot_ptr(old);
+        let from = Self::slot_ptr(old);
         // SAFETY: `from` holds a live instance.
         let total = unsafe { (*from).total_size_bytes() };
         let (bin, _) = Self::bin_for(total);
@@ -236,14 +232,14 @@ impl<A: Actor> InstanceStore<A> {
         // The old slot's occupant was moved out: free it without dropping.
         let moved_from = self.remove(instance, false);
         // If the new slot was its bin's last, `remove` moved it into the hole.
-        let slot = match moved_from {
-            Some(from) if bin == old.bin && from == slot.get() as usize => old.slot,
-            _ => slot.get(),
+        let ptr = match moved_from {
+            Some(from) if bin == old.bin && from == slot.get() as usize => old.ptr,
+            _ => dest,
         };
         self.index.set(
             instance,
             Location {
-                slot,
+                ptr,
                 bin,
                 version: old.version,
             },
@@ -265,10 +261,9 @@ impl<A: Actor> InstanceStore<A> {
         let ptr = match self.last {
             Some((last, ptr)) if last == id => ptr.as_ptr(),
             _ => {
-                let Some(location) = self.locate(id) else {
+                let Some(ptr) = self.find(id) else {
                     return Delivery::NoRecipient;
                 };
-                let ptr = self.slot_ptr(location);
                 self.last = NonNull::new(ptr).map(|p| (id, p));
                 ptr
             }
