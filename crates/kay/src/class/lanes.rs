@@ -98,7 +98,11 @@ impl Lane {
 
     fn new(inbox_chunk: usize, inbox_retain: usize) -> Lane {
         Lane {
-            inbox: Inbox::with_pool_limit(inbox_chunk, inbox_retain / inbox_chunk),
+            // SAFETY: the system snapshots lanes only between message
+            // cycles, when no push is in flight and every push of the cycle
+            // happened before (its workers have joined); statistics read
+            // queue lengths only between calls (module docs, protocol).
+            inbox: unsafe { Inbox::for_message_cycles(inbox_chunk, inbox_retain / inbox_chunk) },
             pending: AtomicBool::new(false),
             ids: UnsafeCell::new(LaneIds::default()),
         }

@@ -209,19 +209,22 @@ impl Chunk {
         unsafe { std::slice::from_raw_parts(self.data.as_ptr().add(start + HEADER), len) }
     }
 
-    /// Makes the chunk as new: zeroes the bytes writers used, rewinds the
-    /// cursor and unlinks the next chunk.
+    /// Makes the chunk as new: zeroes the bytes writers used (if `zero`;
+    /// see `Inbox::for_message_cycles`), rewinds the cursor and unlinks the
+    /// next chunk.
     ///
     /// # Safety
     ///
     /// No other thread accesses the chunk, and no slice from
     /// [`payload`](Chunk::payload) is alive.
-    pub(super) unsafe fn reset(&self) {
+    pub(super) unsafe fn reset(&self, zero: bool) {
         let used = self.reserved_end();
-        // SAFETY: `used <= cap` bytes of our memory; access is exclusive
-        // (caller), so plain writes cannot race with the atomic header
-        // accesses of earlier pushes and drains.
-        unsafe { ptr::write_bytes(self.data.as_ptr(), 0, used) };
+        if zero {
+            // SAFETY: `used <= cap` bytes of our memory; access is exclusive
+            // (caller), so plain writes cannot race with the atomic header
+            // accesses of earlier pushes and drains.
+            unsafe { ptr::write_bytes(self.data.as_ptr(), 0, used) };
+        }
         #[cfg(kay_loom)]
         for word in 0..used / HEADER {
             self.headers[word].store(0, Ordering::Relaxed);
@@ -357,7 +360,11 @@ mod tests {
             chunk.payload_mut(0, 12).fill(7);
             chunk.header(0).store(record_word(12, 0), Relaxed);
             assert_eq!(chunk.payload(0, 12), &[7; 12]);
-            chunk.reset();
+            chunk.reset(false);
+            assert_eq!(chunk.payload(0, 12), &[7; 12], "kept without zeroing");
+            assert_eq!(chunk.cursor.load(Relaxed), 0);
+            chunk.cursor.store(24, Relaxed);
+            chunk.reset(true);
             assert_eq!(chunk.header(0).load(Relaxed), 0);
             assert_eq!(chunk.payload_mut(0, 16), &[0; 16]);
             assert_eq!(chunk.cursor.load(Relaxed), 0);

@@ -82,7 +82,10 @@
 //! the pool limit ([`POOL_CHUNKS`] by default) default-size ones are reset
 //! (used bytes zeroed, cursor 0) and linked right behind the tail, most
 //! recently zeroed first, where writers find them in step 5 without
-//! allocating; the rest are freed. No ABA: a
+//! allocating; the rest are freed. An inbox made with
+//! [`Inbox::for_message_cycles`] pools chunks without zeroing them: its
+//! snapshots are only taken when every earlier push has returned, so a
+//! reader never needs a zero header to stop at. No ABA: a
 //! chunk's memory is only reused here, when no thread holds a pointer to it.
 //!
 //! Memory comes from a private [`chunky::Storage::heap`]; allocating a chunk
@@ -141,6 +144,9 @@ pub struct Inbox {
     chunks: ChunkSource,
     /// How many finished chunks `reclaim` keeps for reuse.
     pool_limit: usize,
+    /// Whether `reclaim` zeroes the chunks it pools (see
+    /// [`Inbox::for_message_cycles`]).
+    zero_pooled: bool,
     /// Catches a drain started from inside a drain's callback.
     #[cfg(debug_assertions)]
     draining: AtomicBool,
@@ -207,9 +213,33 @@ impl Inbox {
             }),
             chunks,
             pool_limit: pool_limit.max(1),
+            zero_pooled: true,
             #[cfg(debug_assertions)]
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Like [`Inbox::with_pool_limit`], for an inbox that is snapshotted
+    /// only between message cycles: pooled chunks are reused without being
+    /// zeroed first, which saves a pass over every byte of every message.
+    ///
+    /// Zeroed memory is what lets a reader stop at a record that is reserved
+    /// but not yet published (its header is still 0). Without it, a reader
+    /// must never meet such a record: every record below a snapshot's end
+    /// must be published when the snapshot is taken. The bytes handed to a
+    /// `write` closure hold stale data instead of zeros.
+    ///
+    /// # Safety
+    ///
+    /// Every [`snapshot`](Inbox::snapshot) (and [`drain`](Inbox::drain),
+    /// which takes one) happens after every push that started before it has
+    /// returned, ordered by synchronisation (e.g. pushes in one message
+    /// cycle, snapshots after joining its workers); [`Inbox::len`] and
+    /// [`Inbox::is_empty`] likewise never run concurrently with a push.
+    pub unsafe fn for_message_cycles(chunk_size: usize, pool_limit: usize) -> Inbox {
+        let mut inbox = Inbox::with_pool_limit(chunk_size, pool_limit);
+        inbox.zero_pooled = false;
+        inbox
     }
 
     /// Appends one record of `size` bytes: reserves room for it (8-aligned,
@@ -569,7 +599,7 @@ impl Inbox {
             let next = c.next.load(Relaxed);
             if pooled < self.pool_limit && c.cap() == self.chunks.chunk_size() {
                 // SAFETY: exclusive access (caller); no slices alive.
-                unsafe { c.reset() };
+                unsafe { c.reset(self.zero_pooled) };
                 // Pool it right behind the tail, so the chunk writers take next
                 // is the one just zeroed, still in cache.
                 // SAFETY: the tail is alive; access is exclusive (caller).
