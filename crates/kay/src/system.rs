@@ -338,8 +338,6 @@ impl ActorSystem {
     pub fn message_cycle(&mut self) -> usize {
         // Between cycles: take what each shard must handle, in lane order.
         let mut jobs = std::mem::take(&mut self.jobs);
-        jobs.clear();
-        let mut single: Option<Job> = None;
         for &(shard_ptr, type_id) in &self.global_shards {
             // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
             // `self.classes` for the system's lifetime.
@@ -350,64 +348,41 @@ impl ActorSystem {
             let Some(class) = self.classes[type_id as usize].as_mut() else {
                 continue;
             };
-            let Class {
-                handlers, shards, ..
-            } = class;
-            let state = &mut shards[shard.shard as usize];
-            state.work.clear();
-            if let Some(lanes) = shard.lanes_if_changed(&mut state.lanes_seen) {
-                state.lanes = lanes;
-            }
-            for &lane_ptr in &state.lanes {
-                // SAFETY: lanes live as long as their class (see `Shard`).
-                let lane = unsafe { lane_ptr.as_ref() };
-                // A pending lane got records since the last cycle began, and
-                // nothing drained them since: it has work up to its end.
-                if lane.take_pending() {
-                    state.work.push((lane_ptr, lane.inbox.snapshot()));
-                }
-            }
-            if !state.work.is_empty() {
-                let job = Job {
-                    handlers: NonNull::from(&handlers[..]),
+            let state = &mut class.shards[shard.shard as usize];
+            if state.take_work(shard) {
+                jobs.push(Job {
+                    handlers: NonNull::from(&class.handlers[..]),
                     shard: NonNull::from(state),
-                };
-                match single.take() {
-                    // The common case of one busy shard needs no list.
-                    None if jobs.is_empty() => single = Some(job),
-                    first => jobs.extend(first.into_iter().chain([job])),
-                }
+                });
             }
         }
-        // The cycle: every shard on one worker at a time.
-        if let Some(mut job) = single {
-            job.run();
-            jobs.push(job);
-        } else if jobs.is_empty() {
-            self.jobs = jobs;
-            return 0;
-        } else {
-            match &self.pool {
+        // The cycle: every shard on one worker at a time; a single busy
+        // shard (the common case of conversations) runs right here.
+        match jobs.as_mut_slice() {
+            [] => {
+                self.jobs = jobs;
+                return 0;
+            }
+            [job] => job.run(),
+            all => match &self.pool {
                 Some(pool) => {
                     use rayon::prelude::*;
-                    pool.install(|| jobs.par_iter_mut().for_each(Job::run));
+                    pool.install(|| all.par_iter_mut().for_each(Job::run));
                 }
-                None => jobs.iter_mut().for_each(Job::run),
-            }
+                None => all.iter_mut().for_each(Job::run),
+            },
         }
         // Between cycles again: recycle inbox memory, free dead IDs.
         let mut handled = 0;
-        for job in &jobs {
+        for job in jobs.drain(..) {
             // SAFETY: the workers have joined; `jobs` points into `self.classes`,
             // which nothing else borrows now.
             let shard = unsafe { &mut *job.shard.as_ptr() };
             handled += shard.handled;
-            for (lane, _) in &shard.work {
-                // SAFETY: no drain runs and no push is in flight (shard worlds
-                // only push while their shard runs; outside worlds live on this
-                // thread), and no record slice is alive.
-                unsafe { lane.as_ref().inbox.reclaim() };
-            }
+            // SAFETY: no drain runs and no push is in flight (shard worlds
+            // only push while their shard runs; outside worlds live on this
+            // thread), and no record slice is alive.
+            unsafe { shard.reclaim_work() };
             if !shard.died.is_empty() {
                 for id in shard.died.drain(..) {
                     let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
@@ -418,7 +393,6 @@ impl ActorSystem {
                 }
             }
         }
-        jobs.clear();
         self.jobs = jobs;
         handled
     }

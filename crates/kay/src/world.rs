@@ -63,6 +63,8 @@ pub struct World {
     types: Vec<Option<TypeEntry>>,
     type_ids: FxHashMap<TypeId, ShortTypeId>,
     message_ids: FxHashMap<TypeId, MessageId>,
+    /// The message type sent last and its id: handlers mostly send one type.
+    last_message: Option<(TypeId, MessageId)>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -77,6 +79,7 @@ impl World {
             types: Vec::new(),
             type_ids: FxHashMap::default(),
             message_ids: FxHashMap::default(),
+            last_message: None,
             _not_send: PhantomData,
         }
     }
@@ -89,8 +92,19 @@ impl World {
     #[inline]
     fn message_id<M: 'static>(&mut self) -> Option<MessageId> {
         let key = TypeId::of::<M>();
-        if let Some(id) = self.message_ids.get(&key) {
-            return Some(*id);
+        if let Some((last, id)) = self.last_message
+            && last == key
+        {
+            return Some(id);
+        }
+        self.message_id_slow(key)
+    }
+
+    #[inline(never)]
+    fn message_id_slow(&mut self, key: TypeId) -> Option<MessageId> {
+        if let Some(id) = self.message_ids.get(&key).copied() {
+            self.last_message = Some((key, id));
+            return Some(id);
         }
         let id = *self
             .shared
@@ -99,6 +113,7 @@ impl World {
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)?;
         self.message_ids.insert(key, id);
+        self.last_message = Some((key, id));
         Some(id)
     }
 

@@ -18,7 +18,7 @@ use crate::id::RawID;
 use crate::inbox::Position;
 use crate::world::World;
 
-pub(crate) use lanes::{ClassShared, Lane};
+pub(crate) use lanes::{ClassShared, Lane, ShardShared};
 
 pub(crate) use handlers::Handler;
 pub use handlers::HandlerKind;
@@ -97,6 +97,40 @@ pub(crate) struct Shard {
 unsafe impl Send for Shard {}
 
 impl Shard {
+    /// Takes this cycle's work from the lanes into this shard (whose shared
+    /// part is `shared`): every pending lane up to its current end, in lane
+    /// order. Returns whether there is any. Called between cycles only.
+    #[inline]
+    pub(crate) fn take_work(&mut self, shared: &ShardShared) -> bool {
+        self.work.clear();
+        if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
+            self.lanes = lanes;
+        }
+        for &lane_ptr in &self.lanes {
+            // SAFETY: lanes live as long as their class (see `Send` above).
+            let lane = unsafe { lane_ptr.as_ref() };
+            // A pending lane got records since the last cycle began, and
+            // nothing drained them since: it has work up to its end.
+            if lane.take_pending() {
+                self.work.push((lane_ptr, lane.inbox.snapshot()));
+            }
+        }
+        !self.work.is_empty()
+    }
+
+    /// Recycles the inbox memory this cycle's work has finished.
+    ///
+    /// # Safety
+    /// Between cycles: no drain or push of these lanes is in progress, and
+    /// no record slice from them is alive.
+    #[inline]
+    pub(crate) unsafe fn reclaim_work(&mut self) {
+        for (lane, _) in &self.work {
+            // SAFETY: lanes live as long as their class; exclusive (caller).
+            unsafe { lane.as_ref().inbox.reclaim() };
+        }
+    }
+
     /// Handles this cycle's work with the class's `handlers`.
     pub(crate) fn run(&mut self, handlers: &[Option<Handler>]) {
         let Shard {

@@ -445,6 +445,7 @@ impl Inbox {
     /// # Safety
     ///
     /// As for [`Inbox::drain_to`].
+    #[inline(always)]
     pub unsafe fn drain_to_tagged(&self, until: Position, mut f: impl FnMut(u16, &[u8])) -> usize {
         #[cfg(debug_assertions)]
         let _draining = DrainingFlag::raise(&self.draining);
