@@ -1,13 +1,17 @@
 //! Loom models of the inbox protocol:
 //! `RUSTFLAGS="--cfg kay_loom" cargo test --release --test inbox_loom`.
 //!
+//! Models (a)–(c) are of the MPSC protocol; (d) is the hand-off between
+//! message cycles as the system runs it (single-writer lanes whose chunks
+//! are reused unzeroed, pending flags, workers joined between cycles).
+//!
 //! Chunks hold 64 bytes here (at most 4 records), so every model crosses
 //! chunk boundaries, races writers on linking the next chunk and advancing
 //! the tail, and has the reader meet `END_OF_CHUNK` markers.
 
 #![cfg(kay_loom)]
 
-use kay::inbox_internals::Inbox;
+use kay::inbox_internals::{Inbox, PendingFlag, Position};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
@@ -63,6 +67,9 @@ fn check_complete(got: &[(u8, u8)], expected: &[(u8, u8)]) {
 /// wins.
 fn builder(preemption_bound: Option<usize>) -> loom::model::Builder {
     let mut builder = loom::model::Builder::new();
+    // Every atomic access is a branch point; the hand-off model makes a
+    // few thousand single-threaded ones (warming up recycled chunks).
+    builder.max_branches = 20_000;
     if builder.preemption_bound.is_none() {
         builder.preemption_bound = preemption_bound;
     }
@@ -215,4 +222,233 @@ fn pushes_land_in_recycled_chunks() {
         push(&inbox, 5, 0, 8);
         check_complete(&drain(&inbox, |_, _| {}), &[(5, 1)]);
     });
+}
+
+/// One sender lane into a shard, as `kay::class::lanes::Lane` holds it: an
+/// inbox that reuses chunks without zeroing them, and its pending flag.
+struct LaneModel {
+    inbox: Inbox,
+    pending: PendingFlag,
+}
+
+/// A shard as the system sees it: lane 0 is the outside, lane `1 + s` the
+/// handlers of shard `s`; and the shard's own pending flag.
+struct ShardModel {
+    lanes: Vec<LaneModel>,
+    pending: PendingFlag,
+}
+
+const SHARDS: usize = 2;
+
+fn shard_model() -> ShardModel {
+    ShardModel {
+        lanes: (0..=SHARDS)
+            .map(|_| LaneModel {
+                // SAFETY: the model snapshots lanes only between its cycles,
+                // after joining every worker that pushed (as the system does).
+                inbox: unsafe { Inbox::for_message_cycles(CHUNK, 2) },
+                pending: PendingFlag::new(),
+            })
+            .collect(),
+        pending: PendingFlag::new(),
+    }
+}
+
+/// A message: `(origin, seq, hops left)`, in a 24-byte record whose other
+/// bytes hold a pattern the reader checks (so stale bytes of a recycled,
+/// unzeroed chunk would be caught).
+fn push_unshared(shard: &ShardModel, lane: usize, message: [u8; 3]) {
+    let lane_model = &shard.lanes[lane];
+    // SAFETY: lane `lane` of a shard has one writer at a time: the outside
+    // between cycles, or shard `lane - 1`'s worker during a cycle.
+    unsafe {
+        lane_model
+            .inbox
+            .push_with_unshared(24, lane as u16, |bytes| {
+                bytes[..3].copy_from_slice(&message);
+                for b in &mut bytes[3..] {
+                    *b = message[0] ^ message[1] ^ 0x5A;
+                }
+            })
+    };
+    if lane_model.pending.raise() {
+        shard.pending.raise();
+    }
+}
+
+/// Drains a lane up to `until`, checking every record.
+///
+/// # Safety
+/// This thread is the lane's only reader now, and no reclaim ran since
+/// `until` was taken.
+unsafe fn drain_lane(lane: &LaneModel, until: Position, mut f: impl FnMut(u16, [u8; 3])) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        lane.inbox.drain_to_tagged(until, |tag, bytes| {
+            assert_eq!(bytes.len(), 24);
+            let message = [bytes[0], bytes[1], bytes[2]];
+            assert!(
+                bytes[3..]
+                    .iter()
+                    .all(|&b| b == message[0] ^ message[1] ^ 0x5A)
+            );
+            f(tag, message);
+        })
+    };
+}
+
+/// (d) The hand-off between message cycles, as the system runs it. Two
+/// shards, each with a lane per sender. In every cycle the system thread
+/// takes the pending flags and snapshots the pending lanes; then one worker
+/// per busy shard (loom threads, joined like rayon's pool) drains that
+/// shard's lanes up to the snapshots, and for every message with hops left
+/// pushes one on to the other shard, into the lane the *other* worker is
+/// draining at that moment. After the join the system reclaims the drained
+/// lanes, so later cycles write into recycled chunks that were not zeroed.
+/// Every message is delivered exactly once, in its cycle, FIFO per lane.
+#[test]
+fn cycles_hand_off_lanes_to_workers() {
+    check("cycles_hand_off_lanes_to_workers", Some(3), || {
+        hand_off_model(false)
+    });
+}
+
+/// The model of (d) is not vacuous: if the system took a lane's snapshot
+/// while that lane's writer was still pushing (a worker of the same cycle)
+/// instead of after the join, loom finds the reader meeting a record that
+/// is reserved but not published: in a recycled chunk that was not zeroed,
+/// its header is stale, and reading its payload races with the writer.
+#[test]
+#[should_panic(expected = "Causality violation")]
+fn a_snapshot_during_pushes_is_caught() {
+    check("a_snapshot_during_pushes_is_caught", Some(3), || {
+        hand_off_model(true)
+    });
+}
+
+/// The model of (d); with `snapshot_early`, shard 1's lane from shard 0 is
+/// snapshotted and drained while shard 0's worker pushes into it.
+fn hand_off_model(snapshot_early: bool) {
+    {
+        let shards: Arc<Vec<ShardModel>> = Arc::new((0..SHARDS).map(|_| shard_model()).collect());
+        // Earlier cycles left every lane with a recycled chunk of stale,
+        // unzeroed records behind its tail: two chunks' worth, drained and
+        // reclaimed (the reader stays in the second chunk, the first is pooled).
+        for shard in shards.iter() {
+            for (l, lane) in shard.lanes.iter().enumerate() {
+                for seq in 0..4 {
+                    push_unshared(shard, l, [9, seq, 7]);
+                }
+                let until = lane.inbox.snapshot();
+                // SAFETY: one thread so far; no reclaim since the snapshot.
+                unsafe { drain_lane(lane, until, |_, m| assert_eq!(m[0], 9)) };
+                // SAFETY: nothing else runs; no slice is alive.
+                unsafe { lane.inbox.reclaim() };
+                lane.pending.take();
+            }
+            shard.pending.take();
+        }
+        // Cycle 0's input from the outside: two messages into shard 0 (a
+        // chunk's worth), one into shard 1; each travels on for 2 hops.
+        push_unshared(&shards[0], 0, [0, 0, 2]);
+        push_unshared(&shards[0], 0, [0, 1, 2]);
+        push_unshared(&shards[1], 0, [1, 0, 2]);
+        let mut delivered: Vec<Vec<(u16, [u8; 3])>> = vec![Vec::new(); SHARDS];
+        let mut cycles = 0;
+        loop {
+            // Between cycles: the system takes flags and snapshots.
+            let mut work: Vec<(usize, Vec<(usize, Position)>)> = Vec::new();
+            for (s, shard) in shards.iter().enumerate() {
+                if !shard.pending.take() {
+                    continue;
+                }
+                let lanes = (shard.lanes.iter().enumerate())
+                    .filter(|(_, lane)| lane.pending.take())
+                    .map(|(l, lane)| (l, lane.inbox.snapshot()))
+                    .collect();
+                work.push((s, lanes));
+            }
+            if work.is_empty() {
+                break;
+            }
+            cycles += 1;
+            // The cycle: every busy shard but the first on a worker thread,
+            // the first on this thread (loom allows 5 threads per execution,
+            // so 3 cycles cannot spawn one per shard each time).
+            let run = |shards: &[ShardModel], s: usize, lanes: &[(usize, Position)]| {
+                let mut got = Vec::new();
+                for &(l, until) in lanes {
+                    // SAFETY: this thread is shard `s`'s only reader in this
+                    // cycle; reclaim runs only after the join.
+                    unsafe { drain_lane(&shards[s].lanes[l], until, |tag, m| got.push((tag, m))) };
+                }
+                for &(_, [origin, seq, hops]) in &got {
+                    if hops > 0 {
+                        let to = (s + 1) % SHARDS;
+                        push_unshared(&shards[to], 1 + s, [origin, seq, hops - 1]);
+                    }
+                }
+                got
+            };
+            let workers: Vec<_> = work[1..]
+                .iter()
+                .cloned()
+                .map(|(s, lanes)| {
+                    let shards = Arc::clone(&shards);
+                    (
+                        s,
+                        thread::spawn(move || {
+                            let mut got = run(&shards, s, &lanes);
+                            if snapshot_early {
+                                // Wrong: a snapshot of a lane whose writer (shard
+                                // 0's handlers, on the other thread) is pushing.
+                                let lane = &shards[s].lanes[1];
+                                let until = lane.inbox.snapshot();
+                                // SAFETY: not given: that is what loom must catch.
+                                unsafe { drain_lane(lane, until, |tag, m| got.push((tag, m))) };
+                            }
+                            got
+                        }),
+                    )
+                })
+                .collect();
+            let (first, lanes) = &work[0];
+            delivered[*first].extend(run(&shards, *first, lanes));
+            for (s, worker) in workers {
+                delivered[s].extend(worker.join().unwrap());
+            }
+            // Between cycles again: recycle what was drained.
+            for (s, lanes) in &work {
+                for (l, _) in lanes {
+                    // SAFETY: the workers have joined; no slice is alive.
+                    unsafe { shards[*s].lanes[*l].inbox.reclaim() };
+                }
+            }
+        }
+        assert_eq!(cycles, 3, "each hop takes one cycle");
+        // Shard 0: its two outside messages, then (cycle 2) what shard 1
+        // passed on of its own, then (cycle 3) its own two coming back.
+        assert_eq!(
+            delivered[0],
+            [
+                (0, [0, 0, 2]),
+                (0, [0, 1, 2]),
+                (2, [1, 0, 1]),
+                (2, [0, 0, 0]),
+                (2, [0, 1, 0])
+            ]
+        );
+        assert_eq!(
+            delivered[1],
+            [
+                (0, [1, 0, 2]),
+                (1, [0, 0, 1]),
+                (1, [0, 1, 1]),
+                (1, [1, 0, 0])
+            ]
+        );
+        for shard in shards.iter() {
+            assert!(shard.lanes.iter().all(|l| l.inbox.is_empty()));
+        }
+    }
 }

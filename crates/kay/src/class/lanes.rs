@@ -17,8 +17,8 @@
 //! their block, which reuses them with the next version.
 //!
 //! # Protocol
-//! - Writers (`World`s) push with the single-writer reservation, then set
-//!   the lane's and the shard's `pending` flags (plain stores of `true`).
+//! - Writers (`World`s) push with the single-writer reservation, then raise
+//!   the lane's and the shard's [`PendingFlag`]s (plain stores of `true`).
 //! - At the start of a message cycle (no writer runs), the system takes the
 //!   pending shards and lanes, clears the flags and snapshots those inboxes.
 //! - In the cycle, each shard drains its snapshots; its handlers push into
@@ -27,12 +27,12 @@
 
 use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use crate::class::index::BLOCK;
 use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
-use crate::inbox::Inbox;
+use crate::inbox::{Inbox, PendingFlag};
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
 pub(crate) const MAX_LANES: u32 = 256;
@@ -53,22 +53,11 @@ pub(crate) fn shard_number(instance: u32, shards: u32) -> u32 {
     }
 }
 
-/// Reads and clears a pending flag; only between cycles, so no writer runs
-/// and a plain load and store suffice.
-#[inline]
-fn take_flag(flag: &AtomicBool) -> bool {
-    let set = flag.load(Ordering::Relaxed);
-    if set {
-        flag.store(false, Ordering::Relaxed);
-    }
-    set
-}
-
 /// One sender's inbox into one shard, and the IDs it hands out there.
 pub(crate) struct Lane {
     pub(crate) inbox: Inbox,
-    /// Set by the writer after pushing; cleared by the system between cycles.
-    pending: AtomicBool,
+    /// Raised by the writer after pushing; taken by the system between cycles.
+    pending: PendingFlag,
     /// Only the lane's writer, or the system between cycles, touches this.
     ids: UnsafeCell<LaneIds>,
 }
@@ -93,7 +82,7 @@ impl Lane {
     /// Called only between message cycles.
     #[inline]
     pub(crate) fn take_pending(&self) -> bool {
-        take_flag(&self.pending)
+        self.pending.take()
     }
 
     fn new(inbox_chunk: usize, inbox_retain: usize) -> Lane {
@@ -103,7 +92,7 @@ impl Lane {
             // happened before (its workers have joined); statistics read
             // queue lengths only between calls (module docs, protocol).
             inbox: unsafe { Inbox::for_message_cycles(inbox_chunk, inbox_retain / inbox_chunk) },
-            pending: AtomicBool::new(false),
+            pending: PendingFlag::new(),
             ids: UnsafeCell::new(LaneIds::default()),
         }
     }
@@ -111,12 +100,8 @@ impl Lane {
     /// Marks the lane (and its shard) as having records to handle.
     #[inline]
     pub(crate) fn mark_pending(&self, shard: &ShardShared) {
-        if !self.pending.load(Ordering::Relaxed) {
-            self.pending.store(true, Ordering::Relaxed);
-            // Plain stores, no read-modify-write: every writer stores `true`.
-            if !shard.pending.load(Ordering::Relaxed) {
-                shard.pending.store(true, Ordering::Relaxed);
-            }
+        if self.pending.raise() {
+            shard.pending.raise();
         }
     }
 
@@ -174,7 +159,7 @@ pub(crate) struct ShardShared {
     /// The lanes created so far, and a counter of changes to that list.
     lanes_in_use: Mutex<Vec<u32>>,
     lanes_changed: AtomicU32,
-    pending: AtomicBool,
+    pending: PendingFlag,
     inbox_chunk: usize,
     inbox_retain: usize,
 }
@@ -198,7 +183,7 @@ impl ShardShared {
                 .collect(),
             lanes_in_use: Mutex::new(Vec::new()),
             lanes_changed: AtomicU32::new(0),
-            pending: AtomicBool::new(false),
+            pending: PendingFlag::new(),
             inbox_chunk,
             inbox_retain,
         }
@@ -227,7 +212,7 @@ impl ShardShared {
     /// Called only between message cycles.
     #[inline]
     pub(crate) fn take_pending(&self) -> bool {
-        take_flag(&self.pending)
+        self.pending.take()
     }
 
     /// The lanes that exist, in lane order, if the set changed since `seen`

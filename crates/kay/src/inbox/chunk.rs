@@ -224,11 +224,14 @@ impl Chunk {
             // (caller), so plain writes cannot race with the atomic header
             // accesses of earlier pushes and drains.
             unsafe { ptr::write_bytes(self.data.as_ptr(), 0, used) };
-        }
-        #[cfg(kay_loom)]
-        for word in 0..used / HEADER {
-            self.headers[word].store(0, Ordering::Relaxed);
-            self.payloads[word].with_mut(|_| ());
+            // Under loom the headers and the payloads' access tracking live
+            // beside the bytes; unzeroed chunks keep their stale headers there
+            // too, so the model sees what the real memory would hold.
+            #[cfg(kay_loom)]
+            for word in 0..used / HEADER {
+                self.headers[word].store(0, Ordering::Relaxed);
+                self.payloads[word].with_mut(|_| ());
+            }
         }
         self.cursor.store(0, Relaxed);
         self.next.store(ptr::null_mut(), Relaxed);

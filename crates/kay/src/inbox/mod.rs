@@ -93,6 +93,7 @@
 //! happens only when a chunk fills and the pool is empty.
 
 mod chunk;
+mod pending;
 
 use std::fmt;
 use std::mem;
@@ -111,6 +112,7 @@ use crate::sync::{
 };
 
 pub use self::chunk::MAX_RECORD_SIZE;
+pub use self::pending::PendingFlag;
 
 /// The smallest chunk size [`Inbox::new`] accepts.
 pub const MIN_CHUNK_SIZE: usize = 64;

@@ -1,0 +1,59 @@
+//! [`PendingFlag`]: "this inbox (or shard) got records since the last
+//! message cycle began", the signal of the hand-off between cycles.
+//!
+//! # Protocol
+//! - During a cycle, writers [`raise`](PendingFlag::raise) the flags of what
+//!   they pushed to: a plain load and, if it was clear, a plain store of
+//!   `true`. Every writer stores the same value, so racing writers need no
+//!   read-modify-write (and no locked instruction).
+//! - Between cycles (after the workers have joined, so every raise of the
+//!   cycle happens-before), the system [`take`](PendingFlag::take)s each
+//!   flag: reads and clears it with plain accesses, as no writer runs.
+//! - The joins (and the spawns of the next cycle) order these accesses, so
+//!   `Relaxed` suffices: the flag itself carries no data.
+//!
+//! The loom model `tests/inbox_loom.rs` (`cycles_hand_off_lanes_to_workers`)
+//! runs this protocol with real inboxes and worker threads.
+
+use crate::sync::{AtomicBool, Ordering::Relaxed};
+
+/// Whether something got records since the last cycle began.
+#[derive(Debug)]
+pub struct PendingFlag(AtomicBool);
+
+impl Default for PendingFlag {
+    fn default() -> Self {
+        PendingFlag::new()
+    }
+}
+
+impl PendingFlag {
+    /// A clear flag.
+    pub fn new() -> PendingFlag {
+        PendingFlag(AtomicBool::new(false))
+    }
+
+    /// Sets the flag; returns whether it was clear (so that the caller
+    /// raises the flags above it only once per cycle). Callable from any
+    /// thread during a cycle.
+    #[inline]
+    pub fn raise(&self) -> bool {
+        let was_clear = !self.0.load(Relaxed);
+        if was_clear {
+            self.0.store(true, Relaxed);
+        }
+        was_clear
+    }
+
+    /// Reads and clears the flag. Only between cycles: no
+    /// [`raise`](PendingFlag::raise) may run concurrently, and every raise
+    /// to be seen happens-before this call (e.g. the workers were joined).
+    #[inline]
+    pub fn take(&self) -> bool {
+        let set = self.0.load(Relaxed);
+        if set {
+            self.0.store(false, Relaxed);
+        }
+        set
+    }
+}
