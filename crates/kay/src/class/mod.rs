@@ -225,6 +225,7 @@ fn handle_batch(
     // are on their way into the cache, so independent misses overlap.
     const INDEX_AHEAD: usize = 64;
     const SLOT_AHEAD: usize = 32;
+    const PIPELINE_MIN: usize = 8;
     let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_index(record.recipient.instance);
@@ -235,9 +236,12 @@ fn handle_batch(
             store.prefetch_instance(record.recipient);
         }
     };
-    if records.len() > 1 {
-        (0..INDEX_AHEAD).for_each(|at| prefetch_index(&**store, at));
-        (0..SLOT_AHEAD).for_each(|at| prefetch_instance(&**store, at));
+    // Small batches (conversations) gain nothing from prefetching: their
+    // few recipients are loaded at once anyway.
+    let pipelined = records.len() >= PIPELINE_MIN;
+    if pipelined {
+        (0..INDEX_AHEAD.min(records.len())).for_each(|at| prefetch_index(&**store, at));
+        (0..SLOT_AHEAD.min(records.len())).for_each(|at| prefetch_instance(&**store, at));
     }
     for (
         at,
@@ -248,7 +252,7 @@ fn handle_batch(
         },
     ) in records.iter().enumerate()
     {
-        if records.len() > 1 {
+        if pipelined {
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
