@@ -52,6 +52,8 @@ pub(crate) struct Shared {
 /// flight on another thread.
 pub struct World {
     shared: Arc<Shared>,
+    /// `shared.machine`, kept here: every send compares with it.
+    machine: MachineID,
     /// The sender lane: 0 outside handlers, `1 + global shard` inside.
     lane: u32,
     /// This world's lane into each shard, by global shard index.
@@ -71,6 +73,7 @@ pub struct World {
 impl World {
     pub(crate) fn new(shared: Arc<Shared>, lane: u32) -> World {
         World {
+            machine: shared.machine,
             shared,
             lane,
             lanes: Vec::new(),
@@ -86,7 +89,7 @@ impl World {
 
     /// The machine this world's system runs on.
     pub fn machine(&self) -> MachineID {
-        self.shared.machine
+        self.machine
     }
 
     #[inline]
@@ -209,7 +212,7 @@ impl World {
         let Some(message_id) = self.message_id::<M>() else {
             return self.undeliverable();
         };
-        if recipient.machine != self.shared.machine {
+        if recipient.machine != self.machine {
             return self.undeliverable();
         }
         if let Some(route) = self.last_route
@@ -385,7 +388,7 @@ fn write_record<M: Compact>(
 ///
 /// `source` points to a valid `M` that is either moved into the record (the
 /// caller forgets it) or compact (copying leaves it intact).
-#[inline]
+#[inline(always)]
 unsafe fn write_compacted<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,

@@ -212,6 +212,7 @@ impl Batch {
     }
 }
 
+#[inline(always)]
 fn handle_batch(
     records: &[Record],
     store: &mut Box<dyn handlers::AnyStore>,
@@ -239,6 +240,8 @@ fn handle_batch(
     // Small batches (conversations) gain nothing from prefetching: their
     // few recipients are loaded at once anyway.
     let pipelined = records.len() >= PIPELINE_MIN;
+    // The store stays where it is while the batch is handled.
+    let store_ptr = store.as_ptr();
     if pipelined {
         (0..INDEX_AHEAD.min(records.len())).for_each(|at| prefetch_index(&**store, at));
         (0..SLOT_AHEAD.min(records.len())).for_each(|at| prefetch_instance(&**store, at));
@@ -256,7 +259,6 @@ fn handle_batch(
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        let store_ptr = store.as_ptr();
         let Some(Some(handler)) = handlers.get(message.0 as usize) else {
             counters.no_handler += 1;
             continue;
