@@ -105,17 +105,19 @@ impl World {
 
     #[inline(never)]
     fn message_id_slow(&mut self, key: TypeId) -> Option<MessageId> {
-        if let Some(id) = self.message_ids.get(&key).copied() {
-            self.last_message = Some((key, id));
-            return Some(id);
-        }
-        let id = *self
-            .shared
-            .message_ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)?;
-        self.message_ids.insert(key, id);
+        let id = match self.message_ids.get(&key) {
+            Some(id) => *id,
+            None => {
+                let id = *self
+                    .shared
+                    .message_ids
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&key)?;
+                self.message_ids.insert(key, id);
+                id
+            }
+        };
         self.last_message = Some((key, id));
         Some(id)
     }
@@ -355,7 +357,7 @@ impl World {
     /// Opens a request: the `ReplyTo` goes into the request message, the
     /// `Reply` resolves when a handler answers it with [`World::reply`].
     pub fn request<T: Compact + Send>(&mut self) -> (ReplyTo<T>, Reply<T>) {
-        self.shared.replies.open(self.shared.machine)
+        self.shared.replies.open(self.machine)
     }
 
     /// Answers a request.

@@ -44,6 +44,13 @@ impl Entry {
         Entry((address as u64) << 16 | u64::from(location.bin) << 8 | u64::from(location.version))
     }
 
+    /// The same entry (bin, version) for the slot at `ptr`.
+    #[inline]
+    fn with_ptr(self, ptr: *mut u8) -> Entry {
+        let Location { bin, version, .. } = self.unpack();
+        Entry::pack(Location { ptr, bin, version })
+    }
+
     #[inline]
     fn is_live(self) -> bool {
         self.0 != 0
@@ -150,8 +157,11 @@ impl Index {
 
     /// Moves live instance `instance` to slot `ptr` of the same bin.
     pub(crate) fn set_ptr(&mut self, instance: u32, ptr: *mut u8) {
-        if let Some(location) = self.live(instance) {
-            self.set(instance, Location { ptr, ..location });
+        let (block, at) = self.position(instance);
+        if let Some(Some(b)) = self.blocks.get_mut(block)
+            && b[at].is_live()
+        {
+            b[at] = b[at].with_ptr(ptr);
         }
     }
 }

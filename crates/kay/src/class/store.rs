@@ -101,11 +101,6 @@ impl<A: Actor> InstanceStore<A> {
         })
     }
 
-    #[inline]
-    fn slot_ptr(location: Location) -> *mut A {
-        location.ptr.cast()
-    }
-
     /// The slot of instance `id`, if it is live with `id`'s version.
     #[inline]
     fn find(&self, id: RawID) -> Option<*mut A> {
@@ -177,7 +172,7 @@ impl<A: Actor> InstanceStore<A> {
     fn remove(&mut self, instance: u32, drop: bool) -> Option<usize> {
         self.last = None;
         let location = self.locate_any(instance).expect("removing a live instance");
-        let hole = Self::slot_ptr(location);
+        let hole = location.ptr.cast::<A>();
         if drop {
             // SAFETY: the slot holds a live, valid instance that is dropped once
             // and then overwritten or freed.
@@ -216,7 +211,7 @@ impl<A: Actor> InstanceStore<A> {
         let old = self
             .locate_any(instance)
             .expect("re-compacting a live instance");
-        let from = Self::slot_ptr(old);
+        let from = old.ptr.cast::<A>();
         // SAFETY: `from` holds a live instance.
         let total = unsafe { (*from).total_size_bytes() };
         let (bin, _) = Self::bin_for(total);
