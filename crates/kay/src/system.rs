@@ -34,9 +34,10 @@ pub struct Config {
     /// burst up to this limit, so that steady bursts of messages neither
     /// allocate nor touch fresh pages.
     pub inbox_retain_bytes: usize,
-    /// Worker threads that handle shards in parallel (default: the number of
-    /// cores). Changing it never changes results (see the crate docs on
-    /// determinism).
+    /// Threads that handle shards in parallel (default: the number of
+    /// cores): the thread calling into the system plus `threads - 1`
+    /// helper threads. Changing it never changes results (see the crate
+    /// docs on determinism).
     pub threads: usize,
     /// Shards per class: each class is split into this many instance stores
     /// that can be handled in parallel. Part of the configuration (not
@@ -95,7 +96,8 @@ pub struct ActorSystem {
     shared: Arc<Shared>,
     storage: Storage,
     classes: Vec<Option<Class>>,
-    /// The worker pool (only with more than one thread).
+    /// The pool of helper threads (`threads - 1` of them: the system's own
+    /// thread is the first worker), only with more than one thread.
     pool: Option<rayon::ThreadPool>,
     /// This cycle's shards to handle (kept to reuse its allocation).
     jobs: Vec<Job>,
@@ -125,7 +127,7 @@ impl ActorSystem {
         assert!(config.shards >= 1, "Config::shards must be at least 1");
         let pool = (config.threads > 1).then(|| {
             rayon::ThreadPoolBuilder::new()
-                .num_threads(config.threads)
+                .num_threads(config.threads - 1)
                 .thread_name(|i| format!("kay-worker-{i}"))
                 .build()
                 .expect("cannot start kay's worker threads")
@@ -365,10 +367,7 @@ impl ActorSystem {
             }
             [job] => job.run(),
             all => match &self.pool {
-                Some(pool) => {
-                    use rayon::prelude::*;
-                    pool.install(|| all.par_iter_mut().for_each(Job::run));
-                }
+                Some(pool) => run_shared(pool, all),
                 None => all.iter_mut().for_each(Job::run),
             },
         }
@@ -620,10 +619,50 @@ struct Job {
 // job) plus a shared borrow of its class's handler table (`Handler: Sync`),
 // both taken from `&mut ActorSystem` for the duration of one cycle.
 unsafe impl Send for Job {}
-// SAFETY: `par_iter_mut` hands each job to one worker only.
+// SAFETY: shared jobs are only run through `run_shared`, which hands each
+// job to one thread only.
 unsafe impl Sync for Job {}
 
+/// Runs `jobs` on this thread and on up to `jobs.len() - 1` helpers of
+/// `pool`: each thread takes the next job not yet taken until none is left.
+/// This thread starts at once instead of waiting for a sleeping helper to
+/// wake, so short cycles never get slower than on one thread.
+fn run_shared(pool: &rayon::ThreadPool, jobs: &mut [Job]) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let next = AtomicUsize::new(0);
+    let jobs: &[Job] = jobs;
+    let take_jobs = || {
+        // Each index is handed out once (`fetch_add` is one total order),
+        // so every job runs on exactly one thread.
+        while let Some(job) = jobs.get(next.fetch_add(1, Relaxed)) {
+            // SAFETY: this thread took the job's index, so no other thread
+            // runs it; the scope below outlives every run.
+            unsafe { job.run_shared() };
+        }
+    };
+    let helpers = pool.current_num_threads().min(jobs.len() - 1);
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| take_jobs());
+        }
+        take_jobs();
+    });
+}
+
 impl Job {
+    /// Runs the job from a shared reference.
+    ///
+    /// # Safety
+    /// No other thread runs this job at the same time (each job is taken
+    /// once, see [`run_shared`]).
+    unsafe fn run_shared(&self) {
+        // SAFETY: see the `Send` impl: the shard is borrowed exclusively by
+        // this job (the caller runs it alone), the handler table shared,
+        // both alive for the cycle.
+        let (handlers, shard) = unsafe { (self.handlers.as_ref(), &mut *self.shard.as_ptr()) };
+        shard.run(handlers);
+    }
+
     fn run(&mut self) {
         // SAFETY: see the `Send` impl: the shard is borrowed exclusively by
         // this job, the handler table shared, both alive for the cycle.
