@@ -338,16 +338,22 @@ impl ActorSystem {
     /// messages sent meanwhile wait for the next cycle. Returns how many
     /// messages were handled.
     pub fn message_cycle(&mut self) -> usize {
+        let ActorSystem {
+            classes,
+            pool,
+            jobs,
+            global_shards,
+            ..
+        } = self;
         // Between cycles: take what each shard must handle, in lane order.
-        let mut jobs = std::mem::take(&mut self.jobs);
-        for &(shard_ptr, type_id) in &self.global_shards {
+        for &(shard_ptr, type_id) in global_shards.iter() {
             // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
-            // `self.classes` for the system's lifetime.
+            // `classes` for the system's lifetime.
             let shard = unsafe { shard_ptr.as_ref() };
             if !shard.take_pending() {
                 continue;
             }
-            let Some(class) = self.classes[type_id as usize].as_mut() else {
+            let Some(class) = classes[type_id as usize].as_mut() else {
                 continue;
             };
             let state = &mut class.shards[shard.shard as usize];
@@ -361,20 +367,17 @@ impl ActorSystem {
         // The cycle: every shard on one worker at a time; a single busy
         // shard (the common case of conversations) runs right here.
         match jobs.as_mut_slice() {
-            [] => {
-                self.jobs = jobs;
-                return 0;
-            }
+            [] => return 0,
             [job] => job.run(),
-            all => match &self.pool {
+            all => match pool {
                 Some(pool) => run_shared(pool, all),
                 None => all.iter_mut().for_each(Job::run),
             },
         }
         // Between cycles again: recycle inbox memory, free dead IDs.
         let mut handled = 0;
-        for job in jobs.drain(..) {
-            // SAFETY: the workers have joined; `jobs` points into `self.classes`,
+        for job in jobs.iter() {
+            // SAFETY: the workers have joined; `jobs` points into `classes`,
             // which nothing else borrows now.
             let shard = unsafe { &mut *job.shard.as_ptr() };
             handled += shard.handled;
@@ -384,7 +387,7 @@ impl ActorSystem {
             unsafe { shard.reclaim_work() };
             if !shard.died.is_empty() {
                 for id in shard.died.drain(..) {
-                    let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
+                    let Some(class) = classes[id.type_id.get() as usize].as_ref() else {
                         continue;
                     };
                     // SAFETY: between cycles (see above).
@@ -392,7 +395,7 @@ impl ActorSystem {
                 }
             }
         }
-        self.jobs = jobs;
+        jobs.clear();
         handled
     }
 

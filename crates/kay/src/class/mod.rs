@@ -102,7 +102,7 @@ impl Shard {
     /// order. Returns whether there is any. Called between cycles only.
     #[inline]
     pub(crate) fn take_work(&mut self, shared: &ShardShared) -> bool {
-        self.work.clear();
+        debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
         if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
             self.lanes = lanes;
         }
@@ -129,6 +129,7 @@ impl Shard {
             // SAFETY: lanes live as long as their class; exclusive (caller).
             unsafe { lane.as_ref().inbox.reclaim() };
         }
+        self.work.clear();
     }
 
     /// Handles this cycle's work with the class's `handlers`.
