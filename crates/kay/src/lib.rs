@@ -19,12 +19,13 @@
 //!   own lane, which must have one writer at a time (the system's thread).
 //! - **Multi-core and determinism.** Each class is split into
 //!   [`Config::shards`] shards (instance `i` lives in shard `i % shards`),
-//!   handled in parallel on [`Config::threads`] threads (the calling thread
-//!   and a rayon pool of helpers), one thread per shard at a time. Every shard has one inbox per *sender
-//!   lane* (outside code, or one shard's handlers), drained in lane order,
-//!   each first in, first out; spawned IDs come from blocks owned by the
-//!   sending lane. So the handling order, the IDs and therefore every
-//!   actor's final state depend only on the inputs and on the shard count —
+//!   handled in parallel on [`Config::threads`] threads (the calling
+//!   thread and a rayon pool of helpers), one thread per shard at a time.
+//!   Every shard has one inbox per *sender lane* (outside code, or one
+//!   shard's handlers), drained in lane order, each first in, first out;
+//!   spawned IDs come from blocks owned by the sending lane. So the
+//!   handling order, the IDs and therefore every actor's final state
+//!   depend only on the inputs and on the shard count —
 //!   not on the thread count or on timing: 1, 2, 3 or 8 threads give
 //!   identical state (tested in `tests/determinism.rs`). Limits: changing
 //!   `shards` changes IDs and the interleaving of messages from different

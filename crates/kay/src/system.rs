@@ -634,6 +634,8 @@ fn run_shared(pool: &rayon::ThreadPool, jobs: &mut [Job]) {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     let next = AtomicUsize::new(0);
     let jobs: &[Job] = jobs;
+    // If a job panics, the scope still waits for every helper before the
+    // panic goes on, so no helper outlives the borrow of `jobs`.
     let take_jobs = || {
         // Each index is handed out once (`fetch_add` is one total order),
         // so every job runs on exactly one thread.
@@ -667,9 +669,7 @@ impl Job {
     }
 
     fn run(&mut self) {
-        // SAFETY: see the `Send` impl: the shard is borrowed exclusively by
-        // this job, the handler table shared, both alive for the cycle.
-        let (handlers, shard) = unsafe { (self.handlers.as_ref(), self.shard.as_mut()) };
-        shard.run(handlers);
+        // SAFETY: `&mut self`: no other thread runs this job.
+        unsafe { self.run_shared() }
     }
 }
