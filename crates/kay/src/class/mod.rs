@@ -147,6 +147,28 @@ impl Shard {
         for (lane, until) in work.iter() {
             // SAFETY: lanes live as long as the system (see `Send` above).
             let lane = unsafe { lane.as_ref() };
+            // A few records (conversations) are handled straight from the
+            // inbox: a batch would only copy them, as they gain nothing
+            // from prefetching.
+            if lane
+                .inbox
+                .bytes_before(*until)
+                .is_some_and(|bytes| bytes <= DIRECT_BYTES)
+            {
+                let store_ptr = store.as_ptr();
+                // SAFETY: as for the batches below: this shard is the
+                // lanes' only reader, and the record slices live until the
+                // next `reclaim`. Handlers may push into this very lane
+                // from inside the drain, which `drain_to_tagged` allows
+                // (such records wait for the next cycle).
+                *handled += unsafe {
+                    lane.inbox.drain_to_tagged(*until, |message, record| {
+                        let record = Record::read(MessageId(message), record);
+                        handle_record(record, store_ptr, handlers, counters, died, world);
+                    })
+                };
+                continue;
+            }
             let mut batch = Batch::new();
             // SAFETY: only this shard drains its lanes, one thread at a time;
             // record slices stay valid until the next `reclaim`, which runs
@@ -164,12 +186,28 @@ impl Shard {
     }
 }
 
+/// Lanes with at most this many bytes of records (a few small messages)
+/// skip the batch (see `Shard::run`).
+const DIRECT_BYTES: usize = 128;
+
 /// A record taken from an inbox: message id, recipient, and the message.
 #[derive(Clone, Copy)]
 struct Record {
     message: MessageId,
     recipient: RawID,
     payload: *const u8,
+}
+
+impl Record {
+    /// Reads the record header of `record` (of message `message`).
+    #[inline(always)]
+    fn read(message: MessageId, record: &[u8]) -> Record {
+        Record {
+            message,
+            recipient: read_header(record),
+            payload: record[RECORD_HEADER..].as_ptr(),
+        }
+    }
 }
 
 /// Up to `BATCH` records, gathered without initializing the rest.
@@ -191,13 +229,7 @@ impl Batch {
     /// `reclaim` (see `Shard::run`), which outlives the batch.
     #[inline]
     fn push(&mut self, message: MessageId, record: &[u8]) -> bool {
-        let recipient = read_header(record);
-        let payload = record[RECORD_HEADER..].as_ptr();
-        self.records[self.len].write(Record {
-            message,
-            recipient,
-            payload,
-        });
+        self.records[self.len].write(Record::read(message, record));
         self.len += 1;
         self.len == BATCH
     }
@@ -247,35 +279,45 @@ fn handle_batch(
         (0..INDEX_AHEAD.min(records.len())).for_each(|at| prefetch_index(&**store, at));
         (0..SLOT_AHEAD.min(records.len())).for_each(|at| prefetch_instance(&**store, at));
     }
-    for (
-        at,
-        &Record {
-            message,
-            recipient,
-            payload,
-        },
-    ) in records.iter().enumerate()
-    {
+    for (at, &record) in records.iter().enumerate() {
         if pipelined {
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        let Some(Some(handler)) = handlers.get(message.0 as usize) else {
-            counters.no_handler += 1;
-            continue;
-        };
-        // SAFETY: the record was written by `World::send` for this message
-        // id, so the payload is a compact value of the handler's message
-        // type; `store_ptr` is this class's store, of the handler's actor type.
-        let delivered = unsafe { handler.call(store_ptr, recipient, payload, world, died) };
-        if !delivered {
-            counters.no_recipient += 1;
-            continue;
-        }
-        let at = message.0 as usize;
-        if counters.handled.len() <= at {
-            counters.handled.resize(at + 1, 0);
-        }
-        counters.handled[at] += 1;
+        handle_record(record, store_ptr, handlers, counters, died, world);
     }
+}
+
+/// Delivers one record with the class's `handlers` to the store at
+/// `store_ptr`, and counts it.
+#[inline(always)]
+fn handle_record(
+    Record {
+        message,
+        recipient,
+        payload,
+    }: Record,
+    store_ptr: *mut (),
+    handlers: &[Option<Handler>],
+    counters: &mut ClassCounters,
+    died: &mut Vec<RawID>,
+    world: &mut World,
+) {
+    let Some(Some(handler)) = handlers.get(message.0 as usize) else {
+        counters.no_handler += 1;
+        return;
+    };
+    // SAFETY: the record was written by `World::send` for this message
+    // id, so the payload is a compact value of the handler's message
+    // type; `store_ptr` is this class's store, of the handler's actor type.
+    let delivered = unsafe { handler.call(store_ptr, recipient, payload, world, died) };
+    if !delivered {
+        counters.no_recipient += 1;
+        return;
+    }
+    let at = message.0 as usize;
+    if counters.handled.len() <= at {
+        counters.handled.resize(at + 1, 0);
+    }
+    counters.handled[at] += 1;
 }

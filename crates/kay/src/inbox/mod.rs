@@ -405,6 +405,25 @@ impl Inbox {
         Position { tail, end }
     }
 
+    /// How many bytes of records lie between the reader and `until` (a
+    /// snapshot of this inbox), if both are in the same chunk; `None` if
+    /// the records span chunks. Only the reader may call this, between its
+    /// drains.
+    #[inline]
+    pub fn bytes_before(&self, until: Position) -> Option<usize> {
+        let chunk = self.read.chunk.load(Relaxed);
+        if chunk != until.tail {
+            return None;
+        }
+        // SAFETY: the reader's chunk is alive (see `drain`).
+        let base = unsafe { &*chunk }.data_addr();
+        Some(
+            until
+                .end
+                .saturating_sub(self.read.addr.load(Relaxed) - base),
+        )
+    }
+
     /// Hands each record published before this call to `f`, in order, and
     /// returns how many it handed out.
     ///

@@ -265,3 +265,31 @@ fn unzeroed_reuse_hands_out_exactly_the_records_of_each_cycle() {
         unsafe { inbox.reclaim() };
     }
 }
+
+#[test]
+fn bytes_before_measures_the_records_up_to_a_snapshot_in_one_chunk() {
+    let inbox = Inbox::new(256);
+    assert_eq!(inbox.bytes_before(inbox.snapshot()), Some(0));
+    push(&inbox, 8);
+    push(&inbox, 3);
+    // Each record is an 8-byte header and its payload padded to 8.
+    let two = inbox.snapshot();
+    assert_eq!(inbox.bytes_before(two), Some(16 + 16));
+    push(&inbox, 20);
+    assert_eq!(
+        inbox.bytes_before(two),
+        Some(32),
+        "later pushes are not counted"
+    );
+    assert_eq!(inbox.bytes_before(inbox.snapshot()), Some(32 + 32));
+    // SAFETY: single-threaded test; no nested drain.
+    assert_eq!(unsafe { inbox.drain_to(two, |_| {}) }, 2);
+    assert_eq!(inbox.bytes_before(inbox.snapshot()), Some(32));
+    // Records spanning chunks: no count.
+    for _ in 0..10 {
+        push(&inbox, 24);
+    }
+    assert_eq!(inbox.bytes_before(inbox.snapshot()), None);
+    assert_eq!(drain_sizes(&inbox), [&[20][..], &[24; 10]].concat());
+    assert_eq!(inbox.bytes_before(inbox.snapshot()), Some(0));
+}
