@@ -337,6 +337,12 @@ impl ActorSystem {
     /// Runs one message cycle: handles every message queued before it began;
     /// messages sent meanwhile wait for the next cycle. Returns how many
     /// messages were handled.
+    ///
+    /// # Panics
+    /// If a handler panics, on whichever thread it ran, the panic reaches
+    /// the caller once every thread of the cycle has stopped. Until panic
+    /// handling (DESIGN.md §7) lands, the system is not usable after that:
+    /// drop it.
     pub fn message_cycle(&mut self) -> usize {
         let ActorSystem {
             classes,
