@@ -186,9 +186,15 @@ impl Shard {
     }
 }
 
-/// Lanes with at most this many bytes of records (a few small messages)
-/// skip the batch (see `Shard::run`).
-const DIRECT_BYTES: usize = 128;
+/// Batches of fewer records than this skip prefetching: their few
+/// recipients are loaded at once anyway.
+const PIPELINE_MIN: usize = 8;
+
+/// Lanes with at most this many bytes of records skip the batch (see
+/// `Shard::run`): room for at most `PIPELINE_MIN` records (the smallest
+/// is an inbox header and a recipient with an empty message), about the
+/// size below which prefetching gains nothing.
+const DIRECT_BYTES: usize = PIPELINE_MIN * (8 + RECORD_HEADER);
 
 /// A record taken from an inbox: message id, recipient, and the message.
 #[derive(Clone, Copy)]
@@ -259,7 +265,6 @@ fn handle_batch(
     // are on their way into the cache, so independent misses overlap.
     const INDEX_AHEAD: usize = 64;
     const SLOT_AHEAD: usize = 32;
-    const PIPELINE_MIN: usize = 8;
     let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_index(record.recipient.instance);
@@ -270,8 +275,6 @@ fn handle_batch(
             store.prefetch_instance(record.recipient);
         }
     };
-    // Small batches (conversations) gain nothing from prefetching: their
-    // few recipients are loaded at once anyway.
     let pipelined = records.len() >= PIPELINE_MIN;
     // The store stays where it is while the batch is handled.
     let store_ptr = store.as_ptr();
