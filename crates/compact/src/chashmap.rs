@@ -5,6 +5,19 @@
 //! index (linear probing, load at most 1/2) of positions in the entries.
 //! Iteration order therefore depends only on the sequence of operations,
 //! never on addresses or random seeds, which keeps simulations deterministic.
+//!
+//! # Hash flooding
+//! The hash is fixed (no per-process seed: equal maps have equal bytes, so
+//! snapshots and state checksums compare byte for byte), which means an
+//! adversary can craft keys that collide. Such maps can only arrive through
+//! validation, which rebuilds the index with a budget of probes linear in the
+//! number of entries (8 per entry, plus 256) and refuses a map that exceeds
+//! it, so validating
+//! any input takes linear time. A map that passes has a total displacement
+//! within that budget, so even a lookup of a crafted key probes at most
+//! `O(√n)` slots. Slots are chosen from the high bits of a multiplicative
+//! mix of the hash, so ordinary keys (multiples of a power of two, say)
+//! spread evenly and stay far below the budget.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -17,6 +30,23 @@ use crate::traits::Compact;
 use crate::validate::{ValidationError, Validator};
 
 const EMPTY: u32 = u32::MAX;
+
+/// Probes past their ideal slot that validation allows per entry when it
+/// rebuilds an index (with a good spread and a load of at most 1/2, the
+/// average is below 1).
+pub(crate) const PROBE_BUDGET_PER_ENTRY: usize = 8;
+
+/// Probes that validation allows on top of the per-entry budget, so that
+/// small maps never hit the budget by chance.
+pub(crate) const PROBE_BUDGET_BASE: usize = 256;
+
+/// Why an index could not be rebuilt.
+enum RebuildError {
+    /// Two entries have equal keys.
+    Duplicate,
+    /// The keys collide beyond the probe budget.
+    Flooded,
+}
 
 /// A hash map that can live in compact form, iterating in insertion order
 /// (until removals, which move the last entry into the removed one's place).
@@ -36,8 +66,18 @@ pub struct CHashMap<K, V> {
     index: CVec<u32>,
 }
 
-fn hash_of<Q: Hash + ?Sized>(key: &Q) -> usize {
-    FxBuildHasher.hash_one(key) as usize
+/// The ideal index slot of `key` in an index of `slots` slots (a power of
+/// two): the high bits of a multiplicative (Fibonacci) mix of its hash.
+fn slot_of<Q: Hash + ?Sized>(key: &Q, slots: usize) -> usize {
+    debug_assert!(slots.is_power_of_two());
+    let bits = slots.trailing_zeros();
+    if bits == 0 {
+        return 0;
+    }
+    let mixed = FxBuildHasher
+        .hash_one(key)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (mixed >> (64 - bits)) as usize
 }
 
 impl<K, V> CHashMap<K, V> {
@@ -103,7 +143,7 @@ impl<K: Hash + Eq, V> CHashMap<K, V> {
             return None;
         }
         let mask = self.index.len() - 1;
-        let mut slot = hash_of(key) & mask;
+        let mut slot = slot_of(key, self.index.len());
         loop {
             let pos = self.index[slot];
             if pos == EMPTY {
@@ -116,11 +156,13 @@ impl<K: Hash + Eq, V> CHashMap<K, V> {
         }
     }
 
-    /// Puts entry position `pos` into the index; `Err` if its key is already there.
-    fn index_entry(&mut self, pos: usize) -> Result<(), ()> {
+    /// Puts entry position `pos` into the index, taking the probes past its
+    /// ideal slot from `budget`; fails if its key is already there or the
+    /// budget runs out.
+    fn index_entry(&mut self, pos: usize, budget: &mut usize) -> Result<(), RebuildError> {
         let mask = self.index.len() - 1;
         let key = &self.entries[pos].0;
-        let mut slot = hash_of(key) & mask;
+        let mut slot = slot_of(key, self.index.len());
         loop {
             let at = self.index[slot];
             if at == EMPTY {
@@ -128,20 +170,22 @@ impl<K: Hash + Eq, V> CHashMap<K, V> {
                 return Ok(());
             }
             if self.entries[at as usize].0 == *key {
-                return Err(());
+                return Err(RebuildError::Duplicate);
             }
+            *budget = budget.checked_sub(1).ok_or(RebuildError::Flooded)?;
             slot = (slot + 1) & mask;
         }
     }
 
-    /// Rebuilds the index with `slots` slots (a power of two > len).
-    fn rebuild_index(&mut self, slots: usize) -> Result<(), ()> {
+    /// Rebuilds the index with `slots` slots (a power of two > len), with at
+    /// most `budget` probes past ideal slots in all.
+    fn rebuild_index(&mut self, slots: usize, mut budget: usize) -> Result<(), RebuildError> {
         if self.index.len() != slots {
             self.index = std::iter::repeat_n(EMPTY, slots).collect();
         } else {
             self.index.iter_mut().for_each(|slot| *slot = EMPTY);
         }
-        (0..self.entries.len()).try_for_each(|pos| self.index_entry(pos))
+        (0..self.entries.len()).try_for_each(|pos| self.index_entry(pos, &mut budget))
     }
 
     /// Whether `key` has an entry.
@@ -177,10 +221,11 @@ impl<K: Hash + Eq, V> CHashMap<K, V> {
         self.entries.push((key, value));
         if (len + 1) * 2 > self.index.len() {
             let slots = ((len + 1) * 2).next_power_of_two().max(8);
-            let rebuilt = self.rebuild_index(slots);
+            let rebuilt = self.rebuild_index(slots, usize::MAX);
             debug_assert!(rebuilt.is_ok(), "keys in a CHashMap are unique");
         } else {
-            let indexed = self.index_entry(len);
+            let mut unbounded = usize::MAX;
+            let indexed = self.index_entry(len, &mut unbounded);
             debug_assert!(indexed.is_ok(), "the key was not present");
         }
         None
@@ -235,7 +280,7 @@ impl<K: Hash + Eq, V> CHashMap<K, V> {
             if pos == EMPTY {
                 return;
             }
-            let ideal = hash_of(&self.entries[pos as usize].0) & mask;
+            let ideal = slot_of(&self.entries[pos as usize].0, mask + 1);
             // Move the entry into the hole unless its ideal slot lies
             // cyclically in (hole, slot].
             let stays = if hole <= slot {
@@ -358,9 +403,67 @@ unsafe impl<K: Compact + Hash + Eq, V: Compact> Compact for CHashMap<K, V> {
             ));
         }
         if slots > 0 {
-            map.rebuild_index(slots)
-                .map_err(|()| invalid("duplicate key"))?;
+            let budget = map
+                .entries
+                .len()
+                .saturating_mul(PROBE_BUDGET_PER_ENTRY)
+                .saturating_add(PROBE_BUDGET_BASE);
+            map.rebuild_index(slots, budget).map_err(|e| match e {
+                RebuildError::Duplicate => invalid("duplicate key"),
+                RebuildError::Flooded => invalid(
+                    "its keys collide far beyond chance (hash flooding); such a map is refused",
+                ),
+            })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compacted, ValidationError};
+
+    /// `n` distinct keys whose ideal slot is 0 in every index of up to
+    /// `2^bits` slots (the top `bits` bits of their mixed hash are zero).
+    fn colliding_keys(n: usize, bits: u32) -> Vec<u64> {
+        (0u64..)
+            .filter(|k| slot_of(k, 1 << bits) == 0)
+            .take(n)
+            .collect()
+    }
+
+    #[test]
+    fn crafted_collisions_are_refused_within_the_probe_budget() {
+        let keys = colliding_keys(1024, 12);
+        let map: CHashMap<u64, u8> = keys.iter().map(|&k| (k, 1)).collect();
+        assert_eq!(map.index.len(), 2048);
+        // Locally such a map works (slowly: it was built by the owner).
+        assert_eq!(map.get(&keys[1000]), Some(&1));
+        let compacted = Compacted::new(map);
+        match Compacted::<CHashMap<u64, u8>>::from_bytes(compacted.as_bytes(), compacted.origin()) {
+            Err(ValidationError::InvalidValue { reason, .. }) => {
+                assert!(reason.contains("hash flooding"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+        }
+    }
+
+    #[test]
+    fn ordinary_keys_stay_far_below_the_budget() {
+        let spreads: [&dyn Fn(u64) -> u64; 4] =
+            [&|i| i, &|i| i << 32, &|i| i.wrapping_mul(4096), &|i| {
+                i.wrapping_mul(0x1_0000_0001) ^ 0xdead_beef
+            }];
+        for spread in spreads {
+            let map: CHashMap<u64, u32> = (0..100_000u64).map(|i| (spread(i), i as u32)).collect();
+            let compacted = Compacted::new(map);
+            let back = Compacted::<CHashMap<u64, u32>>::from_bytes(
+                compacted.as_bytes(),
+                compacted.origin(),
+            )
+            .expect("an ordinary map validates");
+            assert_eq!(back.get(&spread(77_777)), Some(&77_777));
+        }
     }
 }
