@@ -125,15 +125,28 @@ pub(crate) fn compact_in_place(
     let offset = local("__compact_offset");
     let field_ptr = local("__compact_field");
     let size = local("__compact_size");
-    let steps = fields.iter().map(|field| {
+    let steps = fields.iter().enumerate().map(|(i, field)| {
         let ty = field.ty;
         let compact = as_compact(krate, ty);
         let place = place(field);
+        // Whether a later field has a dynamic part to place behind this
+        // one's: a constant. The last dynamic field's size is never
+        // needed, which keeps compacting a deep chain (`Node(CVec<Tree>)`)
+        // linear instead of measuring the rest of the chain at every level.
+        let later = fields[i + 1..].iter().map(|f| {
+            let compact = as_compact(krate, f.ty);
+            quote!(!#compact::IS_STATIC)
+        });
+        let later = quote!(false #(|| #later)*);
         quote! {
             if !#compact::IS_STATIC {
                 let #field_ptr: *mut #ty = #place;
                 // The size must be taken before the field is moved.
-                let #size = #compact::dynamic_size_bytes(&*#field_ptr);
+                let #size = if #later {
+                    #compact::dynamic_size_bytes(&*#field_ptr)
+                } else {
+                    0
+                };
                 #compact::compact(#field_ptr, #field_ptr, #new_dynamic_part.add(#offset));
                 #offset += #size;
             }

@@ -319,9 +319,13 @@ impl<T> CVec<T> {
 
 impl<T> Drop for CVec<T> {
     fn drop(&mut self) {
-        // SAFETY: the first `len` elements are initialized and owned by `self`
-        // (their own heap parts too, also in compact form).
-        unsafe { std::ptr::drop_in_place(self.as_mut_slice()) };
+        if std::mem::needs_drop::<T>() {
+            let elements: *mut [T] = self.as_mut_slice();
+            // SAFETY: the first `len` elements are initialized and owned by
+            // `self` (their own heap parts too, also in compact form).
+            // Elements may nest further containers: dropped on a guarded stack.
+            crate::deep::guard(|| unsafe { std::ptr::drop_in_place(elements) });
+        }
         self.free_heap_buffer();
     }
 }
@@ -361,7 +365,12 @@ impl<T> std::borrow::Borrow<[T]> for CVec<T> {
 
 impl<T: Clone> Clone for CVec<T> {
     fn clone(&self) -> Self {
-        self.iter().cloned().collect()
+        if std::mem::needs_drop::<T>() {
+            // Elements may nest further containers (see `deep`).
+            crate::deep::guard(|| self.iter().cloned().collect())
+        } else {
+            self.iter().cloned().collect()
+        }
     }
 }
 
@@ -486,7 +495,8 @@ impl<T: Compact> IntoIterator for CVec<T> {
 // `dynamic_size_bytes`, `decompact` and `validate` all walk that layout.
 unsafe impl<T: Compact> Compact for CVec<T> {
     fn is_still_compact(&self) -> bool {
-        self.cap == COMPACT && (T::IS_STATIC || self.iter().all(T::is_still_compact))
+        self.cap == COMPACT
+            && (T::IS_STATIC || crate::deep::guard(|| self.iter().all(T::is_still_compact)))
     }
 
     fn dynamic_size_bytes(&self) -> usize {
@@ -494,7 +504,7 @@ unsafe impl<T: Compact> Compact for CVec<T> {
         if T::IS_STATIC {
             own
         } else {
-            own + self.iter().map(T::dynamic_size_bytes).sum::<usize>()
+            own + crate::deep::guard(|| self.iter().map(T::dynamic_size_bytes).sum::<usize>())
         }
     }
 
@@ -511,13 +521,22 @@ unsafe impl<T: Compact> Compact for CVec<T> {
             if T::IS_STATIC {
                 std::ptr::copy_nonoverlapping(ptr.as_ptr(), new_elems, len);
             } else {
-                let mut offset = round_up_to_dynamic_align(len * size_of::<T>());
-                for i in 0..len {
-                    let old = ptr.as_ptr().add(i);
-                    let size = (*old).dynamic_size_bytes();
-                    T::compact(old, new_elems.add(i), new_dynamic_part.add(offset));
-                    offset += size;
-                }
+                // Elements may nest further containers (see `deep`).
+                crate::deep::guard(|| {
+                    let mut offset = round_up_to_dynamic_align(len * size_of::<T>());
+                    for i in 0..len {
+                        let old = ptr.as_ptr().add(i);
+                        // The last element's size is not needed: skipping it
+                        // keeps compacting a deep chain linear.
+                        let size = if i + 1 < len {
+                            (*old).dynamic_size_bytes()
+                        } else {
+                            0
+                        };
+                        T::compact(old, new_elems.add(i), new_dynamic_part.add(offset));
+                        offset += size;
+                    }
+                });
             }
             if cap != COMPACT {
                 dealloc_array(ptr, cap as usize);
@@ -538,20 +557,31 @@ unsafe impl<T: Compact> Compact for CVec<T> {
             // SAFETY: a heap CVec moves out bitwise; the caller forgets `source`.
             let mut heap = unsafe { std::ptr::read(source) };
             if !T::IS_STATIC {
-                // Its elements may still be compact: move each onto the heap too.
-                for item in heap.iter_mut() {
-                    let item: *mut T = item;
-                    // SAFETY: each element is read once and overwritten with
-                    // its decompacted self, so nothing is dropped twice.
-                    unsafe { item.write(T::decompact(item)) };
-                }
+                // Its elements may still be compact: move each onto the heap
+                // too (on a guarded stack, see `deep`).
+                crate::deep::guard(|| {
+                    for item in heap.iter_mut() {
+                        let item: *mut T = item;
+                        // SAFETY: each element is read once and overwritten
+                        // with its decompacted self, so nothing is dropped twice.
+                        unsafe { item.write(T::decompact(item)) };
+                    }
+                });
             }
             return heap;
         }
         let mut heap = CVec::<T>::with_capacity(source.len());
-        for item in source.iter() {
-            // SAFETY: each element is moved out exactly once (the source is forgotten).
-            heap.push(unsafe { T::decompact(item) });
+        let mut move_out = || {
+            for item in source.iter() {
+                // SAFETY: each element is moved out exactly once (the source
+                // is forgotten).
+                heap.push(unsafe { T::decompact(item) });
+            }
+        };
+        if T::IS_STATIC {
+            move_out();
+        } else {
+            crate::deep::guard(move_out);
         }
         heap
     }
@@ -582,6 +612,8 @@ unsafe impl<T: Compact> Compact for CVec<T> {
             .filter(|_| len <= MAX_LEN)
             .ok_or(ValidationError::LengthOverflow { type_name, len })?;
         let elems = if size_of::<T>() == 0 {
+            // Nothing to claim: bound the element count by the input instead.
+            validator.charge_zero_sized(type_name, len)?;
             std::ptr::without_provenance_mut::<u8>(align_of::<T>())
         } else {
             validator.claim(
@@ -595,10 +627,23 @@ unsafe impl<T: Compact> Compact for CVec<T> {
         // SAFETY: `elems` is non-null and aligned (claim checked it); writing
         // the pointer field makes the header point at the claimed bytes.
         unsafe { (&raw mut (*ptr).ptr).write(NonNull::new_unchecked(elems)) };
-        for i in 0..len {
-            // SAFETY: the claimed part holds `len` elements, disjoint from `ptr`.
-            unsafe { T::validate(elems.add(i), validator)? };
+        if T::IS_STATIC {
+            for i in 0..len {
+                // SAFETY: the claimed part holds `len` elements, disjoint from `ptr`.
+                unsafe { T::validate(elems.add(i), validator)? };
+            }
+            return Ok(());
         }
+        // Elements with dynamic parts of their own: one level deeper.
+        validator.enter(type_name)?;
+        crate::deep::guard(|| {
+            for i in 0..len {
+                // SAFETY: the claimed part holds `len` elements, disjoint from `ptr`.
+                unsafe { T::validate(elems.add(i), validator)? };
+            }
+            Ok::<(), ValidationError>(())
+        })?;
+        validator.leave();
         Ok(())
     }
 }

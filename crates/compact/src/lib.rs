@@ -60,6 +60,7 @@ mod compacted;
 mod coption;
 mod cstring;
 pub mod cvec;
+mod deep;
 mod primitives;
 mod raw;
 mod traits;
@@ -75,4 +76,7 @@ pub use cvec::CVec;
 pub use traits::{
     Compact, DYNAMIC_ALIGN, compact_align, round_up_to_dynamic_align, static_size_bytes,
 };
-pub use validate::{ValidationError, Validator, validate_in_place};
+pub use validate::{
+    DEFAULT_MAX_DEPTH, Limits, ValidationError, Validator, validate_in_place,
+    validate_in_place_with,
+};
