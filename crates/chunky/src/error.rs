@@ -91,6 +91,19 @@ pub enum Error {
         detail: String,
     },
 
+    /// A file where a structure keeps its state is a symbolic link or not a
+    /// regular file. chunky never follows links, so a link planted in the
+    /// directory cannot make it read or overwrite a file elsewhere.
+    #[error(
+        "{path} is {what}, not a regular file; chunky does not follow links out of its directory: remove it"
+    )]
+    NotAFile {
+        /// The refused path.
+        path: PathBuf,
+        /// What was found instead ("a symbolic link", "a directory", ...).
+        what: &'static str,
+    },
+
     /// The metadata of a structure lists a chunk whose file does not exist.
     #[error(
         "chunk {index} of `{ident}` ({path}) is missing although the metadata lists it; restore it from a backup, or delete `{ident}`'s files to start empty"

@@ -252,8 +252,8 @@ fn wrong_version() {
             matches!(
                 e,
                 Error::UnsupportedVersion {
-                    found: 17,
-                    supported: 1,
+                    found: 18,
+                    supported: 2,
                     ..
                 }
             )
@@ -261,7 +261,7 @@ fn wrong_version() {
     );
     check(
         |f, dir| flip(&f.meta(dir), 9),
-        |e| matches!(e, Error::UnsupportedVersion { found: 0x1001, .. }),
+        |e| matches!(e, Error::UnsupportedVersion { found: 0x1002, .. }),
     );
 }
 

@@ -22,8 +22,14 @@
 //! | 0..8     | magic `CHUNKYMD`                           |
 //! | 8..12    | format version (`u32`)                     |
 //! | 12..16   | payload length (`u32`)                     |
-//! | 16..20   | CRC-32 of bytes 0..16 and the payload      |
-//! | 20..     | payload                                    |
+//! | 16..18   | ident length (`u16`)                       |
+//! | 18..146  | ident, zero padded                         |
+//! | 146..150 | CRC-32 of bytes 0..146 and the payload     |
+//! | 150..    | payload                                    |
+//!
+//! Both kinds of file name the structure they belong to, so a file copied or
+//! renamed over another structure's is refused as [`Error::ForeignFile`]
+//! naming the file, instead of being read as that structure's state.
 //!
 //! Checks run in the order magic, version, length, checksum, fields, so a
 //! foreign file is reported as foreign and a newer file as newer, not as
@@ -40,9 +46,10 @@ pub(crate) const CHUNK_HEADER_LEN: usize = 4096;
 
 const CHUNK_MAGIC: [u8; 8] = *b"CHUNKYCK";
 const META_MAGIC: [u8; 8] = *b"CHUNKYMD";
-const IDENT_AT: usize = 26;
-const CHUNK_CRC_AT: usize = IDENT_AT + MAX_IDENT_LEN;
-const META_HEADER_LEN: usize = 20;
+const CHUNK_CRC_AT: usize = 26 + MAX_IDENT_LEN;
+const META_IDENT_AT: usize = 18;
+const META_CRC_AT: usize = META_IDENT_AT + MAX_IDENT_LEN;
+const META_HEADER_LEN: usize = META_CRC_AT + 4;
 
 /// The header page of chunk `index` of `ident`.
 pub(crate) fn encode_chunk_header(ident: &str, index: ChunkIndex, size: ChunkSize) -> Vec<u8> {
@@ -52,8 +59,7 @@ pub(crate) fn encode_chunk_header(ident: &str, index: ChunkIndex, size: ChunkSiz
     page[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
     page[12..16].copy_from_slice(&index.0.to_le_bytes());
     page[16..24].copy_from_slice(&(size.bytes() as u64).to_le_bytes());
-    page[24..26].copy_from_slice(&(ident.len() as u16).to_le_bytes());
-    page[IDENT_AT..IDENT_AT + ident.len()].copy_from_slice(ident.as_bytes());
+    put_ident(&mut page, 24, ident);
     let crc = crc32fast::hash(&page[..CHUNK_CRC_AT]);
     page[CHUNK_CRC_AT..CHUNK_CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     page
@@ -81,17 +87,7 @@ pub(crate) fn decode_chunk_header(
         path: path.to_owned(),
         detail,
     };
-    let ident_len = usize::from(u16::from_le_bytes([page[24], page[25]]));
-    let stored_ident = page
-        .get(IDENT_AT..IDENT_AT + ident_len)
-        .filter(|_| ident_len <= MAX_IDENT_LEN)
-        .ok_or_else(|| foreign(format!("ident length {ident_len} is out of range")))?;
-    if stored_ident != ident.as_bytes() {
-        return Err(foreign(format!(
-            "it belongs to `{}`, not `{ident}`",
-            String::from_utf8_lossy(stored_ident)
-        )));
-    }
+    check_ident(path, page, 24, ident)?;
     let stored_index = u32_at(page, 12);
     if stored_index != index.0 {
         return Err(foreign(format!(
@@ -105,20 +101,24 @@ pub(crate) fn decode_chunk_header(
         .ok_or_else(|| foreign(format!("its chunk size {size} is invalid")))
 }
 
-/// The contents of a metadata file holding `payload`.
-pub(crate) fn encode_meta(payload: &[u8]) -> Vec<u8> {
+/// The contents of the metadata file of `ident` holding `payload`.
+pub(crate) fn encode_meta(ident: &str, payload: &[u8]) -> Vec<u8> {
+    debug_assert!(ident.len() <= MAX_IDENT_LEN);
     let len = u32::try_from(payload.len()).expect("metadata blobs are small");
-    let mut bytes = Vec::with_capacity(META_HEADER_LEN + payload.len());
-    bytes.extend_from_slice(&META_MAGIC);
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    bytes.extend_from_slice(&len.to_le_bytes());
-    bytes.extend_from_slice(&meta_crc(&bytes, payload).to_le_bytes());
+    let mut bytes = vec![0; META_HEADER_LEN];
+    bytes[0..8].copy_from_slice(&META_MAGIC);
+    bytes[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes[12..16].copy_from_slice(&len.to_le_bytes());
+    put_ident(&mut bytes, 16, ident);
+    let crc = meta_crc(&bytes, payload);
+    bytes[META_CRC_AT..].copy_from_slice(&crc.to_le_bytes());
     bytes.extend_from_slice(payload);
     bytes
 }
 
-/// Checks the metadata file at `path` and returns its payload.
-pub(crate) fn decode_meta(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+/// Checks the metadata file at `path`, expected to belong to `ident`, and
+/// returns its payload.
+pub(crate) fn decode_meta(path: &Path, bytes: &[u8], ident: &str) -> Result<Vec<u8>> {
     check_magic_and_version(path, bytes, &META_MAGIC, "metadata")?;
     if bytes.len() < META_HEADER_LEN {
         return Err(truncated(path, META_HEADER_LEN, bytes.len()));
@@ -129,21 +129,51 @@ pub(crate) fn decode_meta(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
     }
     // A damaged length field shows up as a checksum mismatch.
     let payload = &bytes[META_HEADER_LEN..expected];
-    check_crc(path, meta_crc(&bytes[..16], payload), &bytes[16..20])?;
+    check_crc(path, meta_crc(bytes, payload), &bytes[META_CRC_AT..])?;
     if bytes.len() > expected {
         return Err(Error::ForeignFile {
             path: path.to_owned(),
             detail: format!("it has {} bytes after its payload", bytes.len() - expected),
         });
     }
+    check_ident(path, bytes, 16, ident)?;
     Ok(payload.to_vec())
 }
 
 fn meta_crc(header: &[u8], payload: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
-    hasher.update(&header[..16]);
+    hasher.update(&header[..META_CRC_AT]);
     hasher.update(payload);
     hasher.finalize()
+}
+
+/// Writes `ident` as a `u16` length at `at` followed by its bytes, zero
+/// padded to [`MAX_IDENT_LEN`].
+fn put_ident(bytes: &mut [u8], at: usize, ident: &str) {
+    bytes[at..at + 2].copy_from_slice(&(ident.len() as u16).to_le_bytes());
+    bytes[at + 2..at + 2 + ident.len()].copy_from_slice(ident.as_bytes());
+}
+
+/// Fails with [`Error::ForeignFile`] unless the ident written by
+/// [`put_ident`] at `at` is `ident`.
+fn check_ident(path: &Path, bytes: &[u8], at: usize, ident: &str) -> Result<()> {
+    let foreign = |detail: String| Error::ForeignFile {
+        path: path.to_owned(),
+        detail,
+    };
+    let len = usize::from(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+    let stored = bytes
+        .get(at + 2..at + 2 + len)
+        .filter(|_| len <= MAX_IDENT_LEN)
+        .ok_or_else(|| foreign(format!("ident length {len} is out of range")))?;
+    if stored == ident.as_bytes() {
+        Ok(())
+    } else {
+        Err(foreign(format!(
+            "it belongs to `{}`, not `{ident}`",
+            String::from_utf8_lossy(stored)
+        )))
+    }
 }
 
 fn check_magic_and_version(
@@ -216,7 +246,7 @@ mod tests {
     fn chunk_header_round_trips() {
         assert_eq!(decode(&page()).unwrap(), ChunkSize::MIN);
         // Little-endian on every host.
-        assert_eq!(&page()[8..12], &[1, 0, 0, 0]);
+        assert_eq!(&page()[8..12], &[2, 0, 0, 0]);
         assert_eq!(&page()[12..16], &[3, 0, 0, 0]);
     }
 
@@ -257,8 +287,13 @@ mod tests {
     #[test]
     fn meta_round_trips_and_rejects_damage() {
         let path = Path::new("m");
-        let bytes = encode_meta(b"hello");
+        let bytes = encode_meta("arena", b"hello");
+        let decode_meta = |path, bytes: &[u8]| super::decode_meta(path, bytes, "arena");
         assert_eq!(decode_meta(path, &bytes).unwrap(), b"hello");
+        // Another structure's metadata is foreign, and the error names both.
+        let err = super::decode_meta(path, &bytes, "other").unwrap_err();
+        assert!(matches!(err, Error::ForeignFile { .. }), "{err}");
+        assert!(err.to_string().contains("`arena`, not `other`"), "{err}");
         assert!(matches!(
             decode_meta(path, &bytes[..bytes.len() - 1]),
             Err(Error::Truncated { .. })

@@ -88,13 +88,14 @@ impl ChunkStorage for MmapStorage {
         let path = self.dir.join(&name);
         let lease = Self::lease(&path, &name)?;
         let io_err = |e| Error::io(&path, e);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(io_err)?;
+        let mut file = open_no_follow(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            &path,
+        )?;
         Self::claim(&path, &file, &name)?;
         // Only now, holding the lock, drop any stale contents.
         file.set_len(0).map_err(io_err)?;
@@ -111,16 +112,16 @@ impl ChunkStorage for MmapStorage {
         let path = self.dir.join(&name);
         let lease = Self::lease(&path, &name)?;
         let io_err = |e| Error::io(&path, e);
-        let file = match OpenOptions::new().read(true).write(true).open(&path) {
+        let file = match open_no_follow(OpenOptions::new().read(true).write(true), &path) {
             Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::MissingChunk {
                     ident: ident.to_owned(),
                     index,
                     path,
                 });
             }
-            Err(e) => return Err(io_err(e)),
+            Err(e) => return Err(e),
         };
         Self::claim(&path, &file, &name)?;
         let found = file.metadata().map_err(io_err)?.len();
@@ -155,23 +156,31 @@ impl ChunkStorage for MmapStorage {
     fn load_meta(&self, ident: &str) -> Result<Option<Vec<u8>>> {
         validate_ident(ident)?;
         let path = self.meta_path(ident);
-        match fs::read(&path) {
-            Ok(bytes) => format::decode_meta(&path, &bytes).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, e)),
-        }
+        let mut file = match open_no_follow(OpenOptions::new().read(true), &path) {
+            Ok(file) => file,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&path, e))?;
+        format::decode_meta(&path, &bytes, ident).map(Some)
     }
 
     fn store_meta(&self, ident: &str, meta: &[u8]) -> Result<()> {
         validate_ident(ident)?;
         let path = self.meta_path(ident);
         let tmp = self.dir.join(format!("{ident}.meta.tmp"));
-        let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&format::encode_meta(meta))?;
-            file.sync_data()
-        };
-        write().map_err(|e| Error::io(&tmp, e))?;
+        // A leftover temporary file (or anything planted in its place) is
+        // removed, not followed: `create_new` refuses to open an existing
+        // path, links included.
+        remove_if_present(&tmp)?;
+        let mut file = open_no_follow(OpenOptions::new().write(true).create_new(true), &tmp)?;
+        file.write_all(&format::encode_meta(ident, meta))
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(&tmp, e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
     }
 
@@ -184,18 +193,60 @@ impl ChunkStorage for MmapStorage {
         validate_ident(ident)?;
         let path = self.dir.join(format!("{ident}.lock"));
         let lease = Self::lease(&path, ident)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = open_no_follow(
+            OpenOptions::new().write(true).create(true).truncate(false),
+            &path,
+        )?;
         Self::claim(&path, &file, ident)?;
         Ok(IdentLock::new((lease, file)))
     }
 
     fn is_persistent(&self) -> bool {
         true
+    }
+}
+
+/// Opens `path` with `options` without following a symbolic link in its
+/// last component, and refuses anything but a regular file, so that a link
+/// or device planted in the directory is reported instead of written through.
+fn open_no_follow(options: &mut OpenOptions, path: &Path) -> Result<File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // `O_NONBLOCK` keeps a planted FIFO from blocking the open; it does
+        // not change how regular files behave.
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK);
+    }
+    #[cfg(not(unix))]
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(Error::NotAFile {
+            path: path.to_owned(),
+            what: "a symbolic link",
+        });
+    }
+    let file = options.open(path).map_err(|e| {
+        let is_link = fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if is_link {
+            Error::NotAFile {
+                path: path.to_owned(),
+                what: "a symbolic link",
+            }
+        } else {
+            Error::io(path, e)
+        }
+    })?;
+    let kind = file.metadata().map_err(|e| Error::io(path, e))?.file_type();
+    if kind.is_file() {
+        Ok(file)
+    } else {
+        Err(Error::NotAFile {
+            path: path.to_owned(),
+            what: if kind.is_dir() {
+                "a directory"
+            } else {
+                "a special file"
+            },
+        })
     }
 }
 

@@ -38,7 +38,9 @@ use crate::error::{Error, Result};
 
 /// The on-disk format version written into every chunk and metadata file
 /// (little-endian `u32`).
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 records the owning ident in metadata files too.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The longest accepted ident, in bytes.
 pub const MAX_IDENT_LEN: usize = 128;
