@@ -14,6 +14,8 @@ use crate::{attrs, enums, structs};
 pub(crate) struct Body {
     /// The value of `IS_STATIC`.
     pub(crate) is_static: TokenStream,
+    /// The value of `PROCESS_LOCAL`.
+    pub(crate) process_local: TokenStream,
     /// The body of `is_still_compact(&self)`.
     pub(crate) is_still_compact: TokenStream,
     /// The body of `dynamic_size_bytes(&self)`.
@@ -101,6 +103,7 @@ fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
     let (ptr, validator) = (local("ptr"), local("validator"));
     let Body {
         is_static,
+        process_local,
         is_still_compact,
         dynamic_size_bytes,
         compact,
@@ -129,6 +132,7 @@ fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
             )]
             unsafe impl #impl_generics #krate::Compact for #ident #ty_generics #where_clause {
                 const IS_STATIC: ::core::primitive::bool = #is_static;
+                const PROCESS_LOCAL: ::core::primitive::bool = #process_local;
 
                 #[inline]
                 fn is_still_compact(&self) -> ::core::primitive::bool {

@@ -73,6 +73,10 @@ pub(crate) fn body(krate: &Path, input: &DeriveInput, data: &DataEnum) -> syn::R
 
     Ok(Body {
         is_static,
+        process_local: fields::any_process_local(
+            krate,
+            variants.iter().flat_map(|info| &info.fields),
+        ),
         is_still_compact: per_variant(&variants, quote!(self), |info| {
             fields::all_still_compact(krate, &info.fields, binding)
         }),

@@ -75,6 +75,18 @@ pub(crate) fn all_static<'a, 'f: 'a>(
     and_all(terms)
 }
 
+/// `PROCESS_LOCAL` of all the fields, OR-ed (`false` for no fields).
+pub(crate) fn any_process_local<'a, 'f: 'a>(
+    krate: &Path,
+    fields: impl IntoIterator<Item = &'a Field<'f>>,
+) -> TokenStream {
+    let terms = fields.into_iter().map(|field| {
+        let ty = as_compact(krate, field.ty);
+        quote!(#ty::PROCESS_LOCAL)
+    });
+    quote!(false #(|| #terms)*)
+}
+
 /// `is_still_compact` of all the fields, AND-ed; `access` gives a `&Field`.
 pub(crate) fn all_still_compact(
     krate: &Path,

@@ -33,6 +33,7 @@ pub(crate) fn body(krate: &Path, data: &DataStruct) -> syn::Result<Body> {
 
     Ok(Body {
         is_static: fields::all_static(krate, &fields),
+        process_local: fields::any_process_local(krate, &fields),
         is_still_compact: fields::all_still_compact(krate, &fields, shared),
         dynamic_size_bytes: fields::sum_dynamic_size(krate, &fields, shared),
         compact: compact_fields,

@@ -108,6 +108,7 @@ struct SomeLayout<T> {
 // tag and then the payload at the offset the defined layout gives it.
 unsafe impl<T: Compact> Compact for COption<T> {
     const IS_STATIC: bool = T::IS_STATIC;
+    const PROCESS_LOCAL: bool = T::PROCESS_LOCAL;
 
     fn is_still_compact(&self) -> bool {
         self.as_option().is_none_or(T::is_still_compact)

@@ -127,6 +127,7 @@ unsafe impl<T: 'static> Compact for PhantomData<T> {
 // `validate` walk them.
 unsafe impl<T: Compact, const N: usize> Compact for [T; N] {
     const IS_STATIC: bool = T::IS_STATIC;
+    const PROCESS_LOCAL: bool = T::PROCESS_LOCAL;
 
     fn is_still_compact(&self) -> bool {
         T::IS_STATIC || self.iter().all(T::is_still_compact)
@@ -180,6 +181,7 @@ macro_rules! tuple_compact {
         // SAFETY: fields are walked in index order by every method.
         unsafe impl<$($name: Compact),+> Compact for ($($name,)+) {
             const IS_STATIC: bool = $($name::IS_STATIC)&&+;
+            const PROCESS_LOCAL: bool = $($name::PROCESS_LOCAL)||+;
 
             fn is_still_compact(&self) -> bool {
                 $(self.$idx.is_still_compact())&&+
@@ -233,6 +235,7 @@ tuple_compact!(A.0, B.1, C.2, D.3, E.4, F.5, G.6, H.7);
 // `Option`'s layout is not defined, so `validate` refuses it (see `COption`).
 unsafe impl<T: Compact> Compact for Option<T> {
     const IS_STATIC: bool = T::IS_STATIC;
+    const PROCESS_LOCAL: bool = T::PROCESS_LOCAL;
 
     fn is_still_compact(&self) -> bool {
         self.as_ref().is_none_or(T::is_still_compact)

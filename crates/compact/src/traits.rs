@@ -42,7 +42,8 @@ use crate::validate::{ValidationError, Validator};
 /// - `validate` returns `Ok` only if the bytes now hold a valid `Self` whose
 ///   dynamic parts lie inside the validator's range, and it never reads outside
 ///   the static part at `ptr` or the range the validator hands out;
-/// - `IS_STATIC` is `true` only if values never have a dynamic part.
+/// - `IS_STATIC` is `true` only if values never have a dynamic part;
+/// - `PROCESS_LOCAL` is `true` if any part of a value is process-local.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not `Compact`, so it cannot live in compact form",
     label = "not `Compact`",
@@ -53,6 +54,20 @@ pub unsafe trait Compact: Sized {
     /// `true` if no value of this type ever has a dynamic part: then
     /// `dynamic_size_bytes` is always 0 and `is_still_compact` always `true`.
     const IS_STATIC: bool = false;
+
+    /// `true` if values hold, directly, something that only means anything
+    /// inside this process and has exactly one owner (kay's `External`):
+    /// such values must never be copied as bytes (sent as messages,
+    /// broadcast, persisted). Tuples, arrays, options and derived types are
+    /// process-local when any field is; kay refuses to build a send of a
+    /// process-local message.
+    ///
+    /// The heap-backed containers (`CVec`, `CBox`, `CHashMap`) do not pass
+    /// it on: recursive types (`enum Tree { Leaf, Node(CVec<Tree>) }`) go
+    /// through them, and a constant cannot depend on itself. Such values are
+    /// checked at run time instead (kay's `External` refuses to be measured
+    /// for a message).
+    const PROCESS_LOCAL: bool = false;
 
     /// Whether all dynamic parts still sit in compact form (none spilled to the heap).
     fn is_still_compact(&self) -> bool;

@@ -62,9 +62,28 @@ impl From<()> for Fate {
 /// Anything that can be sent: a `Compact`, `Send` value. Messages are
 /// compacted into the recipient's inbox and handed to handlers by
 /// reference, in place, possibly on another thread.
+///
+/// A message is copied byte for byte into inboxes (once per shard for a
+/// broadcast), so it must not hold an [`External`](crate::External), whose
+/// value has exactly one owner: sending, spawning with or handling such a
+/// message type is a compile error (raised when the program is built, by
+/// `cargo build`/`test`, not `cargo check`).
 pub trait Message: Compact + Send + 'static {}
 
 impl<T: Compact + Send + 'static> Message for T {}
+
+/// Fails the build if `M` is process-local (holds an `External`).
+#[inline(always)]
+pub(crate) fn refuse_process_local<M: Message>() {
+    const {
+        assert!(
+            !M::PROCESS_LOCAL,
+            "this message type holds an External (Compact::PROCESS_LOCAL): messages are copied \
+             byte for byte, while an External has one owner in this process; send an ID of the \
+             actor holding it, or plain data, instead"
+        )
+    }
+}
 
 /// The macro-free way to handle a message type: implement it, then register
 /// it with [`ClassSetup::recipient`]. Handlers registered this way and as

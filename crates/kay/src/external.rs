@@ -1,5 +1,6 @@
 //! [`External<T>`]: state that is neither compacted nor persisted.
 
+use std::cell::Cell;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicPtr, Ordering};
 
@@ -8,6 +9,37 @@ use compact::{Compact, ValidationError, Validator};
 /// A value that lives outside the compact world (a file handle, a GPU
 /// buffer): the actor holds only a pointer to it. It is never compacted,
 /// persisted or sent: bytes claiming to hold one are refused by validation.
+///
+/// # Not in messages
+/// A message is copied byte for byte into inboxes, once per shard for a
+/// broadcast, so an `External` inside one would end up with several owners
+/// (or be leaked). Its [`Compact::PROCESS_LOCAL`] makes every message type
+/// holding it as a field fail to build where it is sent, spawned with or
+/// handled; one hidden inside a `CVec`, `CBox` or `CHashMap` of a message
+/// (where the constant cannot reach) makes the send panic before anything
+/// is written. Give the actor holding it an ID-addressed message instead,
+/// or create the value in the spawner:
+///
+/// ```compile_fail
+/// use kay::{ActorSystem, Compact, Config, External};
+/// # kay::typed_id!(pub HolderID);
+/// # #[derive(Compact, Clone)]
+/// # pub struct Holder { id: HolderID }
+/// # impl kay::Actor for Holder {
+/// #     type ID = HolderID;
+/// #     fn id(&self) -> HolderID { self.id }
+/// #     fn setup(_: &mut kay::ClassSetup<Self>) {}
+/// # }
+/// #[derive(Compact, Clone)]
+/// pub struct Handover { file: External<String> }
+///
+/// let mut system = ActorSystem::new(Config::default());
+/// system.register::<Holder>();
+/// let mut world = system.world();
+/// let everyone = world.local_broadcast::<Holder>();
+/// // error: this message type holds an External
+/// world.send(everyone, Handover { file: External::new("handle".into()) });
+/// ```
 ///
 /// It has exactly one owner. `clone()` *moves* the value into the clone (so
 /// actor structs deriving `Clone` keep working); using the original
@@ -107,14 +139,48 @@ impl<T: std::fmt::Debug> std::fmt::Debug for External<T> {
     }
 }
 
+thread_local! {
+    /// Set while this thread measures a message before copying it into
+    /// inboxes (see [`measuring_message`]).
+    static MEASURING_MESSAGE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, which measures a message about to be copied into inboxes: an
+/// `External` met inside it panics (before anything is written) instead of
+/// being copied.
+#[inline]
+pub(crate) fn measuring_message<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            MEASURING_MESSAGE.set(self.0);
+        }
+    }
+    let _reset = Reset(MEASURING_MESSAGE.replace(true));
+    f()
+}
+
 // SAFETY: only the pointer is part of the compact value; moving it moves
 // ownership. It has no dynamic part, and validation refuses it because a
 // pointer from another process or file is meaningless.
 unsafe impl<T: 'static> Compact for External<T> {
+    /// An `External` has one owner in this process: a message holding one
+    /// does not compile (see [`World::send`](crate::World::send)).
+    const PROCESS_LOCAL: bool = true;
+
     fn is_still_compact(&self) -> bool {
         true
     }
     fn dynamic_size_bytes(&self) -> usize {
+        // Every message is measured before it is copied (see
+        // `measuring_message`): refuse here, while nothing is written yet.
+        assert!(
+            !MEASURING_MESSAGE.get(),
+            "External<{}> inside a message: messages are copied byte for byte, while an \
+             External has one owner in this process; send an ID of the actor holding it, \
+             or plain data, instead",
+            std::any::type_name::<T>()
+        );
         0
     }
     unsafe fn compact(source: *mut Self, dest: *mut Self, _: *mut u8) {
