@@ -290,6 +290,7 @@ impl ActorSystem {
     }
 
     fn message_id<M: Message>(&mut self) -> MessageId {
+        crate::actor::refuse_process_local::<M>();
         let name = std::any::type_name::<M>();
         assert!(
             align_of::<M>() <= 8,
@@ -306,7 +307,12 @@ impl ActorSystem {
             .write()
             .unwrap_or_else(|e| e.into_inner());
         *ids.entry(TypeId::of::<M>()).or_insert_with(|| {
-            let id = u16::try_from(names.len()).expect("at most 65536 message types");
+            assert!(
+                names.len() < crate::class::MAX_MESSAGE_TYPES,
+                "too many message types to register {name} (at most {})",
+                crate::class::MAX_MESSAGE_TYPES
+            );
+            let id = names.len() as u16;
             names.push(name);
             MessageId(id)
         })

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Message};
 use crate::class::lanes::ShardShared;
-use crate::class::{ClassShared, Lane, MessageId, RECORD_HEADER, write_header};
+use crate::class::{ClassShared, Lane, MessageId, RECORD_HEADER, SPAWN_TAG, UNKNOWN, write_header};
 use crate::id::{MachineID, RawID, ShortTypeId, TypedID};
 use crate::reply::{Reply, ReplyTo};
 
@@ -210,6 +210,7 @@ impl World {
     /// A message nobody can receive is counted in the statistics.
     #[inline]
     pub fn send<M: Message>(&mut self, recipient: impl TypedID, message: M) {
+        crate::actor::refuse_process_local::<M>();
         let recipient = recipient.as_raw();
         let Some(message_id) = self.message_id::<M>() else {
             return self.undeliverable();
@@ -237,7 +238,7 @@ impl World {
                 // never removed) and by `shared`; pushing touches neither.
                 let class = unsafe { &*class };
                 if recipient.is_broadcast() {
-                    let compacted = Compacted::new(message);
+                    let compacted = compacted_message(message);
                     for shard in class.shards.iter() {
                         self.push_copy(shard, message_id, recipient, &compacted);
                     }
@@ -262,7 +263,7 @@ impl World {
             Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
                 let t = Arc::clone(t);
                 let implementors = t.implementors.read().unwrap_or_else(|e| e.into_inner());
-                let compacted = Compacted::new(message);
+                let compacted = compacted_message(message);
                 for class in implementors.iter() {
                     for shard in class.shards.iter() {
                         self.push_copy(shard, message_id, recipient, &compacted);
@@ -323,16 +324,22 @@ impl World {
     /// (registered with [`ClassSetup::spawner`](crate::ClassSetup::spawner)).
     /// The ID is valid at once; the instance exists from the next message cycle.
     ///
+    /// The ID is always fresh: it never names a live instance. If `A` has no
+    /// spawner for `M`, no instance is created and the message is counted in
+    /// the class's `no_handler` statistics (plus `undeliverable` if no class
+    /// handles `M` at all); messages to the ID then count as `no_recipient`.
+    /// Spawner messages only ever spawn: sent with [`send`](Self::send),
+    /// even to a live or broadcast ID, they are dropped and counted the same
+    /// way.
+    ///
     /// # Panics
     /// If `A` is not registered.
     #[inline]
     pub fn spawn<A: Actor, M: Message>(&mut self, message: M) -> A::ID {
+        crate::actor::refuse_process_local::<M>();
         let type_id = self.type_id_of::<A>();
         let machine = self.machine();
-        let Some(message_id) = self.message_id::<M>() else {
-            self.undeliverable();
-            return A::ID::from_raw(RawID::new(type_id, 0, machine, 0));
-        };
+        let message_id = self.message_id::<M>();
         let Some(TypeEntry::Class(class)) = self.entry(type_id) else {
             unreachable!("a registered class has a class entry")
         };
@@ -350,7 +357,16 @@ impl World {
         let lane = self.lane_into(shard);
         // SAFETY: this world is the lane's only writer (see `push`).
         let id = unsafe { class.allocate(shard, lane, lane_index, machine) };
-        self.push(shard, message_id, id, message);
+        match message_id {
+            Some(message_id) => {
+                self.push(shard, MessageId(message_id.0 | SPAWN_TAG), id, message);
+            }
+            None => {
+                drop(message);
+                self.undeliverable();
+                self.push(shard, MessageId(UNKNOWN.0 | SPAWN_TAG), id, ());
+            }
+        }
         A::ID::from_raw(id)
     }
 
@@ -367,6 +383,15 @@ impl World {
 
     fn undeliverable(&self) {
         self.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// `message` compacted once, to be copied into the inboxes of a broadcast.
+fn compacted_message<M: Message>(message: M) -> Compacted<M> {
+    if M::IS_STATIC {
+        Compacted::new(message)
+    } else {
+        crate::external::measuring_message(|| Compacted::new(message))
     }
 }
 
@@ -398,8 +423,13 @@ unsafe fn write_compacted<M: Compact>(
     recipient: RawID,
     source: *mut M,
 ) {
-    // SAFETY: `source` is valid (caller).
-    let size = RECORD_HEADER + unsafe { (*source).total_size_bytes() };
+    let size = RECORD_HEADER
+        + if M::IS_STATIC {
+            static_size_bytes::<M>()
+        } else {
+            // SAFETY: `source` is valid (caller).
+            crate::external::measuring_message(|| unsafe { (*source).total_size_bytes() })
+        };
     let write = |buf: &mut [u8]| {
         write_header(buf, recipient);
         let dest = buf[RECORD_HEADER..].as_mut_ptr();

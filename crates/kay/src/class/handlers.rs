@@ -191,6 +191,11 @@ where
             &*payload.cast::<M>(),
         )
     };
+    // Spawn records carry a fresh ID from `World::spawn` (see `SPAWN_TAG`);
+    // refuse anything else rather than replace a live instance.
+    if recipient.is_broadcast() || store.is_occupied(recipient.instance) {
+        return false;
+    }
     let actor = f(A::ID::from_raw(recipient), message, world);
     assert_eq!(
         actor.id().as_raw(),

@@ -51,6 +51,19 @@ pub(crate) fn read_header(record: &[u8]) -> RawID {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct MessageId(pub(crate) u16);
 
+/// The bit of a record's tag that marks a spawn (written only by
+/// `World::spawn`): only a spawner handles such a record, and a spawner
+/// handles nothing else, so a spawner message sent with `World::send` can
+/// never replace a live actor and a spawn always creates a fresh instance.
+pub(crate) const SPAWN_TAG: u16 = 0x8000;
+
+/// The most message types (the tag's other 15 bits, minus [`UNKNOWN`]).
+pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFF;
+
+/// The message id of a spawn whose message type has no handler anywhere: its
+/// record carries only the allocated ID, which the shard hands back.
+pub(crate) const UNKNOWN: MessageId = MessageId(0x7FFF);
+
 /// Counters of one class.
 #[derive(Default)]
 pub(crate) struct ClassCounters {
@@ -306,9 +319,20 @@ fn handle_record(
     died: &mut Vec<RawID>,
     world: &mut World,
 ) {
-    let Some(Some(handler)) = handlers.get(message.0 as usize) else {
-        counters.no_handler += 1;
-        return;
+    let spawn = message.0 & SPAWN_TAG != 0;
+    let message = MessageId(message.0 & !SPAWN_TAG);
+    let handler = match handlers.get(message.0 as usize) {
+        Some(Some(handler)) if (handler.kind == HandlerKind::Spawner) == spawn => handler,
+        _ => {
+            // No handler, a spawner message sent to an existing ID, or a
+            // spawn of a message type that has no spawner here: dropped and
+            // counted; a spawn's unused ID goes back to its lane.
+            counters.no_handler += 1;
+            if spawn {
+                died.push(recipient);
+            }
+            return;
+        }
     };
     // SAFETY: the record was written by `World::send` for this message
     // id, so the payload is a compact value of the handler's message

@@ -158,6 +158,11 @@ impl<A: Actor> InstanceStore<A> {
         self.len += 1;
     }
 
+    /// Whether instance number `instance` holds a live instance (any version).
+    pub(crate) fn is_occupied(&self, instance: u32) -> bool {
+        self.locate_any(instance).is_some()
+    }
+
     fn locate_any(&self, instance: u32) -> Option<Location> {
         self.index.live(instance)
     }
