@@ -29,6 +29,32 @@ pub enum ReplyError {
         "no reply: the system ran out of messages before the request was answered (was the recipient alive and registered?)"
     )]
     NoReply,
+    /// The recipient does not exist (dead, never spawned, or a stale ID).
+    #[error("no reply: the recipient of the request does not exist (dead, never spawned or stale)")]
+    NoRecipient,
+    /// The handler panicked while handling the request.
+    #[error("no reply: the handler panicked while handling the request (see the panic report)")]
+    HandlerPanicked,
+    /// The system is panicked: the request is kept, not handled, until
+    /// `clear_panic` (its eventual answer is discarded).
+    #[error(
+        "no reply: the system is panicked, so the request was kept instead of handled (see ActorSystem::panic_reports)"
+    )]
+    SystemPanicked,
+}
+
+/// A message that asks for an answer: it carries the [`ReplyTo`] its handler
+/// answers to. Registering its handler with
+/// [`ClassSetup::request_handler`](crate::ClassSetup::request_handler) (as
+/// `#[kay::actor]` does for request methods) lets the runtime resolve the
+/// asker's [`Reply`] with a [`ReplyError`] as soon as the request is dropped
+/// (its recipient does not exist, its handler panicked, the system is
+/// panicked) instead of when the system runs out of messages.
+pub trait Request: crate::Message {
+    /// The answer's type.
+    type Answer: Compact + Send + 'static;
+    /// Where the answer goes.
+    fn reply_to(&self) -> ReplyTo<Self::Answer>;
 }
 
 /// The address a handler sends its answer to; part of a request message.
@@ -45,6 +71,12 @@ impl<T: 'static> Clone for ReplyTo<T> {
     }
 }
 impl<T: 'static> Copy for ReplyTo<T> {}
+
+impl<T: 'static> ReplyTo<T> {
+    pub(crate) fn token(self) -> (u64, MachineID) {
+        (self.token, self.machine)
+    }
+}
 
 impl<T: 'static> std::fmt::Debug for ReplyTo<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,6 +173,25 @@ impl Replies {
             Some(slot @ Slot::Waiting(_)) => {
                 let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Ready(Box::new(value)))
                 else {
+                    unreachable!()
+                };
+                table.waiting -= 1;
+                drop(table);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Some(Slot::Abandoned) => table.release(token),
+            _ => {}
+        }
+    }
+
+    /// Resolves the reply `token` with `error` (if anyone still waits).
+    pub(crate) fn fail(&self, token: u64, error: ReplyError) {
+        let mut table = self.lock();
+        match table.slot(token) {
+            Some(slot @ Slot::Waiting(_)) => {
+                let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Failed(error)) else {
                     unreachable!()
                 };
                 table.waiting -= 1;

@@ -33,6 +33,9 @@ pub struct ClassStats {
     pub no_recipient: u64,
     /// Messages of a type this class has no handler for.
     pub no_handler: u64,
+    /// Messages kept (queued, not handled) because the system is panicked;
+    /// handled after [`clear_panic`](crate::ActorSystem::clear_panic).
+    pub kept: u64,
 }
 
 impl Stats {

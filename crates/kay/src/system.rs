@@ -13,6 +13,8 @@ use crate::class::lanes::ShardShared;
 use crate::class::store::InstanceStore;
 use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId, Shard};
 use crate::id::{MachineID, ShortTypeId};
+use crate::panic::{PanicPolicy, PanicReport, catch};
+use crate::reply::Request;
 use crate::stats::{ClassStats, Stats};
 use crate::world::{Shared, TraitShared, TypeEntry, World};
 use std::ptr::NonNull;
@@ -91,6 +93,43 @@ impl Default for Config {
 /// system.process_all_messages();
 /// assert_eq!(system.with_instances::<Counter, _>(|c| c.count), vec![15]);
 /// ```
+///
+/// # Panics
+/// A panic in a handler or spawner, on any thread, is caught where the
+/// handler is called; it never unwinds out of
+/// [`process_all_messages`](Self::process_all_messages). The instance stays
+/// where it was (re-compacted if it had grown before panicking), the
+/// system records a [`PanicReport`] (actor ID, class, message type, the
+/// panic's text and location, the message cycle, and the `Debug` of actor
+/// and message where registered with [`ClassSetup::debug_state`] and
+/// [`debug_message`](Self::debug_message)), and then follows the class's
+/// [`PanicPolicy`] ([`ClassSetup::on_panic`]):
+///
+/// - [`PanicPolicy::Stop`] (the default): the system is *panicked*
+///   ([`is_panicked`](Self::is_panicked)). The rest of the faulting shard's
+///   message cycle, and from the next cycle every shard, *keep* ordinary
+///   messages instead of handling them: queued in order, counted in
+///   [`ClassStats::kept`](crate::ClassStats::kept). Essential handlers
+///   ([`ClassSetup::essential_handler`], `#[essential]`) still run, so a
+///   panicked system can still be inspected, rendered, snapshotted and shut
+///   down. [`clear_panic`](Self::clear_panic) resumes: the next cycles
+///   handle every kept message first, in the order it would have been
+///   handled. (Other shards finish the cycle the panic happened in as
+///   usual, so the outcome is the same on any number of threads.)
+/// - [`PanicPolicy::DropMessage`]: that instance does not get the message;
+///   everything carries on.
+/// - [`PanicPolicy::RemoveInstance`]: the faulting instance is removed, as
+///   if its handler returned [`Fate::Die`]; everything carries on.
+///
+/// The message that panicked is never retried; a broadcast goes on to the
+/// remaining instances (each instance that panics makes its own report). A
+/// request whose handler panicked, or that a panicked system keeps,
+/// resolves at once to [`ReplyError::HandlerPanicked`](crate::ReplyError::HandlerPanicked)
+/// or [`ReplyError::SystemPanicked`](crate::ReplyError::SystemPanicked).
+/// A panic in an actor's `Drop` (when it dies) is reported the same way.
+///
+/// Panics are still printed by the panic hook as usual; kay chains its own
+/// hook in front of it to learn each panic's location.
 pub struct ActorSystem {
     config: Config,
     shared: Arc<Shared>,
@@ -105,8 +144,26 @@ pub struct ActorSystem {
     /// `1 + global`): its shared part, for the quick scan of pending flags
     /// at the start of a cycle, and its class's type id.
     global_shards: Vec<(NonNull<ShardShared>, u16)>,
+    /// Message cycles run so far (that had work).
+    cycle: u64,
+    /// Whether a handler panicked under `PanicPolicy::Stop` and
+    /// `clear_panic` was not called since.
+    panicked: bool,
+    /// The first [`MAX_REPORTS`] panic reports since `clear_panic`, and how
+    /// many panics were caught in all.
+    reports: Vec<PanicReport>,
+    panics: u64,
+    /// Formatters of message types for panic reports, by message id.
+    message_debug: FxHashMap<MessageId, unsafe fn(*const u8) -> String>,
+    /// Set when a panic escaped a message cycle outside any handler (a bug
+    /// of kay, or an allocation failure): the shards' state is unknown, so
+    /// the system refuses to run on (and leaks its instances when dropped).
+    poisoned: Option<String>,
     _not_send: PhantomData<*const ()>,
 }
+
+/// The most panic reports a system keeps (further panics are counted).
+pub const MAX_REPORTS: usize = 64;
 
 impl ActorSystem {
     /// A system with no classes yet.
@@ -115,6 +172,7 @@ impl ActorSystem {
             config.inbox_chunk_size.is_power_of_two() && config.inbox_chunk_size >= 256,
             "Config::inbox_chunk_size must be a power of two of at least 256 bytes"
         );
+        crate::panic::install_hook();
         let shared = Arc::new(Shared {
             machine: config.machine,
             types: RwLock::new(Vec::new()),
@@ -140,6 +198,12 @@ impl ActorSystem {
             pool,
             jobs: Vec::new(),
             global_shards: Vec::new(),
+            cycle: 0,
+            panicked: false,
+            reports: Vec::new(),
+            panics: 0,
+            message_debug: FxHashMap::default(),
+            poisoned: None,
             _not_send: PhantomData,
         }
     }
@@ -236,6 +300,10 @@ impl ActorSystem {
                     lanes: Vec::new(),
                     lanes_seen: 0,
                     handled: 0,
+                    policy: PanicPolicy::Stop,
+                    panicked: false,
+                    caught: Vec::new(),
+                    kept: None,
                 }
             })
             .collect();
@@ -318,7 +386,8 @@ impl ActorSystem {
         })
     }
 
-    fn install(&mut self, type_id: ShortTypeId, message: MessageId, handler: Handler) {
+    fn install(&mut self, type_id: ShortTypeId, message: MessageId, mut handler: Handler) {
+        handler.debug_message = self.message_debug.get(&message).copied();
         let class = self.classes[type_id.get() as usize]
             .as_mut()
             .expect("registered class");
@@ -342,19 +411,26 @@ impl ActorSystem {
 
     /// Runs one message cycle: handles every message queued before it began;
     /// messages sent meanwhile wait for the next cycle. Returns how many
-    /// messages were handled.
+    /// records were taken from inboxes (handled, or kept while panicked).
+    ///
+    /// A panic in a handler or spawner is caught where it is called (see
+    /// [Panics](#panics)); it never reaches the caller.
     ///
     /// # Panics
-    /// If a handler panics, on whichever thread it ran, the panic reaches
-    /// the caller once every thread of the cycle has stopped. Until panic
-    /// handling (DESIGN.md §7) lands, the system is not usable after that:
-    /// drop it.
+    /// If a panic escaped an earlier cycle outside any handler (an
+    /// allocation failure, or a bug of kay): the system's state is then
+    /// unknown, and it refuses to run on. Drop it.
     pub fn message_cycle(&mut self) -> usize {
+        if let Some(why) = &self.poisoned {
+            panic!(
+                "this ActorSystem cannot run on: a panic escaped a message cycle outside any handler ({why}); drop it"
+            );
+        }
         let ActorSystem {
             classes,
-            pool,
             jobs,
             global_shards,
+            panicked,
             ..
         } = self;
         // Between cycles: take what each shard must handle, in lane order.
@@ -369,37 +445,76 @@ impl ActorSystem {
                 continue;
             };
             let state = &mut class.shards[shard.shard as usize];
+            state.panicked = *panicked;
             if state.take_work(shard) {
                 jobs.push(Job {
                     handlers: NonNull::from(&class.handlers[..]),
                     shard: NonNull::from(state),
+                    class: class.shared.name,
                 });
             }
         }
+        if jobs.is_empty() {
+            return 0;
+        }
+        self.cycle += 1;
         // The cycle: every shard on one worker at a time; a single busy
         // shard (the common case of conversations) runs right here.
-        match jobs.as_mut_slice() {
-            [] => return 0,
+        // Handlers' panics are caught inside; this catches only what
+        // escapes kay itself.
+        let ran = catch(|| match self.jobs.as_mut_slice() {
+            [] => {}
             [job] => job.run(),
-            all => match pool {
+            all => match &self.pool {
                 Some(pool) => run_shared(pool, all),
                 None => all.iter_mut().for_each(Job::run),
             },
+        });
+        if let Err(payload) = ran {
+            let text = crate::panic::payload_text(payload);
+            self.jobs.clear();
+            self.poisoned = Some(text.clone());
+            panic!("a panic escaped kay's message cycle outside any handler: {text}");
         }
-        // Between cycles again: recycle inbox memory, free dead IDs.
+        // Between cycles again: collect panics, recycle inbox memory, free
+        // dead IDs.
         let mut handled = 0;
-        for job in jobs.iter() {
+        let names = Arc::clone(&self.shared);
+        let names = names
+            .message_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for job in self.jobs.iter() {
             // SAFETY: the workers have joined; `jobs` points into `classes`,
             // which nothing else borrows now.
             let shard = unsafe { &mut *job.shard.as_ptr() };
             handled += shard.handled;
+            for caught in shard.caught.drain(..) {
+                self.panics += 1;
+                if shard.policy == PanicPolicy::Stop {
+                    self.panicked = true;
+                }
+                if self.reports.len() < MAX_REPORTS {
+                    self.reports.push(PanicReport {
+                        actor: caught.actor,
+                        class: job.class,
+                        message: names.get(caught.message.0 as usize).copied().unwrap_or("?"),
+                        text: caught.text,
+                        location: caught.location,
+                        cycle: self.cycle,
+                        policy: shard.policy,
+                        actor_debug: caught.actor_debug,
+                        message_debug: caught.message_debug,
+                    });
+                }
+            }
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
             // thread), and no record slice is alive.
             unsafe { shard.reclaim_work() };
             if !shard.died.is_empty() {
                 for id in shard.died.drain(..) {
-                    let Some(class) = classes[id.type_id.get() as usize].as_ref() else {
+                    let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
                         continue;
                     };
                     // SAFETY: between cycles (see above).
@@ -407,8 +522,66 @@ impl ActorSystem {
                 }
             }
         }
-        jobs.clear();
+        self.jobs.clear();
         handled
+    }
+
+    /// Whether the system is panicked: a handler of a class with
+    /// [`PanicPolicy::Stop`] panicked and [`clear_panic`](Self::clear_panic)
+    /// was not called since. Ordinary messages are then kept, not handled.
+    pub fn is_panicked(&self) -> bool {
+        self.panicked
+    }
+
+    /// The first panic report since the last [`clear_panic`](Self::clear_panic).
+    pub fn panic_report(&self) -> Option<&PanicReport> {
+        self.reports.first()
+    }
+
+    /// The panic reports since the last [`clear_panic`](Self::clear_panic),
+    /// in the order they happened (at most [`MAX_REPORTS`]; see
+    /// [`panic_count`](Self::panic_count) for all).
+    pub fn panic_reports(&self) -> &[PanicReport] {
+        &self.reports
+    }
+
+    /// How many panics were caught since the last `clear_panic`.
+    pub fn panic_count(&self) -> u64 {
+        self.panics
+    }
+
+    /// Leaves the panicked state and returns the reports: the next message
+    /// cycles handle every kept message first, in the order it would have
+    /// been handled (the messages that panicked are not retried).
+    pub fn clear_panic(&mut self) -> Vec<PanicReport> {
+        self.panicked = false;
+        self.panics = 0;
+        for class in self.classes.iter().flatten() {
+            for (shard, shared) in class.shards.iter().zip(class.shared.shards.iter()) {
+                if shard.counters.kept > 0 {
+                    shared.raise_pending();
+                }
+            }
+        }
+        std::mem::take(&mut self.reports)
+    }
+
+    /// Shows messages of type `M` with their `Debug` in panic reports.
+    pub fn debug_message<M: Message + std::fmt::Debug>(&mut self) -> &mut Self {
+        /// # Safety
+        /// `payload` points to a valid `M`.
+        unsafe fn show<M: std::fmt::Debug>(payload: *const u8) -> String {
+            // SAFETY: caller.
+            format!("{:?}", unsafe { &*payload.cast::<M>() })
+        }
+        let message = self.message_id::<M>();
+        self.message_debug.insert(message, show::<M>);
+        for class in self.classes.iter_mut().flatten() {
+            if let Some(Some(handler)) = class.handlers.get_mut(message.0 as usize) {
+                handler.debug_message = Some(show::<M>);
+            }
+        }
+        self
     }
 
     /// Runs message cycles until no messages are left (or
@@ -495,7 +668,7 @@ impl ActorSystem {
             .flatten()
             .map(|class| {
                 let mut handled: Vec<u64> = Vec::new();
-                let (mut no_recipient, mut no_handler) = (0, 0);
+                let (mut no_recipient, mut no_handler, mut kept) = (0, 0, 0);
                 for shard in &class.shards {
                     let counters = &shard.counters;
                     if handled.len() < counters.handled.len() {
@@ -506,6 +679,7 @@ impl ActorSystem {
                     }
                     no_recipient += counters.no_recipient;
                     no_handler += counters.no_handler;
+                    kept += counters.kept;
                 }
                 ClassStats {
                     name: class.shared.name,
@@ -521,12 +695,25 @@ impl ActorSystem {
                         .collect(),
                     no_recipient,
                     no_handler,
+                    kept,
                 }
             })
             .collect();
         Stats {
             classes,
             undeliverable: self.shared.undeliverable.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Drop for ActorSystem {
+    fn drop(&mut self) {
+        if self.poisoned.is_some() {
+            // A panic escaped a cycle outside any handler: the stores may be
+            // mid-update, so their instances are leaked, not dropped.
+            for class in self.classes.drain(..).flatten() {
+                std::mem::forget(class);
+            }
         }
     }
 }
@@ -560,20 +747,75 @@ impl<A: Actor> ClassSetup<'_, A> {
     }
 
     /// Like [`handler`](Self::handler), for a handler that must still run
-    /// after the system has panicked (for rendering, inspection and
-    /// snapshots). Panic handling is not implemented yet; today this is the
-    /// same as `handler` plus the mark.
+    /// after the system has panicked (for rendering, inspection, snapshots
+    /// and shutting down), see [Panics](ActorSystem#panics).
     pub fn essential_handler<M: Message, R: Into<Fate>>(
         &mut self,
         f: impl Fn(&mut A, &M, &mut World) -> R + Send + Sync + 'static,
     ) -> &mut Self {
         self.handler(f);
+        self.mark::<M>(|h| h.essential = true)
+    }
+
+    /// Like [`handler`](Self::handler), for a request: if the request is
+    /// dropped (no recipient, the handler panicked, the system is panicked)
+    /// the asker's `Reply` resolves to that error at once.
+    pub fn request_handler<M: Request, R: Into<Fate>>(
+        &mut self,
+        f: impl Fn(&mut A, &M, &mut World) -> R + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.handler(f);
+        self.mark::<M>(|h| h.fail_request_for::<M>())
+    }
+
+    /// [`request_handler`](Self::request_handler) that still runs after a
+    /// panic, like [`essential_handler`](Self::essential_handler).
+    pub fn essential_request_handler<M: Request, R: Into<Fate>>(
+        &mut self,
+        f: impl Fn(&mut A, &M, &mut World) -> R + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.essential_handler(f);
+        self.mark::<M>(|h| h.fail_request_for::<M>())
+    }
+
+    /// What this class does when one of its handlers or spawners panics
+    /// (default: [`PanicPolicy::Stop`], see [Panics](ActorSystem#panics)).
+    pub fn on_panic(&mut self, policy: PanicPolicy) -> &mut Self {
+        let class = self.system.classes[self.type_id.get() as usize]
+            .as_mut()
+            .expect("registered class");
+        for shard in &mut class.shards {
+            shard.policy = policy;
+            shard.store.set_panic_policy(policy);
+        }
+        self
+    }
+
+    /// Shows instances with their `Debug` in panic reports.
+    pub fn debug_state(&mut self) -> &mut Self
+    where
+        A: std::fmt::Debug,
+    {
+        let class = self.system.classes[self.type_id.get() as usize]
+            .as_mut()
+            .expect("registered class");
+        for shard in &mut class.shards {
+            let ptr = shard.store.as_ptr();
+            // SAFETY: the stores of class `A` are `InstanceStore<A>`s.
+            let store = unsafe { &mut *ptr.cast::<InstanceStore<A>>() };
+            store.debug = Some(|a: &A| format!("{a:?}"));
+        }
+        self
+    }
+
+    /// Changes the table entry of message `M` with `f`.
+    fn mark<M: Message>(&mut self, f: impl FnOnce(&mut Handler)) -> &mut Self {
         let message = self.system.message_id::<M>();
         let class = self.system.classes[self.type_id.get() as usize]
             .as_mut()
             .expect("registered class");
         if let Some(Some(handler)) = class.handlers.get_mut(message.0 as usize) {
-            handler.essential = true;
+            f(handler);
         }
         self
     }
@@ -628,6 +870,7 @@ impl<A: Actor> ClassSetup<'_, A> {
 struct Job {
     handlers: NonNull<[Option<Handler>]>,
     shard: NonNull<Shard>,
+    class: &'static str,
 }
 
 // SAFETY: a job is the exclusive borrow of one shard (distinct shards per

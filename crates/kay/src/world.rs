@@ -381,6 +381,14 @@ impl World {
         self.shared.replies.answer(to, value);
     }
 
+    /// Resolves the reply of a request that will not be handled.
+    pub(crate) fn fail_reply<T: Compact + Send>(&self, to: ReplyTo<T>, error: crate::ReplyError) {
+        let (token, machine) = to.token();
+        if machine == self.machine {
+            self.shared.replies.fail(token, error);
+        }
+    }
+
     fn undeliverable(&self) {
         self.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
     }

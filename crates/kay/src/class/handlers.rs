@@ -9,9 +9,15 @@
 
 use std::any::Any;
 
+use compact::static_size_bytes;
+
 use crate::actor::{Actor, Fate, Message};
 use crate::class::store::{Delivery, InstanceStore};
+use crate::class::{RECORD_HEADER, write_header};
 use crate::id::{RawID, TypedID};
+use crate::inbox::Inbox;
+use crate::panic::{Caught, catch};
+use crate::reply::{ReplyError, Request};
 use crate::world::World;
 
 /// A type-erased instance store.
@@ -26,6 +32,8 @@ pub(crate) trait AnyStore {
     fn prefetch_index(&self, instance: u32);
     /// Starts loading instance `id` into the cache (if it exists).
     fn prefetch_instance(&self, id: RawID);
+    /// Sets what happens to an instance whose handler panicked.
+    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy);
 }
 
 impl<A: Actor> AnyStore for InstanceStore<A> {
@@ -44,6 +52,9 @@ impl<A: Actor> AnyStore for InstanceStore<A> {
     fn prefetch_instance(&self, id: RawID) {
         InstanceStore::prefetch_instance(self, id)
     }
+    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy) {
+        self.policy = policy;
+    }
 }
 
 /// Whether a table entry handles messages for existing instances or spawns new ones.
@@ -55,7 +66,22 @@ pub enum HandlerKind {
     Spawner,
 }
 
-type Thunk = unsafe fn(*mut (), *const (), RawID, *const u8, &mut World, &mut Vec<RawID>) -> bool;
+type Thunk = unsafe fn(
+    *mut (),
+    *const (),
+    RawID,
+    *const u8,
+    &mut World,
+    &mut Vec<RawID>,
+    &mut Vec<Caught>,
+) -> bool;
+
+/// Copies a record of the handler's message into another inbox (see
+/// [`keep`]).
+type Keep = unsafe fn(*const u8, RawID, u16, &Inbox);
+
+/// Fails the reply of a request record (see [`fail_request`]).
+type FailRequest = unsafe fn(*const u8, &World, ReplyError);
 
 /// One entry of a class's handler table.
 pub(crate) struct Handler {
@@ -63,6 +89,13 @@ pub(crate) struct Handler {
     /// Runs even after a panic (see `ClassSetup::essential_handler`).
     pub(crate) essential: bool,
     thunk: Thunk,
+    /// Keeps a record while the system is panicked.
+    pub(crate) keep: Keep,
+    /// For requests: resolves the asker's `Reply` with an error when the
+    /// record is dropped or kept.
+    pub(crate) fail_request: Option<FailRequest>,
+    /// Formats the message for panic reports, if its `Debug` was registered.
+    pub(crate) debug_message: Option<unsafe fn(*const u8) -> String>,
     data: *const (),
     _closure: Box<dyn Any + Send + Sync>,
 }
@@ -87,6 +120,9 @@ impl Handler {
             kind: HandlerKind::Handler,
             essential: false,
             thunk: handle::<A, M, F>,
+            keep: keep::<M>,
+            fail_request: None,
+            debug_message: None,
             data,
             _closure: closure,
         }
@@ -105,12 +141,21 @@ impl Handler {
             kind: HandlerKind::Spawner,
             essential: false,
             thunk: spawn::<A, M, F>,
+            keep: keep::<M>,
+            fail_request: None,
+            debug_message: None,
             data,
             _closure: closure,
         }
     }
 
-    /// Runs the handler; returns whether a recipient existed.
+    /// Marks the handler as answering requests of type `M`.
+    pub(crate) fn fail_request_for<M: Request>(&mut self) {
+        self.fail_request = Some(fail_request::<M>);
+    }
+
+    /// Runs the handler; returns whether a recipient existed. Panics of the
+    /// handler are caught and pushed to `caught`.
     ///
     /// # Safety
     ///
@@ -124,11 +169,44 @@ impl Handler {
         payload: *const u8,
         world: &mut World,
         died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
     ) -> bool {
         // SAFETY: forwarded from the caller; `data` points to the closure the
         // thunk was instantiated for, kept alive by `_closure`.
-        unsafe { (self.thunk)(store, self.data, recipient, payload, world, died) }
+        unsafe { (self.thunk)(store, self.data, recipient, payload, world, died, caught) }
     }
+}
+
+/// Copies the record of message `M` at `payload` (for `recipient`, with
+/// inbox tag `tag`) into `inbox`, re-laying out its compact parts there.
+///
+/// # Safety
+/// `payload` points to a valid compact `M` that stays valid during the
+/// call; the caller is `inbox`'s only writer.
+unsafe fn keep<M: Message>(payload: *const u8, recipient: RawID, tag: u16, inbox: &Inbox) {
+    let source = payload.cast::<M>().cast_mut();
+    // SAFETY: a valid `M` (caller).
+    let size = RECORD_HEADER + unsafe { (*source).total_size_bytes() };
+    let write = |buf: &mut [u8]| {
+        write_header(buf, recipient);
+        let dest = buf[RECORD_HEADER..].as_mut_ptr();
+        // SAFETY: records are 8-aligned and sized for the whole message;
+        // compacting a compact value copies it and leaves the source
+        // intact (compact parts own nothing), like a broadcast's copies.
+        unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
+    };
+    // SAFETY: single writer (caller).
+    unsafe { inbox.push_with_unshared(size, tag, write) };
+}
+
+/// Resolves the reply of the request `M` at `payload` with `error`.
+///
+/// # Safety
+/// `payload` points to a valid compact `M`.
+unsafe fn fail_request<M: Request>(payload: *const u8, world: &World, error: ReplyError) {
+    // SAFETY: a valid `M` (caller).
+    let request = unsafe { &*payload.cast::<M>() };
+    world.fail_reply(request.reply_to(), error);
 }
 
 /// # Safety
@@ -140,6 +218,7 @@ unsafe fn handle<A, M, F>(
     payload: *const u8,
     world: &mut World,
     died: &mut Vec<RawID>,
+    caught: &mut Vec<Caught>,
 ) -> bool
 where
     A: Actor,
@@ -155,10 +234,10 @@ where
         )
     };
     if recipient.is_broadcast() {
-        store.broadcast(|actor| f(actor, message, world), died);
+        store.broadcast(|actor| f(actor, message, world), died, caught);
         return true;
     }
-    match store.deliver(recipient, |actor| f(actor, message, world)) {
+    match store.deliver(recipient, |actor| f(actor, message, world), caught) {
         Delivery::Handled => true,
         Delivery::Died => {
             died.push(recipient);
@@ -176,7 +255,8 @@ unsafe fn spawn<A, M, F>(
     recipient: RawID,
     payload: *const u8,
     world: &mut World,
-    _: &mut Vec<RawID>,
+    died: &mut Vec<RawID>,
+    caught: &mut Vec<Caught>,
 ) -> bool
 where
     A: Actor,
@@ -196,13 +276,23 @@ where
     if recipient.is_broadcast() || store.is_occupied(recipient.instance) {
         return false;
     }
-    let actor = f(A::ID::from_raw(recipient), message, world);
-    assert_eq!(
-        actor.id().as_raw(),
-        recipient,
-        "a spawner of {} must return the actor with the id it was given",
-        std::any::type_name::<A>()
-    );
-    store.insert(recipient, actor);
+    let spawned = catch(|| {
+        let actor = f(A::ID::from_raw(recipient), message, world);
+        assert_eq!(
+            actor.id().as_raw(),
+            recipient,
+            "a spawner of {} must return the actor with the id it was given",
+            std::any::type_name::<A>()
+        );
+        actor
+    });
+    match spawned {
+        Ok(actor) => store.insert(recipient, actor),
+        Err(payload) => {
+            // Nothing was created: report, and hand the ID back.
+            caught.push(Caught::new(recipient, payload, None));
+            died.push(recipient);
+        }
+    }
     true
 }

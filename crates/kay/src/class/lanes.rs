@@ -251,6 +251,12 @@ impl ShardShared {
         };
     }
 
+    /// Makes the next message cycle run this shard (it has kept records to
+    /// handle).
+    pub(crate) fn raise_pending(&self) {
+        self.pending.raise();
+    }
+
     /// Records waiting in all lanes (for statistics).
     pub(crate) fn queued(&self) -> usize {
         let lanes = self

@@ -15,7 +15,9 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::id::RawID;
-use crate::inbox::Position;
+use crate::inbox::{Inbox, Position};
+use crate::panic::{Caught, PanicPolicy};
+use crate::reply::ReplyError;
 use crate::world::World;
 
 pub(crate) use lanes::{ClassShared, Lane, ShardShared};
@@ -73,6 +75,9 @@ pub(crate) struct ClassCounters {
     pub(crate) no_recipient: u64,
     /// Records of a message type the class has no handler for.
     pub(crate) no_handler: u64,
+    /// Records kept (not handled) while the system was panicked, waiting
+    /// for `clear_panic`.
+    pub(crate) kept: u64,
 }
 
 /// A class as the system owns it.
@@ -100,6 +105,17 @@ pub(crate) struct Shard {
     pub(crate) lanes_seen: u32,
     /// Messages handled in the current cycle.
     pub(crate) handled: usize,
+    /// What happens when a handler of this class panics.
+    pub(crate) policy: PanicPolicy,
+    /// Whether the system is panicked for this shard: set at the start of a
+    /// cycle from the system, and by a panic caught in this shard under
+    /// [`PanicPolicy::Stop`] for the rest of the cycle.
+    pub(crate) panicked: bool,
+    /// Panics caught in this cycle, collected by the system after it.
+    pub(crate) caught: Vec<Caught>,
+    /// Records kept while panicked, in the order they would have been
+    /// handled (created on first use).
+    pub(crate) kept: Option<Box<Inbox>>,
 }
 
 // SAFETY: a shard is handled by one thread at a time (the system hands
@@ -115,6 +131,7 @@ impl Shard {
     /// order. Returns whether there is any. Called between cycles only.
     #[inline]
     pub(crate) fn take_work(&mut self, shared: &ShardShared) -> bool {
+        let resume_kept = !self.panicked && self.counters.kept > 0;
         debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
         if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
             self.lanes = lanes;
@@ -128,7 +145,7 @@ impl Shard {
                 self.work.push((lane_ptr, lane.inbox.snapshot()));
             }
         }
-        !self.work.is_empty()
+        resume_kept || !self.work.is_empty()
     }
 
     /// Recycles the inbox memory this cycle's work has finished.
@@ -143,10 +160,18 @@ impl Shard {
             unsafe { lane.as_ref().inbox.reclaim() };
         }
         self.work.clear();
+        if let Some(kept) = &self.kept {
+            // SAFETY: the kept inbox is this shard's own (caller: exclusive).
+            unsafe { kept.reclaim() };
+        }
     }
 
     /// Handles this cycle's work with the class's `handlers`.
     pub(crate) fn run(&mut self, handlers: &[Option<Handler>]) {
+        self.handled = 0;
+        if !self.panicked && self.counters.kept > 0 {
+            self.resume_kept(handlers);
+        }
         let Shard {
             store,
             world,
@@ -154,9 +179,22 @@ impl Shard {
             died,
             work,
             handled,
+            policy,
+            panicked,
+            caught,
+            kept,
             ..
         } = self;
-        *handled = 0;
+        let mut dispatch = Dispatch {
+            handlers,
+            counters,
+            died,
+            world,
+            policy: *policy,
+            panicked,
+            caught,
+            kept,
+        };
         for (lane, until) in work.iter() {
             // SAFETY: lanes live as long as the system (see `Send` above).
             let lane = unsafe { lane.as_ref() };
@@ -177,7 +215,7 @@ impl Shard {
                 *handled += unsafe {
                     lane.inbox.drain_to_tagged(*until, |message, record| {
                         let record = Record::read(MessageId(message), record);
-                        handle_record(record, store_ptr, handlers, counters, died, world);
+                        handle_record(record, store_ptr, &mut dispatch);
                     })
                 };
                 continue;
@@ -189,15 +227,90 @@ impl Shard {
             *handled += unsafe {
                 lane.inbox.drain_to_tagged(*until, |message, record| {
                     if batch.push(MessageId(message), record) {
-                        handle_batch(batch.records(), store, handlers, counters, died, world);
+                        handle_batch(batch.records(), store, &mut dispatch);
                         batch.clear();
                     }
                 })
             };
-            handle_batch(batch.records(), store, handlers, counters, died, world);
+            handle_batch(batch.records(), store, &mut dispatch);
+        }
+    }
+
+    /// Handles the records kept while the system was panicked, first and in
+    /// order (after `clear_panic`). Records kept again by a new panic go
+    /// behind them into the same inbox, still in order.
+    #[cold]
+    fn resume_kept(&mut self, handlers: &[Option<Handler>]) {
+        let Some(kept) = self.kept.take() else { return };
+        let until = kept.snapshot();
+        let store_ptr = self.store.as_ptr();
+        let mut dispatch = Dispatch {
+            handlers,
+            counters: &mut self.counters,
+            died: &mut self.died,
+            world: &mut self.world,
+            policy: self.policy,
+            panicked: &mut self.panicked,
+            caught: &mut self.caught,
+            kept: &mut None,
+        };
+        // Records kept again (a new panic) go into `dispatch.kept`, a fresh
+        // inbox, in order; this one is then fully drained.
+        // SAFETY: the kept inbox is this shard's alone, written only by this
+        // thread, and its record slices live until the reclaim below.
+        let drained = unsafe {
+            kept.drain_to_tagged(until, |message, record| {
+                dispatch.counters.kept -= 1;
+                let record = Record::read(MessageId(message), record);
+                handle_record(record, store_ptr, &mut dispatch);
+            })
+        };
+        let again = dispatch.kept.take();
+        self.handled += drained;
+        // SAFETY: the drain is over and no slice of it is alive.
+        unsafe { kept.reclaim() };
+        self.kept = match again {
+            // Everything kept again went to a fresh inbox, in order.
+            Some(again) => Some(again),
+            None => Some(kept),
+        };
+    }
+}
+
+/// What dispatching a record needs besides the record: the class's
+/// handlers and the shard's state.
+struct Dispatch<'a> {
+    handlers: &'a [Option<Handler>],
+    counters: &'a mut ClassCounters,
+    died: &'a mut Vec<RawID>,
+    world: &'a mut World,
+    policy: PanicPolicy,
+    panicked: &'a mut bool,
+    caught: &'a mut Vec<Caught>,
+    kept: &'a mut Option<Box<Inbox>>,
+}
+
+impl Dispatch<'_> {
+    /// Keeps a record instead of handling it (the system is panicked).
+    #[cold]
+    fn keep(&mut self, handler: &Handler, tag: u16, recipient: RawID, payload: *const u8) {
+        let kept = self
+            .kept
+            .get_or_insert_with(|| Box::new(Inbox::with_pool_limit(KEPT_CHUNK, 1)));
+        // SAFETY: the payload is a valid message of the handler's type, alive
+        // during this call; this shard's thread is the kept inbox's only
+        // writer.
+        unsafe { (handler.keep)(payload, recipient, tag, kept) };
+        self.counters.kept += 1;
+        if let Some(fail) = handler.fail_request {
+            // SAFETY: a request of the handler's type.
+            unsafe { fail(payload, self.world, ReplyError::SystemPanicked) };
         }
     }
 }
+
+/// The chunk size of inboxes of kept records.
+const KEPT_CHUNK: usize = 1 << 12;
 
 /// Batches of fewer records than this skip prefetching: their few
 /// recipients are loaded at once anyway.
@@ -268,10 +381,7 @@ impl Batch {
 fn handle_batch(
     records: &[Record],
     store: &mut Box<dyn handlers::AnyStore>,
-    handlers: &[Option<Handler>],
-    counters: &mut ClassCounters,
-    died: &mut Vec<RawID>,
-    world: &mut World,
+    dispatch: &mut Dispatch<'_>,
 ) {
     // Software pipeline: while record `i` is handled, the instance of
     // record `i + SLOT_AHEAD` and the index entry of record `i + INDEX_AHEAD`
@@ -300,12 +410,13 @@ fn handle_batch(
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        handle_record(record, store_ptr, handlers, counters, died, world);
+        handle_record(record, store_ptr, dispatch);
     }
 }
 
-/// Delivers one record with the class's `handlers` to the store at
-/// `store_ptr`, and counts it.
+/// Delivers one record with the class's handlers to the store at
+/// `store_ptr`, and counts it; keeps it instead while panicked (unless its
+/// handler is essential).
 #[inline(always)]
 fn handle_record(
     Record {
@@ -314,37 +425,95 @@ fn handle_record(
         payload,
     }: Record,
     store_ptr: *mut (),
-    handlers: &[Option<Handler>],
-    counters: &mut ClassCounters,
-    died: &mut Vec<RawID>,
-    world: &mut World,
+    dispatch: &mut Dispatch<'_>,
 ) {
-    let spawn = message.0 & SPAWN_TAG != 0;
-    let message = MessageId(message.0 & !SPAWN_TAG);
-    let handler = match handlers.get(message.0 as usize) {
+    let tag = message.0;
+    let spawn = tag & SPAWN_TAG != 0;
+    let message = MessageId(tag & !SPAWN_TAG);
+    let handler = match dispatch.handlers.get(message.0 as usize) {
         Some(Some(handler)) if (handler.kind == HandlerKind::Spawner) == spawn => handler,
         _ => {
             // No handler, a spawner message sent to an existing ID, or a
             // spawn of a message type that has no spawner here: dropped and
             // counted; a spawn's unused ID goes back to its lane.
-            counters.no_handler += 1;
+            dispatch.counters.no_handler += 1;
             if spawn {
-                died.push(recipient);
+                dispatch.died.push(recipient);
             }
             return;
         }
     };
+    if *dispatch.panicked && !handler.essential {
+        return dispatch.keep(handler, tag, recipient, payload);
+    }
+    let caught_before = dispatch.caught.len();
     // SAFETY: the record was written by `World::send` for this message
     // id, so the payload is a compact value of the handler's message
     // type; `store_ptr` is this class's store, of the handler's actor type.
-    let delivered = unsafe { handler.call(store_ptr, recipient, payload, world, died) };
+    let delivered = unsafe {
+        handler.call(
+            store_ptr,
+            recipient,
+            payload,
+            dispatch.world,
+            dispatch.died,
+            dispatch.caught,
+        )
+    };
+    if dispatch.caught.len() > caught_before {
+        caught_in(
+            dispatch,
+            handler,
+            message,
+            recipient,
+            payload,
+            caught_before,
+        );
+    }
     if !delivered {
-        counters.no_recipient += 1;
+        dispatch.counters.no_recipient += 1;
+        if let Some(fail) = handler.fail_request {
+            // SAFETY: a request of the handler's type.
+            unsafe { fail(payload, dispatch.world, ReplyError::NoRecipient) };
+        }
         return;
     }
     let at = message.0 as usize;
-    if counters.handled.len() <= at {
-        counters.handled.resize(at + 1, 0);
+    if dispatch.counters.handled.len() <= at {
+        dispatch.counters.handled.resize(at + 1, 0);
     }
-    counters.handled[at] += 1;
+    dispatch.counters.handled[at] += 1;
+}
+
+/// Completes the reports of the panics caught handling one record (from
+/// `dispatch.caught[first..]`), fails its request, and enters the panicked
+/// state if the class's policy says so.
+#[cold]
+#[inline(never)]
+fn caught_in(
+    dispatch: &mut Dispatch<'_>,
+    handler: &Handler,
+    message: MessageId,
+    recipient: RawID,
+    payload: *const u8,
+    first: usize,
+) {
+    let message_debug = handler.debug_message.map(|debug| {
+        // SAFETY: the payload is a valid message of the handler's type.
+        crate::panic::catch(|| unsafe { debug(payload) })
+            .unwrap_or_else(|_| "<its Debug panicked>".to_owned())
+    });
+    for caught in &mut dispatch.caught[first..] {
+        caught.message = message;
+        caught.message_debug.clone_from(&message_debug);
+    }
+    if !recipient.is_broadcast()
+        && let Some(fail) = handler.fail_request
+    {
+        // SAFETY: a request of the handler's type.
+        unsafe { fail(payload, dispatch.world, ReplyError::HandlerPanicked) };
+    }
+    if dispatch.policy == PanicPolicy::Stop {
+        *dispatch.panicked = true;
+    }
 }

@@ -23,6 +23,7 @@ use crate::actor::{Actor, Fate};
 use crate::id::{RawID, TypedID};
 
 use crate::class::index::{Index, Location};
+use crate::panic::{Caught, PanicPolicy, catch};
 
 const EXACT: u8 = 0;
 
@@ -41,6 +42,13 @@ pub(crate) struct InstanceStore<A: Actor> {
     /// the same instance (conversations, ping-pong) skip the index. Cleared
     /// whenever an instance moves or is removed.
     last: Option<(RawID, NonNull<A>)>,
+    /// What to do with an instance whose handler panicked.
+    pub(crate) policy: PanicPolicy,
+    /// Formats an instance for panic reports, if the class registered it.
+    pub(crate) debug: Option<fn(&A) -> String>,
+    /// A panic of an instance's `Drop`, caught in `remove`, for the caller
+    /// to report.
+    drop_panic: Option<Box<dyn std::any::Any + Send>>,
     _actor: PhantomData<A>,
 }
 
@@ -64,6 +72,9 @@ impl<A: Actor> InstanceStore<A> {
             index: Index::new(shards),
             len: 0,
             last: None,
+            policy: PanicPolicy::Stop,
+            debug: None,
+            drop_panic: None,
             _actor: PhantomData,
         }
     }
@@ -180,8 +191,12 @@ impl<A: Actor> InstanceStore<A> {
         let hole = location.ptr.cast::<A>();
         if drop {
             // SAFETY: the slot holds a live, valid instance that is dropped once
-            // and then overwritten or freed.
-            unsafe { std::ptr::drop_in_place(hole) };
+            // and then overwritten or freed. If its `Drop` panics, the drop
+            // glue has still dropped every field, so the slot is freed all the
+            // same and the panic is reported by the caller.
+            if let Err(payload) = catch(|| unsafe { std::ptr::drop_in_place(hole) }) {
+                self.drop_panic = Some(payload);
+            }
         }
         self.index.vacate(instance);
         self.len -= 1;
@@ -255,9 +270,16 @@ impl<A: Actor> InstanceStore<A> {
     }
 
     /// Runs `handler` on instance `id`, then removes it if it died or
-    /// re-compacts it if it spilled.
+    /// re-compacts it if it spilled. A panic of the handler is caught and
+    /// pushed to `caught`; the instance then lives on (or is removed, by
+    /// the class's [`PanicPolicy`]).
     #[inline]
-    pub(crate) fn deliver(&mut self, id: RawID, handler: impl FnOnce(&mut A) -> Fate) -> Delivery {
+    pub(crate) fn deliver(
+        &mut self,
+        id: RawID,
+        handler: impl FnOnce(&mut A) -> Fate,
+        caught: &mut Vec<Caught>,
+    ) -> Delivery {
         let ptr = match self.last {
             Some((last, ptr)) if last == id => ptr.as_ptr(),
             _ => {
@@ -271,9 +293,15 @@ impl<A: Actor> InstanceStore<A> {
         // SAFETY: `ptr` points at a live instance in a slot that nothing else
         // borrows while the handler runs (handlers reach other actors only by
         // messages).
-        let fate = handler(unsafe { &mut *ptr });
+        let fate = match catch(|| handler(unsafe { &mut *ptr })) {
+            Ok(fate) => fate,
+            // SAFETY: the instance is still live at `ptr` (unwinding left
+            // it in place, possibly spilled).
+            Err(payload) => self.caught(unsafe { &*ptr }, payload, caught),
+        };
         if fate == Fate::Die {
             self.remove(id.instance, true);
+            self.report_drop_panic(id, caught);
             return Delivery::Died;
         }
         // SAFETY: as above; the handler has returned.
@@ -283,32 +311,106 @@ impl<A: Actor> InstanceStore<A> {
         Delivery::Handled
     }
 
+    /// Records the panic of `actor`'s handler; returns the fate the class's
+    /// policy gives it.
+    #[cold]
+    fn caught(
+        &self,
+        actor: &A,
+        payload: Box<dyn std::any::Any + Send>,
+        caught: &mut Vec<Caught>,
+    ) -> Fate {
+        let debug = self.debug.map(|debug| {
+            catch(|| debug(actor)).unwrap_or_else(|_| "<its Debug panicked>".to_owned())
+        });
+        caught.push(Caught::new(actor.id().as_raw(), payload, debug));
+        if self.policy == PanicPolicy::RemoveInstance {
+            Fate::Die
+        } else {
+            Fate::Live
+        }
+    }
+
+    /// Reports a panic of the `Drop` of the instance `id` just removed.
+    #[inline]
+    fn report_drop_panic(&mut self, id: RawID, caught: &mut Vec<Caught>) {
+        if let Some(payload) = self.drop_panic.take() {
+            caught.push(Caught::new(id, payload, None));
+        }
+    }
+
     /// Runs `handler` on every instance (each exactly once, also when some
-    /// die or spill during the scan); pushes the IDs of those that died.
+    /// die, spill or panic during the scan); pushes the IDs of those that
+    /// died, and the panics caught.
     ///
     /// Each bin is scanned up to its length at the start. A death or a
     /// re-compaction at position `q` fills `q` with the bin's last instance:
     /// if that one lay inside the unscanned range it is visited next (and the
     /// range shrinks); if it lay beyond (an instance re-compacted into this
     /// bin during this scan, already visited) the scan moves on.
+    ///
+    /// A panic is caught around the whole scan, not each call, so the loop
+    /// stays as tight as without; the scan then resumes behind the faulting
+    /// instance (`Scan::current`).
     pub(crate) fn broadcast(
         &mut self,
         mut handler: impl FnMut(&mut A) -> Fate,
         died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
     ) {
-        let ends: Vec<usize> = (0..self.bins.len())
-            .map(|b| self.bin_len(b as u8))
-            .collect();
-        for (bin, mut end) in ends.into_iter().enumerate() {
-            let mut at = 0;
-            while at < end {
+        let mut scan = Scan {
+            ends: (0..self.bins.len())
+                .map(|b| self.bin_len(b as u8))
+                .collect(),
+            bin: 0,
+            at: 0,
+            current: 0,
+        };
+        loop {
+            let finished = catch(|| self.scan(&mut handler, &mut scan, died, caught));
+            let Err(payload) = finished else { return };
+            // The instance at `current` panicked; it is still there.
+            let q = scan.current;
+            let arena = self.bins[scan.bin].as_ref().expect("bin being scanned");
+            // SAFETY: slot `q` held the live instance being handled.
+            let actor = unsafe {
+                &*arena
+                    .slot_ptr(SlotIndex::new(q as u32))
+                    .as_ptr()
+                    .cast::<A>()
+            };
+            let fate = self.caught(actor, payload, caught);
+            let spilled = !A::IS_STATIC && !actor.is_still_compact();
+            let id = actor.id().as_raw();
+            if fate == Fate::Die || spilled {
+                self.after_event(&mut scan, q, fate, id, died, caught);
+            } else {
+                scan.at = q + 1;
+            }
+        }
+    }
+
+    /// The scan of `broadcast` from `scan`'s position to the end.
+    #[inline(always)]
+    fn scan(
+        &mut self,
+        handler: &mut impl FnMut(&mut A) -> Fate,
+        scan: &mut Scan,
+        died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
+    ) {
+        while scan.bin < scan.ends.len() {
+            let bin = scan.bin;
+            while scan.at < scan.ends[bin] {
+                let at = scan.at;
                 let arena = self.bins[bin]
                     .as_ref()
                     .expect("bins below len with slots exist");
-                let (run, run_len) = arena.run_at(SlotIndex::new(at as u32), end);
+                let (run, run_len) = arena.run_at(SlotIndex::new(at as u32), scan.ends[bin]);
                 let slot_size = arena.slot_size();
                 let mut event = None;
                 for k in 0..run_len {
+                    scan.current = at + k;
                     // SAFETY: slot `at + k` lies in this run of live slots.
                     let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
                     let fate = handler(actor);
@@ -318,26 +420,44 @@ impl<A: Actor> InstanceStore<A> {
                     }
                 }
                 let Some((k, fate, id)) = event else {
-                    at += run_len;
+                    scan.at += run_len;
                     continue;
                 };
-                let q = at + k;
-                let moved_from = if fate == Fate::Die {
-                    died.push(id);
-                    self.remove(id.instance, true)
-                } else {
-                    self.recompact(id.instance)
-                };
-                (at, end) = match moved_from {
-                    // `q` was the last slot: the bin now ends there.
-                    None => (q, end.min(q)),
-                    // An already visited instance moved into `q`.
-                    Some(from) if from >= end => (q + 1, end),
-                    // The last unvisited instance moved into `q`: visit it next.
-                    Some(_) => (q, end - 1),
-                };
+                self.after_event(scan, at + k, fate, id, died, caught);
             }
+            scan.bin += 1;
+            scan.at = 0;
         }
+    }
+
+    /// Removes (`fate` is `Die`) or re-compacts instance `id` at position `q`
+    /// of the bin being scanned, and moves the scan on.
+    fn after_event(
+        &mut self,
+        scan: &mut Scan,
+        q: usize,
+        fate: Fate,
+        id: RawID,
+        died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
+    ) {
+        let end = scan.ends[scan.bin];
+        let moved_from = if fate == Fate::Die {
+            died.push(id);
+            let moved_from = self.remove(id.instance, true);
+            self.report_drop_panic(id, caught);
+            moved_from
+        } else {
+            self.recompact(id.instance)
+        };
+        (scan.at, scan.ends[scan.bin]) = match moved_from {
+            // `q` was the last slot: the bin now ends there.
+            None => (q, end.min(q)),
+            // An already visited instance moved into `q`.
+            Some(from) if from >= end => (q + 1, end),
+            // The last unvisited instance moved into `q`: visit it next.
+            Some(_) => (q, end - 1),
+        };
     }
 
     /// Visits every live instance (no particular order).
@@ -358,6 +478,16 @@ impl<A: Actor> InstanceStore<A> {
             .map(|a| a.slot_count() * a.slot_size())
             .sum()
     }
+}
+
+/// Where a broadcast's scan is: the end of each bin (fixed at the start,
+/// shrinking as instances leave), the bin and slot to visit next, and the
+/// slot being handled (for a panic).
+struct Scan {
+    ends: Vec<usize>,
+    bin: usize,
+    at: usize,
+    current: usize,
 }
 
 impl<A: Actor> Drop for InstanceStore<A> {
