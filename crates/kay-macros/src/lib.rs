@@ -182,7 +182,7 @@
 //!         class.handler(|actor: &mut Counter, msg: &__kay_Counter_increment_by, world: &mut ::kay::World| {
 //!             <Counter>::increment_by(actor, msg.amount.clone(), world)
 //!         });
-//!         class.handler(|actor: &mut Counter, msg: &__kay_Counter_count, world: &mut ::kay::World| {
+//!         class.request_handler(|actor: &mut Counter, msg: &__kay_Counter_count, world: &mut ::kay::World| {
 //!             let result = <Counter>::count(actor, world);
 //!             world.reply(msg.__kay_reply, result);
 //!         });

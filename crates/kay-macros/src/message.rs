@@ -40,12 +40,23 @@ pub(crate) fn message_struct(msg: &Ident, method: &Method) -> TokenStream {
         let (name, ty) = (&arg.name, &arg.ty);
         quote!(#name: #ty)
     });
-    let reply = match &method.kind {
+    let (reply, request) = match &method.kind {
         Kind::Handler {
             returns: Returns::Reply(ty),
             ..
-        } => quote_spanned!(ty.span()=> __kay_reply: ::kay::ReplyTo<#ty>,),
-        _ => TokenStream::new(),
+        } => (
+            quote_spanned!(ty.span()=> __kay_reply: ::kay::ReplyTo<#ty>,),
+            quote! {
+                #(#cfgs)*
+                impl ::kay::Request for #msg {
+                    type Answer = #ty;
+                    fn reply_to(&self) -> ::kay::ReplyTo<#ty> {
+                        self.__kay_reply
+                    }
+                }
+            },
+        ),
+        _ => (TokenStream::new(), TokenStream::new()),
     };
     quote! {
         #(#cfgs)*
@@ -57,6 +68,7 @@ pub(crate) fn message_struct(msg: &Ident, method: &Method) -> TokenStream {
             #(#fields,)*
             #reply
         }
+        #request
     }
 }
 
@@ -196,10 +208,12 @@ pub(crate) fn registration(
         Kind::Handler {
             returns, essential, ..
         } => {
-            let register = if *essential {
-                quote!(essential_handler)
-            } else {
-                quote!(handler)
+            let request = matches!(returns, Returns::Reply(_));
+            let register = match (*essential, request) {
+                (true, true) => quote!(essential_request_handler),
+                (true, false) => quote!(essential_handler),
+                (false, true) => quote!(request_handler),
+                (false, false) => quote!(handler),
             };
             let body = match returns {
                 Returns::Reply(ty) => {

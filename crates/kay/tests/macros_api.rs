@@ -235,7 +235,7 @@ fn fate_die_removes_the_actor_and_requests_to_it_fail() {
     assert_eq!(ask(&mut system, small.total(&mut world)), 1);
     assert_eq!(
         system.block_on(big.total(&mut world)),
-        Err(ReplyError::NoReply)
+        Err(ReplyError::NoRecipient)
     );
 }
 
