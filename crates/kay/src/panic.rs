@@ -105,7 +105,7 @@ pub(crate) struct Caught {
     pub(crate) location: Option<String>,
     pub(crate) actor_debug: Option<String>,
     /// Filled in by the dispatch, which knows the message.
-    pub(crate) message: crate::class::MessageId,
+    pub(crate) message: Option<crate::class::MessageId>,
     pub(crate) message_debug: Option<String>,
 }
 
@@ -121,7 +121,7 @@ impl Caught {
             text: payload_text(payload),
             location: LAST_LOCATION.with(|l| l.borrow_mut().take()),
             actor_debug,
-            message: crate::class::MessageId(0),
+            message: None,
             message_debug: None,
         }
     }

@@ -11,9 +11,9 @@ use rustc_hash::FxHashMap;
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
 use crate::class::lanes::ShardShared;
 use crate::class::store::InstanceStore;
-use crate::class::{Class, ClassCounters, ClassShared, Handler, MessageId, Shard};
+use crate::class::{Class, ClassShared, Handler, MessageId, Shard, ShardState};
 use crate::id::{MachineID, ShortTypeId};
-use crate::panic::{PanicPolicy, PanicReport, catch};
+use crate::panic::{PanicPolicy, PanicReport};
 use crate::reply::Request;
 use crate::stats::{ClassStats, Stats};
 use crate::world::{Shared, TraitShared, TypeEntry, World};
@@ -155,10 +155,11 @@ pub struct ActorSystem {
     panics: u64,
     /// Formatters of message types for panic reports, by message id.
     message_debug: FxHashMap<MessageId, unsafe fn(*const u8) -> String>,
-    /// Set when a panic escaped a message cycle outside any handler (a bug
-    /// of kay, or an allocation failure): the shards' state is unknown, so
-    /// the system refuses to run on (and leaks its instances when dropped).
-    poisoned: Option<String>,
+    /// True while a message cycle runs its shards. Still true afterwards
+    /// only if a panic escaped the cycle outside any handler (a bug of kay,
+    /// or an allocation failure): the shards' state is then unknown, so the
+    /// system refuses to run on, and leaks its instances when dropped.
+    in_cycle: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -203,7 +204,7 @@ impl ActorSystem {
             reports: Vec::new(),
             panics: 0,
             message_debug: FxHashMap::default(),
-            poisoned: None,
+            in_cycle: false,
             _not_send: PhantomData,
         }
     }
@@ -293,17 +294,15 @@ impl ActorSystem {
                 );
                 Shard {
                     store: Box::new(store),
-                    world: World::new(Arc::clone(&self.shared), 1 + first_global + s),
-                    counters: ClassCounters::default(),
-                    died: Vec::new(),
+                    state: ShardState::new(World::new(
+                        Arc::clone(&self.shared),
+                        1 + first_global + s,
+                    )),
                     work: Vec::new(),
                     lanes: Vec::new(),
                     lanes_seen: 0,
                     handled: 0,
-                    policy: PanicPolicy::Stop,
-                    panicked: false,
-                    caught: Vec::new(),
-                    kept: None,
+                    resume: false,
                 }
             })
             .collect();
@@ -421,11 +420,10 @@ impl ActorSystem {
     /// allocation failure, or a bug of kay): the system's state is then
     /// unknown, and it refuses to run on. Drop it.
     pub fn message_cycle(&mut self) -> usize {
-        if let Some(why) = &self.poisoned {
-            panic!(
-                "this ActorSystem cannot run on: a panic escaped a message cycle outside any handler ({why}); drop it"
-            );
-        }
+        assert!(
+            !self.in_cycle,
+            "this ActorSystem cannot run on: a panic escaped an earlier message cycle outside any handler; drop it"
+        );
         let ActorSystem {
             classes,
             jobs,
@@ -445,7 +443,7 @@ impl ActorSystem {
                 continue;
             };
             let state = &mut class.shards[shard.shard as usize];
-            state.panicked = *panicked;
+            state.state.panicked = *panicked;
             if state.take_work(shard) {
                 jobs.push(Job {
                     handlers: NonNull::from(&class.handlers[..]),
@@ -460,60 +458,36 @@ impl ActorSystem {
         self.cycle += 1;
         // The cycle: every shard on one worker at a time; a single busy
         // shard (the common case of conversations) runs right here.
-        // Handlers' panics are caught inside; this catches only what
-        // escapes kay itself.
-        let ran = catch(|| match self.jobs.as_mut_slice() {
+        // Handlers' panics are caught inside; should anything else unwind
+        // out of here, `in_cycle` stays set and the system stops.
+        self.in_cycle = true;
+        match self.jobs.as_mut_slice() {
             [] => {}
             [job] => job.run(),
             all => match &self.pool {
                 Some(pool) => run_shared(pool, all),
                 None => all.iter_mut().for_each(Job::run),
             },
-        });
-        if let Err(payload) = ran {
-            let text = crate::panic::payload_text(payload);
-            self.jobs.clear();
-            self.poisoned = Some(text.clone());
-            panic!("a panic escaped kay's message cycle outside any handler: {text}");
         }
+        self.in_cycle = false;
         // Between cycles again: collect panics, recycle inbox memory, free
         // dead IDs.
         let mut handled = 0;
-        let names = Arc::clone(&self.shared);
-        let names = names
-            .message_names
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        for job in self.jobs.iter() {
+        for at in 0..self.jobs.len() {
+            let (shard, class) = (self.jobs[at].shard, self.jobs[at].class);
             // SAFETY: the workers have joined; `jobs` points into `classes`,
             // which nothing else borrows now.
-            let shard = unsafe { &mut *job.shard.as_ptr() };
+            let shard = unsafe { &mut *shard.as_ptr() };
             handled += shard.handled;
-            for caught in shard.caught.drain(..) {
-                self.panics += 1;
-                if shard.policy == PanicPolicy::Stop {
-                    self.panicked = true;
-                }
-                if self.reports.len() < MAX_REPORTS {
-                    self.reports.push(PanicReport {
-                        actor: caught.actor,
-                        class: job.class,
-                        message: names.get(caught.message.0 as usize).copied().unwrap_or("?"),
-                        text: caught.text,
-                        location: caught.location,
-                        cycle: self.cycle,
-                        policy: shard.policy,
-                        actor_debug: caught.actor_debug,
-                        message_debug: caught.message_debug,
-                    });
-                }
+            if !shard.state.caught.is_empty() {
+                self.collect_panics(shard, class);
             }
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
             // thread), and no record slice is alive.
             unsafe { shard.reclaim_work() };
-            if !shard.died.is_empty() {
-                for id in shard.died.drain(..) {
+            if !shard.state.died.is_empty() {
+                for id in shard.state.died.drain(..) {
                     let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
                         continue;
                     };
@@ -524,6 +498,38 @@ impl ActorSystem {
         }
         self.jobs.clear();
         handled
+    }
+
+    /// Turns the panics caught in `shard` (of class `class`) into reports.
+    #[cold]
+    fn collect_panics(&mut self, shard: &mut Shard, class: &'static str) {
+        let names = self
+            .shared
+            .message_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for caught in shard.state.caught.drain(..) {
+            self.panics += 1;
+            if shard.state.policy == PanicPolicy::Stop {
+                self.panicked = true;
+            }
+            if self.reports.len() < MAX_REPORTS {
+                self.reports.push(PanicReport {
+                    actor: caught.actor,
+                    class,
+                    message: caught
+                        .message
+                        .and_then(|m| names.get(m.0 as usize).copied())
+                        .unwrap_or("?"),
+                    text: caught.text,
+                    location: caught.location,
+                    cycle: self.cycle,
+                    policy: shard.state.policy,
+                    actor_debug: caught.actor_debug,
+                    message_debug: caught.message_debug,
+                });
+            }
+        }
     }
 
     /// Whether the system is panicked: a handler of a class with
@@ -558,7 +564,7 @@ impl ActorSystem {
         self.panics = 0;
         for class in self.classes.iter().flatten() {
             for (shard, shared) in class.shards.iter().zip(class.shared.shards.iter()) {
-                if shard.counters.kept > 0 {
+                if shard.state.counters.kept > 0 {
                     shared.raise_pending();
                 }
             }
@@ -670,7 +676,7 @@ impl ActorSystem {
                 let mut handled: Vec<u64> = Vec::new();
                 let (mut no_recipient, mut no_handler, mut kept) = (0, 0, 0);
                 for shard in &class.shards {
-                    let counters = &shard.counters;
+                    let counters = &shard.state.counters;
                     if handled.len() < counters.handled.len() {
                         handled.resize(counters.handled.len(), 0);
                     }
@@ -708,7 +714,7 @@ impl ActorSystem {
 
 impl Drop for ActorSystem {
     fn drop(&mut self) {
-        if self.poisoned.is_some() {
+        if self.in_cycle {
             // A panic escaped a cycle outside any handler: the stores may be
             // mid-update, so their instances are leaked, not dropped.
             for class in self.classes.drain(..).flatten() {
@@ -785,7 +791,7 @@ impl<A: Actor> ClassSetup<'_, A> {
             .as_mut()
             .expect("registered class");
         for shard in &mut class.shards {
-            shard.policy = policy;
+            shard.state.policy = policy;
             shard.store.set_panic_policy(policy);
         }
         self

@@ -13,7 +13,7 @@ use compact::static_size_bytes;
 
 use crate::actor::{Actor, Fate, Message};
 use crate::class::store::{Delivery, InstanceStore};
-use crate::class::{RECORD_HEADER, write_header};
+use crate::class::{RECORD_HEADER, ShardState, write_header};
 use crate::id::{RawID, TypedID};
 use crate::inbox::Inbox;
 use crate::panic::{Caught, catch};
@@ -66,15 +66,13 @@ pub enum HandlerKind {
     Spawner,
 }
 
-type Thunk = unsafe fn(
-    *mut (),
-    *const (),
-    RawID,
-    *const u8,
-    &mut World,
-    &mut Vec<RawID>,
-    &mut Vec<Caught>,
-) -> bool;
+type Thunk = unsafe fn(*mut (), *const (), RawID, *const u8, &mut ShardState) -> u8;
+
+/// What a thunk reports: the recipient existed ([`DELIVERED`]), and a
+/// panic was caught ([`PANICKED`]).
+pub(crate) const DELIVERED: u8 = 1;
+/// See [`DELIVERED`].
+pub(crate) const PANICKED: u8 = 2;
 
 /// Copies a record of the handler's message into another inbox (see
 /// [`keep`]).
@@ -154,8 +152,9 @@ impl Handler {
         self.fail_request = Some(fail_request::<M>);
     }
 
-    /// Runs the handler; returns whether a recipient existed. Panics of the
-    /// handler are caught and pushed to `caught`.
+    /// Runs the handler; returns [`DELIVERED`] if a recipient existed, plus
+    /// [`PANICKED`] if panics of the handler were caught (and pushed to
+    /// `caught`).
     ///
     /// # Safety
     ///
@@ -167,13 +166,11 @@ impl Handler {
         store: *mut (),
         recipient: RawID,
         payload: *const u8,
-        world: &mut World,
-        died: &mut Vec<RawID>,
-        caught: &mut Vec<Caught>,
-    ) -> bool {
+        state: &mut ShardState,
+    ) -> u8 {
         // SAFETY: forwarded from the caller; `data` points to the closure the
         // thunk was instantiated for, kept alive by `_closure`.
-        unsafe { (self.thunk)(store, self.data, recipient, payload, world, died, caught) }
+        unsafe { (self.thunk)(store, self.data, recipient, payload, state) }
     }
 }
 
@@ -216,10 +213,8 @@ unsafe fn handle<A, M, F>(
     data: *const (),
     recipient: RawID,
     payload: *const u8,
-    world: &mut World,
-    died: &mut Vec<RawID>,
-    caught: &mut Vec<Caught>,
-) -> bool
+    state: &mut ShardState,
+) -> u8
 where
     A: Actor,
     M: Message,
@@ -233,17 +228,34 @@ where
             &*payload.cast::<M>(),
         )
     };
+    let ShardState {
+        world,
+        died,
+        caught,
+        ..
+    } = state;
     if recipient.is_broadcast() {
+        let before = caught.len();
         store.broadcast(|actor| f(actor, message, world), died, caught);
-        return true;
+        return if caught.len() > before {
+            DELIVERED | PANICKED
+        } else {
+            DELIVERED
+        };
     }
     match store.deliver(recipient, |actor| f(actor, message, world), caught) {
-        Delivery::Handled => true,
+        Delivery::Handled => DELIVERED,
         Delivery::Died => {
             died.push(recipient);
-            true
+            DELIVERED
         }
-        Delivery::NoRecipient => false,
+        Delivery::Panicked { died: dead } => {
+            if dead {
+                died.push(recipient);
+            }
+            DELIVERED | PANICKED
+        }
+        Delivery::NoRecipient => 0,
     }
 }
 
@@ -254,10 +266,8 @@ unsafe fn spawn<A, M, F>(
     data: *const (),
     recipient: RawID,
     payload: *const u8,
-    world: &mut World,
-    died: &mut Vec<RawID>,
-    caught: &mut Vec<Caught>,
-) -> bool
+    state: &mut ShardState,
+) -> u8
 where
     A: Actor,
     M: Message,
@@ -271,10 +281,16 @@ where
             &*payload.cast::<M>(),
         )
     };
+    let ShardState {
+        world,
+        died,
+        caught,
+        ..
+    } = state;
     // Spawn records carry a fresh ID from `World::spawn` (see `SPAWN_TAG`);
     // refuse anything else rather than replace a live instance.
     if recipient.is_broadcast() || store.is_occupied(recipient.instance) {
-        return false;
+        return 0;
     }
     let spawned = catch(|| {
         let actor = f(A::ID::from_raw(recipient), message, world);
@@ -287,12 +303,15 @@ where
         actor
     });
     match spawned {
-        Ok(actor) => store.insert(recipient, actor),
+        Ok(actor) => {
+            store.insert(recipient, actor);
+            DELIVERED
+        }
         Err(payload) => {
             // Nothing was created: report, and hand the ID back.
             caught.push(Caught::new(recipient, payload, None));
             died.push(recipient);
+            DELIVERED | PANICKED
         }
     }
-    true
 }

@@ -94,10 +94,8 @@ const BATCH: usize = 256;
 /// A shard as the system owns it: its instances and what its handlers use.
 pub(crate) struct Shard {
     pub(crate) store: Box<dyn handlers::AnyStore>,
-    /// The world of this shard's handlers (sending on the shard's lane).
-    pub(crate) world: World,
-    pub(crate) counters: ClassCounters,
-    pub(crate) died: Vec<RawID>,
+    /// What dispatching its records uses and changes.
+    pub(crate) state: ShardState,
     /// This cycle's work: lanes to drain, each up to its snapshot.
     pub(crate) work: Vec<(NonNull<Lane>, Position)>,
     /// The lanes into this shard, in lane order, and the change counter seen.
@@ -105,6 +103,17 @@ pub(crate) struct Shard {
     pub(crate) lanes_seen: u32,
     /// Messages handled in the current cycle.
     pub(crate) handled: usize,
+    /// Whether this cycle starts by handling the kept records.
+    pub(crate) resume: bool,
+}
+
+/// The part of a shard that dispatching a record uses: one pointer for the
+/// whole dispatch loop.
+pub(crate) struct ShardState {
+    /// The world of this shard's handlers (sending on the shard's lane).
+    pub(crate) world: World,
+    pub(crate) counters: ClassCounters,
+    pub(crate) died: Vec<RawID>,
     /// What happens when a handler of this class panics.
     pub(crate) policy: PanicPolicy,
     /// Whether the system is panicked for this shard: set at the start of a
@@ -116,6 +125,37 @@ pub(crate) struct Shard {
     /// Records kept while panicked, in the order they would have been
     /// handled (created on first use).
     pub(crate) kept: Option<Box<Inbox>>,
+}
+
+impl ShardState {
+    pub(crate) fn new(world: World) -> ShardState {
+        ShardState {
+            world,
+            counters: ClassCounters::default(),
+            died: Vec::new(),
+            policy: PanicPolicy::Stop,
+            panicked: false,
+            caught: Vec::new(),
+            kept: None,
+        }
+    }
+
+    /// Keeps a record instead of handling it (the system is panicked).
+    #[cold]
+    fn keep(&mut self, handler: &Handler, tag: u16, recipient: RawID, payload: *const u8) {
+        let kept = self
+            .kept
+            .get_or_insert_with(|| Box::new(Inbox::with_pool_limit(KEPT_CHUNK, 1)));
+        // SAFETY: the payload is a valid message of the handler's type, alive
+        // during this call; this shard's thread is the kept inbox's only
+        // writer.
+        unsafe { (handler.keep)(payload, recipient, tag, kept) };
+        self.counters.kept += 1;
+        if let Some(fail) = handler.fail_request {
+            // SAFETY: a request of the handler's type.
+            unsafe { fail(payload, &self.world, ReplyError::SystemPanicked) };
+        }
+    }
 }
 
 // SAFETY: a shard is handled by one thread at a time (the system hands
@@ -131,7 +171,7 @@ impl Shard {
     /// order. Returns whether there is any. Called between cycles only.
     #[inline]
     pub(crate) fn take_work(&mut self, shared: &ShardShared) -> bool {
-        let resume_kept = !self.panicked && self.counters.kept > 0;
+        self.resume = !self.state.panicked && self.state.counters.kept > 0;
         debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
         if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
             self.lanes = lanes;
@@ -145,7 +185,7 @@ impl Shard {
                 self.work.push((lane_ptr, lane.inbox.snapshot()));
             }
         }
-        resume_kept || !self.work.is_empty()
+        self.resume || !self.work.is_empty()
     }
 
     /// Recycles the inbox memory this cycle's work has finished.
@@ -160,7 +200,7 @@ impl Shard {
             unsafe { lane.as_ref().inbox.reclaim() };
         }
         self.work.clear();
-        if let Some(kept) = &self.kept {
+        if let Some(kept) = &self.state.kept {
             // SAFETY: the kept inbox is this shard's own (caller: exclusive).
             unsafe { kept.reclaim() };
         }
@@ -169,32 +209,17 @@ impl Shard {
     /// Handles this cycle's work with the class's `handlers`.
     pub(crate) fn run(&mut self, handlers: &[Option<Handler>]) {
         self.handled = 0;
-        if !self.panicked && self.counters.kept > 0 {
+        if self.resume {
+            self.resume = false;
             self.resume_kept(handlers);
         }
         let Shard {
             store,
-            world,
-            counters,
-            died,
+            state,
             work,
             handled,
-            policy,
-            panicked,
-            caught,
-            kept,
             ..
         } = self;
-        let mut dispatch = Dispatch {
-            handlers,
-            counters,
-            died,
-            world,
-            policy: *policy,
-            panicked,
-            caught,
-            kept,
-        };
         for (lane, until) in work.iter() {
             // SAFETY: lanes live as long as the system (see `Send` above).
             let lane = unsafe { lane.as_ref() };
@@ -215,7 +240,7 @@ impl Shard {
                 *handled += unsafe {
                     lane.inbox.drain_to_tagged(*until, |message, record| {
                         let record = Record::read(MessageId(message), record);
-                        handle_record(record, store_ptr, &mut dispatch);
+                        handle_record(record, store_ptr, handlers, state);
                     })
                 };
                 continue;
@@ -227,12 +252,12 @@ impl Shard {
             *handled += unsafe {
                 lane.inbox.drain_to_tagged(*until, |message, record| {
                     if batch.push(MessageId(message), record) {
-                        handle_batch(batch.records(), store, &mut dispatch);
+                        handle_batch(batch.records(), store, handlers, state);
                         batch.clear();
                     }
                 })
             };
-            handle_batch(batch.records(), store, &mut dispatch);
+            handle_batch(batch.records(), store, handlers, state);
         }
     }
 
@@ -241,70 +266,28 @@ impl Shard {
     /// behind them into the same inbox, still in order.
     #[cold]
     fn resume_kept(&mut self, handlers: &[Option<Handler>]) {
-        let Some(kept) = self.kept.take() else { return };
+        // Records kept again (a new panic) go into a fresh kept inbox, in
+        // order; this one is then fully drained.
+        let Some(kept) = self.state.kept.take() else {
+            return;
+        };
         let until = kept.snapshot();
         let store_ptr = self.store.as_ptr();
-        let mut dispatch = Dispatch {
-            handlers,
-            counters: &mut self.counters,
-            died: &mut self.died,
-            world: &mut self.world,
-            policy: self.policy,
-            panicked: &mut self.panicked,
-            caught: &mut self.caught,
-            kept: &mut None,
-        };
-        // Records kept again (a new panic) go into `dispatch.kept`, a fresh
-        // inbox, in order; this one is then fully drained.
+        let state = &mut self.state;
         // SAFETY: the kept inbox is this shard's alone, written only by this
         // thread, and its record slices live until the reclaim below.
         let drained = unsafe {
             kept.drain_to_tagged(until, |message, record| {
-                dispatch.counters.kept -= 1;
+                state.counters.kept -= 1;
                 let record = Record::read(MessageId(message), record);
-                handle_record(record, store_ptr, &mut dispatch);
+                handle_record(record, store_ptr, handlers, state);
             })
         };
-        let again = dispatch.kept.take();
         self.handled += drained;
-        // SAFETY: the drain is over and no slice of it is alive.
-        unsafe { kept.reclaim() };
-        self.kept = match again {
-            // Everything kept again went to a fresh inbox, in order.
-            Some(again) => Some(again),
-            None => Some(kept),
-        };
-    }
-}
-
-/// What dispatching a record needs besides the record: the class's
-/// handlers and the shard's state.
-struct Dispatch<'a> {
-    handlers: &'a [Option<Handler>],
-    counters: &'a mut ClassCounters,
-    died: &'a mut Vec<RawID>,
-    world: &'a mut World,
-    policy: PanicPolicy,
-    panicked: &'a mut bool,
-    caught: &'a mut Vec<Caught>,
-    kept: &'a mut Option<Box<Inbox>>,
-}
-
-impl Dispatch<'_> {
-    /// Keeps a record instead of handling it (the system is panicked).
-    #[cold]
-    fn keep(&mut self, handler: &Handler, tag: u16, recipient: RawID, payload: *const u8) {
-        let kept = self
-            .kept
-            .get_or_insert_with(|| Box::new(Inbox::with_pool_limit(KEPT_CHUNK, 1)));
-        // SAFETY: the payload is a valid message of the handler's type, alive
-        // during this call; this shard's thread is the kept inbox's only
-        // writer.
-        unsafe { (handler.keep)(payload, recipient, tag, kept) };
-        self.counters.kept += 1;
-        if let Some(fail) = handler.fail_request {
-            // SAFETY: a request of the handler's type.
-            unsafe { fail(payload, self.world, ReplyError::SystemPanicked) };
+        if self.state.kept.is_none() {
+            // SAFETY: the drain is over and no slice of it is alive.
+            unsafe { kept.reclaim() };
+            self.state.kept = Some(kept);
         }
     }
 }
@@ -381,7 +364,8 @@ impl Batch {
 fn handle_batch(
     records: &[Record],
     store: &mut Box<dyn handlers::AnyStore>,
-    dispatch: &mut Dispatch<'_>,
+    handlers: &[Option<Handler>],
+    state: &mut ShardState,
 ) {
     // Software pipeline: while record `i` is handled, the instance of
     // record `i + SLOT_AHEAD` and the index entry of record `i + INDEX_AHEAD`
@@ -410,7 +394,7 @@ fn handle_batch(
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        handle_record(record, store_ptr, dispatch);
+        handle_record(record, store_ptr, handlers, state);
     }
 }
 
@@ -425,95 +409,81 @@ fn handle_record(
         payload,
     }: Record,
     store_ptr: *mut (),
-    dispatch: &mut Dispatch<'_>,
+    handlers: &[Option<Handler>],
+    state: &mut ShardState,
 ) {
     let tag = message.0;
     let spawn = tag & SPAWN_TAG != 0;
     let message = MessageId(tag & !SPAWN_TAG);
-    let handler = match dispatch.handlers.get(message.0 as usize) {
+    let handler = match handlers.get(message.0 as usize) {
         Some(Some(handler)) if (handler.kind == HandlerKind::Spawner) == spawn => handler,
         _ => {
             // No handler, a spawner message sent to an existing ID, or a
             // spawn of a message type that has no spawner here: dropped and
             // counted; a spawn's unused ID goes back to its lane.
-            dispatch.counters.no_handler += 1;
+            state.counters.no_handler += 1;
             if spawn {
-                dispatch.died.push(recipient);
+                state.died.push(recipient);
             }
             return;
         }
     };
-    if *dispatch.panicked && !handler.essential {
-        return dispatch.keep(handler, tag, recipient, payload);
+    if state.panicked && !handler.essential {
+        return state.keep(handler, tag, recipient, payload);
     }
-    let caught_before = dispatch.caught.len();
     // SAFETY: the record was written by `World::send` for this message
     // id, so the payload is a compact value of the handler's message
     // type; `store_ptr` is this class's store, of the handler's actor type.
-    let delivered = unsafe {
-        handler.call(
-            store_ptr,
-            recipient,
-            payload,
-            dispatch.world,
-            dispatch.died,
-            dispatch.caught,
-        )
-    };
-    if dispatch.caught.len() > caught_before {
-        caught_in(
-            dispatch,
-            handler,
-            message,
-            recipient,
-            payload,
-            caught_before,
-        );
+    let outcome = unsafe { handler.call(store_ptr, recipient, payload, state) };
+    if outcome & handlers::PANICKED != 0 {
+        caught_in(state, handler, message, recipient, payload);
     }
-    if !delivered {
-        dispatch.counters.no_recipient += 1;
+    if outcome & handlers::DELIVERED == 0 {
+        state.counters.no_recipient += 1;
         if let Some(fail) = handler.fail_request {
             // SAFETY: a request of the handler's type.
-            unsafe { fail(payload, dispatch.world, ReplyError::NoRecipient) };
+            unsafe { fail(payload, &state.world, ReplyError::NoRecipient) };
         }
         return;
     }
     let at = message.0 as usize;
-    if dispatch.counters.handled.len() <= at {
-        dispatch.counters.handled.resize(at + 1, 0);
+    if state.counters.handled.len() <= at {
+        state.counters.handled.resize(at + 1, 0);
     }
-    dispatch.counters.handled[at] += 1;
+    state.counters.handled[at] += 1;
 }
 
-/// Completes the reports of the panics caught handling one record (from
-/// `dispatch.caught[first..]`), fails its request, and enters the panicked
-/// state if the class's policy says so.
+/// Completes the reports of the panics caught handling one record (those
+/// without a message yet), fails its request, and enters the panicked state
+/// if the class's policy says so.
 #[cold]
 #[inline(never)]
 fn caught_in(
-    dispatch: &mut Dispatch<'_>,
+    state: &mut ShardState,
     handler: &Handler,
     message: MessageId,
     recipient: RawID,
     payload: *const u8,
-    first: usize,
 ) {
     let message_debug = handler.debug_message.map(|debug| {
         // SAFETY: the payload is a valid message of the handler's type.
         crate::panic::catch(|| unsafe { debug(payload) })
             .unwrap_or_else(|_| "<its Debug panicked>".to_owned())
     });
-    for caught in &mut dispatch.caught[first..] {
-        caught.message = message;
+    for caught in state.caught.iter_mut().rev() {
+        if caught.message.is_some() {
+            break;
+        }
+        caught.message = Some(message);
         caught.message_debug.clone_from(&message_debug);
     }
     if !recipient.is_broadcast()
         && let Some(fail) = handler.fail_request
     {
         // SAFETY: a request of the handler's type.
-        unsafe { fail(payload, dispatch.world, ReplyError::HandlerPanicked) };
+        unsafe { fail(payload, &state.world, ReplyError::HandlerPanicked) };
     }
-    if dispatch.policy == PanicPolicy::Stop {
-        *dispatch.panicked = true;
+    if state.policy == PanicPolicy::Stop {
+        state.panicked = true;
     }
 }

@@ -61,6 +61,11 @@ pub(crate) enum Delivery {
     Died,
     /// No such instance (dead, never spawned, or a stale version).
     NoRecipient,
+    /// The handler panicked (caught); the instance died if `died`.
+    Panicked {
+        /// Whether the class's policy removed it.
+        died: bool,
+    },
 }
 
 impl<A: Actor> InstanceStore<A> {
@@ -157,12 +162,14 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Adds instance `id` (replacing a previous occupant of its number).
+    /// Adds instance `id`, whose number must be vacant (see
+    /// [`is_occupied`](Self::is_occupied)).
     pub(crate) fn insert(&mut self, id: RawID, value: A) {
         self.last = None;
-        if self.locate_any(id.instance).is_some() {
-            self.remove(id.instance, true);
-        }
+        debug_assert!(
+            !self.is_occupied(id.instance),
+            "inserting over a live instance"
+        );
         let mut location = self.place(value);
         location.version = id.version;
         self.index.set(id.instance, location);
@@ -293,22 +300,30 @@ impl<A: Actor> InstanceStore<A> {
         // SAFETY: `ptr` points at a live instance in a slot that nothing else
         // borrows while the handler runs (handlers reach other actors only by
         // messages).
-        let fate = match catch(|| handler(unsafe { &mut *ptr })) {
-            Ok(fate) => fate,
+        let (fate, panicked) = match catch(|| handler(unsafe { &mut *ptr })) {
+            Ok(fate) => (fate, false),
             // SAFETY: the instance is still live at `ptr` (unwinding left
             // it in place, possibly spilled).
-            Err(payload) => self.caught(unsafe { &*ptr }, payload, caught),
+            Err(payload) => (self.caught(unsafe { &*ptr }, payload, caught), true),
         };
         if fate == Fate::Die {
             self.remove(id.instance, true);
-            self.report_drop_panic(id, caught);
-            return Delivery::Died;
+            let drop_panicked = self.report_drop_panic(id, caught);
+            return if panicked || drop_panicked {
+                Delivery::Panicked { died: true }
+            } else {
+                Delivery::Died
+            };
         }
         // SAFETY: as above; the handler has returned.
         if !A::IS_STATIC && !unsafe { (*ptr).is_still_compact() } {
             self.recompact(id.instance);
         }
-        Delivery::Handled
+        if panicked {
+            Delivery::Panicked { died: false }
+        } else {
+            Delivery::Handled
+        }
     }
 
     /// Records the panic of `actor`'s handler; returns the fate the class's
@@ -331,11 +346,16 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Reports a panic of the `Drop` of the instance `id` just removed.
+    /// Reports a panic of the `Drop` of the instance `id` just removed;
+    /// returns whether there was one.
     #[inline]
-    fn report_drop_panic(&mut self, id: RawID, caught: &mut Vec<Caught>) {
-        if let Some(payload) = self.drop_panic.take() {
-            caught.push(Caught::new(id, payload, None));
+    fn report_drop_panic(&mut self, id: RawID, caught: &mut Vec<Caught>) -> bool {
+        match self.drop_panic.take() {
+            Some(payload) => {
+                caught.push(Caught::new(id, payload, None));
+                true
+            }
+            None => false,
         }
     }
 
@@ -445,7 +465,7 @@ impl<A: Actor> InstanceStore<A> {
         let moved_from = if fate == Fate::Die {
             died.push(id);
             let moved_from = self.remove(id.instance, true);
-            self.report_drop_panic(id, caught);
+            let _ = self.report_drop_panic(id, caught);
             moved_from
         } else {
             self.recompact(id.instance)
