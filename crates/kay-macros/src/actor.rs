@@ -138,7 +138,7 @@ fn generate(imp: &ItemImpl, name: &syn::Ident, id: &syn::Ident, methods: &[Metho
         let call = quote!(<#self_ty>::#method_name);
         messages.extend(message_struct(&msg, method));
         id_methods.extend(id_method(&msg, method, &owner, Some(name)));
-        registrations.extend(registration(&class, &msg, method, &actor, &call));
+        registrations.extend(registration(&class, &msg, method, &owner, &actor, &call));
     }
     let id_doc = format!(
         "The typed ID of a `{owner}` actor: a `Copy`, 8-byte address of one instance (or of \
@@ -163,6 +163,16 @@ fn generate(imp: &ItemImpl, name: &syn::Ident, id: &syn::Ident, methods: &[Metho
             fn setup(#class: &mut ::kay::ClassSetup<'_, Self>) {
                 let _ = &mut *#class;
                 #registrations
+                {
+                    // Panic reports show the actor if it implements `Debug`.
+                    #[allow(unused_imports)]
+                    use ::kay::private::{ProbeDebug as _, ProbeNoDebug as _};
+                    if let ::core::option::Option::Some(__kay_format) =
+                        (&&::kay::private::Probe::<Self>::NEW).kay_debug()
+                    {
+                        #class.debug_state_with(__kay_format);
+                    }
+                }
             }
         }
     };

@@ -113,7 +113,7 @@ fn generate(tr: &ItemTrait, methods: &[Method]) -> TokenStream {
         let call = quote!(<#actor_param as #name>::#method_name);
         messages.extend(message_struct(&msg, method));
         id_methods.extend(id_method(&msg, method, &owner, None));
-        registrations.extend(registration(&class, &msg, method, &actor, &call));
+        registrations.extend(registration(&class, &msg, method, &owner, &actor, &call));
     }
     let id_doc = format!(
         "The typed ID of an actor implementing `{owner}`: sending to it dispatches to the \

@@ -178,6 +178,7 @@ pub(crate) fn registration(
     class: &Ident,
     msg: &Ident,
     method: &Method,
+    owner: &str,
     actor: &TokenStream,
     call: &TokenStream,
 ) -> TokenStream {
@@ -234,9 +235,43 @@ pub(crate) fn registration(
             }
         }
     };
+    let describe = describe(class, msg, method, owner);
     quote! {
         #(#cfgs)*
         #statement
+        #(#cfgs)*
+        #describe
+    }
+}
+
+/// Names the hidden message type `Owner::method` in statistics and panic
+/// reports, and formats it as `method(arg: value, ..)` (`..` for arguments
+/// without `Debug`, found by autoref specialization on the concrete types).
+fn describe(class: &Ident, msg: &Ident, method: &Method, owner: &str) -> TokenStream {
+    let (message, out) = (local("msg"), local("out"));
+    let label = format!("{owner}::{}", method.name);
+    let open = format!("{}(", method.name);
+    let fields = method.args.iter().map(|arg| {
+        let (name, ty) = (&arg.name, &arg.ty);
+        let text = name.to_string();
+        quote! {
+            ::kay::private::debug_field(
+                &mut #out,
+                #text,
+                &#message.#name,
+                (&&::kay::private::Probe::<#ty>::NEW).kay_debug(),
+            );
+        }
+    });
+    quote! {
+        #class.describe_message::<#msg>(#label, |#message: &#msg| {
+            #[allow(unused_imports)]
+            use ::kay::private::{ProbeDebug as _, ProbeNoDebug as _};
+            let mut #out = ::kay::private::debug_open(#open);
+            #(#fields)*
+            #out.push(')');
+            #out
+        });
     }
 }
 

@@ -71,7 +71,7 @@ pub use kay_macros::{actor, actor_trait, implements};
 pub use panic::{PanicPolicy, PanicReport};
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats};
-pub use system::{ActorSystem, ClassSetup, Config};
+pub use system::{ActorSystem, ClassSetup, Config, MAX_PANIC_REPORTS};
 pub use world::World;
 
 /// Everything the usual actor code needs: `use kay::prelude::*;`.

@@ -49,3 +49,57 @@ impl<ID: Copy> IdField<ID> for ID {
         *self
     }
 }
+
+/// The `Debug` of `T` if it has one, found by autoref specialization in
+/// macro-generated code (where `T` is concrete):
+/// `(&&Probe::<T>::NEW).kay_debug()` picks [`ProbeDebug`] when `T: Debug`
+/// and falls back to [`ProbeNoDebug`] otherwise.
+pub struct Probe<T>(std::marker::PhantomData<T>);
+
+impl<T> Probe<T> {
+    /// The probe.
+    pub const NEW: Self = Probe(std::marker::PhantomData);
+}
+
+/// See [`Probe`]: the `T: Debug` case.
+pub trait ProbeDebug<T> {
+    /// `Debug` as a function.
+    fn kay_debug(&self) -> Option<fn(&T) -> String>;
+}
+
+impl<T: std::fmt::Debug> ProbeDebug<T> for &Probe<T> {
+    fn kay_debug(&self) -> Option<fn(&T) -> String> {
+        Some(|value| format!("{value:?}"))
+    }
+}
+
+/// See [`Probe`]: the fallback.
+pub trait ProbeNoDebug<T> {
+    /// `None`: `T` has no `Debug`.
+    fn kay_debug(&self) -> Option<fn(&T) -> String>;
+}
+
+impl<T> ProbeNoDebug<T> for Probe<T> {
+    fn kay_debug(&self) -> Option<fn(&T) -> String> {
+        None
+    }
+}
+
+/// Appends `name: value` to `out`, with `value`'s `Debug` if `debug` is
+/// given (else `..`), for the message formatters the macros generate.
+pub fn debug_field<T>(out: &mut String, name: &str, value: &T, debug: Option<fn(&T) -> String>) {
+    if !out.ends_with('(') {
+        out.push_str(", ");
+    }
+    out.push_str(name);
+    out.push_str(": ");
+    match debug {
+        Some(debug) => out.push_str(&debug(value)),
+        None => out.push_str(".."),
+    }
+}
+
+/// The start of a generated message formatter's output: `method(`.
+pub fn debug_open(open: &str) -> String {
+    open.to_owned()
+}

@@ -9,6 +9,7 @@ use chunky::Storage;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
+use crate::class::handlers::MessageDebug;
 use crate::class::lanes::ShardShared;
 use crate::class::store::InstanceStore;
 use crate::class::{Class, ClassShared, Handler, MessageId, Shard, ShardState};
@@ -149,12 +150,12 @@ pub struct ActorSystem {
     /// Whether a handler panicked under `PanicPolicy::Stop` and
     /// `clear_panic` was not called since.
     panicked: bool,
-    /// The first [`MAX_REPORTS`] panic reports since `clear_panic`, and how
+    /// The first [`MAX_PANIC_REPORTS`] panic reports since `clear_panic`, and how
     /// many panics were caught in all.
     reports: Vec<PanicReport>,
     panics: u64,
     /// Formatters of message types for panic reports, by message id.
-    message_debug: FxHashMap<MessageId, unsafe fn(*const u8) -> String>,
+    message_debug: FxHashMap<MessageId, MessageDebug>,
     /// True while a message cycle runs its shards. Still true afterwards
     /// only if a panic escaped the cycle outside any handler (a bug of kay,
     /// or an allocation failure): the shards' state is then unknown, so the
@@ -164,7 +165,7 @@ pub struct ActorSystem {
 }
 
 /// The most panic reports a system keeps (further panics are counted).
-pub const MAX_REPORTS: usize = 64;
+pub const MAX_PANIC_REPORTS: usize = 64;
 
 impl ActorSystem {
     /// A system with no classes yet.
@@ -386,7 +387,7 @@ impl ActorSystem {
     }
 
     fn install(&mut self, type_id: ShortTypeId, message: MessageId, mut handler: Handler) {
-        handler.debug_message = self.message_debug.get(&message).copied();
+        handler.debug_message = self.message_debug.get(&message).cloned();
         let class = self.classes[type_id.get() as usize]
             .as_mut()
             .expect("registered class");
@@ -513,7 +514,7 @@ impl ActorSystem {
             if shard.state.policy == PanicPolicy::Stop {
                 self.panicked = true;
             }
-            if self.reports.len() < MAX_REPORTS {
+            if self.reports.len() < MAX_PANIC_REPORTS {
                 self.reports.push(PanicReport {
                     actor: caught.actor,
                     class,
@@ -545,7 +546,7 @@ impl ActorSystem {
     }
 
     /// The panic reports since the last [`clear_panic`](Self::clear_panic),
-    /// in the order they happened (at most [`MAX_REPORTS`]; see
+    /// in the order they happened (at most [`MAX_PANIC_REPORTS`]; see
     /// [`panic_count`](Self::panic_count) for all).
     pub fn panic_reports(&self) -> &[PanicReport] {
         &self.reports
@@ -574,19 +575,31 @@ impl ActorSystem {
 
     /// Shows messages of type `M` with their `Debug` in panic reports.
     pub fn debug_message<M: Message + std::fmt::Debug>(&mut self) -> &mut Self {
-        /// # Safety
-        /// `payload` points to a valid `M`.
-        unsafe fn show<M: std::fmt::Debug>(payload: *const u8) -> String {
-            // SAFETY: caller.
-            format!("{:?}", unsafe { &*payload.cast::<M>() })
-        }
+        self.debug_message_with::<M>(|m| format!("{m:?}"))
+    }
+
+    /// Shows messages of type `M` with `format` in panic reports.
+    pub fn debug_message_with<M: Message>(&mut self, format: fn(&M) -> String) -> &mut Self {
         let message = self.message_id::<M>();
-        self.message_debug.insert(message, show::<M>);
+        let debug = MessageDebug::new(format);
         for class in self.classes.iter_mut().flatten() {
             if let Some(Some(handler)) = class.handlers.get_mut(message.0 as usize) {
-                handler.debug_message = Some(show::<M>);
+                handler.debug_message = Some(debug.clone());
             }
         }
+        self.message_debug.insert(message, debug);
+        self
+    }
+
+    /// Names message type `M` `name` in statistics and panic reports
+    /// (instead of its type name); the macros name their hidden message
+    /// types `Class::method`.
+    pub fn name_message<M: Message>(&mut self, name: &'static str) -> &mut Self {
+        let message = self.message_id::<M>();
+        self.shared
+            .message_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())[message.0 as usize] = name;
         self
     }
 
@@ -797,11 +810,17 @@ impl<A: Actor> ClassSetup<'_, A> {
         self
     }
 
-    /// Shows instances with their `Debug` in panic reports.
+    /// Shows instances with their `Debug` in panic reports
+    /// (`#[kay::actor]` does this for actors that implement `Debug`).
     pub fn debug_state(&mut self) -> &mut Self
     where
         A: std::fmt::Debug,
     {
+        self.debug_state_with(|a| format!("{a:?}"))
+    }
+
+    /// Shows instances with `format` in panic reports.
+    pub fn debug_state_with(&mut self, format: fn(&A) -> String) -> &mut Self {
         let class = self.system.classes[self.type_id.get() as usize]
             .as_mut()
             .expect("registered class");
@@ -809,8 +828,21 @@ impl<A: Actor> ClassSetup<'_, A> {
             let ptr = shard.store.as_ptr();
             // SAFETY: the stores of class `A` are `InstanceStore<A>`s.
             let store = unsafe { &mut *ptr.cast::<InstanceStore<A>>() };
-            store.debug = Some(|a: &A| format!("{a:?}"));
+            store.debug = Some(format);
         }
+        self
+    }
+
+    /// For the macros: names message `M` and sets its formatter.
+    #[doc(hidden)]
+    pub fn describe_message<M: Message>(
+        &mut self,
+        name: &'static str,
+        format: fn(&M) -> String,
+    ) -> &mut Self {
+        self.system
+            .name_message::<M>(name)
+            .debug_message_with::<M>(format);
         self
     }
 

@@ -502,3 +502,63 @@ fn a_panic_on_a_helper_thread_while_other_shards_run() {
     let sum: u64 = results[0].1.iter().map(|t| t.1).sum();
     assert_eq!(sum, 400 * 5 - 2);
 }
+
+/// With the macros, reports name the message `Class::method`, show its
+/// arguments (those with `Debug`) and the actor (if it has `Debug`).
+#[test]
+fn macro_actors_get_readable_reports() {
+    use kay::prelude::*;
+
+    #[derive(Compact, Clone, Debug)]
+    pub struct Account {
+        id: AccountID,
+        balance: i64,
+    }
+
+    /// No `Debug`: shown as `..`.
+    #[derive(Compact, Clone)]
+    pub struct Memo {
+        code: u32,
+    }
+
+    #[kay::actor]
+    impl Account {
+        pub fn spawn_open(id: AccountID, balance: i64, _: &mut World) -> Self {
+            Account { id, balance }
+        }
+        pub fn withdraw(&mut self, amount: i64, memo: Memo, _: &mut World) {
+            assert!(
+                amount <= self.balance,
+                "overdraft of {amount} ({})",
+                memo.code
+            );
+            self.balance -= amount;
+        }
+    }
+
+    let mut system = ActorSystem::new(Config::default());
+    system.register::<Account>();
+    let mut world = system.world();
+    let account = AccountID::spawn_open(5, &mut world);
+    account.withdraw(50, Memo { code: 7 }, &mut world);
+    system.process_all_messages();
+    let report = system.panic_report().expect("a report");
+    assert_eq!(report.message, "Account::withdraw");
+    assert_eq!(
+        report.message_debug.as_deref(),
+        Some("withdraw(amount: 50, memo: ..)")
+    );
+    assert!(report.text.contains("overdraft of 50 (7)"), "{report}");
+    assert_eq!(
+        report.actor_debug.as_deref(),
+        Some(format!("Account {{ id: {account:?}, balance: 5 }}").as_str())
+    );
+    assert_eq!(
+        system
+            .stats()
+            .class("Account")
+            .unwrap()
+            .handled("Account::withdraw"),
+        0
+    );
+}

@@ -93,7 +93,7 @@ pub(crate) struct Handler {
     /// record is dropped or kept.
     pub(crate) fail_request: Option<FailRequest>,
     /// Formats the message for panic reports, if its `Debug` was registered.
-    pub(crate) debug_message: Option<unsafe fn(*const u8) -> String>,
+    pub(crate) debug_message: Option<MessageDebug>,
     data: *const (),
     _closure: Box<dyn Any + Send + Sync>,
 }
@@ -171,6 +171,41 @@ impl Handler {
         // SAFETY: forwarded from the caller; `data` points to the closure the
         // thunk was instantiated for, kept alive by `_closure`.
         unsafe { (self.thunk)(store, self.data, recipient, payload, state) }
+    }
+}
+
+/// A formatter of one message type for panic reports: `fn(&M) -> String`,
+/// called on a record's payload.
+#[derive(Clone)]
+pub(crate) struct MessageDebug {
+    show: unsafe fn(*const u8, &(dyn Any + Send + Sync)) -> String,
+    format: std::sync::Arc<dyn Any + Send + Sync>,
+}
+
+impl MessageDebug {
+    pub(crate) fn new<M: Message>(format: fn(&M) -> String) -> MessageDebug {
+        /// # Safety
+        /// `payload` points to a valid `M`; `format` is a `fn(&M) -> String`.
+        unsafe fn show<M: 'static>(payload: *const u8, format: &(dyn Any + Send + Sync)) -> String {
+            let format = format
+                .downcast_ref::<fn(&M) -> String>()
+                .expect("a formatter of this message type");
+            // SAFETY: caller.
+            format(unsafe { &*payload.cast::<M>() })
+        }
+        MessageDebug {
+            show: show::<M>,
+            format: std::sync::Arc::new(format),
+        }
+    }
+
+    /// Formats the message at `payload`.
+    ///
+    /// # Safety
+    /// `payload` points to a valid message of the type this was made for.
+    pub(crate) unsafe fn show(&self, payload: *const u8) -> String {
+        // SAFETY: caller; `format` was made for the same type as `show`.
+        unsafe { (self.show)(payload, &*self.format) }
     }
 }
 

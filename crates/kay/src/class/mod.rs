@@ -437,6 +437,10 @@ fn handle_record(
     let outcome = unsafe { handler.call(store_ptr, recipient, payload, state) };
     if outcome & handlers::PANICKED != 0 {
         caught_in(state, handler, message, recipient, payload);
+        if !recipient.is_broadcast() {
+            // Reported, not counted as handled.
+            return;
+        }
     }
     if outcome & handlers::DELIVERED == 0 {
         state.counters.no_recipient += 1;
@@ -465,9 +469,9 @@ fn caught_in(
     recipient: RawID,
     payload: *const u8,
 ) {
-    let message_debug = handler.debug_message.map(|debug| {
+    let message_debug = handler.debug_message.as_ref().map(|debug| {
         // SAFETY: the payload is a valid message of the handler's type.
-        crate::panic::catch(|| unsafe { debug(payload) })
+        crate::panic::catch(|| unsafe { debug.show(payload) })
             .unwrap_or_else(|_| "<its Debug panicked>".to_owned())
     });
     for caught in state.caught.iter_mut().rev() {
