@@ -314,10 +314,11 @@ impl World {
     ) {
         let lane = self.lane_into(shard);
         let source = (&**message as *const M).cast_mut();
+        let size = message_size(&**message);
         // SAFETY: `source` is a valid, compact `M`: compacting it copies its
         // bytes and leaves it intact (compact parts own nothing), so each
         // copy is an independent value and `message` stays valid.
-        unsafe { write_compacted(shard, lane, message_id, recipient, source) };
+        unsafe { write_compacted(shard, lane, message_id, recipient, source, size) };
     }
 
     /// Spawns an instance of `A` by sending `message` to its spawner for `M`
@@ -396,11 +397,11 @@ impl World {
 
 /// `message` compacted once, to be copied into the inboxes of a broadcast.
 fn compacted_message<M: Message>(message: M) -> Compacted<M> {
-    if M::IS_STATIC {
-        Compacted::new(message)
-    } else {
-        crate::external::measuring_message(|| Compacted::new(message))
+    if !M::IS_STATIC {
+        // Measured while still owned: refused before anything is moved.
+        crate::external::measuring_message(|| message.total_size_bytes());
     }
+    Compacted::new(message)
 }
 
 /// Compacts `message` into a new record in `lane` (of `shard`).
@@ -412,9 +413,25 @@ fn write_record<M: Compact>(
     recipient: RawID,
     message: M,
 ) {
+    // Measured while still owned: if measuring refuses the message (an
+    // `External` inside), it is dropped as the panic unwinds.
+    let size = message_size(&message);
     let mut message = std::mem::ManuallyDrop::new(message);
-    // SAFETY: `message` is valid and moved into the record, never dropped here.
-    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message) };
+    // SAFETY: `message` is valid and moved into the record, never dropped
+    // here; `size` is its size.
+    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message, size) };
+}
+
+/// The size of a record holding `message`; refuses (panics on) an
+/// `External` inside it.
+#[inline(always)]
+fn message_size<M: Compact>(message: &M) -> usize {
+    RECORD_HEADER
+        + if M::IS_STATIC {
+            static_size_bytes::<M>()
+        } else {
+            crate::external::measuring_message(|| message.total_size_bytes())
+        }
 }
 
 /// Compacts the message at `source` into a new record in `lane` (of `shard`).
@@ -422,7 +439,8 @@ fn write_record<M: Compact>(
 /// # Safety
 ///
 /// `source` points to a valid `M` that is either moved into the record (the
-/// caller forgets it) or compact (copying leaves it intact).
+/// caller forgets it) or compact (copying leaves it intact), and `size` is
+/// [`message_size`] of it.
 #[inline(always)]
 unsafe fn write_compacted<M: Compact>(
     shard: &ShardShared,
@@ -430,14 +448,8 @@ unsafe fn write_compacted<M: Compact>(
     message_id: MessageId,
     recipient: RawID,
     source: *mut M,
+    size: usize,
 ) {
-    let size = RECORD_HEADER
-        + if M::IS_STATIC {
-            static_size_bytes::<M>()
-        } else {
-            // SAFETY: `source` is valid (caller).
-            crate::external::measuring_message(|| unsafe { (*source).total_size_bytes() })
-        };
     let write = |buf: &mut [u8]| {
         write_header(buf, recipient);
         let dest = buf[RECORD_HEADER..].as_mut_ptr();
