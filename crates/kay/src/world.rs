@@ -404,8 +404,9 @@ fn compacted_message<M: Message>(message: M) -> Compacted<M> {
     Compacted::new(message)
 }
 
-/// Compacts `message` into a new record in `lane` (of `shard`).
-#[inline]
+/// Compacts `message` into a new record in `lane` (of `shard`). Inlined
+/// into every send: the message is built and written in place.
+#[inline(always)]
 fn write_record<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,
