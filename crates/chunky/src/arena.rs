@@ -163,8 +163,20 @@ impl Arena {
         self.check_free_list()
     }
 
-    /// Walks the free list: exactly `free_len` distinct in-range slots.
+    /// Walks the free list: exactly `free_len` distinct in-range slots. A
+    /// list that ends in `NO_SLOT` after `free_len` steps has no repeats;
+    /// `free_len` is bounded by the slots first, so the walk is linear in
+    /// the arena's size whatever the metadata claims.
     fn check_free_list(&self) -> Result<()> {
+        if self.free_len > self.end {
+            return Err(Error::corrupt_meta(
+                &self.handle.ident,
+                format!(
+                    "{} free slots recorded among {} slots",
+                    self.free_len, self.end
+                ),
+            ));
+        }
         let mut at = self.free_head;
         for _ in 0..self.free_len {
             if at >= self.end {

@@ -128,6 +128,14 @@ impl Queue {
         for (i, chunk) in self.chunks.iter().enumerate() {
             let mut at = if i == 0 { self.read } else { 0 };
             let end = if i == last { self.write } else { chunk.len() };
+            // The reader jumps to the start of the next chunk and expects an
+            // item there (see `front`).
+            if i > 0 && at < end && read_header(chunk, 0) == Some(JUMP) {
+                return Err(corrupt(format!(
+                    "chunk {} starts with a jump marker",
+                    self.first as usize + i
+                )));
+            }
             while at < end && at + HEADER <= chunk.len() {
                 match read_header(chunk, at) {
                     Some(JUMP) if i != last => break,

@@ -366,3 +366,70 @@ fn meta_with_valid_checksum_but_nonsense_contents() {
     let err = Queue::open(&storage, "queue", ChunkSize::MIN).unwrap_err();
     assert!(matches!(err, Error::CorruptMeta { .. }), "{err}");
 }
+
+/// Found by fuzzing (`fuzz/seeds/chunky_meta/slow_arena_free_cycle`): a
+/// free-list length of four billion made opening walk the list for minutes.
+/// More free slots than slots is refused at once, and a cycle is found in
+/// at most as many steps as there are slots.
+#[test]
+fn arena_free_list_claims_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = Storage::mmap(dir.path()).unwrap();
+        let mut arena = Arena::open(&storage, "arena", 8, ChunkSize::MIN).unwrap();
+        for _ in 0..10 {
+            arena.push().unwrap();
+        }
+        arena.free(chunky::SlotIndex::new(3));
+        arena.free(chunky::SlotIndex::new(5));
+    }
+    let storage = Storage::mmap(dir.path()).unwrap();
+    let payload = storage.load_meta("arena").unwrap().unwrap();
+    // Payload: kind, chunk size, slot size, end, free head, free len, chunks.
+    let set_free_len = |len: u32| {
+        let mut payload = payload.clone();
+        payload[20..24].copy_from_slice(&len.to_le_bytes());
+        storage.store_meta("arena", &payload).unwrap();
+    };
+    set_free_len(u32::MAX);
+    let err = Arena::open(&storage, "arena", 8, ChunkSize::MIN).unwrap_err();
+    assert!(matches!(err, Error::CorruptMeta { .. }), "{err}");
+
+    // Slot 3 (the list's end) now links back to slot 5: a cycle.
+    let chunk = dir.path().join("arena_0.chunk");
+    let mut bytes = fs::read(&chunk).unwrap();
+    bytes[4096 + 3 * 8..4096 + 3 * 8 + 4].copy_from_slice(&5u32.to_le_bytes());
+    fs::write(&chunk, bytes).unwrap();
+    set_free_len(10);
+    let err = Arena::open(&storage, "arena", 8, ChunkSize::MIN).unwrap_err();
+    assert!(matches!(err, Error::CorruptData { .. }), "{err}");
+}
+
+/// Found by fuzzing (`fuzz/seeds/chunky_meta/crash_queue_jump_chunk`): a
+/// chunk after the first that starts with a jump marker passed the checks
+/// (its items were simply not counted) and `pop` then panicked on it.
+#[test]
+fn queue_chunk_starting_with_a_jump_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let storage = Storage::mmap(dir.path()).unwrap();
+        let mut queue = Queue::open(&storage, "queue", ChunkSize::MIN).unwrap();
+        // Four 1000-byte items fill a 4 KiB chunk: chunks 0, 1 and 2.
+        for i in 0..12u8 {
+            queue.push(&[i; 1000]).unwrap();
+        }
+    }
+    // Hide chunk 1's four items behind a jump marker, and record 8 items.
+    let chunk = dir.path().join("queue_1.chunk");
+    let mut bytes = fs::read(&chunk).unwrap();
+    bytes[4096..4104].copy_from_slice(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+    fs::write(&chunk, bytes).unwrap();
+    let storage = Storage::mmap(dir.path()).unwrap();
+    let mut payload = storage.load_meta("queue").unwrap().unwrap();
+    let len_at = payload.len() - 8;
+    payload[len_at..].copy_from_slice(&8u64.to_le_bytes());
+    storage.store_meta("queue", &payload).unwrap();
+    let err = Queue::open(&storage, "queue", ChunkSize::MIN).unwrap_err();
+    assert!(matches!(err, Error::CorruptData { .. }), "{err}");
+    assert!(err.to_string().contains("starts with a jump"), "{err}");
+}
