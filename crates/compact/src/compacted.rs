@@ -188,16 +188,15 @@ pub fn compact_into<T: Compact>(value: T, bytes: &mut [u8]) -> Result<&mut T, Va
         });
     }
     let mut value = std::mem::ManuallyDrop::new(value);
-    let dest = bytes.as_mut_ptr().cast::<T>();
+    // One pointer for both parts: a second `as_mut_ptr` would invalidate
+    // the first under Stacked Borrows (found by Miri).
+    let base = bytes.as_mut_ptr();
+    let dest = base.cast::<T>();
     // SAFETY: `bytes` is aligned and long enough for the static part plus the
     // dynamic part behind it, and is disjoint from `value` and its heap
     // parts; `value` moves in and is never dropped here.
     unsafe {
-        T::compact(
-            &mut *value,
-            dest,
-            bytes.as_mut_ptr().add(static_size_bytes::<T>()),
-        );
+        T::compact(&mut *value, dest, base.add(static_size_bytes::<T>()));
         Ok(&mut *dest)
     }
 }
