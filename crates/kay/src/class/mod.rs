@@ -435,19 +435,9 @@ fn handle_record(
     // id, so the payload is a compact value of the handler's message
     // type; `store_ptr` is this class's store, of the handler's actor type.
     let outcome = unsafe { handler.call(store_ptr, recipient, payload, state) };
-    if outcome & handlers::PANICKED != 0 {
-        caught_in(state, handler, message, recipient, payload);
-        if !recipient.is_broadcast() {
-            // Reported, not counted as handled.
-            return;
-        }
-    }
-    if outcome & handlers::DELIVERED == 0 {
-        state.counters.no_recipient += 1;
-        if let Some(fail) = handler.fail_request {
-            // SAFETY: a request of the handler's type.
-            unsafe { fail(payload, &state.world, ReplyError::NoRecipient) };
-        }
+    if outcome != handlers::DELIVERED
+        && !unusual_outcome(outcome, state, handler, message, recipient, payload)
+    {
         return;
     }
     let at = message.0 as usize;
@@ -455,6 +445,33 @@ fn handle_record(
         state.counters.handled.resize(at + 1, 0);
     }
     state.counters.handled[at] += 1;
+}
+
+/// A record that panicked or found no recipient: reports, counts and fails
+/// its request; returns whether it still counts as handled (a broadcast
+/// during which some instances panicked).
+#[cold]
+#[inline(never)]
+fn unusual_outcome(
+    outcome: u8,
+    state: &mut ShardState,
+    handler: &Handler,
+    message: MessageId,
+    recipient: RawID,
+    payload: *const u8,
+) -> bool {
+    if outcome & handlers::PANICKED != 0 {
+        caught_in(state, handler, message, recipient, payload);
+        // A panicked message is reported, not counted as handled; a
+        // broadcast was handled by the other instances.
+        return recipient.is_broadcast();
+    }
+    state.counters.no_recipient += 1;
+    if let Some(fail) = handler.fail_request {
+        // SAFETY: a request of the handler's type.
+        unsafe { fail(payload, &state.world, ReplyError::NoRecipient) };
+    }
+    false
 }
 
 /// Completes the reports of the panics caught handling one record (those
