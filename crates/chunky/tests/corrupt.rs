@@ -330,18 +330,22 @@ fn corrupted_queue_item_header() {
     assert!(matches!(err, Error::CorruptData { .. }), "{err}");
 }
 
+/// An arena of ten 8-byte slots whose free list is slot 5, then slot 3.
+fn arena_with_free_list() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::mmap(dir.path()).unwrap();
+    let mut arena = Arena::open(&storage, "arena", 8, ChunkSize::MIN).unwrap();
+    for _ in 0..10 {
+        arena.push().unwrap();
+    }
+    arena.free(chunky::SlotIndex::new(3));
+    arena.free(chunky::SlotIndex::new(5));
+    dir
+}
+
 #[test]
 fn corrupted_arena_free_list() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let storage = Storage::mmap(dir.path()).unwrap();
-        let mut arena = Arena::open(&storage, "arena", 8, ChunkSize::MIN).unwrap();
-        for _ in 0..10 {
-            arena.push().unwrap();
-        }
-        arena.free(chunky::SlotIndex::new(3));
-        arena.free(chunky::SlotIndex::new(5));
-    }
+    let dir = arena_with_free_list();
     // Slot 5 links to slot 3; point it beyond the arena.
     flip(&dir.path().join("arena_0.chunk"), 4096 + 5 * 8 + 1);
     let storage = Storage::mmap(dir.path()).unwrap();
@@ -373,16 +377,7 @@ fn meta_with_valid_checksum_but_nonsense_contents() {
 /// at most as many steps as there are slots.
 #[test]
 fn arena_free_list_claims_are_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let storage = Storage::mmap(dir.path()).unwrap();
-        let mut arena = Arena::open(&storage, "arena", 8, ChunkSize::MIN).unwrap();
-        for _ in 0..10 {
-            arena.push().unwrap();
-        }
-        arena.free(chunky::SlotIndex::new(3));
-        arena.free(chunky::SlotIndex::new(5));
-    }
+    let dir = arena_with_free_list();
     let storage = Storage::mmap(dir.path()).unwrap();
     let payload = storage.load_meta("arena").unwrap().unwrap();
     // Payload: kind, chunk size, slot size, end, free head, free len, chunks.

@@ -92,13 +92,18 @@ fn links_planted_as_meta_tmp_or_lock_files_are_not_followed() {
     assert_eq!(arena.len(), 1);
 }
 
+/// Opening an arena whose metadata path is `plant`ed by the caller.
+fn open_over(plant: impl FnOnce(&std::path::Path)) -> Error {
+    let dir = tempfile::tempdir().unwrap();
+    plant(&dir.path().join("arena.meta"));
+    let storage = Storage::mmap(dir.path()).unwrap();
+    Arena::open(&storage, "arena", 64, ChunkSize::MIN).unwrap_err()
+}
+
 /// A directory or FIFO where a file is expected is refused without blocking.
 #[test]
 fn special_files_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    fs::create_dir(dir.path().join("arena.meta")).unwrap();
-    let storage = Storage::mmap(dir.path()).unwrap();
-    let err = Arena::open(&storage, "arena", 64, ChunkSize::MIN).unwrap_err();
+    let err = open_over(|path| fs::create_dir(path).unwrap());
     assert!(
         matches!(
             err,
@@ -110,15 +115,13 @@ fn special_files_are_refused() {
         "{err}"
     );
 
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("arena.meta");
-    let status = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let storage = Storage::mmap(dir.path()).unwrap();
-    let err = Arena::open(&storage, "arena", 64, ChunkSize::MIN).unwrap_err();
+    let err = open_over(|path| {
+        let status = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    });
     assert!(
         matches!(
             err,

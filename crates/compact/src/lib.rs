@@ -64,7 +64,7 @@ mod deep;
 mod primitives;
 mod raw;
 mod traits;
-mod validate;
+pub mod validate;
 
 pub use cbox::CBox;
 pub use chashmap::CHashMap;

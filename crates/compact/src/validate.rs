@@ -217,7 +217,8 @@ fn set_range(bits: &mut [u64], lo: usize, hi: usize) {
 /// not a deliberately deep recursive structure (`serde_json` uses the same).
 pub const DEFAULT_MAX_DEPTH: u32 = 128;
 
-/// Bounds that validation enforces on untrusted input (see the module docs).
+/// Bounds that validation enforces on untrusted input (see [the module
+/// docs](self#untrusted-input-cannot-hurt)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// How many containers with dynamic elements may be nested in each

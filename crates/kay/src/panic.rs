@@ -1,36 +1,7 @@
-//! Panics in handlers: caught where the handler is called, reported, and
-//! (by default) answered with the *panicked* state.
-//!
-//! # What happens when a handler panics
-//! The panic is caught around the single handler call (for a broadcast:
-//! around the scan, which then resumes behind the faulting instance). The
-//! instance stays where it was; if it had spilled a `CVec` to the heap
-//! before panicking it is re-compacted like after any handler. The system
-//! records a [`PanicReport`] and then follows the class's [`PanicPolicy`]:
-//!
-//! - [`PanicPolicy::Stop`] (the default): the system is *panicked*. The rest
-//!   of the faulting shard's message cycle, and from the next cycle every
-//!   shard, keep ordinary messages instead of handling them (queued in
-//!   order and counted in [`ClassStats::kept`](crate::ClassStats::kept));
-//!   handlers registered as essential (`#[essential]`,
-//!   [`ClassSetup::essential_handler`](crate::ClassSetup::essential_handler))
-//!   still run, so a panicked system can be inspected, rendered,
-//!   snapshotted and shut down. [`ActorSystem::clear_panic`] resumes: every
-//!   kept message is handled first, in the order it would have been.
-//! - [`PanicPolicy::DropMessage`]: the message is dropped for that
-//!   instance; everything carries on.
-//! - [`PanicPolicy::RemoveInstance`]: the faulting instance is removed (as
-//!   if its handler returned [`Fate::Die`](crate::Fate::Die)); everything
-//!   carries on.
-//!
-//! The message that panicked is never retried. A broadcast goes on to the
-//! remaining instances (each instance that panics makes its own report).
-//! A request whose handler panicked, or that is kept by a panicked system,
-//! resolves at once to [`ReplyError::HandlerPanicked`] or
-//! [`ReplyError::SystemPanicked`](crate::ReplyError::SystemPanicked).
-//!
-//! [`ActorSystem::clear_panic`]: crate::ActorSystem::clear_panic
-//! [`ReplyError::HandlerPanicked`]: crate::ReplyError::HandlerPanicked
+//! Panics in handlers: [`PanicReport`], [`PanicPolicy`], the panic hook
+//! that notes locations, and the catch used around handler calls. What
+//! happens after a panic is written once, in the "Panics" section of the
+//! [`ActorSystem`](crate::ActorSystem) docs.
 
 use std::any::Any;
 use std::cell::RefCell;

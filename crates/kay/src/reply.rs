@@ -167,31 +167,21 @@ impl Replies {
 
     /// Delivers an answer (ignored if nobody waits for it any more).
     pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) {
-        let mut table = self.lock();
-        let token = to.token;
-        match table.slot(token) {
-            Some(slot @ Slot::Waiting(_)) => {
-                let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Ready(Box::new(value)))
-                else {
-                    unreachable!()
-                };
-                table.waiting -= 1;
-                drop(table);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            }
-            Some(Slot::Abandoned) => table.release(token),
-            _ => {}
-        }
+        self.resolve(to.token, Slot::Ready(Box::new(value)));
     }
 
     /// Resolves the reply `token` with `error` (if anyone still waits).
     pub(crate) fn fail(&self, token: u64, error: ReplyError) {
+        self.resolve(token, Slot::Failed(error));
+    }
+
+    /// Puts `outcome` (ready or failed) into the slot of `token` if it
+    /// still waits, and wakes its task; frees an abandoned slot.
+    fn resolve(&self, token: u64, outcome: Slot) {
         let mut table = self.lock();
         match table.slot(token) {
             Some(slot @ Slot::Waiting(_)) => {
-                let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Failed(error)) else {
+                let Slot::Waiting(waker) = std::mem::replace(slot, outcome) else {
                     unreachable!()
                 };
                 table.waiting -= 1;

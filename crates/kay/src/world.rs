@@ -397,10 +397,8 @@ impl World {
 
 /// `message` compacted once, to be copied into the inboxes of a broadcast.
 fn compacted_message<M: Message>(message: M) -> Compacted<M> {
-    if !M::IS_STATIC {
-        // Measured while still owned: refused before anything is moved.
-        crate::external::measuring_message(|| message.total_size_bytes());
-    }
+    // Measured while still owned: refused before anything is moved.
+    message_size(&message);
     Compacted::new(message)
 }
 
