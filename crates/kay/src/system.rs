@@ -12,7 +12,7 @@ use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::ShardShared;
 use crate::class::store::InstanceStore;
-use crate::class::{Class, ClassShared, Handler, MessageId, Shard, ShardState};
+use crate::class::{Class, ClassShared, Handler, HandlerTable, MessageId, Shard, ShardState};
 use crate::id::{MachineID, ShortTypeId};
 use crate::panic::{PanicPolicy, PanicReport};
 use crate::reply::Request;
@@ -309,7 +309,7 @@ impl ActorSystem {
             .collect();
         let class = Class {
             shared,
-            handlers: Vec::new(),
+            handlers: HandlerTable::default(),
             shards,
         };
         let at = type_id.get() as usize;
@@ -391,11 +391,8 @@ impl ActorSystem {
         let class = self.classes[type_id.get() as usize]
             .as_mut()
             .expect("registered class");
-        let at = message.0 as usize;
-        if class.handlers.len() <= at {
-            class.handlers.resize_with(at + 1, || None);
-        }
-        if let Some(existing) = &class.handlers[at] {
+        if class.handlers.insert(message, handler).is_err() {
+            let existing = class.handlers.get(message).expect("the entry in the way");
             let names = self
                 .shared
                 .message_names
@@ -403,10 +400,9 @@ impl ActorSystem {
                 .unwrap_or_else(|e| e.into_inner());
             panic!(
                 "{} already has a {:?} for message {}; a class has one handler or spawner per message type",
-                class.shared.name, existing.kind, names[at]
+                class.shared.name, existing.kind, names[message.0 as usize]
             );
         }
-        class.handlers[at] = Some(handler);
     }
 
     /// Runs one message cycle: handles every message queued before it began;
@@ -447,7 +443,7 @@ impl ActorSystem {
             state.state.panicked = *panicked;
             if state.take_work(shard) {
                 jobs.push(Job {
-                    handlers: NonNull::from(&class.handlers[..]),
+                    handlers: NonNull::from(&class.handlers),
                     shard: NonNull::from(state),
                     class: class.shared.name,
                 });
@@ -583,7 +579,7 @@ impl ActorSystem {
         let message = self.message_id::<M>();
         let debug = MessageDebug::new(format);
         for class in self.classes.iter_mut().flatten() {
-            if let Some(Some(handler)) = class.handlers.get_mut(message.0 as usize) {
+            if let Some(handler) = class.handlers.get_mut(message) {
                 handler.debug_message = Some(debug.clone());
             }
         }
@@ -852,7 +848,7 @@ impl<A: Actor> ClassSetup<'_, A> {
         let class = self.system.classes[self.type_id.get() as usize]
             .as_mut()
             .expect("registered class");
-        if let Some(Some(handler)) = class.handlers.get_mut(message.0 as usize) {
+        if let Some(handler) = class.handlers.get_mut(message) {
             f(handler);
         }
         self
@@ -906,7 +902,7 @@ impl<A: Actor> ClassSetup<'_, A> {
 
 /// One shard to handle in a message cycle, with its class's handlers.
 struct Job {
-    handlers: NonNull<[Option<Handler>]>,
+    handlers: NonNull<HandlerTable>,
     shard: NonNull<Shard>,
     class: &'static str,
 }

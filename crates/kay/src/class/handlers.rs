@@ -13,7 +13,7 @@ use compact::static_size_bytes;
 
 use crate::actor::{Actor, Fate, Message};
 use crate::class::store::{Delivery, InstanceStore};
-use crate::class::{RECORD_HEADER, ShardState, write_header};
+use crate::class::{MessageId, RECORD_HEADER, SPAWN_TAG, ShardState, write_header};
 use crate::id::{RawID, TypedID};
 use crate::inbox::Inbox;
 use crate::panic::{Caught, catch};
@@ -171,6 +171,61 @@ impl Handler {
         // SAFETY: forwarded from the caller; `data` points to the closure the
         // thunk was instantiated for, kept alive by `_closure`.
         unsafe { (self.thunk)(store, self.data, recipient, payload, state) }
+    }
+}
+
+/// A class's handlers and spawners, found by a record's inbox tag in one
+/// lookup.
+///
+/// Entry `2 * message` holds the handler of `message`, entry
+/// `2 * message + 1` its spawner; a record's tag (the message id, with
+/// [`SPAWN_TAG`] for spawns) rotated left by one bit is exactly that index.
+/// So a spawn record can only reach a spawner and any other record only a
+/// handler, without a test in the dispatch loop.
+#[derive(Default)]
+pub(crate) struct HandlerTable {
+    entries: Vec<Option<Handler>>,
+}
+
+const _: () = assert!(SPAWN_TAG == 1 << 15);
+
+impl HandlerTable {
+    /// The entry a record with inbox tag `tag` goes to.
+    #[inline(always)]
+    pub(crate) fn for_tag(&self, tag: u16) -> Option<&Handler> {
+        self.entries.get(tag.rotate_left(1) as usize)?.as_ref()
+    }
+
+    fn at(message: MessageId, kind: HandlerKind) -> usize {
+        2 * message.0 as usize + usize::from(kind == HandlerKind::Spawner)
+    }
+
+    /// The handler or spawner of `message`.
+    pub(crate) fn get(&self, message: MessageId) -> Option<&Handler> {
+        let at = Self::at(message, HandlerKind::Handler);
+        let both = at..(at + 2).min(self.entries.len());
+        self.entries.get(both)?.iter().flatten().next()
+    }
+
+    /// The handler or spawner of `message`, to change.
+    pub(crate) fn get_mut(&mut self, message: MessageId) -> Option<&mut Handler> {
+        let at = Self::at(message, HandlerKind::Handler);
+        let both = at..(at + 2).min(self.entries.len());
+        self.entries.get_mut(both)?.iter_mut().flatten().next()
+    }
+
+    /// Installs `handler` for `message`; gives it back if the message has
+    /// a handler or spawner already.
+    pub(crate) fn insert(&mut self, message: MessageId, handler: Handler) -> Result<(), Handler> {
+        if self.get(message).is_some() {
+            return Err(handler);
+        }
+        let at = Self::at(message, handler.kind);
+        if self.entries.len() <= at {
+            self.entries.resize_with(at + 1, || None);
+        }
+        self.entries[at] = Some(handler);
+        Ok(())
     }
 }
 

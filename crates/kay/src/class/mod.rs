@@ -22,8 +22,8 @@ use crate::world::World;
 
 pub(crate) use lanes::{ClassShared, Lane, ShardShared};
 
-pub(crate) use handlers::Handler;
 pub use handlers::HandlerKind;
+pub(crate) use handlers::{Handler, HandlerTable};
 
 /// Bytes before the message in an inbox record: the recipient. The message
 /// id travels in the inbox's own record header (its tag).
@@ -83,7 +83,7 @@ pub(crate) struct ClassCounters {
 /// A class as the system owns it.
 pub(crate) struct Class {
     pub(crate) shared: Arc<ClassShared>,
-    pub(crate) handlers: Vec<Option<Handler>>,
+    pub(crate) handlers: HandlerTable,
     pub(crate) shards: Vec<Shard>,
 }
 
@@ -207,7 +207,7 @@ impl Shard {
     }
 
     /// Handles this cycle's work with the class's `handlers`.
-    pub(crate) fn run(&mut self, handlers: &[Option<Handler>]) {
+    pub(crate) fn run(&mut self, handlers: &HandlerTable) {
         self.handled = 0;
         if self.resume {
             self.resume = false;
@@ -265,7 +265,7 @@ impl Shard {
     /// order (after `clear_panic`). Records kept again by a new panic go
     /// behind them into the same inbox, still in order.
     #[cold]
-    fn resume_kept(&mut self, handlers: &[Option<Handler>]) {
+    fn resume_kept(&mut self, handlers: &HandlerTable) {
         // Records kept again (a new panic) go into a fresh kept inbox, in
         // order; this one is then fully drained.
         let Some(kept) = self.state.kept.take() else {
@@ -364,7 +364,7 @@ impl Batch {
 fn handle_batch(
     records: &[Record],
     store: &mut Box<dyn handlers::AnyStore>,
-    handlers: &[Option<Handler>],
+    handlers: &HandlerTable,
     state: &mut ShardState,
 ) {
     // Software pipeline: while record `i` is handled, the instance of
@@ -409,25 +409,17 @@ fn handle_record(
         payload,
     }: Record,
     store_ptr: *mut (),
-    handlers: &[Option<Handler>],
+    handlers: &HandlerTable,
     state: &mut ShardState,
 ) {
     let tag = message.0;
-    let spawn = tag & SPAWN_TAG != 0;
-    let message = MessageId(tag & !SPAWN_TAG);
-    let handler = match handlers.get(message.0 as usize) {
-        Some(Some(handler)) if (handler.kind == HandlerKind::Spawner) == spawn => handler,
-        _ => {
-            // No handler, a spawner message sent to an existing ID, or a
-            // spawn of a message type that has no spawner here: dropped and
-            // counted; a spawn's unused ID goes back to its lane.
-            state.counters.no_handler += 1;
-            if spawn {
-                state.died.push(recipient);
-            }
-            return;
-        }
+    let Some(handler) = handlers.for_tag(tag) else {
+        // No handler, a spawner message sent to an existing ID, or a spawn
+        // of a message type that has no spawner here: dropped and counted;
+        // a spawn's unused ID goes back to its lane.
+        return no_handler(state, tag, recipient);
     };
+    let message = MessageId(tag & !SPAWN_TAG);
     if state.panicked && !handler.essential {
         return state.keep(handler, tag, recipient, payload);
     }
@@ -445,6 +437,16 @@ fn handle_record(
         state.counters.handled.resize(at + 1, 0);
     }
     state.counters.handled[at] += 1;
+}
+
+/// A record without a handler (see `handle_record`).
+#[cold]
+#[inline(never)]
+fn no_handler(state: &mut ShardState, tag: u16, recipient: RawID) {
+    state.counters.no_handler += 1;
+    if tag & SPAWN_TAG != 0 {
+        state.died.push(recipient);
+    }
 }
 
 /// A record that panicked or found no recipient: reports, counts and fails
