@@ -96,8 +96,10 @@ impl Default for Config {
 /// ```
 ///
 /// # Panics
-/// A panic in a handler or spawner, on any thread, is caught where the
-/// handler is called; it never unwinds out of
+/// A panic in a handler or spawner, on any thread, is caught by the shard
+/// that runs it (once around the shard's whole message cycle, so catching
+/// costs nothing per message, and the shard then goes on behind the
+/// faulting message); it never unwinds out of
 /// [`process_all_messages`](Self::process_all_messages). The instance stays
 /// where it was (re-compacted if it had grown before panicking), the
 /// system records a [`PanicReport`] (actor ID, class, message type, the
@@ -156,11 +158,6 @@ pub struct ActorSystem {
     panics: u64,
     /// Formatters of message types for panic reports, by message id.
     message_debug: FxHashMap<MessageId, MessageDebug>,
-    /// True while a message cycle runs its shards. Still true afterwards
-    /// only if a panic escaped the cycle outside any handler (a bug of kay,
-    /// or an allocation failure): the shards' state is then unknown, so the
-    /// system refuses to run on, and leaks its instances when dropped.
-    in_cycle: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -205,7 +202,6 @@ impl ActorSystem {
             reports: Vec::new(),
             panics: 0,
             message_debug: FxHashMap::default(),
-            in_cycle: false,
             _not_send: PhantomData,
         }
     }
@@ -293,17 +289,19 @@ impl ActorSystem {
                     format!("c{}s{s}_{ident}", type_id.get()),
                     shards,
                 );
+                let mut state = ShardState::new(
+                    World::new(Arc::clone(&self.shared), 1 + first_global + s),
+                    name,
+                );
+                state.panicked = self.panicked;
                 Shard {
                     store: Box::new(store),
-                    state: ShardState::new(World::new(
-                        Arc::clone(&self.shared),
-                        1 + first_global + s,
-                    )),
+                    state,
                     work: Vec::new(),
                     lanes: Vec::new(),
                     lanes_seen: 0,
-                    handled: 0,
                     resume: false,
+                    resuming: None,
                 }
             })
             .collect();
@@ -409,7 +407,7 @@ impl ActorSystem {
     /// messages sent meanwhile wait for the next cycle. Returns how many
     /// records were taken from inboxes (handled, or kept while panicked).
     ///
-    /// A panic in a handler or spawner is caught where it is called (see
+    /// A panic in a handler or spawner is caught by its shard (see
     /// [Panics](#panics)); it never reaches the caller.
     ///
     /// # Panics
@@ -417,15 +415,18 @@ impl ActorSystem {
     /// allocation failure, or a bug of kay): the system's state is then
     /// unknown, and it refuses to run on. Drop it.
     pub fn message_cycle(&mut self) -> usize {
+        // `jobs` is emptied only when a cycle completes: if it is not, a
+        // panic escaped the last one outside any handler (a bug of kay's, or
+        // an allocation failure), the shards' state is unknown, and the
+        // system refuses to run on (and leaks its instances when dropped).
         assert!(
-            !self.in_cycle,
+            self.jobs.is_empty(),
             "this ActorSystem cannot run on: a panic escaped an earlier message cycle outside any handler; drop it"
         );
         let ActorSystem {
             classes,
             jobs,
             global_shards,
-            panicked,
             ..
         } = self;
         // Between cycles: take what each shard must handle, in lane order.
@@ -440,12 +441,10 @@ impl ActorSystem {
                 continue;
             };
             let state = &mut class.shards[shard.shard as usize];
-            state.state.panicked = *panicked;
             if state.take_work(shard) {
                 jobs.push(Job {
                     handlers: NonNull::from(&class.handlers),
                     shard: NonNull::from(state),
-                    class: class.shared.name,
                 });
             }
         }
@@ -456,8 +455,7 @@ impl ActorSystem {
         // The cycle: every shard on one worker at a time; a single busy
         // shard (the common case of conversations) runs right here.
         // Handlers' panics are caught inside; should anything else unwind
-        // out of here, `in_cycle` stays set and the system stops.
-        self.in_cycle = true;
+        // out of here, `jobs` stays full and the system stops.
         match self.jobs.as_mut_slice() {
             [] => {}
             [job] => job.run(),
@@ -466,19 +464,16 @@ impl ActorSystem {
                 None => all.iter_mut().for_each(Job::run),
             },
         }
-        self.in_cycle = false;
-        // Between cycles again: collect panics, recycle inbox memory, free
-        // dead IDs.
+        // Between cycles again: recycle inbox memory, free dead IDs,
+        // collect panics.
         let mut handled = 0;
-        for at in 0..self.jobs.len() {
-            let (shard, class) = (self.jobs[at].shard, self.jobs[at].class);
+        let mut caught = false;
+        for job in &self.jobs {
             // SAFETY: the workers have joined; `jobs` points into `classes`,
-            // which nothing else borrows now.
-            let shard = unsafe { &mut *shard.as_ptr() };
-            handled += shard.handled;
-            if !shard.state.caught.is_empty() {
-                self.collect_panics(shard, class);
-            }
+            // which nothing else borrows mutably now.
+            let shard = unsafe { &mut *job.shard.as_ptr() };
+            handled += shard.state.taken;
+            caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
             // thread), and no record slice is alive.
@@ -493,38 +488,71 @@ impl ActorSystem {
                 }
             }
         }
+        if caught {
+            self.collect_panics();
+        }
         self.jobs.clear();
         handled
     }
 
-    /// Turns the panics caught in `shard` (of class `class`) into reports.
+    /// Turns the panics caught in this cycle's shards into reports, and
+    /// enters the panicked state if a class's policy says so.
     #[cold]
-    fn collect_panics(&mut self, shard: &mut Shard, class: &'static str) {
+    #[inline(never)]
+    fn collect_panics(&mut self) {
+        let was_panicked = self.panicked;
         let names = self
             .shared
             .message_names
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        for caught in shard.state.caught.drain(..) {
-            self.panics += 1;
-            if shard.state.policy == PanicPolicy::Stop {
-                self.panicked = true;
+        for job in &self.jobs {
+            // SAFETY: as in `message_cycle`: between cycles, nothing else
+            // borrows the shard.
+            let shard = unsafe { &mut *job.shard.as_ptr() };
+            for caught in shard.state.caught.drain(..) {
+                self.panics += 1;
+                if shard.state.policy == PanicPolicy::Stop {
+                    self.panicked = true;
+                }
+                if self.reports.len() < MAX_PANIC_REPORTS {
+                    self.reports.push(PanicReport {
+                        actor: caught.actor,
+                        class: shard.state.class,
+                        message: caught
+                            .message
+                            .and_then(|m| names.get(m.0 as usize).copied())
+                            .unwrap_or("?"),
+                        text: caught.text,
+                        location: caught.location,
+                        cycle: self.cycle,
+                        policy: shard.state.policy,
+                        actor_debug: caught.actor_debug,
+                        message_debug: caught.message_debug,
+                    });
+                }
             }
-            if self.reports.len() < MAX_PANIC_REPORTS {
-                self.reports.push(PanicReport {
-                    actor: caught.actor,
-                    class,
-                    message: caught
-                        .message
-                        .and_then(|m| names.get(m.0 as usize).copied())
-                        .unwrap_or("?"),
-                    text: caught.text,
-                    location: caught.location,
-                    cycle: self.cycle,
-                    policy: shard.state.policy,
-                    actor_debug: caught.actor_debug,
-                    message_debug: caught.message_debug,
-                });
+        }
+        drop(names);
+        if self.panicked && !was_panicked {
+            self.set_panicked(true);
+        }
+    }
+
+    /// Enters or leaves the panicked state, in every shard (which keeps its
+    /// own flag so that dispatch reads it without reaching the system).
+    #[cold]
+    fn set_panicked(&mut self, panicked: bool) {
+        self.panicked = panicked;
+        for class in self.classes.iter_mut().flatten() {
+            for (shard, shared) in class.shards.iter_mut().zip(class.shared.shards.iter()) {
+                shard.state.panicked = panicked;
+                // Leaving it: the shards that kept records handle them
+                // first in their next cycle.
+                shard.resume = !panicked && shard.state.counters.kept > 0;
+                if shard.resume {
+                    shared.raise_pending();
+                }
             }
         }
     }
@@ -557,15 +585,8 @@ impl ActorSystem {
     /// cycles handle every kept message first, in the order it would have
     /// been handled (the messages that panicked are not retried).
     pub fn clear_panic(&mut self) -> Vec<PanicReport> {
-        self.panicked = false;
+        self.set_panicked(false);
         self.panics = 0;
-        for class in self.classes.iter().flatten() {
-            for (shard, shared) in class.shards.iter().zip(class.shared.shards.iter()) {
-                if shard.state.counters.kept > 0 {
-                    shared.raise_pending();
-                }
-            }
-        }
         std::mem::take(&mut self.reports)
     }
 
@@ -723,7 +744,7 @@ impl ActorSystem {
 
 impl Drop for ActorSystem {
     fn drop(&mut self) {
-        if self.in_cycle {
+        if !self.jobs.is_empty() {
             // A panic escaped a cycle outside any handler: the stores may be
             // mid-update, so their instances are leaked, not dropped.
             for class in self.classes.drain(..).flatten() {
@@ -904,7 +925,6 @@ impl<A: Actor> ClassSetup<'_, A> {
 struct Job {
     handlers: NonNull<HandlerTable>,
     shard: NonNull<Shard>,
-    class: &'static str,
 }
 
 // SAFETY: a job is the exclusive borrow of one shard (distinct shards per

@@ -16,7 +16,7 @@ use crate::class::store::{Delivery, InstanceStore};
 use crate::class::{MessageId, RECORD_HEADER, SPAWN_TAG, ShardState, write_header};
 use crate::id::{RawID, TypedID};
 use crate::inbox::Inbox;
-use crate::panic::{Caught, catch};
+use crate::panic::Caught;
 use crate::reply::{ReplyError, Request};
 use crate::world::World;
 
@@ -74,6 +74,10 @@ pub(crate) const DELIVERED: u8 = 1;
 /// See [`DELIVERED`].
 pub(crate) const PANICKED: u8 = 2;
 
+/// Cleans up after the handler panicked and unwound out of its thunk (see
+/// [`recover`] and [`recover_spawn`]).
+type Recover = unsafe fn(*mut (), RawID, Box<dyn Any + Send>, &mut ShardState) -> u8;
+
 /// Copies a record of the handler's message into another inbox (see
 /// [`keep`]).
 type Keep = unsafe fn(*const u8, RawID, u16, &Inbox);
@@ -87,6 +91,8 @@ pub(crate) struct Handler {
     /// Runs even after a panic (see `ClassSetup::essential_handler`).
     pub(crate) essential: bool,
     thunk: Thunk,
+    /// Cleans up after a panic of the handler.
+    recover: Recover,
     /// Keeps a record while the system is panicked.
     pub(crate) keep: Keep,
     /// For requests: resolves the asker's `Reply` with an error when the
@@ -118,6 +124,7 @@ impl Handler {
             kind: HandlerKind::Handler,
             essential: false,
             thunk: handle::<A, M, F>,
+            recover: recover::<A>,
             keep: keep::<M>,
             fail_request: None,
             debug_message: None,
@@ -139,6 +146,7 @@ impl Handler {
             kind: HandlerKind::Spawner,
             essential: false,
             thunk: spawn::<A, M, F>,
+            recover: recover_spawn,
             keep: keep::<M>,
             fail_request: None,
             debug_message: None,
@@ -153,8 +161,12 @@ impl Handler {
     }
 
     /// Runs the handler; returns [`DELIVERED`] if a recipient existed, plus
-    /// [`PANICKED`] if panics of the handler were caught (and pushed to
-    /// `caught`).
+    /// [`PANICKED`] if panics were caught (and pushed to `caught`): those of
+    /// a broadcast's handlers, and of an instance's `Drop`.
+    ///
+    /// A panic of the handler for one recipient (or of a spawner) unwinds
+    /// out of here: the dispatch catches it around its whole drain and
+    /// calls [`recover`](Self::recover).
     ///
     /// # Safety
     ///
@@ -171,6 +183,25 @@ impl Handler {
         // SAFETY: forwarded from the caller; `data` points to the closure the
         // thunk was instantiated for, kept alive by `_closure`.
         unsafe { (self.thunk)(store, self.data, recipient, payload, state) }
+    }
+
+    /// Cleans up after the handler panicked with `panic` for `recipient`
+    /// and unwound out of [`call`](Self::call): reports it (to
+    /// `state.caught`), applies the class's policy, and hands back a
+    /// spawn's ID. Returns what `call` would have.
+    ///
+    /// # Safety
+    ///
+    /// `store` is the `InstanceStore` of this handler's actor type.
+    pub(crate) unsafe fn recover(
+        &self,
+        store: *mut (),
+        recipient: RawID,
+        panic: Box<dyn Any + Send>,
+        state: &mut ShardState,
+    ) -> u8 {
+        // SAFETY: forwarded from the caller.
+        unsafe { (self.recover)(store, recipient, panic, state) }
     }
 }
 
@@ -349,6 +380,42 @@ where
     }
 }
 
+/// See [`Handler::recover`].
+///
+/// # Safety
+/// `store` is an `InstanceStore<A>`.
+unsafe fn recover<A: Actor>(
+    store: *mut (),
+    recipient: RawID,
+    panic: Box<dyn Any + Send>,
+    state: &mut ShardState,
+) -> u8 {
+    // SAFETY: caller.
+    let store = unsafe { &mut *store.cast::<InstanceStore<A>>() };
+    match store.recover(recipient, panic, &mut state.caught) {
+        Delivery::Panicked { died: true } => state.died.push(recipient),
+        Delivery::Panicked { died: false } => {}
+        other => unreachable!("recovering from a panic gave {other:?}"),
+    }
+    DELIVERED | PANICKED
+}
+
+/// See [`Handler::recover`]: a spawner panicked, so nothing was created;
+/// the ID goes back.
+///
+/// # Safety
+/// None (the signature is shared with [`recover`]).
+unsafe fn recover_spawn(
+    _: *mut (),
+    recipient: RawID,
+    panic: Box<dyn Any + Send>,
+    state: &mut ShardState,
+) -> u8 {
+    state.caught.push(Caught::new(recipient, panic, None));
+    state.died.push(recipient);
+    DELIVERED | PANICKED
+}
+
 /// # Safety
 /// See [`Handler::call`]; `data` points to an `F`.
 unsafe fn spawn<A, M, F>(
@@ -371,37 +438,20 @@ where
             &*payload.cast::<M>(),
         )
     };
-    let ShardState {
-        world,
-        died,
-        caught,
-        ..
-    } = state;
+    let world = &mut state.world;
     // Spawn records carry a fresh ID from `World::spawn` (see `SPAWN_TAG`);
     // refuse anything else rather than replace a live instance.
     if recipient.is_broadcast() || store.is_occupied(recipient.instance) {
         return 0;
     }
-    let spawned = catch(|| {
-        let actor = f(A::ID::from_raw(recipient), message, world);
-        assert_eq!(
-            actor.id().as_raw(),
-            recipient,
-            "a spawner of {} must return the actor with the id it was given",
-            std::any::type_name::<A>()
-        );
-        actor
-    });
-    match spawned {
-        Ok(actor) => {
-            store.insert(recipient, actor);
-            DELIVERED
-        }
-        Err(payload) => {
-            // Nothing was created: report, and hand the ID back.
-            caught.push(Caught::new(recipient, payload, None));
-            died.push(recipient);
-            DELIVERED | PANICKED
-        }
-    }
+    // A panic here unwinds to the dispatch, which calls `recover_spawn`.
+    let actor = f(A::ID::from_raw(recipient), message, world);
+    assert_eq!(
+        actor.id().as_raw(),
+        recipient,
+        "a spawner of {} must return the actor with the id it was given",
+        std::any::type_name::<A>()
+    );
+    store.insert(recipient, actor);
+    DELIVERED
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::id::RawID;
 use crate::inbox::{Inbox, Position};
-use crate::panic::{Caught, PanicPolicy};
+use crate::panic::{Caught, PanicPolicy, catch};
 use crate::reply::ReplyError;
 use crate::world::World;
 
@@ -101,10 +101,12 @@ pub(crate) struct Shard {
     /// The lanes into this shard, in lane order, and the change counter seen.
     pub(crate) lanes: Vec<NonNull<Lane>>,
     pub(crate) lanes_seen: u32,
-    /// Messages handled in the current cycle.
-    pub(crate) handled: usize,
-    /// Whether this cycle starts by handling the kept records.
+    /// Whether the next cycle starts by handling the kept records (set by
+    /// the system when it leaves the panicked state).
     pub(crate) resume: bool,
+    /// The kept records being handled after `clear_panic`, up to their
+    /// snapshot (here while drained, so a panic cannot lose them).
+    pub(crate) resuming: Option<(Box<Inbox>, Position)>,
 }
 
 /// The part of a shard that dispatching a record uses: one pointer for the
@@ -112,14 +114,23 @@ pub(crate) struct Shard {
 pub(crate) struct ShardState {
     /// The world of this shard's handlers (sending on the shard's lane).
     pub(crate) world: World,
+    /// The class's name (for panic reports).
+    pub(crate) class: &'static str,
     pub(crate) counters: ClassCounters,
     pub(crate) died: Vec<RawID>,
     /// What happens when a handler of this class panics.
     pub(crate) policy: PanicPolicy,
-    /// Whether the system is panicked for this shard: set at the start of a
-    /// cycle from the system, and by a panic caught in this shard under
-    /// [`PanicPolicy::Stop`] for the rest of the cycle.
+    /// Whether the system is panicked for this shard: set by the system
+    /// when it enters or leaves the panicked state, and by a panic caught in
+    /// this shard under [`PanicPolicy::Stop`] at once (the system follows
+    /// after the cycle).
     pub(crate) panicked: bool,
+    /// Records taken from inboxes in this cycle (handled, kept or dropped).
+    pub(crate) taken: usize,
+    /// The record being handled: its tag and message (null between
+    /// drains), for recovering from a panic (see `Shard::run`).
+    current_tag: u16,
+    current_payload: *const u8,
     /// Panics caught in this cycle, collected by the system after it.
     pub(crate) caught: Vec<Caught>,
     /// Records kept while panicked, in the order they would have been
@@ -128,21 +139,30 @@ pub(crate) struct ShardState {
 }
 
 impl ShardState {
-    pub(crate) fn new(world: World) -> ShardState {
+    pub(crate) fn new(world: World, class: &'static str) -> ShardState {
         ShardState {
             world,
+            class,
             counters: ClassCounters::default(),
             died: Vec::new(),
             policy: PanicPolicy::Stop,
             panicked: false,
+            taken: 0,
+            current_tag: 0,
+            current_payload: std::ptr::null(),
             caught: Vec::new(),
             kept: None,
         }
     }
 
-    /// Keeps a record instead of handling it (the system is panicked).
+    /// Keeps a record instead of handling it (the system is panicked),
+    /// unless its handler is essential; returns whether it kept it.
     #[cold]
-    fn keep(&mut self, handler: &Handler, tag: u16, recipient: RawID, payload: *const u8) {
+    #[inline(never)]
+    fn keep(&mut self, handler: &Handler, tag: u16, recipient: RawID, payload: *const u8) -> bool {
+        if handler.essential {
+            return false;
+        }
         let kept = self
             .kept
             .get_or_insert_with(|| Box::new(Inbox::with_pool_limit(KEPT_CHUNK, 1)));
@@ -155,6 +175,7 @@ impl ShardState {
             // SAFETY: a request of the handler's type.
             unsafe { fail(payload, &self.world, ReplyError::SystemPanicked) };
         }
+        true
     }
 }
 
@@ -171,7 +192,6 @@ impl Shard {
     /// order. Returns whether there is any. Called between cycles only.
     #[inline]
     pub(crate) fn take_work(&mut self, shared: &ShardShared) -> bool {
-        self.resume = !self.state.panicked && self.state.counters.kept > 0;
         debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
         if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
             self.lanes = lanes;
@@ -200,95 +220,129 @@ impl Shard {
             unsafe { lane.as_ref().inbox.reclaim() };
         }
         self.work.clear();
-        if let Some(kept) = &self.state.kept {
-            // SAFETY: the kept inbox is this shard's own (caller: exclusive).
-            unsafe { kept.reclaim() };
-        }
     }
 
     /// Handles this cycle's work with the class's `handlers`.
+    ///
+    /// A panic of a handler is caught here, once around the whole cycle's
+    /// work, not around each call, so the dispatch loop stays as tight as
+    /// without: the faulting record is the one `handle_record` noted last,
+    /// the inbox's read position is already behind it, and after
+    /// [`recover`] the work goes on where it stopped (the rest of the lane,
+    /// or of the batch the record was in).
     pub(crate) fn run(&mut self, handlers: &HandlerTable) {
-        self.handled = 0;
-        if self.resume {
-            self.resume = false;
-            self.resume_kept(handlers);
+        self.state.taken = 0;
+        let mut batch = Batch::new();
+        let mut ran = catch(|| self.run_on(handlers, &mut batch));
+        while let Err(panic) = ran {
+            let store_ptr = self.store.as_ptr();
+            let rest = recover(panic, batch.records(), store_ptr, handlers, &mut self.state);
+            ran = catch(|| {
+                // The rest of the batch the faulting record was in comes
+                // first: its records precede what is left in its lane.
+                let Shard { store, state, .. } = self;
+                handle_batch(&batch.records()[rest..], store, handlers, state);
+                batch.clear();
+                self.run_on(handlers, &mut batch)
+            });
         }
-        let Shard {
-            store,
-            state,
-            work,
-            handled,
-            ..
-        } = self;
-        for (lane, until) in work.iter() {
-            // SAFETY: lanes live as long as the system (see `Send` above).
-            let lane = unsafe { lane.as_ref() };
-            // A few records (conversations) are handled straight from the
-            // inbox: a batch would only copy them, as they gain nothing
-            // from prefetching.
-            if lane
-                .inbox
-                .bytes_before(*until)
-                .is_some_and(|bytes| bytes <= DIRECT_BYTES)
-            {
-                let store_ptr = store.as_ptr();
-                // SAFETY: as for the batches below: this shard is the
-                // lanes' only reader, and the record slices live until the
-                // next `reclaim`. Handlers may push into this very lane
-                // from inside the drain, which `drain_to_tagged` allows
-                // (such records wait for the next cycle).
-                *handled += unsafe {
-                    lane.inbox.drain_to_tagged(*until, |message, record| {
-                        let record = Record::read(MessageId(message), record);
-                        handle_record(record, store_ptr, handlers, state);
-                    })
-                };
-                continue;
-            }
-            let mut batch = Batch::new();
-            // SAFETY: only this shard drains its lanes, one thread at a time;
+    }
+
+    /// The work of [`run`](Self::run) from where it stopped: lanes drained
+    /// already (up to their snapshot) hand out nothing more.
+    #[inline(always)]
+    fn run_on(&mut self, handlers: &HandlerTable, batch: &mut Batch) {
+        if self.resume {
+            self.resume_kept(handlers, batch);
+        }
+        for at in 0..self.work.len() {
+            let (lane, until) = self.work[at];
+            // SAFETY: lanes live as long as the system (see `Send` above);
+            // only this shard drains its lanes, one thread at a time, and
             // record slices stay valid until the next `reclaim`, which runs
-            // after this cycle.
-            *handled += unsafe {
-                lane.inbox.drain_to_tagged(*until, |message, record| {
-                    if batch.push(MessageId(message), record) {
-                        handle_batch(batch.records(), store, handlers, state);
-                        batch.clear();
-                    }
-                })
-            };
-            handle_batch(batch.records(), store, handlers, state);
+            // after this cycle. Handlers may push into this very lane from
+            // inside the drain, which `drain_to_tagged` allows (such records
+            // wait for the next cycle).
+            unsafe { self.drain(&lane.as_ref().inbox, until, handlers, batch) };
         }
     }
 
     /// Handles the records kept while the system was panicked, first and in
     /// order (after `clear_panic`). Records kept again by a new panic go
-    /// behind them into the same inbox, still in order.
+    /// into a fresh kept inbox, still in order; this one is fully drained.
     #[cold]
-    fn resume_kept(&mut self, handlers: &HandlerTable) {
-        // Records kept again (a new panic) go into a fresh kept inbox, in
-        // order; this one is then fully drained.
-        let Some(kept) = self.state.kept.take() else {
-            return;
-        };
-        let until = kept.snapshot();
-        let store_ptr = self.store.as_ptr();
-        let state = &mut self.state;
-        // SAFETY: the kept inbox is this shard's alone, written only by this
-        // thread, and its record slices live until the reclaim below.
-        let drained = unsafe {
-            kept.drain_to_tagged(until, |message, record| {
-                state.counters.kept -= 1;
-                let record = Record::read(MessageId(message), record);
-                handle_record(record, store_ptr, handlers, state);
-            })
-        };
-        self.handled += drained;
-        if self.state.kept.is_none() {
+    #[inline(never)]
+    fn resume_kept(&mut self, handlers: &HandlerTable, batch: &mut Batch) {
+        if self.resuming.is_none() {
+            // Every kept record is now handled or kept again (and counted
+            // again then).
+            self.resuming = self.state.kept.take().map(|kept| {
+                let until = kept.snapshot();
+                (kept, until)
+            });
+            self.state.counters.kept = 0;
+        }
+        if let Some((kept, until)) = &self.resuming {
+            let (kept, until): (*const Inbox, Position) = (&**kept, *until);
+            // SAFETY: the kept inbox is this shard's alone, written only by
+            // this thread (into a fresh box while this one is drained), and
+            // its record slices live until the reclaim below; the box stays
+            // in `resuming` during the drain (also if a panic interrupts it,
+            // for the drain to go on with).
+            unsafe { self.drain(&*kept, until, handlers, batch) };
+        }
+        self.resume = false;
+        if let Some((kept, _)) = self.resuming.take()
+            && self.state.kept.is_none()
+        {
             // SAFETY: the drain is over and no slice of it is alive.
             unsafe { kept.reclaim() };
             self.state.kept = Some(kept);
         }
+    }
+
+    /// Handles the records of `inbox` up to `until`: a few (conversations)
+    /// straight from the inbox, as a batch would only copy them, more in
+    /// batches whose instances are prefetched.
+    ///
+    /// # Safety
+    ///
+    /// This thread is `inbox`'s only reader, `until` is a snapshot of it,
+    /// and its record slices stay valid until after this cycle.
+    #[inline(always)]
+    unsafe fn drain(
+        &mut self,
+        inbox: &Inbox,
+        until: Position,
+        handlers: &HandlerTable,
+        batch: &mut Batch,
+    ) {
+        let Shard { store, state, .. } = self;
+        if inbox
+            .bytes_before(until)
+            .is_some_and(|bytes| bytes <= DIRECT_BYTES)
+        {
+            // The store stays where it is while its records are handled.
+            let store_ptr = store.as_ptr();
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                inbox.drain_to_tagged(until, |message, record| {
+                    let record = Record::read(MessageId(message), record);
+                    handle_record(record, store_ptr, handlers, state);
+                })
+            };
+        } else {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                inbox.drain_to_tagged(until, |message, record| {
+                    if batch.push(MessageId(message), record) {
+                        flush(batch, store, handlers, state);
+                    }
+                })
+            };
+            flush(batch, store, handlers, state);
+        }
+        state.current_payload = std::ptr::null();
     }
 }
 
@@ -360,6 +414,19 @@ impl Batch {
     }
 }
 
+/// Handles the records of `batch` and empties it; out of line, so that
+/// the loop filling the batch stays small.
+#[inline(never)]
+fn flush(
+    batch: &mut Batch,
+    store: &mut Box<dyn handlers::AnyStore>,
+    handlers: &HandlerTable,
+    state: &mut ShardState,
+) {
+    handle_batch(batch.records(), store, handlers, state);
+    batch.clear();
+}
+
 #[inline(always)]
 fn handle_batch(
     records: &[Record],
@@ -400,7 +467,7 @@ fn handle_batch(
 
 /// Delivers one record with the class's handlers to the store at
 /// `store_ptr`, and counts it; keeps it instead while panicked (unless its
-/// handler is essential).
+/// handler is essential). Notes the record first, for [`recover`].
 #[inline(always)]
 fn handle_record(
     Record {
@@ -413,6 +480,9 @@ fn handle_record(
     state: &mut ShardState,
 ) {
     let tag = message.0;
+    state.taken += 1;
+    state.current_tag = tag;
+    state.current_payload = payload;
     let Some(handler) = handlers.for_tag(tag) else {
         // No handler, a spawner message sent to an existing ID, or a spawn
         // of a message type that has no spawner here: dropped and counted;
@@ -420,8 +490,8 @@ fn handle_record(
         return no_handler(state, tag, recipient);
     };
     let message = MessageId(tag & !SPAWN_TAG);
-    if state.panicked && !handler.essential {
-        return state.keep(handler, tag, recipient, payload);
+    if state.panicked && state.keep(handler, tag, recipient, payload) {
+        return;
     }
     // SAFETY: the record was written by `World::send` for this message
     // id, so the payload is a compact value of the handler's message
@@ -432,11 +502,64 @@ fn handle_record(
     {
         return;
     }
-    let at = message.0 as usize;
-    if state.counters.handled.len() <= at {
-        state.counters.handled.resize(at + 1, 0);
+    match state.counters.handled.get_mut(message.0 as usize) {
+        Some(count) => *count += 1,
+        None => count_first(state, message),
     }
+}
+
+/// Counts the first message handled of a type with a higher id than any
+/// before (see `handle_record`).
+#[cold]
+#[inline(never)]
+fn count_first(state: &mut ShardState, message: MessageId) {
+    let at = message.0 as usize;
+    state.counters.handled.resize(at + 1, 0);
     state.counters.handled[at] += 1;
+}
+
+/// Recovers from `panic`, which unwound out of the handler of the record
+/// `handle_record` noted last: reports it, applies the class's policy and
+/// fails its request. Returns where the rest of `batch` starts if the
+/// record was in it (else its end: a record handled straight from its
+/// inbox leaves no batch behind).
+///
+/// A panic that did not come from a handler (no record noted) is a bug of
+/// kay's: it goes on unwinding, and the system stops (see
+/// `ActorSystem::message_cycle`).
+#[cold]
+#[inline(never)]
+fn recover(
+    panic: Box<dyn std::any::Any + Send>,
+    batch: &[Record],
+    store_ptr: *mut (),
+    handlers: &HandlerTable,
+    state: &mut ShardState,
+) -> usize {
+    let payload = std::mem::replace(&mut state.current_payload, std::ptr::null());
+    let tag = state.current_tag;
+    let Some(handler) = handlers.for_tag(tag).filter(|_| !payload.is_null()) else {
+        std::panic::resume_unwind(panic);
+    };
+    // SAFETY: `payload` is the message of a record slice handed out by this
+    // cycle's drain, still valid (see `Shard::drain`); its header, the
+    // recipient, lies right before it in the same slice.
+    let recipient = read_header(unsafe {
+        std::slice::from_raw_parts(payload.sub(RECORD_HEADER), RECORD_HEADER)
+    });
+    // SAFETY: `store_ptr` is this class's store, of the handler's actor type.
+    unsafe { handler.recover(store_ptr, recipient, panic, state) };
+    caught_in(
+        state,
+        handler,
+        MessageId(tag & !SPAWN_TAG),
+        recipient,
+        payload,
+    );
+    batch
+        .iter()
+        .position(|record| record.payload == payload)
+        .map_or(batch.len(), |at| at + 1)
 }
 
 /// A record without a handler (see `handle_record`).

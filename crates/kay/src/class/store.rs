@@ -277,9 +277,12 @@ impl<A: Actor> InstanceStore<A> {
     }
 
     /// Runs `handler` on instance `id`, then removes it if it died or
-    /// re-compacts it if it spilled. A panic of the handler is caught and
-    /// pushed to `caught`; the instance then lives on (or is removed, by
-    /// the class's [`PanicPolicy`]).
+    /// re-compacts it if it spilled.
+    ///
+    /// A panic of the handler unwinds out of here (no catch per message:
+    /// the shard catches around its whole cycle), leaving the instance in
+    /// its slot, possibly spilled; the dispatch then calls
+    /// [`recover`](Self::recover).
     #[inline]
     pub(crate) fn deliver(
         &mut self,
@@ -300,12 +303,21 @@ impl<A: Actor> InstanceStore<A> {
         // SAFETY: `ptr` points at a live instance in a slot that nothing else
         // borrows while the handler runs (handlers reach other actors only by
         // messages).
-        let (fate, panicked) = match catch(|| handler(unsafe { &mut *ptr })) {
-            Ok(fate) => (fate, false),
-            // SAFETY: the instance is still live at `ptr` (unwinding left
-            // it in place, possibly spilled).
-            Err(payload) => (self.caught(unsafe { &*ptr }, payload, caught), true),
-        };
+        let fate = handler(unsafe { &mut *ptr });
+        self.settle(id, ptr, fate, false, caught)
+    }
+
+    /// After a handler of instance `id` (at `ptr`) ran or panicked (`panicked`):
+    /// removes it if `fate` is `Die`, re-compacts it if it spilled.
+    #[inline(always)]
+    fn settle(
+        &mut self,
+        id: RawID,
+        ptr: *mut A,
+        fate: Fate,
+        panicked: bool,
+        caught: &mut Vec<Caught>,
+    ) -> Delivery {
         if fate == Fate::Die {
             self.remove(id.instance, true);
             let drop_panicked = self.report_drop_panic(id, caught);
@@ -315,7 +327,8 @@ impl<A: Actor> InstanceStore<A> {
                 Delivery::Died
             };
         }
-        // SAFETY: as above; the handler has returned.
+        // SAFETY: `ptr` holds the live instance `id` (caller); its handler
+        // has returned or unwound.
         if !A::IS_STATIC && !unsafe { (*ptr).is_still_compact() } {
             self.recompact(id.instance);
         }
@@ -324,6 +337,29 @@ impl<A: Actor> InstanceStore<A> {
         } else {
             Delivery::Handled
         }
+    }
+
+    /// Cleans up after a handler of instance `id` panicked (with `payload`)
+    /// and unwound out of [`deliver`](Self::deliver): reports the panic and
+    /// applies the class's [`PanicPolicy`] (the instance lives on, possibly
+    /// re-compacted, or is removed).
+    #[cold]
+    pub(crate) fn recover(
+        &mut self,
+        id: RawID,
+        payload: Box<dyn std::any::Any + Send>,
+        caught: &mut Vec<Caught>,
+    ) -> Delivery {
+        let Some(ptr) = self.find(id) else {
+            // Not a handler's panic on a live instance (cannot happen for
+            // records that reached `deliver`): report it all the same.
+            caught.push(Caught::new(id, payload, None));
+            return Delivery::Panicked { died: false };
+        };
+        // SAFETY: the instance is still live at `ptr`: unwinding left it
+        // in place, possibly spilled.
+        let fate = self.caught(unsafe { &*ptr }, payload, caught);
+        self.settle(id, ptr, fate, true, caught)
     }
 
     /// Records the panic of `actor`'s handler; returns the fate the class's
