@@ -362,6 +362,50 @@ fn growth_then_panic_leaves_the_store_sound() {
     }
 }
 
+/// Many panics in long lanes (handled in prefetching batches, with panics
+/// at every position of a batch): every other message is handled once, in
+/// order, and the policy applies to exactly the faulting instances.
+#[test]
+fn many_panics_in_batched_lanes() {
+    for policy in [PanicPolicy::DropMessage, PanicPolicy::RemoveInstance] {
+        let mut results = Vec::new();
+        for threads in [1, 2] {
+            let (mut system, mut world) = system(threads, policy);
+            // Even cells panic on 5.
+            let cells: Vec<CellID> = (0..1000)
+                .map(|i| spawn(&mut world, if i % 2 == 0 { 5 } else { 0 }))
+                .collect();
+            system.process_all_messages();
+            for amount in [1, 5, 2] {
+                for &cell in &cells {
+                    world.send(cell, Add { amount });
+                }
+            }
+            system.process_all_messages();
+            assert!(!system.is_panicked());
+            assert_eq!(system.panic_count(), 500, "{policy:?}");
+            let totals = totals(&system);
+            let expected: Vec<u64> = (0..1000)
+                .filter_map(|i| match (i % 2, policy) {
+                    (0, PanicPolicy::RemoveInstance) => None,
+                    (0, _) => Some(3),
+                    _ => Some(8),
+                })
+                .collect();
+            let mut got: Vec<u64> = totals.iter().map(|t| t.1).collect();
+            got.sort();
+            let mut want = expected.clone();
+            want.sort();
+            assert_eq!(got, want, "{policy:?} on {threads} threads");
+            results.push(totals);
+        }
+        assert_eq!(
+            results[0], results[1],
+            "{policy:?}: same on 1 and 2 threads"
+        );
+    }
+}
+
 /// A broadcast in which instances panic reaches every other instance once;
 /// with `RemoveInstance` the faulting ones are gone.
 #[test]
