@@ -302,6 +302,7 @@ impl ActorSystem {
                     lanes_seen: 0,
                     resume: false,
                     resuming: None,
+                    taken: 0,
                 }
             })
             .collect();
@@ -472,7 +473,7 @@ impl ActorSystem {
             // SAFETY: the workers have joined; `jobs` points into `classes`,
             // which nothing else borrows mutably now.
             let shard = unsafe { &mut *job.shard.as_ptr() };
-            handled += shard.state.taken;
+            handled += shard.taken;
             caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this

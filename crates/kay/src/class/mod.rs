@@ -107,6 +107,8 @@ pub(crate) struct Shard {
     /// The kept records being handled after `clear_panic`, up to their
     /// snapshot (here while drained, so a panic cannot lose them).
     pub(crate) resuming: Option<(Box<Inbox>, Position)>,
+    /// Records taken from inboxes in this cycle (handled, kept or dropped).
+    pub(crate) taken: usize,
 }
 
 /// The part of a shard that dispatching a record uses: one pointer for the
@@ -125,12 +127,6 @@ pub(crate) struct ShardState {
     /// this shard under [`PanicPolicy::Stop`] at once (the system follows
     /// after the cycle).
     pub(crate) panicked: bool,
-    /// Records taken from inboxes in this cycle (handled, kept or dropped).
-    pub(crate) taken: usize,
-    /// The record being handled: its tag and message (null between
-    /// drains), for recovering from a panic (see `Shard::run`).
-    current_tag: u16,
-    current_payload: *const u8,
     /// Panics caught in this cycle, collected by the system after it.
     pub(crate) caught: Vec<Caught>,
     /// Records kept while panicked, in the order they would have been
@@ -147,9 +143,6 @@ impl ShardState {
             died: Vec::new(),
             policy: PanicPolicy::Stop,
             panicked: false,
-            taken: 0,
-            current_tag: 0,
-            current_payload: std::ptr::null(),
             caught: Vec::new(),
             kept: None,
         }
@@ -226,24 +219,33 @@ impl Shard {
     ///
     /// A panic of a handler is caught here, once around the whole cycle's
     /// work, not around each call, so the dispatch loop stays as tight as
-    /// without: the faulting record is the one `handle_record` noted last,
-    /// the inbox's read position is already behind it, and after
+    /// without: while unwinding, `handle_record` notes the record it was on
+    /// (in `current`, a store that only the unwinding path makes), the
+    /// inbox's read position and count are already behind it, and after
     /// [`recover`] the work goes on where it stopped (the rest of the lane,
     /// or of the batch the record was in).
     pub(crate) fn run(&mut self, handlers: &HandlerTable) {
-        self.state.taken = 0;
+        self.taken = 0;
         let mut batch = Batch::new();
-        let mut ran = catch(|| self.run_on(handlers, &mut batch));
+        let current = Current::default();
+        let mut ran = catch(|| self.run_on(handlers, &mut batch, &current));
         while let Err(panic) = ran {
             let store_ptr = self.store.as_ptr();
-            let rest = recover(panic, batch.records(), store_ptr, handlers, &mut self.state);
+            let rest = recover(
+                panic,
+                current.take(),
+                batch.records(),
+                store_ptr,
+                handlers,
+                &mut self.state,
+            );
             ran = catch(|| {
                 // The rest of the batch the faulting record was in comes
                 // first: its records precede what is left in its lane.
                 let Shard { store, state, .. } = self;
-                handle_batch(&batch.records()[rest..], store, handlers, state);
+                handle_batch(&batch.records()[rest..], store, handlers, state, &current);
                 batch.clear();
-                self.run_on(handlers, &mut batch)
+                self.run_on(handlers, &mut batch, &current)
             });
         }
     }
@@ -251,9 +253,9 @@ impl Shard {
     /// The work of [`run`](Self::run) from where it stopped: lanes drained
     /// already (up to their snapshot) hand out nothing more.
     #[inline(always)]
-    fn run_on(&mut self, handlers: &HandlerTable, batch: &mut Batch) {
+    fn run_on(&mut self, handlers: &HandlerTable, batch: &mut Batch, current: &Current) {
         if self.resume {
-            self.resume_kept(handlers, batch);
+            self.resume_kept(handlers, batch, current);
         }
         for at in 0..self.work.len() {
             let (lane, until) = self.work[at];
@@ -263,7 +265,7 @@ impl Shard {
             // after this cycle. Handlers may push into this very lane from
             // inside the drain, which `drain_to_tagged` allows (such records
             // wait for the next cycle).
-            unsafe { self.drain(&lane.as_ref().inbox, until, handlers, batch) };
+            unsafe { self.drain(&lane.as_ref().inbox, until, handlers, batch, current) };
         }
     }
 
@@ -272,7 +274,7 @@ impl Shard {
     /// into a fresh kept inbox, still in order; this one is fully drained.
     #[cold]
     #[inline(never)]
-    fn resume_kept(&mut self, handlers: &HandlerTable, batch: &mut Batch) {
+    fn resume_kept(&mut self, handlers: &HandlerTable, batch: &mut Batch, current: &Current) {
         if self.resuming.is_none() {
             // Every kept record is now handled or kept again (and counted
             // again then).
@@ -289,7 +291,7 @@ impl Shard {
             // its record slices live until the reclaim below; the box stays
             // in `resuming` during the drain (also if a panic interrupts it,
             // for the drain to go on with).
-            unsafe { self.drain(&*kept, until, handlers, batch) };
+            unsafe { self.drain(&*kept, until, handlers, batch, current) };
         }
         self.resume = false;
         if let Some((kept, _)) = self.resuming.take()
@@ -316,8 +318,14 @@ impl Shard {
         until: Position,
         handlers: &HandlerTable,
         batch: &mut Batch,
+        current: &Current,
     ) {
-        let Shard { store, state, .. } = self;
+        let Shard {
+            store,
+            state,
+            taken,
+            ..
+        } = self;
         if inbox
             .bytes_before(until)
             .is_some_and(|bytes| bytes <= DIRECT_BYTES)
@@ -326,23 +334,22 @@ impl Shard {
             let store_ptr = store.as_ptr();
             // SAFETY: forwarded from the caller.
             unsafe {
-                inbox.drain_to_tagged(until, |message, record| {
+                inbox.drain_counted(until, taken, |message, record| {
                     let record = Record::read(MessageId(message), record);
-                    handle_record(record, store_ptr, handlers, state);
+                    handle_record(record, store_ptr, handlers, state, current);
                 })
             };
         } else {
             // SAFETY: forwarded from the caller.
             unsafe {
-                inbox.drain_to_tagged(until, |message, record| {
+                inbox.drain_counted(until, taken, |message, record| {
                     if batch.push(MessageId(message), record) {
-                        flush(batch, store, handlers, state);
+                        flush(batch, store, handlers, state, current);
                     }
                 })
             };
-            flush(batch, store, handlers, state);
+            flush(batch, store, handlers, state, current);
         }
-        state.current_payload = std::ptr::null();
     }
 }
 
@@ -422,8 +429,9 @@ fn flush(
     store: &mut Box<dyn handlers::AnyStore>,
     handlers: &HandlerTable,
     state: &mut ShardState,
+    current: &Current,
 ) {
-    handle_batch(batch.records(), store, handlers, state);
+    handle_batch(batch.records(), store, handlers, state, current);
     batch.clear();
 }
 
@@ -433,6 +441,7 @@ fn handle_batch(
     store: &mut Box<dyn handlers::AnyStore>,
     handlers: &HandlerTable,
     state: &mut ShardState,
+    current: &Current,
 ) {
     // Software pipeline: while record `i` is handled, the instance of
     // record `i + SLOT_AHEAD` and the index entry of record `i + INDEX_AHEAD`
@@ -461,13 +470,14 @@ fn handle_batch(
             prefetch_index(&**store, at + INDEX_AHEAD);
             prefetch_instance(&**store, at + SLOT_AHEAD);
         }
-        handle_record(record, store_ptr, handlers, state);
+        handle_record(record, store_ptr, handlers, state, current);
     }
 }
 
 /// Delivers one record with the class's handlers to the store at
 /// `store_ptr`, and counts it; keeps it instead while panicked (unless its
-/// handler is essential). Notes the record first, for [`recover`].
+/// handler is essential). If the handler panics, notes the record in
+/// `current` while unwinding, for [`recover`].
 #[inline(always)]
 fn handle_record(
     Record {
@@ -478,11 +488,9 @@ fn handle_record(
     store_ptr: *mut (),
     handlers: &HandlerTable,
     state: &mut ShardState,
+    current: &Current,
 ) {
     let tag = message.0;
-    state.taken += 1;
-    state.current_tag = tag;
-    state.current_payload = payload;
     let Some(handler) = handlers.for_tag(tag) else {
         // No handler, a spawner message sent to an existing ID, or a spawn
         // of a message type that has no spawner here: dropped and counted;
@@ -493,10 +501,16 @@ fn handle_record(
     if state.panicked && state.keep(handler, tag, recipient, payload) {
         return;
     }
+    let noting = NoteOnUnwind {
+        current,
+        tag,
+        payload,
+    };
     // SAFETY: the record was written by `World::send` for this message
     // id, so the payload is a compact value of the handler's message
     // type; `store_ptr` is this class's store, of the handler's actor type.
     let outcome = unsafe { handler.call(store_ptr, recipient, payload, state) };
+    std::mem::forget(noting);
     if outcome != handlers::DELIVERED
         && !unusual_outcome(outcome, state, handler, message, recipient, payload)
     {
@@ -519,7 +533,7 @@ fn count_first(state: &mut ShardState, message: MessageId) {
 }
 
 /// Recovers from `panic`, which unwound out of the handler of the record
-/// `handle_record` noted last: reports it, applies the class's policy and
+/// `handle_record` noted (tag and message): reports it, applies the class's policy and
 /// fails its request. Returns where the rest of `batch` starts if the
 /// record was in it (else its end: a record handled straight from its
 /// inbox leaves no batch behind).
@@ -531,13 +545,12 @@ fn count_first(state: &mut ShardState, message: MessageId) {
 #[inline(never)]
 fn recover(
     panic: Box<dyn std::any::Any + Send>,
+    (tag, payload): (u16, *const u8),
     batch: &[Record],
     store_ptr: *mut (),
     handlers: &HandlerTable,
     state: &mut ShardState,
 ) -> usize {
-    let payload = std::mem::replace(&mut state.current_payload, std::ptr::null());
-    let tag = state.current_tag;
     let Some(handler) = handlers.for_tag(tag).filter(|_| !payload.is_null()) else {
         std::panic::resume_unwind(panic);
     };
@@ -560,6 +573,38 @@ fn recover(
         .iter()
         .position(|record| record.payload == payload)
         .map_or(batch.len(), |at| at + 1)
+}
+
+/// The record whose handler panicked, noted while unwinding (see
+/// [`NoteOnUnwind`]): its tag and message, or a null message.
+struct Current(std::cell::Cell<(u16, *const u8)>);
+
+impl Default for Current {
+    fn default() -> Self {
+        Current(std::cell::Cell::new((0, std::ptr::null())))
+    }
+}
+
+/// Notes its record in [`Current`] when dropped, which only unwinding does
+/// (`handle_record` forgets it otherwise): the dispatch loop pays nothing
+/// to know which record panicked.
+struct NoteOnUnwind<'a> {
+    current: &'a Current,
+    tag: u16,
+    payload: *const u8,
+}
+
+impl Drop for NoteOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.current.0.set((self.tag, self.payload));
+    }
+}
+
+impl Current {
+    /// The noted record, leaving none.
+    fn take(&self) -> (u16, *const u8) {
+        self.0.replace((0, std::ptr::null()))
+    }
 }
 
 /// A record without a handler (see `handle_record`).

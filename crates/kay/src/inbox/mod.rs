@@ -467,15 +467,35 @@ impl Inbox {
     ///
     /// As for [`Inbox::drain_to`].
     #[inline(always)]
-    pub unsafe fn drain_to_tagged(&self, until: Position, mut f: impl FnMut(u16, &[u8])) -> usize {
+    pub unsafe fn drain_to_tagged(&self, until: Position, f: impl FnMut(u16, &[u8])) -> usize {
+        let mut handed = 0;
+        // SAFETY: forwarded from the caller.
+        unsafe { self.drain_counted(until, &mut handed, f) };
+        handed
+    }
+
+    /// Like [`Inbox::drain_to_tagged`], adding the number of records handed
+    /// out to `handed`, also when `f` panics (the record it panicked on
+    /// counts: the read position is already behind it). A reader that
+    /// catches the panic can drain on from there and count on.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Inbox::drain_to`].
+    #[inline(always)]
+    pub unsafe fn drain_counted(
+        &self,
+        until: Position,
+        handed: &mut usize,
+        mut f: impl FnMut(u16, &[u8]),
+    ) {
         #[cfg(debug_assertions)]
         let _draining = DrainingFlag::raise(&self.draining);
         let Position {
             tail,
             end: tail_end,
         } = until;
-        let mut at = Reading::start(&self.read);
-        let mut handed = 0;
+        let mut at = Reading::start(&self.read, handed);
         loop {
             // SAFETY: the reader's chunk is alive: `reclaim` frees only chunks
             // before it, and does not run concurrently (caller).
@@ -493,25 +513,25 @@ impl Inbox {
                     Slot::Record(len, tag) => {
                         let start = at.offset;
                         at.offset += record_size(len);
-                        handed += 1;
+                        at.handed += 1;
                         // SAFETY: published, as the Acquire load shows; the
                         // slice lives only during `f`, before any reclaim.
                         f(tag, unsafe { chunk.payload(start, len) });
                     }
                     Slot::Abandoned(len) => at.offset += record_size(len),
-                    Slot::Unwritten => return handed,
+                    Slot::Unwritten => return,
                     Slot::EndOfChunk => break,
                 }
             }
             if at.chunk == tail {
-                return handed;
+                return;
             }
             // Closed chunk done: it lies before the snapshot's tail, so its
             // successor is linked (protocol, drain step 3).
             let next = chunk.next.load(Acquire);
             debug_assert!(!next.is_null(), "a chunk before the tail has a successor");
             if next.is_null() {
-                return handed;
+                return;
             }
             at.chunk = next;
             at.offset = 0;
@@ -712,16 +732,18 @@ impl Drop for AbandonOnUnwind<'_> {
     }
 }
 
-/// The drain's read position; published to [`ReadPosition`] when dropped,
-/// also on unwind.
+/// The drain's read position and count of records handed out; published
+/// to [`ReadPosition`] and the caller's count when dropped, also on unwind.
 struct Reading<'a> {
     read: &'a ReadPosition,
     chunk: *mut Chunk,
     offset: usize,
+    handed: usize,
+    count: &'a mut usize,
 }
 
 impl<'a> Reading<'a> {
-    fn start(read: &'a ReadPosition) -> Reading<'a> {
+    fn start(read: &'a ReadPosition, count: &'a mut usize) -> Reading<'a> {
         let chunk = read.chunk.load(Relaxed);
         // SAFETY: the reader's chunk is alive (see `Inbox::drain`).
         let base = unsafe { &*chunk }.data_addr();
@@ -730,6 +752,8 @@ impl<'a> Reading<'a> {
             read,
             chunk,
             offset,
+            handed: 0,
+            count,
         }
     }
 }
@@ -740,6 +764,7 @@ impl Drop for Reading<'_> {
         let base = unsafe { &*self.chunk }.data_addr();
         self.read.addr.store(base + self.offset, Release);
         self.read.chunk.store(self.chunk, Release);
+        *self.count += self.handed;
     }
 }
 

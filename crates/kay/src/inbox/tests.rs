@@ -293,3 +293,36 @@ fn bytes_before_measures_the_records_up_to_a_snapshot_in_one_chunk() {
     assert_eq!(drain_sizes(&inbox), [&[20][..], &[24; 10]].concat());
     assert_eq!(inbox.bytes_before(inbox.snapshot()), Some(0));
 }
+
+#[test]
+fn a_drain_interrupted_by_a_panic_counts_and_resumes_behind_the_faulting_record() {
+    // Small chunks, so that the records span several of them.
+    let inbox = Inbox::new(256);
+    for size in 1..=40 {
+        push(&inbox, size);
+    }
+    let until = inbox.snapshot();
+    let mut count = 0;
+    let mut seen = Vec::new();
+    for panic_at in [7, 30] {
+        let drained = catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: single-threaded; no nested drain, no reclaim since the
+            // snapshot.
+            unsafe {
+                inbox.drain_counted(until, &mut count, |_, bytes| {
+                    assert_ne!(bytes.len(), panic_at, "the handler panics");
+                    seen.push(bytes.len());
+                })
+            }
+        }));
+        assert!(drained.is_err());
+        // The faulting record was taken: counted, and not handed out again.
+        assert_eq!(count, panic_at);
+    }
+    // SAFETY: as above.
+    unsafe { inbox.drain_counted(until, &mut count, |_, bytes| seen.push(bytes.len())) };
+    assert_eq!(count, 40);
+    let expected: Vec<usize> = (1..=40).filter(|n| ![7, 30].contains(n)).collect();
+    assert_eq!(seen, expected);
+    assert!(inbox.is_empty());
+}
