@@ -49,6 +49,7 @@ mod panic;
 mod prefetch;
 mod reply;
 mod stats;
+mod store;
 mod sync;
 mod system;
 mod world;

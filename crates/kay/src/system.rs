@@ -11,12 +11,12 @@ use rustc_hash::FxHashMap;
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::ShardShared;
-use crate::class::store::InstanceStore;
 use crate::class::{Class, ClassShared, Handler, HandlerTable, MessageId, Shard, ShardState};
 use crate::id::{MachineID, ShortTypeId};
 use crate::panic::{PanicPolicy, PanicReport};
 use crate::reply::Request;
 use crate::stats::{ClassStats, Stats};
+use crate::store::InstanceStore;
 use crate::world::{Shared, TraitShared, TypeEntry, World};
 use std::ptr::NonNull;
 
@@ -672,7 +672,7 @@ impl ActorSystem {
         let mut out = Vec::new();
         if let Some(class) = self.class_state::<A>() {
             for shard in &class.shards {
-                let ptr = shard.store.as_ref() as *const dyn crate::class::handlers::AnyStore;
+                let ptr = shard.store.as_ref() as *const dyn crate::store::AnyStore;
                 // SAFETY: the stores of class `A` are `InstanceStore<A>`s.
                 let store = unsafe { &*ptr.cast::<InstanceStore<A>>() };
                 store.for_each(|a| out.push(f(a)));

@@ -12,50 +12,13 @@ use std::any::Any;
 use compact::static_size_bytes;
 
 use crate::actor::{Actor, Fate, Message};
-use crate::class::store::{Delivery, InstanceStore};
 use crate::class::{MessageId, RECORD_HEADER, SPAWN_TAG, ShardState, write_header};
 use crate::id::{RawID, TypedID};
 use crate::inbox::Inbox;
 use crate::panic::Caught;
 use crate::reply::{ReplyError, Request};
+use crate::store::{Delivery, InstanceStore};
 use crate::world::World;
-
-/// A type-erased instance store.
-pub(crate) trait AnyStore {
-    /// The store as a pointer for the thunks of its class.
-    fn as_ptr(&mut self) -> *mut ();
-    /// Live instances.
-    fn len(&self) -> usize;
-    /// Bytes of slots in use.
-    fn slot_bytes(&self) -> usize;
-    /// Starts loading the index entry of `instance` into the cache.
-    fn prefetch_index(&self, instance: u32);
-    /// Starts loading instance `id` into the cache (if it exists).
-    fn prefetch_instance(&self, id: RawID);
-    /// Sets what happens to an instance whose handler panicked.
-    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy);
-}
-
-impl<A: Actor> AnyStore for InstanceStore<A> {
-    fn as_ptr(&mut self) -> *mut () {
-        (self as *mut InstanceStore<A>).cast()
-    }
-    fn len(&self) -> usize {
-        InstanceStore::len(self)
-    }
-    fn slot_bytes(&self) -> usize {
-        InstanceStore::slot_bytes(self)
-    }
-    fn prefetch_index(&self, instance: u32) {
-        InstanceStore::prefetch_index(self, instance)
-    }
-    fn prefetch_instance(&self, id: RawID) {
-        InstanceStore::prefetch_instance(self, id)
-    }
-    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy) {
-        self.policy = policy;
-    }
-}
 
 /// Whether a table entry handles messages for existing instances or spawns new ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

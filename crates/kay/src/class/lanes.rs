@@ -30,9 +30,9 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::class::index::BLOCK;
 use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
 use crate::inbox::{Inbox, PendingFlag};
+use crate::store::index::BLOCK;
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
 pub(crate) const MAX_LANES: u32 = 256;

@@ -7,9 +7,7 @@
 //! followed by the message in compact form — 24 bytes for an 8-byte message.
 
 pub(crate) mod handlers;
-pub(crate) mod index;
 pub(crate) mod lanes;
-pub(crate) mod store;
 
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -18,6 +16,7 @@ use crate::id::RawID;
 use crate::inbox::{Inbox, Position};
 use crate::panic::{Caught, PanicPolicy, catch};
 use crate::reply::ReplyError;
+use crate::store::AnyStore;
 use crate::world::World;
 
 pub(crate) use lanes::{ClassShared, Lane, ShardShared};
@@ -93,7 +92,7 @@ const BATCH: usize = 256;
 
 /// A shard as the system owns it: its instances and what its handlers use.
 pub(crate) struct Shard {
-    pub(crate) store: Box<dyn handlers::AnyStore>,
+    pub(crate) store: Box<dyn AnyStore>,
     /// What dispatching its records uses and changes.
     pub(crate) state: ShardState,
     /// This cycle's work: lanes to drain, each up to its snapshot.
@@ -426,7 +425,7 @@ impl Batch {
 #[inline(never)]
 fn flush(
     batch: &mut Batch,
-    store: &mut Box<dyn handlers::AnyStore>,
+    store: &mut Box<dyn AnyStore>,
     handlers: &HandlerTable,
     state: &mut ShardState,
     current: &Current,
@@ -438,7 +437,7 @@ fn flush(
 #[inline(always)]
 fn handle_batch(
     records: &[Record],
-    store: &mut Box<dyn handlers::AnyStore>,
+    store: &mut Box<dyn AnyStore>,
     handlers: &HandlerTable,
     state: &mut ShardState,
     current: &Current,
@@ -448,12 +447,12 @@ fn handle_batch(
     // are on their way into the cache, so independent misses overlap.
     const INDEX_AHEAD: usize = 64;
     const SLOT_AHEAD: usize = 32;
-    let prefetch_index = |store: &dyn handlers::AnyStore, at: usize| {
+    let prefetch_index = |store: &dyn AnyStore, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_index(record.recipient.instance);
         }
     };
-    let prefetch_instance = |store: &dyn handlers::AnyStore, at: usize| {
+    let prefetch_instance = |store: &dyn AnyStore, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_instance(record.recipient);
         }

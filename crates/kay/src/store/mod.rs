@@ -13,6 +13,8 @@
 //! (a plain copy for classes without dynamic parts), because compact
 //! containers point into their own slot.
 
+pub(crate) mod index;
+
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
@@ -22,8 +24,8 @@ use compact::static_size_bytes;
 use crate::actor::{Actor, Fate};
 use crate::id::{RawID, TypedID};
 
-use crate::class::index::{Index, Location};
 use crate::panic::{Caught, PanicPolicy, catch};
+use crate::store::index::{Index, Location};
 
 const EXACT: u8 = 0;
 
@@ -50,6 +52,43 @@ pub(crate) struct InstanceStore<A: Actor> {
     /// to report.
     drop_panic: Option<Box<dyn std::any::Any + Send>>,
     _actor: PhantomData<A>,
+}
+
+/// A type-erased instance store.
+pub(crate) trait AnyStore {
+    /// The store as a pointer for the thunks of its class.
+    fn as_ptr(&mut self) -> *mut ();
+    /// Live instances.
+    fn len(&self) -> usize;
+    /// Bytes of slots in use.
+    fn slot_bytes(&self) -> usize;
+    /// Starts loading the index entry of `instance` into the cache.
+    fn prefetch_index(&self, instance: u32);
+    /// Starts loading instance `id` into the cache (if it exists).
+    fn prefetch_instance(&self, id: RawID);
+    /// Sets what happens to an instance whose handler panicked.
+    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy);
+}
+
+impl<A: Actor> AnyStore for InstanceStore<A> {
+    fn as_ptr(&mut self) -> *mut () {
+        (self as *mut InstanceStore<A>).cast()
+    }
+    fn len(&self) -> usize {
+        InstanceStore::len(self)
+    }
+    fn slot_bytes(&self) -> usize {
+        InstanceStore::slot_bytes(self)
+    }
+    fn prefetch_index(&self, instance: u32) {
+        InstanceStore::prefetch_index(self, instance)
+    }
+    fn prefetch_instance(&self, id: RawID) {
+        InstanceStore::prefetch_instance(self, id)
+    }
+    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy) {
+        self.policy = policy;
+    }
 }
 
 /// What happened to a message for one instance.
