@@ -42,11 +42,13 @@ extern crate self as kay;
 
 mod actor;
 mod class;
+mod cycle;
 mod external;
 mod id;
 mod inbox;
 mod panic;
 mod prefetch;
+mod registry;
 mod reply;
 mod stats;
 mod store;
@@ -64,12 +66,13 @@ pub mod inbox_internals {
 }
 
 pub use actor::{Actor, ActorTrait, Fate, Message, Recipient};
-pub use class::{HandlerKind, MessageId};
+pub use class::HandlerKind;
 pub use compact::{self, CBox, CHashMap, COption, CString, CVec, Compact};
 pub use external::External;
 pub use id::{MachineID, ParseIDError, RawID, ShortTypeId, TypedID};
 pub use kay_macros::{actor, actor_trait, implements};
 pub use panic::{PanicPolicy, PanicReport};
+pub use registry::MessageId;
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats};
 pub use system::{ActorSystem, ClassSetup, Config, MAX_PANIC_REPORTS};

@@ -11,9 +11,11 @@ use rustc_hash::FxHashMap;
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::ShardShared;
-use crate::class::{Class, ClassShared, Handler, HandlerTable, MessageId, Shard, ShardState};
+use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
+use crate::cycle::pool::Job;
 use crate::id::{MachineID, ShortTypeId};
 use crate::panic::{PanicPolicy, PanicReport};
+use crate::registry::{MAX_MESSAGE_TYPES, MessageId};
 use crate::reply::Request;
 use crate::stats::{ClassStats, Stats};
 use crate::store::InstanceStore;
@@ -134,30 +136,30 @@ impl Default for Config {
 /// Panics are still printed by the panic hook as usual; kay chains its own
 /// hook in front of it to learn each panic's location.
 pub struct ActorSystem {
-    config: Config,
-    shared: Arc<Shared>,
-    storage: Storage,
-    classes: Vec<Option<Class>>,
+    pub(crate) config: Config,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) storage: Storage,
+    pub(crate) classes: Vec<Option<Class>>,
     /// The pool of helper threads (`threads - 1` of them: the system's own
     /// thread is the first worker), only with more than one thread.
-    pool: Option<rayon::ThreadPool>,
+    pub(crate) pool: Option<rayon::ThreadPool>,
     /// This cycle's shards to handle (kept to reuse its allocation).
-    jobs: Vec<Job>,
+    pub(crate) jobs: Vec<Job>,
     /// Every shard by global shard index (its handlers send on lane
     /// `1 + global`): its shared part, for the quick scan of pending flags
     /// at the start of a cycle, and its class's type id.
-    global_shards: Vec<(NonNull<ShardShared>, u16)>,
+    pub(crate) global_shards: Vec<(NonNull<ShardShared>, u16)>,
     /// Message cycles run so far (that had work).
-    cycle: u64,
+    pub(crate) cycle: u64,
     /// Whether a handler panicked under `PanicPolicy::Stop` and
     /// `clear_panic` was not called since.
-    panicked: bool,
+    pub(crate) panicked: bool,
     /// The first [`MAX_PANIC_REPORTS`] panic reports since `clear_panic`, and how
     /// many panics were caught in all.
-    reports: Vec<PanicReport>,
-    panics: u64,
+    pub(crate) reports: Vec<PanicReport>,
+    pub(crate) panics: u64,
     /// Formatters of message types for panic reports, by message id.
-    message_debug: FxHashMap<MessageId, MessageDebug>,
+    pub(crate) message_debug: FxHashMap<MessageId, MessageDebug>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -375,9 +377,9 @@ impl ActorSystem {
             .unwrap_or_else(|e| e.into_inner());
         *ids.entry(TypeId::of::<M>()).or_insert_with(|| {
             assert!(
-                names.len() < crate::class::MAX_MESSAGE_TYPES,
+                names.len() < MAX_MESSAGE_TYPES,
                 "too many message types to register {name} (at most {})",
-                crate::class::MAX_MESSAGE_TYPES
+                MAX_MESSAGE_TYPES
             );
             let id = names.len() as u16;
             names.push(name);
@@ -401,160 +403,6 @@ impl ActorSystem {
                 "{} already has a {:?} for message {}; a class has one handler or spawner per message type",
                 class.shared.name, existing.kind, names[message.0 as usize]
             );
-        }
-    }
-
-    /// Runs one message cycle: handles every message queued before it began;
-    /// messages sent meanwhile wait for the next cycle. Returns how many
-    /// records were taken from inboxes (handled, or kept while panicked).
-    ///
-    /// A panic in a handler or spawner is caught by its shard (see
-    /// [Panics](#panics)); it never reaches the caller.
-    ///
-    /// # Panics
-    /// If a panic escaped an earlier cycle outside any handler (an
-    /// allocation failure, or a bug of kay): the system's state is then
-    /// unknown, and it refuses to run on. Drop it.
-    pub fn message_cycle(&mut self) -> usize {
-        // `jobs` is emptied only when a cycle completes: if it is not, a
-        // panic escaped the last one outside any handler (a bug of kay's, or
-        // an allocation failure), the shards' state is unknown, and the
-        // system refuses to run on (and leaks its instances when dropped).
-        assert!(
-            self.jobs.is_empty(),
-            "this ActorSystem cannot run on: a panic escaped an earlier message cycle outside any handler; drop it"
-        );
-        let ActorSystem {
-            classes,
-            jobs,
-            global_shards,
-            ..
-        } = self;
-        // Between cycles: take what each shard must handle, in lane order.
-        for &(shard_ptr, type_id) in global_shards.iter() {
-            // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
-            // `classes` for the system's lifetime.
-            let shard = unsafe { shard_ptr.as_ref() };
-            if !shard.take_pending() {
-                continue;
-            }
-            let Some(class) = classes[type_id as usize].as_mut() else {
-                continue;
-            };
-            let state = &mut class.shards[shard.shard as usize];
-            if state.take_work(shard) {
-                jobs.push(Job {
-                    handlers: NonNull::from(&class.handlers),
-                    shard: NonNull::from(state),
-                });
-            }
-        }
-        if jobs.is_empty() {
-            return 0;
-        }
-        self.cycle += 1;
-        // The cycle: every shard on one worker at a time; a single busy
-        // shard (the common case of conversations) runs right here.
-        // Handlers' panics are caught inside; should anything else unwind
-        // out of here, `jobs` stays full and the system stops.
-        match self.jobs.as_mut_slice() {
-            [] => {}
-            [job] => job.run(),
-            all => match &self.pool {
-                Some(pool) => run_shared(pool, all),
-                None => all.iter_mut().for_each(Job::run),
-            },
-        }
-        // Between cycles again: recycle inbox memory, free dead IDs,
-        // collect panics.
-        let mut handled = 0;
-        let mut caught = false;
-        for job in &self.jobs {
-            // SAFETY: the workers have joined; `jobs` points into `classes`,
-            // which nothing else borrows mutably now.
-            let shard = unsafe { &mut *job.shard.as_ptr() };
-            handled += shard.taken;
-            caught |= !shard.state.caught.is_empty();
-            // SAFETY: no drain runs and no push is in flight (shard worlds
-            // only push while their shard runs; outside worlds live on this
-            // thread), and no record slice is alive.
-            unsafe { shard.reclaim_work() };
-            if !shard.state.died.is_empty() {
-                for id in shard.state.died.drain(..) {
-                    let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
-                        continue;
-                    };
-                    // SAFETY: between cycles (see above).
-                    unsafe { class.shared.shard_of(id.instance).release(id) };
-                }
-            }
-        }
-        if caught {
-            self.collect_panics();
-        }
-        self.jobs.clear();
-        handled
-    }
-
-    /// Turns the panics caught in this cycle's shards into reports, and
-    /// enters the panicked state if a class's policy says so.
-    #[cold]
-    #[inline(never)]
-    fn collect_panics(&mut self) {
-        let was_panicked = self.panicked;
-        let names = self
-            .shared
-            .message_names
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        for job in &self.jobs {
-            // SAFETY: as in `message_cycle`: between cycles, nothing else
-            // borrows the shard.
-            let shard = unsafe { &mut *job.shard.as_ptr() };
-            for caught in shard.state.caught.drain(..) {
-                self.panics += 1;
-                if shard.state.policy == PanicPolicy::Stop {
-                    self.panicked = true;
-                }
-                if self.reports.len() < MAX_PANIC_REPORTS {
-                    self.reports.push(PanicReport {
-                        actor: caught.actor,
-                        class: shard.state.class,
-                        message: caught
-                            .message
-                            .and_then(|m| names.get(m.0 as usize).copied())
-                            .unwrap_or("?"),
-                        text: caught.text,
-                        location: caught.location,
-                        cycle: self.cycle,
-                        policy: shard.state.policy,
-                        actor_debug: caught.actor_debug,
-                        message_debug: caught.message_debug,
-                    });
-                }
-            }
-        }
-        drop(names);
-        if self.panicked && !was_panicked {
-            self.set_panicked(true);
-        }
-    }
-
-    /// Enters or leaves the panicked state, in every shard (which keeps its
-    /// own flag so that dispatch reads it without reaching the system).
-    #[cold]
-    fn set_panicked(&mut self, panicked: bool) {
-        self.panicked = panicked;
-        for class in self.classes.iter_mut().flatten() {
-            for (shard, shared) in class.shards.iter_mut().zip(class.shared.shards.iter()) {
-                shard.state.panicked = panicked;
-                // Leaving it: the shards that kept records handle them
-                // first in their next cycle.
-                shard.resume = !panicked && shard.state.counters.kept > 0;
-                if shard.resume {
-                    shared.raise_pending();
-                }
-            }
         }
     }
 
@@ -919,67 +767,5 @@ impl<A: Actor> ClassSetup<'_, A> {
         drop(implementors);
         drop(types);
         self
-    }
-}
-
-/// One shard to handle in a message cycle, with its class's handlers.
-struct Job {
-    handlers: NonNull<HandlerTable>,
-    shard: NonNull<Shard>,
-}
-
-// SAFETY: a job is the exclusive borrow of one shard (distinct shards per
-// job) plus a shared borrow of its class's handler table (`Handler: Sync`),
-// both taken from `&mut ActorSystem` for the duration of one cycle.
-unsafe impl Send for Job {}
-// SAFETY: shared jobs are only run through `run_shared`, which hands each
-// job to one thread only.
-unsafe impl Sync for Job {}
-
-/// Runs `jobs` on this thread and on up to `jobs.len() - 1` helpers of
-/// `pool`: each thread takes the next job not yet taken until none is left.
-/// This thread starts at once instead of waiting for a sleeping helper to
-/// wake, so short cycles never get slower than on one thread.
-fn run_shared(pool: &rayon::ThreadPool, jobs: &mut [Job]) {
-    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-    let next = AtomicUsize::new(0);
-    let jobs: &[Job] = jobs;
-    // If a job panics, the scope still waits for every helper before the
-    // panic goes on, so no helper outlives the borrow of `jobs`.
-    let take_jobs = || {
-        // Each index is handed out once (`fetch_add` is one total order),
-        // so every job runs on exactly one thread.
-        while let Some(job) = jobs.get(next.fetch_add(1, Relaxed)) {
-            // SAFETY: this thread took the job's index, so no other thread
-            // runs it; the scope below outlives every run.
-            unsafe { job.run_shared() };
-        }
-    };
-    let helpers = pool.current_num_threads().min(jobs.len() - 1);
-    pool.in_place_scope(|scope| {
-        for _ in 0..helpers {
-            scope.spawn(|_| take_jobs());
-        }
-        take_jobs();
-    });
-}
-
-impl Job {
-    /// Runs the job from a shared reference.
-    ///
-    /// # Safety
-    /// No other thread runs this job at the same time (each job is taken
-    /// once, see [`run_shared`]).
-    unsafe fn run_shared(&self) {
-        // SAFETY: see the `Send` impl: the shard is borrowed exclusively by
-        // this job (the caller runs it alone), the handler table shared,
-        // both alive for the cycle.
-        let (handlers, shard) = unsafe { (self.handlers.as_ref(), &mut *self.shard.as_ptr()) };
-        shard.run(handlers);
-    }
-
-    fn run(&mut self) {
-        // SAFETY: `&mut self`: no other thread runs this job.
-        unsafe { self.run_shared() }
     }
 }

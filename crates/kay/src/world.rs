@@ -11,8 +11,10 @@ use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Message};
 use crate::class::lanes::ShardShared;
-use crate::class::{ClassShared, Lane, MessageId, RECORD_HEADER, SPAWN_TAG, UNKNOWN, write_header};
+use crate::class::{ClassShared, Lane};
 use crate::id::{MachineID, RawID, ShortTypeId, TypedID};
+use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, UNKNOWN, write_header};
+use crate::registry::MessageId;
 use crate::reply::{Reply, ReplyTo};
 
 /// A registered class or trait, as senders see it.

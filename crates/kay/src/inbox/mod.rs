@@ -95,6 +95,8 @@
 mod chunk;
 mod pending;
 
+pub(crate) mod record;
+
 use std::fmt;
 use std::mem;
 use std::ops::Deref;

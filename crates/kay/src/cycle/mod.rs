@@ -1,0 +1,199 @@
+//! The message cycle: the one place where shards run.
+//!
+//! A *message cycle* handles every record that was in an inbox when the
+//! cycle began; what handlers send meanwhile waits for the next cycle. A
+//! cycle goes step by step:
+//!
+//! 1. **Take the work** (between cycles, on the system's thread). Each shard
+//!    whose pending flag was raised since the last cycle began is visited;
+//!    its lanes (one per sender: the outside, or one shard's handlers) that
+//!    got records become its *work*, each up to a snapshot of its end, in
+//!    lane order (`Shard::take_work`). Each such shard is one *job*.
+//! 2. **Run the jobs.** One job runs right on the calling thread; several
+//!    are handed out one at a time to the calling thread and the pool's
+//!    helpers ([`pool`]), each shard on exactly one thread. A shard drains
+//!    its lanes in order, first in, first out, and hands each record to its
+//!    class's handler ([`dispatch`]); handlers' sends go to their own shard's
+//!    sender lane, behind the snapshots, so they wait for the next cycle.
+//!    Which thread runs which job changes nothing: shards share no state, so
+//!    the outcome is the same on any thread count.
+//! 3. **Catch panics.** A handler's panic unwinds to its shard's `run`,
+//!    which recovers (report, policy, the faulting instance re-compacted or
+//!    removed) and goes on behind the faulting record. Under
+//!    [`PanicPolicy::Stop`] the rest of that
+//!    shard's cycle keeps its records instead of handling them.
+//! 4. **After the cycle** (the helpers have joined): each job's inbox
+//!    memory up to its snapshots is recycled, the instance numbers of the
+//!    actors that died go back to the lanes that own them, and the panics
+//!    caught become reports (the system then enters the panicked state if a
+//!    class's policy says so, and every shard keeps ordinary records from
+//!    the next cycle on).
+//!
+//! If anything else unwinds out of a cycle (a bug of kay's, an allocation
+//! failure), the job list stays full: the system refuses to run another
+//! cycle and leaks its instances when dropped, as their state is unknown.
+
+pub(crate) mod dispatch;
+pub(crate) mod pool;
+
+use crate::ActorSystem;
+use crate::cycle::pool::{Job, run_shared};
+use crate::panic::{PanicPolicy, PanicReport};
+use crate::system::MAX_PANIC_REPORTS;
+use std::ptr::NonNull;
+
+impl ActorSystem {
+    /// Runs one message cycle: handles every message queued before it began;
+    /// messages sent meanwhile wait for the next cycle. Returns how many
+    /// records were taken from inboxes (handled, or kept while panicked).
+    ///
+    /// A panic in a handler or spawner is caught by its shard (see
+    /// [Panics](#panics)); it never reaches the caller.
+    ///
+    /// # Panics
+    /// If a panic escaped an earlier cycle outside any handler (an
+    /// allocation failure, or a bug of kay): the system's state is then
+    /// unknown, and it refuses to run on. Drop it.
+    pub fn message_cycle(&mut self) -> usize {
+        // `jobs` is emptied only when a cycle completes: if it is not, a
+        // panic escaped the last one outside any handler (a bug of kay's, or
+        // an allocation failure), the shards' state is unknown, and the
+        // system refuses to run on (and leaks its instances when dropped).
+        assert!(
+            self.jobs.is_empty(),
+            "this ActorSystem cannot run on: a panic escaped an earlier message cycle outside any handler; drop it"
+        );
+        let ActorSystem {
+            classes,
+            jobs,
+            global_shards,
+            ..
+        } = self;
+        // Between cycles: take what each shard must handle, in lane order.
+        for &(shard_ptr, type_id) in global_shards.iter() {
+            // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
+            // `classes` for the system's lifetime.
+            let shard = unsafe { shard_ptr.as_ref() };
+            if !shard.take_pending() {
+                continue;
+            }
+            let Some(class) = classes[type_id as usize].as_mut() else {
+                continue;
+            };
+            let state = &mut class.shards[shard.shard as usize];
+            if state.take_work(shard) {
+                jobs.push(Job {
+                    handlers: NonNull::from(&class.handlers),
+                    shard: NonNull::from(state),
+                });
+            }
+        }
+        if jobs.is_empty() {
+            return 0;
+        }
+        self.cycle += 1;
+        // The cycle: every shard on one worker at a time; a single busy
+        // shard (the common case of conversations) runs right here.
+        // Handlers' panics are caught inside; should anything else unwind
+        // out of here, `jobs` stays full and the system stops.
+        match self.jobs.as_mut_slice() {
+            [] => {}
+            [job] => job.run(),
+            all => match &self.pool {
+                Some(pool) => run_shared(pool, all),
+                None => all.iter_mut().for_each(Job::run),
+            },
+        }
+        // Between cycles again: recycle inbox memory, free dead IDs,
+        // collect panics.
+        let mut handled = 0;
+        let mut caught = false;
+        for job in &self.jobs {
+            // SAFETY: the workers have joined; `jobs` points into `classes`,
+            // which nothing else borrows mutably now.
+            let shard = unsafe { &mut *job.shard.as_ptr() };
+            handled += shard.taken;
+            caught |= !shard.state.caught.is_empty();
+            // SAFETY: no drain runs and no push is in flight (shard worlds
+            // only push while their shard runs; outside worlds live on this
+            // thread), and no record slice is alive.
+            unsafe { shard.reclaim_work() };
+            if !shard.state.died.is_empty() {
+                for id in shard.state.died.drain(..) {
+                    let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
+                        continue;
+                    };
+                    // SAFETY: between cycles (see above).
+                    unsafe { class.shared.shard_of(id.instance).release(id) };
+                }
+            }
+        }
+        if caught {
+            self.collect_panics();
+        }
+        self.jobs.clear();
+        handled
+    }
+
+    /// Turns the panics caught in this cycle's shards into reports, and
+    /// enters the panicked state if a class's policy says so.
+    #[cold]
+    #[inline(never)]
+    fn collect_panics(&mut self) {
+        let was_panicked = self.panicked;
+        let names = self
+            .shared
+            .message_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        for job in &self.jobs {
+            // SAFETY: as in `message_cycle`: between cycles, nothing else
+            // borrows the shard.
+            let shard = unsafe { &mut *job.shard.as_ptr() };
+            for caught in shard.state.caught.drain(..) {
+                self.panics += 1;
+                if shard.state.policy == PanicPolicy::Stop {
+                    self.panicked = true;
+                }
+                if self.reports.len() < MAX_PANIC_REPORTS {
+                    self.reports.push(PanicReport {
+                        actor: caught.actor,
+                        class: shard.state.class,
+                        message: caught
+                            .message
+                            .and_then(|m| names.get(m.0 as usize).copied())
+                            .unwrap_or("?"),
+                        text: caught.text,
+                        location: caught.location,
+                        cycle: self.cycle,
+                        policy: shard.state.policy,
+                        actor_debug: caught.actor_debug,
+                        message_debug: caught.message_debug,
+                    });
+                }
+            }
+        }
+        drop(names);
+        if self.panicked && !was_panicked {
+            self.set_panicked(true);
+        }
+    }
+
+    /// Enters or leaves the panicked state, in every shard (which keeps its
+    /// own flag so that dispatch reads it without reaching the system).
+    #[cold]
+    pub(crate) fn set_panicked(&mut self, panicked: bool) {
+        self.panicked = panicked;
+        for class in self.classes.iter_mut().flatten() {
+            for (shard, shared) in class.shards.iter_mut().zip(class.shared.shards.iter()) {
+                shard.state.panicked = panicked;
+                // Leaving it: the shards that kept records handle them
+                // first in their next cycle.
+                shard.resume = !panicked && shard.state.counters.kept > 0;
+                if shard.resume {
+                    shared.raise_pending();
+                }
+            }
+        }
+    }
+}

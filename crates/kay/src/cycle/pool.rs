@@ -1,0 +1,69 @@
+//! How a cycle's jobs (one per shard with work) are spread over threads:
+//! the calling thread and a rayon pool of helpers, or the calling thread
+//! alone. A build without threads (wasm32) needs only the second.
+
+use std::ptr::NonNull;
+
+use crate::class::{HandlerTable, Shard};
+
+/// One shard to handle in a message cycle, with its class's handlers.
+pub(crate) struct Job {
+    pub(crate) handlers: NonNull<HandlerTable>,
+    pub(crate) shard: NonNull<Shard>,
+}
+
+// SAFETY: a job is the exclusive borrow of one shard (distinct shards per
+// job) plus a shared borrow of its class's handler table (`Handler: Sync`),
+// both taken from `&mut ActorSystem` for the duration of one cycle.
+unsafe impl Send for Job {}
+// SAFETY: shared jobs are only run through `run_shared`, which hands each
+// job to one thread only.
+unsafe impl Sync for Job {}
+
+/// Runs `jobs` on this thread and on up to `jobs.len() - 1` helpers of
+/// `pool`: each thread takes the next job not yet taken until none is left.
+/// This thread starts at once instead of waiting for a sleeping helper to
+/// wake, so short cycles never get slower than on one thread.
+pub(crate) fn run_shared(pool: &rayon::ThreadPool, jobs: &mut [Job]) {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    let next = AtomicUsize::new(0);
+    let jobs: &[Job] = jobs;
+    // If a job panics, the scope still waits for every helper before the
+    // panic goes on, so no helper outlives the borrow of `jobs`.
+    let take_jobs = || {
+        // Each index is handed out once (`fetch_add` is one total order),
+        // so every job runs on exactly one thread.
+        while let Some(job) = jobs.get(next.fetch_add(1, Relaxed)) {
+            // SAFETY: this thread took the job's index, so no other thread
+            // runs it; the scope below outlives every run.
+            unsafe { job.run_shared() };
+        }
+    };
+    let helpers = pool.current_num_threads().min(jobs.len() - 1);
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| take_jobs());
+        }
+        take_jobs();
+    });
+}
+
+impl Job {
+    /// Runs the job from a shared reference.
+    ///
+    /// # Safety
+    /// No other thread runs this job at the same time (each job is taken
+    /// once, see [`run_shared`]).
+    unsafe fn run_shared(&self) {
+        // SAFETY: see the `Send` impl: the shard is borrowed exclusively by
+        // this job (the caller runs it alone), the handler table shared,
+        // both alive for the cycle.
+        let (handlers, shard) = unsafe { (self.handlers.as_ref(), &mut *self.shard.as_ptr()) };
+        shard.run(handlers);
+    }
+
+    pub(crate) fn run(&mut self) {
+        // SAFETY: `&mut self`: no other thread runs this job.
+        unsafe { self.run_shared() }
+    }
+}
