@@ -3,7 +3,7 @@
 use compact::Compact;
 
 use crate::id::TypedID;
-use crate::system::ClassSetup;
+use crate::registry::ClassSetup;
 use crate::world::World;
 
 /// An actor class: a `Compact` struct whose instances live densely in one

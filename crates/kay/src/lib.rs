@@ -42,11 +42,11 @@ extern crate self as kay;
 
 mod actor;
 mod class;
+mod config;
 mod cycle;
 mod external;
 mod id;
 mod inbox;
-mod panic;
 mod prefetch;
 mod registry;
 mod reply;
@@ -68,14 +68,16 @@ pub mod inbox_internals {
 pub use actor::{Actor, ActorTrait, Fate, Message, Recipient};
 pub use class::HandlerKind;
 pub use compact::{self, CBox, CHashMap, COption, CString, CVec, Compact};
+pub use config::Config;
+pub use cycle::panic::{PanicPolicy, PanicReport};
 pub use external::External;
 pub use id::{MachineID, ParseIDError, RawID, ShortTypeId, TypedID};
 pub use kay_macros::{actor, actor_trait, implements};
-pub use panic::{PanicPolicy, PanicReport};
+pub use registry::ClassSetup;
 pub use registry::MessageId;
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats};
-pub use system::{ActorSystem, ClassSetup, Config, MAX_PANIC_REPORTS};
+pub use system::{ActorSystem, MAX_PANIC_REPORTS};
 pub use world::World;
 
 /// Everything the usual actor code needs: `use kay::prelude::*;`.

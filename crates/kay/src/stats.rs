@@ -1,6 +1,7 @@
 //! Statistics: instance counts, queue lengths, messages handled and lost.
 
 use std::fmt;
+use std::sync::atomic::Ordering;
 
 use crate::id::ShortTypeId;
 
@@ -87,5 +88,57 @@ impl fmt::Display for Stats {
             }
         }
         writeln!(f, "undeliverable: {}", self.undeliverable)
+    }
+}
+
+impl crate::ActorSystem {
+    /// Counters of every class and message type.
+    pub fn stats(&self) -> Stats {
+        let names = self
+            .shared
+            .message_names
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let classes = self
+            .classes
+            .iter()
+            .flatten()
+            .map(|class| {
+                let mut handled: Vec<u64> = Vec::new();
+                let (mut no_recipient, mut no_handler, mut kept) = (0, 0, 0);
+                for shard in &class.shards {
+                    let counters = &shard.state.counters;
+                    if handled.len() < counters.handled.len() {
+                        handled.resize(counters.handled.len(), 0);
+                    }
+                    for (total, n) in handled.iter_mut().zip(&counters.handled) {
+                        *total += n;
+                    }
+                    no_recipient += counters.no_recipient;
+                    no_handler += counters.no_handler;
+                    kept += counters.kept;
+                }
+                ClassStats {
+                    name: class.shared.name,
+                    type_id: class.shared.type_id,
+                    instances: class.shards.iter().map(|s| s.store.len()).sum(),
+                    slot_bytes: class.shards.iter().map(|s| s.store.slot_bytes()).sum(),
+                    queued: class.shared.shards.iter().map(|s| s.queued()).sum(),
+                    handled: handled
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| **n > 0)
+                        .map(|(m, n)| (names[m], *n))
+                        .collect(),
+                    no_recipient,
+                    no_handler,
+                    kept,
+                }
+            })
+            .collect();
+        Stats {
+            classes,
+            undeliverable: self.shared.undeliverable.load(Ordering::Relaxed),
+        }
     }
 }

@@ -13,10 +13,10 @@ use compact::static_size_bytes;
 
 use crate::actor::{Actor, Fate, Message};
 use crate::class::ShardState;
+use crate::cycle::panic::Caught;
 use crate::id::{RawID, TypedID};
 use crate::inbox::Inbox;
 use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, write_header};
-use crate::panic::Caught;
 use crate::registry::MessageId;
 use crate::reply::{ReplyError, Request};
 use crate::store::{Delivery, InstanceStore};

@@ -9,9 +9,9 @@ pub(crate) mod lanes;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use crate::cycle::panic::{Caught, PanicPolicy};
 use crate::id::RawID;
 use crate::inbox::{Inbox, Position};
-use crate::panic::{Caught, PanicPolicy};
 use crate::reply::ReplyError;
 use crate::store::AnyStore;
 use crate::world::World;

@@ -3,10 +3,10 @@
 //! [cycle's docs](super)), and the recovery from a handler's panic.
 
 use crate::class::{Handler, HandlerTable, Shard, ShardState};
+use crate::cycle::panic::{PanicPolicy, catch};
 use crate::id::RawID;
 use crate::inbox::record::{RECORD_HEADER, Record, SPAWN_TAG, read_header};
 use crate::inbox::{Inbox, Position};
-use crate::panic::{PanicPolicy, catch};
 use crate::registry::MessageId;
 use crate::reply::ReplyError;
 use crate::store::AnyStore;
@@ -436,7 +436,7 @@ fn caught_in(
 ) {
     let message_debug = handler.debug_message.as_ref().map(|debug| {
         // SAFETY: the payload is a valid message of the handler's type.
-        crate::panic::catch(|| unsafe { debug.show(payload) })
+        crate::cycle::panic::catch(|| unsafe { debug.show(payload) })
             .unwrap_or_else(|_| "<its Debug panicked>".to_owned())
     });
     for caught in state.caught.iter_mut().rev() {

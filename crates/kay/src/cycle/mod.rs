@@ -34,11 +34,12 @@
 //! cycle and leaks its instances when dropped, as their state is unknown.
 
 pub(crate) mod dispatch;
+pub(crate) mod panic;
 pub(crate) mod pool;
 
 use crate::ActorSystem;
+use crate::cycle::panic::{PanicPolicy, PanicReport};
 use crate::cycle::pool::{Job, run_shared};
-use crate::panic::{PanicPolicy, PanicReport};
 use crate::system::MAX_PANIC_REPORTS;
 use std::ptr::NonNull;
 

@@ -1,5 +1,24 @@
-//! The registry: the dense numbers of registered types (classes, actor
-//! traits, message types) and their names.
+//! The registry: registering classes, actor traits and message types, the
+//! dense numbers they get (a class's or trait's [`ShortTypeId`], a message
+//! type's [`MessageId`]) and their names, and installing handlers
+//! ([`ClassSetup`]).
+
+mod setup;
+
+pub use setup::ClassSetup;
+
+use std::any::TypeId;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::{Arc, RwLock};
+
+use crate::actor::{Actor, ActorTrait, Message};
+use crate::class::handlers::MessageDebug;
+use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
+use crate::id::ShortTypeId;
+use crate::store::InstanceStore;
+use crate::system::ActorSystem;
+use crate::world::{TraitShared, TypeEntry, World};
 
 /// A dense number for a message type, given when a handler for it is registered.
 #[repr(transparent)]
@@ -8,3 +27,233 @@ pub struct MessageId(pub(crate) u16);
 
 /// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)).
 pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFF;
+
+impl ActorSystem {
+    pub(crate) fn next_type_id(&self, name: &str) -> ShortTypeId {
+        let len = self
+            .shared
+            .types
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        let id = u16::try_from(len)
+            .unwrap_or_else(|_| panic!("too many actor classes and traits to register {name}"));
+        ShortTypeId(id)
+    }
+
+    pub(crate) fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeId> {
+        self.shared
+            .type_ids
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&TypeId::of::<T>())
+            .copied()
+    }
+
+    pub(crate) fn add_type(&self, key: TypeId, entry: TypeEntry) -> ShortTypeId {
+        let mut types = self.shared.types.write().unwrap_or_else(|e| e.into_inner());
+        let id = ShortTypeId(types.len() as u16);
+        types.push(entry);
+        self.shared
+            .type_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, id);
+        id
+    }
+
+    /// Registers actor class `A` and installs its handlers ([`Actor::setup`]).
+    ///
+    /// # Panics
+    /// If `A` is already registered, or its alignment is above 8 bytes.
+    pub fn register<A: Actor>(&mut self) -> ShortTypeId {
+        let name = std::any::type_name::<A>();
+        assert!(
+            self.known_type::<A>().is_none(),
+            "{name} is registered twice"
+        );
+        assert!(
+            align_of::<A>() <= 8,
+            "actor {name} has an alignment above 8 bytes, which instance stores do not support"
+        );
+        let type_id = self.next_type_id(name);
+        let shards = self.config.shards as u32;
+        let first_global = self.global_shards.len() as u32;
+        let shared = Arc::new(ClassShared::new(
+            name,
+            type_id,
+            shards,
+            first_global,
+            self.config.inbox_chunk_size,
+            self.config.inbox_retain_bytes,
+        ));
+        self.global_shards.extend(
+            shared
+                .shards
+                .iter()
+                .map(|s| (NonNull::from(s), type_id.get())),
+        );
+        let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
+        debug_assert_eq!(added, type_id);
+        let ident: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .collect();
+        let ident = &ident[ident.len().saturating_sub(60)..];
+        let shards = (0..shards)
+            .map(|s| {
+                let store = InstanceStore::<A>::new(
+                    self.storage.clone(),
+                    format!("c{}s{s}_{ident}", type_id.get()),
+                    shards,
+                );
+                let mut state = ShardState::new(
+                    World::new(Arc::clone(&self.shared), 1 + first_global + s),
+                    name,
+                );
+                state.panicked = self.panicked;
+                Shard {
+                    store: Box::new(store),
+                    state,
+                    work: Vec::new(),
+                    lanes: Vec::new(),
+                    lanes_seen: 0,
+                    resume: false,
+                    resuming: None,
+                    taken: 0,
+                }
+            })
+            .collect();
+        let class = Class {
+            shared,
+            handlers: HandlerTable::default(),
+            shards,
+        };
+        let at = type_id.get() as usize;
+        if self.classes.len() <= at {
+            self.classes.resize_with(at + 1, || None);
+        }
+        self.classes[at] = Some(class);
+        A::setup(&mut ClassSetup {
+            system: self,
+            type_id,
+            _actor: PhantomData,
+        });
+        for trait_impl in crate::private::trait_impls_of(TypeId::of::<A>()) {
+            (trait_impl.setup)(self);
+        }
+        type_id
+    }
+
+    /// Registers actor trait `T` (also done on first use by
+    /// [`ClassSetup::implements`]); returns its type id.
+    pub fn register_trait<T: ActorTrait + ?Sized>(&mut self) -> ShortTypeId {
+        if let Some(id) = self.known_type::<T>() {
+            return id;
+        }
+        let name = std::any::type_name::<T>();
+        self.next_type_id(name);
+        let entry = TraitShared {
+            implementors: RwLock::new(Vec::new()),
+        };
+        self.add_type(TypeId::of::<T>(), TypeEntry::Trait(Arc::new(entry)))
+    }
+
+    /// Handler registration for class `A` outside [`Actor::setup`].
+    ///
+    /// # Panics
+    /// If `A` is not registered.
+    pub fn class<A: Actor>(&mut self) -> ClassSetup<'_, A> {
+        let type_id = self
+            .known_type::<A>()
+            .unwrap_or_else(|| panic!("{} is not registered", std::any::type_name::<A>()));
+        ClassSetup {
+            system: self,
+            type_id,
+            _actor: PhantomData,
+        }
+    }
+
+    pub(crate) fn message_id<M: Message>(&mut self) -> MessageId {
+        crate::actor::refuse_process_local::<M>();
+        let name = std::any::type_name::<M>();
+        assert!(
+            align_of::<M>() <= 8,
+            "message {name} has an alignment above 8 bytes, which inboxes do not support"
+        );
+        let mut ids = self
+            .shared
+            .message_ids
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut names = self
+            .shared
+            .message_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        *ids.entry(TypeId::of::<M>()).or_insert_with(|| {
+            assert!(
+                names.len() < MAX_MESSAGE_TYPES,
+                "too many message types to register {name} (at most {})",
+                MAX_MESSAGE_TYPES
+            );
+            let id = names.len() as u16;
+            names.push(name);
+            MessageId(id)
+        })
+    }
+
+    pub(crate) fn install(
+        &mut self,
+        type_id: ShortTypeId,
+        message: MessageId,
+        mut handler: Handler,
+    ) {
+        handler.debug_message = self.message_debug.get(&message).cloned();
+        let class = self.classes[type_id.get() as usize]
+            .as_mut()
+            .expect("registered class");
+        if class.handlers.insert(message, handler).is_err() {
+            let existing = class.handlers.get(message).expect("the entry in the way");
+            let names = self
+                .shared
+                .message_names
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            panic!(
+                "{} already has a {:?} for message {}; a class has one handler or spawner per message type",
+                class.shared.name, existing.kind, names[message.0 as usize]
+            );
+        }
+    }
+
+    /// Shows messages of type `M` with their `Debug` in panic reports.
+    pub fn debug_message<M: Message + std::fmt::Debug>(&mut self) -> &mut Self {
+        self.debug_message_with::<M>(|m| format!("{m:?}"))
+    }
+
+    /// Shows messages of type `M` with `format` in panic reports.
+    pub fn debug_message_with<M: Message>(&mut self, format: fn(&M) -> String) -> &mut Self {
+        let message = self.message_id::<M>();
+        let debug = MessageDebug::new(format);
+        for class in self.classes.iter_mut().flatten() {
+            if let Some(handler) = class.handlers.get_mut(message) {
+                handler.debug_message = Some(debug.clone());
+            }
+        }
+        self.message_debug.insert(message, debug);
+        self
+    }
+
+    /// Names message type `M` `name` in statistics and panic reports
+    /// (instead of its type name); the macros name their hidden message
+    /// types `Class::method`.
+    pub fn name_message<M: Message>(&mut self, name: &'static str) -> &mut Self {
+        let message = self.message_id::<M>();
+        self.shared
+            .message_names
+            .write()
+            .unwrap_or_else(|e| e.into_inner())[message.0 as usize] = name;
+        self
+    }
+}

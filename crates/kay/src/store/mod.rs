@@ -24,7 +24,7 @@ use compact::static_size_bytes;
 use crate::actor::{Actor, Fate};
 use crate::id::{RawID, TypedID};
 
-use crate::panic::{Caught, PanicPolicy, catch};
+use crate::cycle::panic::{Caught, PanicPolicy, catch};
 use crate::store::index::{Index, Location};
 
 const EXACT: u8 = 0;
@@ -67,7 +67,7 @@ pub(crate) trait AnyStore {
     /// Starts loading instance `id` into the cache (if it exists).
     fn prefetch_instance(&self, id: RawID);
     /// Sets what happens to an instance whose handler panicked.
-    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy);
+    fn set_panic_policy(&mut self, policy: crate::cycle::panic::PanicPolicy);
 }
 
 impl<A: Actor> AnyStore for InstanceStore<A> {
@@ -86,7 +86,7 @@ impl<A: Actor> AnyStore for InstanceStore<A> {
     fn prefetch_instance(&self, id: RawID) {
         InstanceStore::prefetch_instance(self, id)
     }
-    fn set_panic_policy(&mut self, policy: crate::panic::PanicPolicy) {
+    fn set_panic_policy(&mut self, policy: crate::cycle::panic::PanicPolicy) {
         self.policy = policy;
     }
 }

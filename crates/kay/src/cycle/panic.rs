@@ -142,3 +142,38 @@ pub(crate) fn install_hook() {
 pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Box<dyn Any + Send>> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
 }
+
+impl crate::ActorSystem {
+    /// Whether the system is panicked: a handler of a class with
+    /// [`PanicPolicy::Stop`] panicked and [`clear_panic`](Self::clear_panic)
+    /// was not called since. Ordinary messages are then kept, not handled.
+    pub fn is_panicked(&self) -> bool {
+        self.panicked
+    }
+
+    /// The first panic report since the last [`clear_panic`](Self::clear_panic).
+    pub fn panic_report(&self) -> Option<&PanicReport> {
+        self.reports.first()
+    }
+
+    /// The panic reports since the last [`clear_panic`](Self::clear_panic),
+    /// in the order they happened (at most [`MAX_PANIC_REPORTS`](crate::MAX_PANIC_REPORTS); see
+    /// [`panic_count`](Self::panic_count) for all).
+    pub fn panic_reports(&self) -> &[PanicReport] {
+        &self.reports
+    }
+
+    /// How many panics were caught since the last `clear_panic`.
+    pub fn panic_count(&self) -> u64 {
+        self.panics
+    }
+
+    /// Leaves the panicked state and returns the reports: the next message
+    /// cycles handle every kept message first, in the order it would have
+    /// been handled (the messages that panicked are not retried).
+    pub fn clear_panic(&mut self) -> Vec<PanicReport> {
+        self.set_panicked(false);
+        self.panics = 0;
+        std::mem::take(&mut self.reports)
+    }
+}

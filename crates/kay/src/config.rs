@@ -1,0 +1,45 @@
+//! [`Config`]: how an [`ActorSystem`](crate::ActorSystem) runs.
+
+use crate::id::MachineID;
+
+/// How an [`ActorSystem`](crate::ActorSystem) runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This machine's index in the topology (0 on a single machine).
+    pub machine: MachineID,
+    /// The most message cycles one call of
+    /// [`ActorSystem::process_all_messages`](crate::ActorSystem::process_all_messages) runs; messages left over wait
+    /// for the next call.
+    pub max_cycles_per_call: usize,
+    /// The size of inbox chunks in bytes (a power of two); larger messages
+    /// get chunks of their own.
+    pub inbox_chunk_size: usize,
+    /// How many bytes of finished inbox chunks each class keeps for reuse.
+    /// Like a `Vec`'s capacity, an inbox keeps the memory of its largest
+    /// burst up to this limit, so that steady bursts of messages neither
+    /// allocate nor touch fresh pages.
+    pub inbox_retain_bytes: usize,
+    /// Threads that handle shards in parallel (default: the number of
+    /// cores): the thread calling into the system plus `threads - 1`
+    /// helper threads. Changing it never changes results (see the crate
+    /// docs on determinism).
+    pub threads: usize,
+    /// Shards per class: each class is split into this many instance stores
+    /// that can be handled in parallel. Part of the configuration (not
+    /// derived from `threads`), so IDs and delivery order stay the same
+    /// whatever the thread count. At most 255 shards over all classes.
+    pub shards: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            machine: MachineID(0),
+            max_cycles_per_call: 1_000,
+            inbox_chunk_size: 1 << 16,
+            inbox_retain_bytes: 16 << 20,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            shards: 4,
+        }
+    }
+}
