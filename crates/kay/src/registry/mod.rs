@@ -18,7 +18,7 @@ use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState}
 use crate::id::ShortTypeId;
 use crate::store::InstanceStore;
 use crate::system::ActorSystem;
-use crate::world::{TraitShared, TypeEntry, World};
+use crate::world::World;
 
 /// A dense number for a message type, given when a handler for it is registered.
 #[repr(transparent)]
@@ -27,6 +27,18 @@ pub struct MessageId(pub(crate) u16);
 
 /// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)).
 pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFF;
+
+/// A registered class or trait, as senders see it.
+#[derive(Clone)]
+pub(crate) enum TypeEntry {
+    Class(Arc<ClassShared>),
+    Trait(Arc<TraitShared>),
+}
+
+/// An actor trait and the classes that implement it.
+pub(crate) struct TraitShared {
+    pub(crate) implementors: RwLock<Vec<Arc<ClassShared>>>,
+}
 
 impl ActorSystem {
     pub(crate) fn next_type_id(&self, name: &str) -> ShortTypeId {

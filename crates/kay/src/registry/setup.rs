@@ -7,10 +7,11 @@ use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
 use crate::class::Handler;
 use crate::cycle::panic::PanicPolicy;
 use crate::id::ShortTypeId;
+use crate::registry::TypeEntry;
 use crate::reply::Request;
 use crate::store::InstanceStore;
 use crate::system::ActorSystem;
-use crate::world::{TypeEntry, World};
+use crate::world::World;
 
 /// Installs handlers and spawners of class `A`: given to [`Actor::setup`],
 /// or from [`ActorSystem::class`].

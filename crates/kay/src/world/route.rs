@@ -1,0 +1,218 @@
+//! Routing a send: the one place where a message to an ID becomes a record
+//! in a local lane (and, with networking, a batch for another machine).
+//!
+//! [`World::send`] looks at the recipient: another machine's ID is not
+//! local (counted as undeliverable while networking is off); a single
+//! instance goes to its shard's lane from this world, through a one-entry
+//! cache of the last route (conversations and replies skip the class and
+//! lane lookups); a broadcast is compacted once and copied into every
+//! shard of the class (or of every implementor of a trait).
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use compact::{Compact, Compacted, static_size_bytes};
+
+use crate::actor::Message;
+use crate::class::{ClassShared, Lane, ShardShared};
+use crate::id::{RawID, ShortTypeId, TypedID};
+use crate::inbox::record::{RECORD_HEADER, write_header};
+use crate::registry::{MessageId, TypeEntry};
+use crate::world::World;
+
+impl World {
+    /// Sends `message` to `recipient` (an instance, a broadcast, or an
+    /// implementor of an actor trait). It is handled in a later message cycle.
+    /// A message nobody can receive is counted in the statistics.
+    #[inline]
+    pub fn send<M: Message>(&mut self, recipient: impl TypedID, message: M) {
+        crate::actor::refuse_process_local::<M>();
+        let recipient = recipient.as_raw();
+        let Some(message_id) = self.message_id::<M>() else {
+            return self.undeliverable();
+        };
+        if recipient.machine != self.machine {
+            return self.undeliverable();
+        }
+        if let Some(route) = self.last_route
+            && route.type_id == recipient.type_id
+            && !recipient.is_broadcast()
+        {
+            // SAFETY: shards and lanes live as long as `shared`, which this
+            // world keeps alive.
+            let shard = unsafe { route.shard_ptr.as_ref() };
+            if shard.owns(recipient.instance) {
+                // SAFETY: as above.
+                let lane = unsafe { route.lane.as_ref() };
+                return write_record(shard, lane, message_id, recipient, message);
+            }
+        }
+        match self.entry(recipient.type_id) {
+            Some(TypeEntry::Class(class)) => {
+                let class: *const ClassShared = &**class;
+                // SAFETY: the class is kept alive by `self.types` (entries are
+                // never removed) and by `shared`; pushing touches neither.
+                let class = unsafe { &*class };
+                if recipient.is_broadcast() {
+                    let compacted = compacted_message(message);
+                    for shard in class.shards.iter() {
+                        self.push_copy(shard, message_id, recipient, &compacted);
+                    }
+                } else {
+                    let shard = class.shard_of(recipient.instance);
+                    let lane = NonNull::from(self.lane_into(shard));
+                    self.last_route = Some(Route {
+                        type_id: recipient.type_id,
+                        shard_ptr: NonNull::from(shard),
+                        lane,
+                    });
+                    // SAFETY: lanes live as long as `shared` (see above).
+                    write_record(
+                        shard,
+                        unsafe { lane.as_ref() },
+                        message_id,
+                        recipient,
+                        message,
+                    );
+                }
+            }
+            Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
+                let t = Arc::clone(t);
+                let implementors = t.implementors.read().unwrap_or_else(|e| e.into_inner());
+                let compacted = compacted_message(message);
+                for class in implementors.iter() {
+                    for shard in class.shards.iter() {
+                        self.push_copy(shard, message_id, recipient, &compacted);
+                    }
+                }
+            }
+            _ => self.undeliverable(),
+        }
+    }
+
+    /// This world's lane into `shard`.
+    #[inline]
+    pub(crate) fn lane_into(&mut self, shard: &ShardShared) -> &Lane {
+        let at = shard.global as usize;
+        if let Some(Some(lane)) = self.lanes.get(at) {
+            // SAFETY: lanes live as long as their class, which `shared` keeps alive.
+            return unsafe { lane.as_ref() };
+        }
+        let lane = NonNull::from(shard.lane(self.lane));
+        if self.lanes.len() <= at {
+            self.lanes.resize(at + 1, None);
+        }
+        self.lanes[at] = Some(lane);
+        // SAFETY: as above.
+        unsafe { lane.as_ref() }
+    }
+
+    /// Compacts `message` into a new record in this world's lane into `shard`.
+    #[inline]
+    pub(crate) fn push<M: Compact>(
+        &mut self,
+        shard: &ShardShared,
+        message_id: MessageId,
+        recipient: RawID,
+        message: M,
+    ) {
+        let lane = self.lane_into(shard);
+        write_record(shard, lane, message_id, recipient, message);
+    }
+
+    /// Copies an already compacted message into a new record for `shard`.
+    fn push_copy<M: Compact>(
+        &mut self,
+        shard: &ShardShared,
+        message_id: MessageId,
+        recipient: RawID,
+        message: &Compacted<M>,
+    ) {
+        let lane = self.lane_into(shard);
+        let source = (&**message as *const M).cast_mut();
+        let size = message_size(&**message);
+        // SAFETY: `source` is a valid, compact `M`: compacting it copies its
+        // bytes and leaves it intact (compact parts own nothing), so each
+        // copy is an independent value and `message` stays valid.
+        unsafe { write_compacted(shard, lane, message_id, recipient, source, size) };
+    }
+}
+
+/// `message` compacted once, to be copied into the inboxes of a broadcast.
+fn compacted_message<M: Message>(message: M) -> Compacted<M> {
+    // Measured while still owned: refused before anything is moved.
+    message_size(&message);
+    Compacted::new(message)
+}
+
+/// Compacts `message` into a new record in `lane` (of `shard`). Inlined
+/// into every send: the message is built and written in place.
+#[inline(always)]
+fn write_record<M: Compact>(
+    shard: &ShardShared,
+    lane: &Lane,
+    message_id: MessageId,
+    recipient: RawID,
+    message: M,
+) {
+    // Measured while still owned: if measuring refuses the message (an
+    // `External` inside), it is dropped as the panic unwinds.
+    let size = message_size(&message);
+    let mut message = std::mem::ManuallyDrop::new(message);
+    // SAFETY: `message` is valid and moved into the record, never dropped
+    // here; `size` is its size.
+    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message, size) };
+}
+
+/// The size of a record holding `message`; refuses (panics on) an
+/// `External` inside it.
+#[inline(always)]
+fn message_size<M: Compact>(message: &M) -> usize {
+    RECORD_HEADER
+        + if M::IS_STATIC {
+            static_size_bytes::<M>()
+        } else {
+            crate::external::measuring_message(|| message.total_size_bytes())
+        }
+}
+
+/// Compacts the message at `source` into a new record in `lane` (of `shard`).
+///
+/// # Safety
+///
+/// `source` points to a valid `M` that is either moved into the record (the
+/// caller forgets it) or compact (copying leaves it intact), and `size` is
+/// [`message_size`] of it.
+#[inline(always)]
+unsafe fn write_compacted<M: Compact>(
+    shard: &ShardShared,
+    lane: &Lane,
+    message_id: MessageId,
+    recipient: RawID,
+    source: *mut M,
+    size: usize,
+) {
+    let write = |buf: &mut [u8]| {
+        write_header(buf, recipient);
+        let dest = buf[RECORD_HEADER..].as_mut_ptr();
+        // SAFETY: `buf` is 8-aligned (records are) and message types have an
+        // alignment of at most 8 (checked at registration), so `dest` is
+        // aligned; the record has room for the whole compact message.
+        unsafe { M::compact(source, dest.cast(), dest.add(static_size_bytes::<M>())) };
+    };
+    // SAFETY: the sending world is the lane's only writer at this time: a
+    // lane belongs to one shard's handlers (run by one thread at a time) or
+    // to the outside (the system's thread, `World` being `!Send`).
+    unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
+    lane.mark_pending(shard);
+}
+
+/// Where this world's last message to a single instance went: the class,
+/// the shard, and this world's lane into it. Repeated messages to the same
+/// shard (conversations, replies) skip the class and lane lookups.
+#[derive(Clone, Copy)]
+pub(crate) struct Route {
+    type_id: ShortTypeId,
+    shard_ptr: NonNull<ShardShared>,
+    lane: NonNull<Lane>,
+}
