@@ -1,0 +1,198 @@
+//! The table of outstanding replies: each open request has a slot, found
+//! by its token, that the answer (or an error) fills and the asker's
+//! [`Reply`] future takes.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use compact::Compact;
+
+use super::{Reply, ReplyError, ReplyTo};
+use crate::id::MachineID;
+
+enum Slot {
+    Waiting(Option<Waker>),
+    Ready(Box<dyn Any + Send>),
+    Failed(ReplyError),
+    /// The `Reply` was dropped; an answer is discarded.
+    Abandoned,
+    Free,
+}
+
+/// Outstanding replies of one system.
+#[derive(Default)]
+pub(crate) struct Replies {
+    inner: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<(u32, Slot)>,
+    free: Vec<u32>,
+    waiting: usize,
+}
+
+impl Table {
+    fn slot(&mut self, token: u64) -> Option<&mut Slot> {
+        let (index, generation) = ((token & 0xFFFF_FFFF) as usize, (token >> 32) as u32);
+        match self.slots.get_mut(index) {
+            Some((g, slot)) if *g == generation => Some(slot),
+            _ => None,
+        }
+    }
+
+    fn release(&mut self, token: u64) {
+        let index = (token & 0xFFFF_FFFF) as u32;
+        let Some(slot) = self.slot(token) else { return };
+        let was_waiting = matches!(slot, Slot::Waiting(_));
+        *slot = Slot::Free;
+        if was_waiting {
+            self.waiting -= 1;
+        }
+        self.slots[index as usize].0 = self.slots[index as usize].0.wrapping_add(1);
+        self.free.push(index);
+    }
+}
+
+impl Replies {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new outstanding reply.
+    pub(crate) fn open<T: Compact + Send>(
+        self: &Arc<Self>,
+        machine: MachineID,
+    ) -> (ReplyTo<T>, Reply<T>) {
+        let mut table = self.lock();
+        let index = match table.free.pop() {
+            Some(i) => i,
+            None => {
+                table.slots.push((0, Slot::Free));
+                (table.slots.len() - 1) as u32
+            }
+        };
+        let generation = table.slots[index as usize].0;
+        table.slots[index as usize].1 = Slot::Waiting(None);
+        table.waiting += 1;
+        let token = u64::from(generation) << 32 | u64::from(index);
+        let reply = Reply {
+            replies: Arc::clone(self),
+            token,
+            _value: PhantomData,
+        };
+        (
+            ReplyTo {
+                token,
+                machine,
+                _value: PhantomData,
+            },
+            reply,
+        )
+    }
+
+    /// Delivers an answer (ignored if nobody waits for it any more).
+    pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) {
+        self.resolve(to.token, Slot::Ready(Box::new(value)));
+    }
+
+    /// Resolves the reply `token` with `error` (if anyone still waits).
+    pub(crate) fn fail(&self, token: u64, error: ReplyError) {
+        self.resolve(token, Slot::Failed(error));
+    }
+
+    /// Puts `outcome` (ready or failed) into the slot of `token` if it
+    /// still waits, and wakes its task; frees an abandoned slot.
+    fn resolve(&self, token: u64, outcome: Slot) {
+        let mut table = self.lock();
+        match table.slot(token) {
+            Some(slot @ Slot::Waiting(_)) => {
+                let Slot::Waiting(waker) = std::mem::replace(slot, outcome) else {
+                    unreachable!()
+                };
+                table.waiting -= 1;
+                drop(table);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            Some(Slot::Abandoned) => table.release(token),
+            _ => {}
+        }
+    }
+
+    /// Whether any reply is still outstanding.
+    /// Polls the reply with `token` for a value of type `T` (see
+    /// [`Reply`]'s `Future` impl).
+    pub(crate) fn poll<T: 'static>(
+        &self,
+        token: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<T, ReplyError>> {
+        let mut table = self.lock();
+        let Some(slot) = table.slot(token) else {
+            return Poll::Ready(Err(ReplyError::NoReply));
+        };
+        match slot {
+            Slot::Waiting(waker) => {
+                *waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+            Slot::Ready(_) | Slot::Failed(_) => {
+                let taken = std::mem::replace(slot, Slot::Free);
+                table.release(token);
+                Poll::Ready(match taken {
+                    Slot::Ready(value) => Ok(*value
+                        .downcast::<T>()
+                        .expect("a reply of the requested type")),
+                    Slot::Failed(error) => Err(error),
+                    _ => unreachable!(),
+                })
+            }
+            Slot::Abandoned | Slot::Free => Poll::Ready(Err(ReplyError::NoReply)),
+        }
+    }
+
+    /// The asker dropped its [`Reply`]: an answer still to come is thrown
+    /// away, one that came is freed.
+    pub(crate) fn abandon(&self, token: u64) {
+        let mut table = self.lock();
+        if let Some(slot) = table.slot(token) {
+            if let Slot::Waiting(_) = slot {
+                *slot = Slot::Abandoned;
+                table.waiting -= 1;
+            } else if !matches!(slot, Slot::Free) {
+                table.release(token);
+            }
+        }
+    }
+
+    pub(crate) fn any_waiting(&self) -> bool {
+        self.lock().waiting > 0
+    }
+
+    /// Fails every outstanding reply (nobody is left to answer).
+    pub(crate) fn fail_waiting(&self, error: ReplyError) {
+        let mut table = self.lock();
+        let mut wakers = Vec::new();
+        let mut abandoned = Vec::new();
+        for (index, (generation, slot)) in table.slots.iter_mut().enumerate() {
+            match slot {
+                Slot::Waiting(waker) => {
+                    wakers.extend(waker.take());
+                    *slot = Slot::Failed(error.clone());
+                }
+                Slot::Abandoned => abandoned.push(u64::from(*generation) << 32 | index as u64),
+                _ => {}
+            }
+        }
+        table.waiting = 0;
+        for token in abandoned {
+            table.release(token);
+        }
+        drop(table);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
