@@ -7,9 +7,11 @@ use crate::id::MachineID;
 pub struct Config {
     /// This machine's index in the topology (0 on a single machine).
     pub machine: MachineID,
-    /// The most message cycles one call of
-    /// [`ActorSystem::process_all_messages`](crate::ActorSystem::process_all_messages) runs; messages left over wait
-    /// for the next call.
+    /// The most message cycles one [`turn`](crate::ActorSystem::turn)
+    /// runs; messages left then wait for the next turn, and the turn says
+    /// so ([`Turn::messages_left`](crate::Turn::messages_left), plus a
+    /// `tracing` warning). The bound keeps a loop of actors that never
+    /// falls quiet from stalling the caller's loop.
     pub max_cycles_per_call: usize,
     /// The size of inbox chunks in bytes (a power of two); larger messages
     /// get chunks of their own.

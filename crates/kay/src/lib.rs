@@ -77,7 +77,7 @@ pub use registry::ClassSetup;
 pub use registry::MessageId;
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats};
-pub use system::{ActorSystem, MAX_PANIC_REPORTS};
+pub use system::{ActorSystem, MAX_PANIC_REPORTS, Turn};
 pub use world::World;
 
 /// Everything the usual actor code needs: `use kay::prelude::*;`.

@@ -106,6 +106,8 @@ pub struct ActorSystem {
     pub(crate) global_shards: Vec<(NonNull<ShardShared>, u16)>,
     /// Message cycles run so far (that had work).
     pub(crate) cycle: u64,
+    /// Turns run so far.
+    pub(crate) turn: u64,
     /// Whether a handler panicked under `PanicPolicy::Stop` and
     /// `clear_panic` was not called since.
     pub(crate) panicked: bool,
@@ -116,6 +118,22 @@ pub struct ActorSystem {
     /// Formatters of message types for panic reports, by message id.
     pub(crate) message_debug: FxHashMap<MessageId, MessageDebug>,
     _not_send: PhantomData<*const ()>,
+}
+
+/// What one [`turn`](ActorSystem::turn) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// The turn's number (counted from 1; see
+    /// [`current_turn`](ActorSystem::current_turn)).
+    pub number: u64,
+    /// Records taken from inboxes: handled, or kept while panicked, or
+    /// dropped (counted in [`Stats`](crate::Stats)).
+    pub handled: usize,
+    /// Message cycles that had work.
+    pub cycles: usize,
+    /// Whether the turn stopped at [`Config::max_cycles_per_call`] with
+    /// messages still waiting.
+    pub messages_left: bool,
 }
 
 /// The most panic reports a system keeps (further panics are counted).
@@ -155,6 +173,7 @@ impl ActorSystem {
             jobs: Vec::new(),
             global_shards: Vec::new(),
             cycle: 0,
+            turn: 0,
             panicked: false,
             reports: Vec::new(),
             panics: 0,
@@ -168,22 +187,85 @@ impl ActorSystem {
         World::new(Arc::clone(&self.shared), 0)
     }
 
-    /// Runs message cycles until no messages are left (or
-    /// [`Config::max_cycles_per_call`] is reached); returns how many messages
-    /// were handled.
-    pub fn process_all_messages(&mut self) -> usize {
-        let mut total = 0;
+    /// Runs one *turn*: message cycles until no messages are left, or until
+    /// [`Config::max_cycles_per_call`] cycles ran (then
+    /// [`Turn::messages_left`] says so, and a `tracing` warning too).
+    ///
+    /// A turn is one step of your loop and kay's unit of time: timers,
+    /// snapshots and the exchange with other machines (as they come) happen
+    /// once per turn, between its message cycles and the next turn's.
+    /// [`current_turn`](Self::current_turn) counts them. A simulation's
+    /// main loop is
+    ///
+    /// ```
+    /// # use kay::{ActorSystem, Config};
+    /// # let mut system = ActorSystem::new(Config::default());
+    /// # let mut frames = 0;
+    /// loop {
+    ///     // ... send this frame's input from outside ...
+    ///     let turn = system.turn();
+    ///     if turn.messages_left {
+    ///         // The cycle bound stopped the turn: the rest waits for the
+    ///         // next turn (or call `turn` again now).
+    ///     }
+    ///     // ... render, read results ...
+    ///     # frames += 1; if frames == 3 { break; }
+    /// }
+    /// assert_eq!(system.current_turn(), 3);
+    /// ```
+    pub fn turn(&mut self) -> Turn {
+        self.turn += 1;
+        let mut turn = Turn {
+            number: self.turn,
+            ..Turn::default()
+        };
+        let _span = tracing::trace_span!("turn", number = self.turn).entered();
         for _ in 0..self.config.max_cycles_per_call {
             let handled = self.message_cycle();
-            total += handled;
             if handled == 0 {
-                break;
+                return turn;
             }
+            turn.handled += handled;
+            turn.cycles += 1;
         }
-        total
+        turn.messages_left = self.messages_waiting();
+        if turn.messages_left {
+            tracing::warn!(
+                turn = turn.number,
+                cycles = turn.cycles,
+                handled = turn.handled,
+                "kay: the turn stopped at Config::max_cycles_per_call with messages left; \
+                 they are handled from the next turn on"
+            );
+        }
+        turn
     }
 
-    /// Runs message cycles until `future` completes, and returns its output.
+    /// Runs one turn (see [`turn`](Self::turn), which this is another
+    /// name for): message cycles until no messages are left or the bound.
+    pub fn process_all_messages(&mut self) -> Turn {
+        self.turn()
+    }
+
+    /// The number of turns run so far (the last [`Turn::number`]).
+    pub fn current_turn(&self) -> u64 {
+        self.turn
+    }
+
+    /// Whether any shard has records waiting (between cycles).
+    fn messages_waiting(&self) -> bool {
+        self.global_shards.iter().any(|&(shard, _)| {
+            // SAFETY: shards live as long as their class, which the system
+            // keeps.
+            unsafe { shard.as_ref() }.is_pending()
+        }) || self
+            .classes
+            .iter()
+            .flatten()
+            .any(|class| class.shards.iter().any(|shard| shard.resume))
+    }
+
+    /// Runs turns until `future` completes, and returns its output.
     ///
     /// If the system runs out of messages while the future still waits,
     /// every outstanding [`Reply`](crate::Reply) resolves to
@@ -200,7 +282,7 @@ impl ActorSystem {
             if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
                 return output;
             }
-            if self.message_cycle() == 0 {
+            if self.turn().handled == 0 {
                 if self.shared.replies.any_waiting() {
                     self.shared.replies.fail_waiting(crate::ReplyError::NoReply);
                 } else if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {

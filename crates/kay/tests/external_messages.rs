@@ -66,7 +66,7 @@ fn an_external_hidden_in_a_message_is_refused_before_anything_is_written() {
             );
         }
         // Nothing was queued, and the world and system work on.
-        assert_eq!(system.process_all_messages(), 0);
+        assert_eq!(system.process_all_messages().handled, 0);
         world.send(everyone, Handover { files: CVec::new() });
         system.process_all_messages();
         assert_eq!(system.with_instances::<Holder, _>(|h| h.files), vec![0, 0]);

@@ -157,13 +157,16 @@ fn process_all_messages_respects_the_cycle_bound() {
     let mut world = system.world();
     let a = world.spawn::<Cell, _>(SpawnCell { value: 0 });
     world.send(a, Forward { to: a, amount: 1 });
+    let turn = system.process_all_messages();
     assert_eq!(
-        system.process_all_messages(),
-        2,
-        "spawn and forward; the add waits at the bound"
+        (turn.handled, turn.cycles, turn.messages_left),
+        (2, 1, true),
+        "spawn and forward in one cycle; the add waits at the bound"
     );
     assert_eq!(system.stats().class("Cell").unwrap().queued, 1);
-    assert_eq!(system.process_all_messages(), 1);
+    let turn = system.process_all_messages();
+    assert_eq!((turn.handled, turn.messages_left), (1, false));
+    assert_eq!(system.current_turn(), 2);
     assert_eq!(cells(&system)[0].value, 1);
 }
 

@@ -64,7 +64,11 @@ fn every_shard_job_runs_once_per_cycle_on_any_thread_count() {
         for frame in 1..=20 {
             world.send(everyone, Tick);
             // One broadcast record per shard.
-            assert_eq!(system.process_all_messages(), 8, "{threads} threads");
+            assert_eq!(
+                system.process_all_messages().handled,
+                8,
+                "{threads} threads"
+            );
             let ticks = system.with_instances::<Worker, _>(|w| w.ticks);
             assert!(
                 ticks.iter().all(|&t| t == frame),

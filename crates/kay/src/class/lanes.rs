@@ -208,6 +208,12 @@ impl ShardShared {
         })
     }
 
+    /// Whether any lane got records since the last `take_pending` (the
+    /// flag stays). Called only between message cycles.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.is_set()
+    }
+
     /// Whether any lane got records since the last call; clears the flag.
     /// Called only between message cycles.
     #[inline]

@@ -45,6 +45,13 @@ impl PendingFlag {
         was_clear
     }
 
+    /// Whether the flag is set (without clearing it). Only between cycles,
+    /// as for [`take`](PendingFlag::take).
+    #[inline]
+    pub fn is_set(&self) -> bool {
+        self.0.load(Relaxed)
+    }
+
     /// Reads and clears the flag. Only between cycles: no
     /// [`raise`](PendingFlag::raise) may run concurrently, and every raise
     /// to be seen happens-before this call (e.g. the workers were joined).
