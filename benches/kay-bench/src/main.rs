@@ -1,4 +1,4 @@
-//! `kay-bench`: the workloads of DESIGN.md §9, each run with kay and with a
+//! `kay-bench`: kay's workloads (see this crate's README), each run with kay and with a
 //! plain data-oriented Rust baseline in the same process.
 //!
 //! `cargo run --release -p kay-bench` runs the full sizes (N = 1,000,000);

@@ -9,7 +9,7 @@ use crate::report::{Measurement, median, timed};
 /// Problem sizes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scale {
-    /// DESIGN.md's sizes.
+    /// The full sizes (1,000,000 actors or round trips).
     Full,
     /// Small sizes for smoke runs.
     Quick,

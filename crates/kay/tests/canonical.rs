@@ -1,4 +1,5 @@
-//! The canonical example of DESIGN.md §2, exactly as written there, with
+//! The canonical example of kay's design (the README's, which it keeps
+//! in step with), with
 //! `use kay::prelude::*;` as its only import.
 #![cfg_attr(rustfmt, rustfmt::skip)]
 #![allow(missing_docs)]

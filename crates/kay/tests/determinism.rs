@@ -1,4 +1,4 @@
-//! Multi-core execution is deterministic (DESIGN.md §4), and concurrent
+//! Multi-core execution is deterministic (docs/architecture.md), and concurrent
 //! sends into one shard lose and duplicate nothing.
 //!
 //! # The simulation

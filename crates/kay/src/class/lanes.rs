@@ -12,7 +12,7 @@
 //!
 //! IDs for spawns are handed out per (target shard, sender lane) without
 //! coordination: lane `L`'s `k`-th block of local numbers in a shard is
-//! block `k * MAX_LANES + L` (see `docs/multicore.md`). Numbers of dead
+//! block `k * MAX_LANES + L` (see `docs/architecture.md`). Numbers of dead
 //! instances go back, at the end of a message cycle, to the lane that owns
 //! their block, which reuses them with the next version.
 //!

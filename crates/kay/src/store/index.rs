@@ -2,7 +2,7 @@
 //!
 //! Instance numbers of a class are `local * shards + shard`; a shard's store
 //! indexes its own instances by `local`. Local numbers are handed out in
-//! blocks of [`BLOCK`] per sender lane (see `docs/multicore.md`), so they can
+//! blocks of [`BLOCK`] per sender lane (see `docs/architecture.md`), so they can
 //! be sparse: the index is two-level, a table of lazily allocated blocks.
 //!
 //! An entry is one packed `u64`: the address of the instance's slot (slots
