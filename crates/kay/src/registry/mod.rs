@@ -14,7 +14,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::actor::{Actor, ActorTrait, Message};
 use crate::class::handlers::MessageDebug;
+use crate::class::lanes::MAX_LANES;
 use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
+use crate::error::Error;
 use crate::id::ShortTypeId;
 use crate::store::InstanceStore;
 use crate::system::ActorSystem;
@@ -41,16 +43,22 @@ pub(crate) struct TraitShared {
 }
 
 impl ActorSystem {
-    pub(crate) fn next_type_id(&self, name: &str) -> ShortTypeId {
+    /// The type id the next registered class or trait gets.
+    pub(crate) fn next_type_id(&self, name: &'static str) -> Result<ShortTypeId, Error> {
         let len = self
             .shared
             .types
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .len();
-        let id = u16::try_from(len)
-            .unwrap_or_else(|_| panic!("too many actor classes and traits to register {name}"));
-        ShortTypeId(id)
+        u16::try_from(len)
+            .ok()
+            .filter(|&id| id < u16::MAX)
+            .map(ShortTypeId)
+            .ok_or(Error::TooManyTypes {
+                name,
+                limit: u16::MAX as usize,
+            })
     }
 
     pub(crate) fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeId> {
@@ -77,20 +85,40 @@ impl ActorSystem {
     /// Registers actor class `A` and installs its handlers ([`Actor::setup`]).
     ///
     /// # Panics
-    /// If `A` is already registered, or its alignment is above 8 bytes.
+    /// If [`try_register`](Self::try_register) returns an error, or `A`'s
+    /// alignment is above 8 bytes.
     pub fn register<A: Actor>(&mut self) -> ShortTypeId {
+        self.try_register::<A>()
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Registers actor class `A` and installs its handlers
+    /// ([`Actor::setup`]), or says why not: `A` is registered already, or
+    /// no more classes or shards fit.
+    ///
+    /// # Panics
+    /// If `A`'s alignment is above 8 bytes (a property of the type, found
+    /// by the first test run).
+    pub fn try_register<A: Actor>(&mut self) -> Result<ShortTypeId, Error> {
         let name = std::any::type_name::<A>();
-        assert!(
-            self.known_type::<A>().is_none(),
-            "{name} is registered twice"
-        );
+        if self.known_type::<A>().is_some() {
+            return Err(Error::AlreadyRegistered { name });
+        }
         assert!(
             align_of::<A>() <= 8,
             "actor {name} has an alignment above 8 bytes, which instance stores do not support"
         );
-        let type_id = self.next_type_id(name);
+        let type_id = self.next_type_id(name)?;
         let shards = self.config.shards as u32;
         let first_global = self.global_shards.len() as u32;
+        let limit = MAX_LANES as usize - 1;
+        if first_global as usize + shards as usize > limit {
+            return Err(Error::TooManyShards {
+                name,
+                shards: first_global as usize + shards as usize,
+                limit,
+            });
+        }
         let shared = Arc::new(ClassShared::new(
             name,
             type_id,
@@ -154,21 +182,31 @@ impl ActorSystem {
         for trait_impl in crate::private::trait_impls_of(TypeId::of::<A>()) {
             (trait_impl.setup)(self);
         }
-        type_id
+        Ok(type_id)
     }
 
     /// Registers actor trait `T` (also done on first use by
     /// [`ClassSetup::implements`]); returns its type id.
+    ///
+    /// # Panics
+    /// If [`try_register_trait`](Self::try_register_trait) returns an error.
     pub fn register_trait<T: ActorTrait + ?Sized>(&mut self) -> ShortTypeId {
+        self.try_register_trait::<T>()
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Registers actor trait `T` (again: returns its type id), or says why
+    /// not: no more classes and traits fit.
+    pub fn try_register_trait<T: ActorTrait + ?Sized>(&mut self) -> Result<ShortTypeId, Error> {
         if let Some(id) = self.known_type::<T>() {
-            return id;
+            return Ok(id);
         }
         let name = std::any::type_name::<T>();
-        self.next_type_id(name);
+        self.next_type_id(name)?;
         let entry = TraitShared {
             implementors: RwLock::new(Vec::new()),
         };
-        self.add_type(TypeId::of::<T>(), TypeEntry::Trait(Arc::new(entry)))
+        Ok(self.add_type(TypeId::of::<T>(), TypeEntry::Trait(Arc::new(entry))))
     }
 
     /// Handler registration for class `A` outside [`Actor::setup`].
@@ -176,14 +214,21 @@ impl ActorSystem {
     /// # Panics
     /// If `A` is not registered.
     pub fn class<A: Actor>(&mut self) -> ClassSetup<'_, A> {
-        let type_id = self
-            .known_type::<A>()
-            .unwrap_or_else(|| panic!("{} is not registered", std::any::type_name::<A>()));
-        ClassSetup {
+        self.try_class::<A>()
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// Handler registration for class `A` outside [`Actor::setup`], or
+    /// [`Error::NotRegistered`].
+    pub fn try_class<A: Actor>(&mut self) -> Result<ClassSetup<'_, A>, Error> {
+        let type_id = self.known_type::<A>().ok_or(Error::NotRegistered {
+            name: std::any::type_name::<A>(),
+        })?;
+        Ok(ClassSetup {
             system: self,
             type_id,
             _actor: PhantomData,
-        }
+        })
     }
 
     pub(crate) fn message_id<M: Message>(&mut self) -> MessageId {
