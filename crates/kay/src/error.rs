@@ -1,16 +1,16 @@
 //! [`Error`]: what kay refuses when it meets input it does not control.
-//!
-//! Programming errors that a test run finds at once (a handler registered
-//! twice for one message type, an actor with an alignment above 8 bytes)
-//! stay panics with clear messages. Errors a program may want to handle —
-//! registration that depends on configuration or plugins, a type that may
-//! or may not be registered — are this type, returned by the `try_`
-//! methods ([`ActorSystem::try_register`](crate::ActorSystem::try_register),
-//! [`try_register_trait`](crate::ActorSystem::try_register_trait),
-//! [`try_class`](crate::ActorSystem::try_class)); their panicking
-//! counterparts panic with the same text.
 
-/// What kay refuses (see the [module docs](self)).
+/// What kay refuses when it meets input it does not control.
+///
+/// Programming errors that a test run finds at once (a handler registered
+/// twice for one message type, an actor with an alignment above 8 bytes)
+/// stay panics with clear messages. Errors a program may want to handle —
+/// registration that depends on configuration or plugins, a type that may
+/// or may not be registered — are this type, returned by the `try_`
+/// methods ([`ActorSystem::try_register`](crate::ActorSystem::try_register),
+/// [`try_register_trait`](crate::ActorSystem::try_register_trait),
+/// [`try_class`](crate::ActorSystem::try_class)); their panicking
+/// counterparts panic with the same text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
