@@ -78,7 +78,7 @@ pub use kay_macros::{actor, actor_trait, implements};
 pub use registry::ClassSetup;
 pub use registry::MessageId;
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
-pub use stats::{ClassStats, Stats};
+pub use stats::{ClassStats, Stats, Undelivered};
 pub use system::{ActorSystem, MAX_PANIC_REPORTS, Turn};
 pub use world::World;
 

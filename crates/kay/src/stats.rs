@@ -5,14 +5,55 @@ use std::sync::atomic::Ordering;
 
 use crate::id::ShortTypeId;
 
+/// Why a message reached no handler: the one list of reasons, counted per
+/// class and system in [`Stats`] ([`Stats::undelivered`],
+/// [`ClassStats::undelivered`]). Such messages are dropped and counted,
+/// never handed to anyone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Undelivered {
+    /// No live instance holds the recipient's instance number: it died, or
+    /// it was never spawned (or its spawn, from another sender, comes
+    /// later).
+    Gone,
+    /// A live instance holds the number, with another version: the ID is
+    /// stale (its instance died and the number was reused).
+    Stale,
+    /// The recipient's class has no handler for the message type; also a
+    /// spawner message sent with `send`, and a spawn into a class without
+    /// a spawner for the message.
+    NoHandler,
+    /// The message type has no handler in any class, or the recipient's
+    /// type is not registered (or is an actor trait, addressed other than
+    /// by a broadcast).
+    Unknown,
+    /// The recipient lives on another machine and this system is not
+    /// networked.
+    OtherMachine,
+}
+
+impl Undelivered {
+    /// Every reason.
+    pub const ALL: [Undelivered; 5] = [
+        Undelivered::Gone,
+        Undelivered::Stale,
+        Undelivered::NoHandler,
+        Undelivered::Unknown,
+        Undelivered::OtherMachine,
+    ];
+}
+
 /// Counters of a whole system, from [`ActorSystem::stats`](crate::ActorSystem::stats).
 #[derive(Clone, Debug)]
 pub struct Stats {
     /// One entry per registered class.
     pub classes: Vec<ClassStats>,
     /// Messages that could not be addressed at all: unknown recipient type,
-    /// a message type without any handler, or another machine.
+    /// a message type without any handler, or another machine
+    /// ([`Undelivered::Unknown`] and [`Undelivered::OtherMachine`]).
     pub undeliverable: u64,
+    /// Of those, messages to another machine.
+    pub other_machine: u64,
 }
 
 /// Counters of one class.
@@ -30,8 +71,11 @@ pub struct ClassStats {
     pub queued: usize,
     /// Messages handled, by message type.
     pub handled: Vec<(&'static str, u64)>,
-    /// Messages to an instance that does not exist (dead, stale version, never spawned).
+    /// Messages to an instance that does not exist: dead, never spawned, or
+    /// a stale version ([`Undelivered::Gone`] and [`Undelivered::Stale`]).
     pub no_recipient: u64,
+    /// Of those, messages with a stale ID ([`Undelivered::Stale`]).
+    pub stale: u64,
     /// Messages of a type this class has no handler for.
     pub no_handler: u64,
     /// Messages kept (queued, not handled) because the system is panicked;
@@ -47,7 +91,17 @@ impl Stats {
             .find(|c| c.name == name || c.name.ends_with(&format!("::{name}")))
     }
 
-    /// All messages that were sent but reached no handler.
+    /// Messages that reached no handler for `reason`, over all classes.
+    pub fn undelivered(&self, reason: Undelivered) -> u64 {
+        match reason {
+            Undelivered::Unknown => self.undeliverable - self.other_machine,
+            Undelivered::OtherMachine => self.other_machine,
+            _ => self.classes.iter().map(|c| c.undelivered(reason)).sum(),
+        }
+    }
+
+    /// All messages that were sent but reached no handler (the sum over
+    /// [`Undelivered::ALL`]).
     pub fn lost(&self) -> u64 {
         self.undeliverable
             + self
@@ -59,6 +113,18 @@ impl Stats {
 }
 
 impl ClassStats {
+    /// Messages to this class that reached no handler for `reason` (0 for
+    /// the reasons counted only system-wide: [`Undelivered::Unknown`] and
+    /// [`Undelivered::OtherMachine`]).
+    pub fn undelivered(&self, reason: Undelivered) -> u64 {
+        match reason {
+            Undelivered::Gone => self.no_recipient - self.stale,
+            Undelivered::Stale => self.stale,
+            Undelivered::NoHandler => self.no_handler,
+            Undelivered::Unknown | Undelivered::OtherMachine => 0,
+        }
+    }
+
     /// How many messages of the type named `message` (full name or suffix) were handled.
     pub fn handled(&self, message: &str) -> u64 {
         self.handled
@@ -105,7 +171,7 @@ impl crate::ActorSystem {
             .flatten()
             .map(|class| {
                 let mut handled: Vec<u64> = Vec::new();
-                let (mut no_recipient, mut no_handler, mut kept) = (0, 0, 0);
+                let (mut no_recipient, mut stale, mut no_handler, mut kept) = (0, 0, 0, 0);
                 for shard in &class.shards {
                     let counters = &shard.state.counters;
                     if handled.len() < counters.handled.len() {
@@ -115,6 +181,7 @@ impl crate::ActorSystem {
                         *total += n;
                     }
                     no_recipient += counters.no_recipient;
+                    stale += counters.stale;
                     no_handler += counters.no_handler;
                     kept += counters.kept;
                 }
@@ -131,6 +198,7 @@ impl crate::ActorSystem {
                         .map(|(m, n)| (names[m], *n))
                         .collect(),
                     no_recipient,
+                    stale,
                     no_handler,
                     kept,
                 }
@@ -139,6 +207,7 @@ impl crate::ActorSystem {
         Stats {
             classes,
             undeliverable: self.shared.undeliverable.load(Ordering::Relaxed),
+            other_machine: self.shared.other_machine.load(Ordering::Relaxed),
         }
     }
 }

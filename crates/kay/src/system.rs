@@ -155,6 +155,7 @@ impl ActorSystem {
             message_names: RwLock::new(Vec::new()),
             replies: Arc::default(),
             undeliverable: AtomicU64::new(0),
+            other_machine: AtomicU64::new(0),
         });
         assert!(config.shards >= 1, "Config::shards must be at least 1");
         let pool = (config.threads > 1).then(|| {

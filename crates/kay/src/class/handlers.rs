@@ -38,6 +38,9 @@ type Thunk = unsafe fn(*mut (), *const (), RawID, *const u8, &mut ShardState) ->
 pub(crate) const DELIVERED: u8 = 1;
 /// See [`DELIVERED`].
 pub(crate) const PANICKED: u8 = 2;
+/// No recipient, but a live instance of another version holds its number
+/// (the ID is stale).
+pub(crate) const STALE: u8 = 4;
 
 /// Cleans up after the handler panicked and unwound out of its thunk (see
 /// [`recover`] and [`recover_spawn`]).
@@ -341,6 +344,7 @@ where
             }
             DELIVERED | PANICKED
         }
+        Delivery::NoRecipient if store.is_occupied(recipient.instance) => STALE,
         Delivery::NoRecipient => 0,
     }
 }

@@ -26,8 +26,15 @@ pub(crate) use handlers::{Handler, HandlerTable};
 pub(crate) struct ClassCounters {
     /// Messages handled, by message id.
     pub(crate) handled: Vec<u64>,
-    /// Records whose recipient did not exist.
+    /// Records whose recipient did not exist ([`Undelivered::Gone`] and
+    /// [`Undelivered::Stale`]).
+    ///
+    /// [`Undelivered::Gone`]: crate::Undelivered::Gone
+    /// [`Undelivered::Stale`]: crate::Undelivered::Stale
     pub(crate) no_recipient: u64,
+    /// Of those, records whose recipient's number holds a live instance of
+    /// another version.
+    pub(crate) stale: u64,
     /// Records of a message type the class has no handler for.
     pub(crate) no_handler: u64,
     /// Records kept (not handled) while the system was panicked, waiting

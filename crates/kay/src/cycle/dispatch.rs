@@ -415,6 +415,9 @@ fn unusual_outcome(
         return recipient.is_broadcast();
     }
     state.counters.no_recipient += 1;
+    if outcome & crate::class::handlers::STALE != 0 {
+        state.counters.stale += 1;
+    }
     if let Some(fail) = handler.fail_request {
         // SAFETY: a request of the handler's type.
         unsafe { fail(payload, &state.world, ReplyError::NoRecipient) };

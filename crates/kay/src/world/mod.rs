@@ -31,6 +31,8 @@ pub(crate) struct Shared {
     /// Messages that could not be addressed at all (unknown type, no handler
     /// anywhere, another machine while networking is off).
     pub(crate) undeliverable: AtomicU64,
+    /// Of those, messages to another machine.
+    pub(crate) other_machine: AtomicU64,
 }
 
 /// The handle given to handlers to send, spawn and address broadcasts; also
@@ -268,5 +270,12 @@ impl World {
 
     pub(crate) fn undeliverable(&self) {
         self.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a message to another machine (not networked).
+    #[cold]
+    pub(crate) fn to_other_machine(&self) {
+        self.undeliverable();
+        self.shared.other_machine.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -32,7 +32,7 @@ impl World {
             return self.undeliverable();
         };
         if recipient.machine != self.machine {
-            return self.undeliverable();
+            return self.to_other_machine();
         }
         if let Some(route) = self.last_route
             && route.type_id == recipient.type_id
