@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 
 use crate::id::ShortTypeId;
+use crate::sync::Unpoisoned;
 
 /// Why a message reached no handler: the one list of reasons, counted per
 /// class and system in [`Stats`] ([`Stats::undelivered`],
@@ -160,11 +161,7 @@ impl fmt::Display for Stats {
 impl crate::ActorSystem {
     /// Counters of every class and message type.
     pub fn stats(&self) -> Stats {
-        let names = self
-            .shared
-            .message_names
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let names = self.shared.message_names.locked();
         let classes = self
             .classes
             .iter()

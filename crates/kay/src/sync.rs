@@ -69,6 +69,55 @@ mod imp {
 
 pub use imp::*;
 
+/// Locks that go on after a panic poisoned them: kay's locks guard lists and
+/// tables (registered types, lanes in use, reply slots) that every writer
+/// leaves whole before anything can panic, and handler panics are caught
+/// and reported elsewhere, so a poisoned lock holds good data. One helper
+/// instead of `unwrap_or_else(|e| e.into_inner())` at every use.
+pub(crate) trait Unpoisoned {
+    /// The guard of a `Mutex`, or the read guard of an `RwLock`.
+    type Guard<'a>
+    where
+        Self: 'a;
+    /// Locks (a `Mutex`) or reads (an `RwLock`), poisoned or not.
+    fn locked(&self) -> Self::Guard<'_>;
+}
+
+impl<T: ?Sized> Unpoisoned for std::sync::Mutex<T> {
+    type Guard<'a>
+        = std::sync::MutexGuard<'a, T>
+    where
+        T: 'a;
+    fn locked(&self) -> std::sync::MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<T: ?Sized> Unpoisoned for std::sync::RwLock<T> {
+    type Guard<'a>
+        = std::sync::RwLockReadGuard<'a, T>
+    where
+        T: 'a;
+    fn locked(&self) -> std::sync::RwLockReadGuard<'_, T> {
+        self.read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Writing to an `RwLock`, poisoned or not (see [`Unpoisoned`]).
+pub(crate) trait WriteUnpoisoned<T: ?Sized> {
+    /// The write guard.
+    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T>;
+}
+
+impl<T: ?Sized> WriteUnpoisoned<T> for std::sync::RwLock<T> {
+    fn write_locked(&self) -> std::sync::RwLockWriteGuard<'_, T> {
+        self.write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 #[cfg(all(test, not(kay_loom)))]
 mod tests {
     use super::*;

@@ -33,6 +33,7 @@ use std::sync::{Mutex, OnceLock};
 use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
 use crate::inbox::{Inbox, PendingFlag};
 use crate::store::index::BLOCK;
+use crate::sync::Unpoisoned;
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
 pub(crate) const MAX_LANES: u32 = 256;
@@ -200,7 +201,7 @@ impl ShardShared {
         let group = self.groups[lane as usize / GROUP]
             .get_or_init(|| (0..GROUP).map(|_| OnceLock::new()).collect());
         group[lane as usize % GROUP].get_or_init(|| {
-            let mut in_use = self.lanes_in_use.lock().unwrap_or_else(|e| e.into_inner());
+            let mut in_use = self.lanes_in_use.locked();
             let at = in_use.partition_point(|l| *l < lane);
             in_use.insert(at, lane);
             self.lanes_changed.fetch_add(1, Ordering::Release);
@@ -230,11 +231,7 @@ impl ShardShared {
             return None;
         }
         *seen = now;
-        let lanes = self
-            .lanes_in_use
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let lanes = self.lanes_in_use.locked().clone();
         Some(
             lanes
                 .into_iter()
@@ -265,11 +262,7 @@ impl ShardShared {
 
     /// Records waiting in all lanes (for statistics).
     pub(crate) fn queued(&self) -> usize {
-        let lanes = self
-            .lanes_in_use
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let lanes = self.lanes_in_use.locked().clone();
         lanes.into_iter().map(|l| self.lane(l).inbox.len()).sum()
     }
 }

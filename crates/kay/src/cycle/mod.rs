@@ -40,6 +40,7 @@ pub(crate) mod pool;
 use crate::ActorSystem;
 use crate::cycle::panic::{PanicPolicy, PanicReport};
 use crate::cycle::pool::{Job, run_shared};
+use crate::sync::Unpoisoned;
 use crate::system::MAX_PANIC_REPORTS;
 use std::ptr::NonNull;
 
@@ -142,11 +143,7 @@ impl ActorSystem {
     #[inline(never)]
     fn collect_panics(&mut self) {
         let was_panicked = self.panicked;
-        let names = self
-            .shared
-            .message_names
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let names = self.shared.message_names.locked();
         for job in &self.jobs {
             // SAFETY: as in `message_cycle`: between cycles, nothing else
             // borrows the shard.

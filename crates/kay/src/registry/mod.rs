@@ -19,6 +19,7 @@ use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState}
 use crate::error::Error;
 use crate::id::ShortTypeId;
 use crate::store::InstanceStore;
+use crate::sync::{Unpoisoned, WriteUnpoisoned};
 use crate::system::ActorSystem;
 use crate::world::World;
 
@@ -45,12 +46,7 @@ pub(crate) struct TraitShared {
 impl ActorSystem {
     /// The type id the next registered class or trait gets.
     pub(crate) fn next_type_id(&self, name: &'static str) -> Result<ShortTypeId, Error> {
-        let len = self
-            .shared
-            .types
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .len();
+        let len = self.shared.types.locked().len();
         u16::try_from(len)
             .ok()
             .filter(|&id| id < u16::MAX)
@@ -64,21 +60,16 @@ impl ActorSystem {
     pub(crate) fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeId> {
         self.shared
             .type_ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
+            .locked()
             .get(&TypeId::of::<T>())
             .copied()
     }
 
     pub(crate) fn add_type(&self, key: TypeId, entry: TypeEntry) -> ShortTypeId {
-        let mut types = self.shared.types.write().unwrap_or_else(|e| e.into_inner());
+        let mut types = self.shared.types.write_locked();
         let id = ShortTypeId(types.len() as u16);
         types.push(entry);
-        self.shared
-            .type_ids
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(key, id);
+        self.shared.type_ids.write_locked().insert(key, id);
         id
     }
 
@@ -238,16 +229,8 @@ impl ActorSystem {
             align_of::<M>() <= 8,
             "message {name} has an alignment above 8 bytes, which inboxes do not support"
         );
-        let mut ids = self
-            .shared
-            .message_ids
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut names = self
-            .shared
-            .message_names
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut ids = self.shared.message_ids.write_locked();
+        let mut names = self.shared.message_names.write_locked();
         *ids.entry(TypeId::of::<M>()).or_insert_with(|| {
             assert!(
                 names.len() < MAX_MESSAGE_TYPES,
@@ -272,11 +255,7 @@ impl ActorSystem {
             .expect("registered class");
         if class.handlers.insert(message, handler).is_err() {
             let existing = class.handlers.get(message).expect("the entry in the way");
-            let names = self
-                .shared
-                .message_names
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
+            let names = self.shared.message_names.locked();
             panic!(
                 "{} already has a {:?} for message {}; a class has one handler or spawner per message type",
                 class.shared.name, existing.kind, names[message.0 as usize]
@@ -307,10 +286,7 @@ impl ActorSystem {
     /// types `Class::method`.
     pub fn name_message<M: Message>(&mut self, name: &'static str) -> &mut Self {
         let message = self.message_id::<M>();
-        self.shared
-            .message_names
-            .write()
-            .unwrap_or_else(|e| e.into_inner())[message.0 as usize] = name;
+        self.shared.message_names.write_locked()[message.0 as usize] = name;
         self
     }
 }

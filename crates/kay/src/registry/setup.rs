@@ -10,6 +10,7 @@ use crate::id::ShortTypeId;
 use crate::registry::TypeEntry;
 use crate::reply::Request;
 use crate::store::InstanceStore;
+use crate::sync::{Unpoisoned, WriteUnpoisoned};
 use crate::system::ActorSystem;
 use crate::world::World;
 
@@ -158,19 +159,14 @@ impl<A: Actor> ClassSetup<'_, A> {
     /// handlers registered here for them.
     pub fn implements<T: ActorTrait + ?Sized>(&mut self) -> &mut Self {
         let trait_id = self.system.register_trait::<T>();
-        let types = self
-            .system
-            .shared
-            .types
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let types = self.system.shared.types.locked();
         let (TypeEntry::Trait(t), TypeEntry::Class(class)) = (
             &types[trait_id.get() as usize],
             &types[self.type_id.get() as usize],
         ) else {
             unreachable!("trait and class entries")
         };
-        let mut implementors = t.implementors.write().unwrap_or_else(|e| e.into_inner());
+        let mut implementors = t.implementors.write_locked();
         if !implementors.iter().any(|c| c.type_id == class.type_id) {
             implementors.push(Arc::clone(class));
         }

@@ -11,6 +11,7 @@ use compact::Compact;
 
 use super::{Reply, ReplyError, ReplyTo};
 use crate::id::MachineID;
+use crate::sync::Unpoisoned;
 
 enum Slot {
     Waiting(Option<Waker>),
@@ -58,7 +59,7 @@ impl Table {
 
 impl Replies {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.locked()
     }
 
     /// A new outstanding reply.

@@ -17,6 +17,7 @@ use crate::id::{MachineID, RawID, ShortTypeId, TypedID};
 use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
 use crate::registry::{MessageId, TypeEntry};
 use crate::reply::{Reply, ReplyTo};
+use crate::sync::Unpoisoned;
 use route::Route;
 
 /// What every [`World`] of a system shares.
@@ -102,12 +103,7 @@ impl World {
         let id = match self.message_ids.get(&key) {
             Some(id) => *id,
             None => {
-                let id = *self
-                    .shared
-                    .message_ids
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(&key)?;
+                let id = *self.shared.message_ids.locked().get(&key)?;
                 self.message_ids.insert(key, id);
                 id
             }
@@ -127,13 +123,7 @@ impl World {
 
     #[cold]
     fn load_entry(&mut self, at: usize) -> Option<&TypeEntry> {
-        let entry = self
-            .shared
-            .types
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(at)
-            .cloned()?;
+        let entry = self.shared.types.locked().get(at).cloned()?;
         if self.types.len() <= at {
             self.types.resize(at + 1, None);
         }
@@ -150,13 +140,7 @@ impl World {
         if let Some(id) = self.type_ids.get(&key) {
             return *id;
         }
-        let id = self
-            .shared
-            .type_ids
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .copied();
+        let id = self.shared.type_ids.locked().get(&key).copied();
         let id = id.unwrap_or_else(|| {
             panic!(
                 "{} is not registered: call system.register::<{0}>() (or register_trait) first",

@@ -18,6 +18,7 @@ use crate::class::{ClassShared, Lane, ShardShared};
 use crate::id::{RawID, ShortTypeId, TypedID};
 use crate::inbox::record::{RECORD_HEADER, write_header};
 use crate::registry::{MessageId, TypeEntry};
+use crate::sync::Unpoisoned;
 use crate::world::World;
 
 impl World {
@@ -78,7 +79,7 @@ impl World {
             }
             Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
                 let t = Arc::clone(t);
-                let implementors = t.implementors.read().unwrap_or_else(|e| e.into_inner());
+                let implementors = t.implementors.locked();
                 let compacted = compacted_message(message);
                 for class in implementors.iter() {
                     for shard in class.shards.iter() {
