@@ -40,6 +40,11 @@ struct Args {
     /// Run only these workloads (e.g. `--only W1 --only W3`).
     #[arg(long)]
     only: Vec<String>,
+    /// Actor sizes in bytes for W1 and W2 (32, 48, 64 or 128; repeat the
+    /// flag for several): each size is one more run, reported with
+    /// `actor_bytes`, so cliffs at cache-line boundaries show.
+    #[arg(long, default_values_t = [32])]
+    actor_bytes: Vec<usize>,
     /// Internal: spawn N actors with `kay` or `plain` in this fresh process
     /// and print the resident bytes per actor (W4 runs itself this way).
     #[arg(long, hide = true)]
@@ -74,14 +79,27 @@ fn main() {
         if !wanted(name) {
             continue;
         }
-        for &threads in &thread_counts {
-            workloads::THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
-            let rows = run(scale, reps);
-            let with_macros = macro_workloads::measure(name, &rows, reps);
-            for m in rows.into_iter().chain(with_macros) {
-                // The plain baselines are single-threaded: report them once.
-                if threads == 1 || m.system.starts_with("kay") {
-                    report.add(m);
+        let sizes: &[usize] = if matches!(name, "W1" | "W2") {
+            &args.actor_bytes
+        } else {
+            &[32]
+        };
+        for &bytes in sizes {
+            workloads::ACTOR_BYTES.store(bytes, std::sync::atomic::Ordering::Relaxed);
+            for &threads in &thread_counts {
+                workloads::THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+                let rows = run(scale, reps);
+                // The macro-written actors come in the default size only.
+                let with_macros = if bytes == 32 {
+                    macro_workloads::measure(name, &rows, reps)
+                } else {
+                    None
+                };
+                for m in rows.into_iter().chain(with_macros) {
+                    // The plain baselines are single-threaded: report them once.
+                    if threads == 1 || m.system.starts_with("kay") {
+                        report.add(m);
+                    }
                 }
             }
         }

@@ -23,6 +23,8 @@ pub struct Measurement {
     pub plain_s: Option<f64>,
     /// Resident bytes per actor (W4).
     pub bytes_per_actor: Option<f64>,
+    /// The actor's size in bytes (W1, W2; `--actor-bytes`).
+    pub actor_bytes: Option<usize>,
 }
 
 impl Measurement {
@@ -78,6 +80,7 @@ impl Report {
                 "per_item_ns": m.per_item_ns(),
                 "ratio_to_plain": m.ratio(),
                 "bytes_per_actor": m.bytes_per_actor,
+                "actor_bytes": m.actor_bytes,
             });
             println!("{line}");
         }
@@ -104,15 +107,23 @@ impl Report {
         );
         for m in &self.rows {
             let one_thread = self.rows.iter().find(|o| {
-                o.workload == m.workload && o.system == m.system && o.threads == 1 && m.threads > 1
+                o.workload == m.workload
+                    && o.system == m.system
+                    && o.actor_bytes == m.actor_bytes
+                    && o.threads == 1
+                    && m.threads > 1
             });
+            let what = match m.actor_bytes {
+                Some(bytes) if bytes != 32 => format!("{} [{bytes} B actors]", m.what),
+                _ => m.what.to_string(),
+            };
             let speedup = one_thread.map_or(String::new(), |o| {
                 format!("{:.2}×", o.median_s / m.median_s)
             });
             println!(
                 "{:<4} {:<34} {:<9} {:>3} {:>10} {:>10.3}ms {:>11.2} {:>12} {:>10} {:>9}",
                 m.workload,
-                m.what,
+                what,
                 m.system,
                 m.threads,
                 m.n,

@@ -77,6 +77,7 @@ fn kay_and_plain(
         items,
         plain_s: None,
         bytes_per_actor: None,
+        actor_bytes: None,
     };
     vec![
         base.clone(),
@@ -97,12 +98,15 @@ kay::typed_id!(
     pub MoverID
 );
 
-/// W1/W4's actor: `{pos, vel, ticks}` plus its ID.
+/// W1/W4's actor: `{pos, vel, ticks}` plus its ID: 32 bytes, plus `PAD`
+/// words before `ticks` for W1 with `--actor-bytes` (so the field the
+/// handler touches last moves to the actor's end).
 #[derive(Compact, Clone)]
-pub struct Mover {
+pub struct Mover<const PAD: usize = 0> {
     id: MoverID,
     pos: [f32; 2],
     vel: [f32; 2],
+    pad: [u64; PAD],
     ticks: u64,
 }
 
@@ -118,7 +122,7 @@ pub struct Tick {
     dt: f32,
 }
 
-impl Actor for Mover {
+impl<const PAD: usize> Actor for Mover<PAD> {
     type ID = MoverID;
     fn id(&self) -> MoverID {
         self.id
@@ -129,9 +133,10 @@ impl Actor for Mover {
                 id,
                 pos: [s.i as f32, 0.0],
                 vel: [1.0, 0.5],
+                pad: [0; PAD],
                 ticks: 0,
             })
-            .handler(|m: &mut Mover, t: &Tick, _: &mut World| {
+            .handler(|m: &mut Mover<PAD>, t: &Tick, _: &mut World| {
                 m.pos[0] += m.vel[0] * t.dt;
                 m.pos[1] += m.vel[1] * t.dt;
                 m.ticks += 1;
@@ -139,11 +144,12 @@ impl Actor for Mover {
     }
 }
 
-/// The plain baseline's agent.
+/// The plain baseline's agent (padded like the actor).
 #[derive(Clone, Copy)]
-struct PlainMover {
+struct PlainMover<const PAD: usize> {
     pos: [f32; 2],
     vel: [f32; 2],
+    _pad: [u64; PAD],
     ticks: u64,
 }
 
@@ -166,20 +172,49 @@ pub fn spawn_in_batches<ID>(
     ids
 }
 
-fn spawn_movers(system: &mut ActorSystem, world: &mut World, n: usize) {
+fn spawn_movers<const PAD: usize>(system: &mut ActorSystem, world: &mut World, n: usize) {
     spawn_in_batches(system, world, n, |i, world| {
-        world.spawn::<Mover, _>(SpawnMover { i: i as u32 })
+        world.spawn::<Mover<PAD>, _>(SpawnMover { i: i as u32 })
     });
+}
+
+/// The actor size of W1 and W2 (`--actor-bytes`): 32, 48, 64 or 128.
+pub static ACTOR_BYTES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(32);
+
+/// The actor size of the current W1/W2 measurement.
+pub fn actor_bytes() -> usize {
+    ACTOR_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Runs `$run::<PAD>` with the padding words that give `actor_bytes()`.
+macro_rules! with_actor_bytes {
+    ($run:ident($($arg:expr),*)) => {{
+        let mut rows = match actor_bytes() {
+            32 => $run::<0>($($arg),*),
+            48 => $run::<2>($($arg),*),
+            64 => $run::<4>($($arg),*),
+            128 => $run::<12>($($arg),*),
+            other => panic!("--actor-bytes {other}: only 32, 48, 64 and 128 are built in"),
+        };
+        for row in &mut rows {
+            row.actor_bytes = Some(actor_bytes());
+        }
+        rows
+    }};
 }
 
 /// W1: a broadcast `Tick` to N movers, 10 frames.
 pub fn w1_broadcast(scale: Scale, reps: usize) -> Vec<Measurement> {
+    with_actor_bytes!(w1(scale, reps))
+}
+
+fn w1<const PAD: usize>(scale: Scale, reps: usize) -> Vec<Measurement> {
     let n = scale.actors();
     let mut system = ActorSystem::new(config());
-    system.register::<Mover>();
+    system.register::<Mover<PAD>>();
     let mut world = system.world();
-    spawn_movers(&mut system, &mut world, n);
-    let everyone = world.local_broadcast::<Mover>();
+    spawn_movers::<PAD>(&mut system, &mut world, n);
+    let everyone = world.local_broadcast::<Mover<PAD>>();
     let mut frames_run = 0u64;
     let kay_s = median(reps, || {
         frames_run += FRAMES as u64;
@@ -190,7 +225,7 @@ pub fn w1_broadcast(scale: Scale, reps: usize) -> Vec<Measurement> {
             }
         })
     });
-    let ticks: Vec<u64> = system.with_instances::<Mover, _>(|m| m.ticks);
+    let ticks: Vec<u64> = system.with_instances::<Mover<PAD>, _>(|m| m.ticks);
     verify(
         "W1",
         "every mover ticked once per frame",
@@ -198,9 +233,10 @@ pub fn w1_broadcast(scale: Scale, reps: usize) -> Vec<Measurement> {
     );
 
     let mut plain = vec![
-        PlainMover {
+        PlainMover::<PAD> {
             pos: [0.0; 2],
             vel: [1.0, 0.5],
+            _pad: [0; PAD],
             ticks: 0
         };
         n
@@ -229,9 +265,9 @@ pub fn w1_broadcast(scale: Scale, reps: usize) -> Vec<Measurement> {
     // The same loop over structs that also carry an 8-byte ID, as kay's
     // actors do: it separates kay's own cost from the larger working set.
     #[derive(Clone, Copy)]
-    struct PlainMoverWithId {
+    struct PlainMoverWithId<const PAD: usize> {
         _id: u64,
-        mover: PlainMover,
+        mover: PlainMover<PAD>,
     }
     let mut with_id = vec![
         PlainMoverWithId {
@@ -280,12 +316,15 @@ kay::typed_id!(
     pub NodeID
 );
 
-/// W2's actor: sends to `target` on `Step`, sums what it receives.
+/// W2's actor: sends to `target` on `Step`, sums what it receives. 32
+/// bytes, plus `PAD` words before `sum` with `--actor-bytes` (so the field
+/// an `Add` touches is at the actor's end, in its last cache line).
 #[derive(Compact, Clone)]
-pub struct Node {
+pub struct Node<const PAD: usize = 0> {
     id: NodeID,
     target: NodeID,
     index: u64,
+    pad: [u64; PAD],
     sum: u64,
 }
 
@@ -312,7 +351,7 @@ pub struct SetTarget {
     target: NodeID,
 }
 
-impl Actor for Node {
+impl<const PAD: usize> Actor for Node<PAD> {
     type ID = NodeID;
     fn id(&self) -> NodeID {
         self.id
@@ -323,13 +362,14 @@ impl Actor for Node {
                 id,
                 target: s.target,
                 index: s.index,
+                pad: [0; PAD],
                 sum: 0,
             })
-            .handler(|n: &mut Node, _: &Step, world: &mut World| {
+            .handler(|n: &mut Node<PAD>, _: &Step, world: &mut World| {
                 world.send(n.target, Add { v: n.index })
             })
-            .handler(|n: &mut Node, a: &Add, _: &mut World| n.sum += a.v)
-            .handler(|n: &mut Node, t: &SetTarget, _: &mut World| n.target = t.target);
+            .handler(|n: &mut Node<PAD>, a: &Add, _: &mut World| n.sum += a.v)
+            .handler(|n: &mut Node<PAD>, t: &SetTarget, _: &mut World| n.target = t.target);
     }
 }
 
@@ -339,13 +379,17 @@ fn target(i: usize, n: usize) -> usize {
 
 /// W2: on a broadcast `Step`, node i sends `Add { v: i }` to node (i·7919+1) mod N.
 pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
+    with_actor_bytes!(w2(scale, reps))
+}
+
+fn w2<const PAD: usize>(scale: Scale, reps: usize) -> Vec<Measurement> {
     let n = scale.actors();
     let mut system = ActorSystem::new(config());
-    system.register::<Node>();
+    system.register::<Node<PAD>>();
     let mut world = system.world();
     let nobody = NodeID::from_raw(RawID::default());
     let ids = spawn_in_batches(&mut system, &mut world, n, |i, world| {
-        world.spawn::<Node, _>(SpawnNode {
+        world.spawn::<Node<PAD>, _>(SpawnNode {
             index: i as u64,
             target: nobody,
         })
@@ -359,7 +403,7 @@ pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
         );
     }
     system.process_all_messages();
-    let everyone = world.local_broadcast::<Node>();
+    let everyone = world.local_broadcast::<Node<PAD>>();
     let mut frames_run = 0u64;
     let kay_s = median(reps, || {
         frames_run += FRAMES as u64;
@@ -371,7 +415,7 @@ pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
         })
     });
     let total: u64 = system
-        .with_instances::<Node, _>(|node| node.sum)
+        .with_instances::<Node<PAD>, _>(|node| node.sum)
         .iter()
         .sum();
     let expected = frames_run * (n as u64 * (n as u64 - 1) / 2);
@@ -382,15 +426,17 @@ pub fn w2_point_to_point(scale: Scale, reps: usize) -> Vec<Measurement> {
     );
 
     #[derive(Clone, Copy)]
-    struct PlainNode {
+    struct PlainNode<const PAD: usize> {
         target: u32,
         index: u64,
+        _pad: [u64; PAD],
         sum: u64,
     }
-    let mut plain: Vec<PlainNode> = (0..n)
+    let mut plain: Vec<PlainNode<PAD>> = (0..n)
         .map(|i| PlainNode {
             target: target(i, n) as u32,
             index: i as u64,
+            _pad: [0; PAD],
             sum: 0,
         })
         .collect();
@@ -550,7 +596,7 @@ pub fn w4_resident_bytes(system: &str, scale: Scale) -> f64 {
             let mut sys = ActorSystem::new(config());
             sys.register::<Mover>();
             let mut world = sys.world();
-            spawn_movers(&mut sys, &mut world, n);
+            spawn_movers::<0>(&mut sys, &mut world, n);
             let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
             verify(
                 "W4",
@@ -562,9 +608,10 @@ pub fn w4_resident_bytes(system: &str, scale: Scale) -> f64 {
         _ => {
             let mut movers = Vec::new();
             for i in 0..n {
-                movers.push(PlainMover {
+                movers.push(PlainMover::<0> {
                     pos: [i as f32, 0.0],
                     vel: [1.0, 0.5],
+                    _pad: [],
                     ticks: 0,
                 });
             }
@@ -593,7 +640,7 @@ pub fn w4_spawn(scale: Scale, reps: usize) -> Vec<Measurement> {
         let mut system = ActorSystem::new(config());
         system.register::<Mover>();
         let mut world = system.world();
-        let time = timed(|| spawn_movers(&mut system, &mut world, n));
+        let time = timed(|| spawn_movers::<0>(&mut system, &mut world, n));
         verify(
             "W4",
             "all actors spawned",
@@ -605,9 +652,10 @@ pub fn w4_spawn(scale: Scale, reps: usize) -> Vec<Measurement> {
         let mut movers = Vec::new();
         let time = timed(|| {
             for i in 0..n {
-                movers.push(PlainMover {
+                movers.push(PlainMover::<0> {
                     pos: [i as f32, 0.0],
                     vel: [1.0, 0.5],
+                    _pad: [],
                     ticks: 0,
                 });
             }
