@@ -29,6 +29,14 @@ use crate::store::index::{Index, Location};
 
 const EXACT: u8 = 0;
 
+/// The cache line size kay assumes for prefetching.
+const CACHE_LINE: usize = 64;
+
+/// The most cache lines of one instance prefetched ahead of its message:
+/// enough for actors up to 256 bytes; handlers of larger actors mostly
+/// touch a part of them.
+const PREFETCH_LINES: usize = 4;
+
 /// The default chunk size of a bin.
 const BIN_CHUNK: usize = 1 << 20;
 
@@ -172,11 +180,28 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Starts loading instance `id` into the cache (if it exists).
+    /// Starts loading instance `id` into the cache (if it exists): every
+    /// cache line its static part touches, up to [`PREFETCH_LINES`]. A slot
+    /// that straddles a line boundary (a 48-byte actor does for every other
+    /// slot) would otherwise pay a second miss for the fields past it.
     #[inline]
     pub(crate) fn prefetch_instance(&self, id: RawID) {
         if let Some(ptr) = self.find(id) {
-            crate::prefetch::read(ptr);
+            let start = ptr.cast::<u8>();
+            crate::prefetch::read(start);
+            let size = static_size_bytes::<A>();
+            if size > 1 {
+                // The line of the last byte, and any between: for the sizes
+                // of `PREFETCH_LINES` lines or less this unrolls to a few
+                // prefetches (redundant ones hit the same line and cost
+                // nearly nothing).
+                let last = start.wrapping_add(size - 1);
+                let lines =
+                    (last.addr() / CACHE_LINE - start.addr() / CACHE_LINE).min(PREFETCH_LINES - 1);
+                for line in 1..=lines {
+                    crate::prefetch::read(start.wrapping_add(line * CACHE_LINE));
+                }
+            }
         }
     }
 
