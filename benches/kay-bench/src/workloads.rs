@@ -573,6 +573,150 @@ pub fn w3_ping_pong(scale: Scale, reps: usize) -> Vec<Measurement> {
     )
 }
 
+// ---------------------------------------------------------------- W3b
+
+kay::typed_id!(
+    /// W3b's serving side.
+    pub PingerID
+);
+kay::typed_id!(
+    /// W3b's answering side.
+    pub PongerID
+);
+
+/// W3b's first class: serves the ball, counts the returns.
+#[derive(Compact, Clone)]
+pub struct Pinger {
+    id: PingerID,
+    hits: u64,
+    limit: u64,
+}
+
+/// W3b's second class: returns every ball.
+#[derive(Compact, Clone)]
+pub struct Ponger {
+    id: PongerID,
+    hits: u64,
+}
+
+/// Spawns a pinger.
+#[derive(Compact, Clone)]
+pub struct SpawnPinger {
+    limit: u64,
+}
+
+/// Spawns a ponger.
+#[derive(Compact, Clone)]
+pub struct SpawnPonger;
+
+/// The ball on its way to the ponger.
+#[derive(Compact, Clone)]
+pub struct Ping {
+    from: PingerID,
+    n: u64,
+}
+
+/// The ball on its way back.
+#[derive(Compact, Clone)]
+pub struct Pong {
+    to: PongerID,
+    n: u64,
+}
+
+impl Actor for Pinger {
+    type ID = PingerID;
+    fn id(&self) -> PingerID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, s: &SpawnPinger, _: &mut World| Pinger {
+                id,
+                hits: 0,
+                limit: s.limit,
+            })
+            .handler(|p: &mut Pinger, b: &Pong, world: &mut World| {
+                p.hits += 1;
+                if b.n < p.limit {
+                    world.send(
+                        b.to,
+                        Ping {
+                            from: p.id,
+                            n: b.n + 1,
+                        },
+                    );
+                }
+            });
+    }
+}
+
+impl Actor for Ponger {
+    type ID = PongerID;
+    fn id(&self) -> PongerID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &SpawnPonger, _: &mut World| Ponger { id, hits: 0 })
+            .handler(|p: &mut Ponger, b: &Ping, world: &mut World| {
+                p.hits += 1;
+                world.send(
+                    b.from,
+                    Pong {
+                        to: p.id,
+                        n: b.n + 1,
+                    },
+                );
+            });
+    }
+}
+
+/// W3b: ping-pong as users write it, with two classes (`Pinger`, `Ponger`):
+/// N round trips (2N messages), against the same plain loop as W3.
+pub fn w3b_two_classes(scale: Scale, reps: usize) -> Vec<Measurement> {
+    let round_trips = scale.actors();
+    let messages = 2 * round_trips as u64;
+    let mut system = ActorSystem::new(config());
+    system.register::<Pinger>();
+    system.register::<Ponger>();
+    let mut world = system.world();
+    let pinger = world.spawn::<Pinger, _>(SpawnPinger { limit: messages });
+    let ponger = world.spawn::<Ponger, _>(SpawnPonger);
+    system.process_all_messages();
+    let kay_s = median(reps, || {
+        timed(|| {
+            world.send(ponger, Ping { from: pinger, n: 1 });
+            system.process_all_messages();
+        })
+    });
+    let pings: u64 = system.with_instances::<Ponger, _>(|p| p.hits).iter().sum();
+    let pongs: u64 = system.with_instances::<Pinger, _>(|p| p.hits).iter().sum();
+    verify(
+        "W3b",
+        "every ball was hit",
+        pings + pongs == messages * (reps as u64 + 1),
+    );
+    let plain_s = median(reps, || {
+        timed(|| {
+            let mut plain = [0u64; 2];
+            let mut turn = 0;
+            for n in 1..=messages {
+                plain[turn] += black_box(n) & 1 | 1;
+                turn ^= 1;
+            }
+            black_box(&mut plain);
+        })
+    });
+    kay_and_plain(
+        "W3b",
+        "ping-pong, two classes, per round trip",
+        round_trips,
+        round_trips,
+        kay_s,
+        plain_s,
+    )
+}
+
 // ---------------------------------------------------------------- W4
 
 fn resident_bytes() -> usize {
