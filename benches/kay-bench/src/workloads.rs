@@ -573,6 +573,70 @@ pub fn w3_ping_pong(scale: Scale, reps: usize) -> Vec<Measurement> {
     )
 }
 
+// ---------------------------------------------------------------- W3c
+
+/// W3c: two ping-pong pairs at once, in different shards: every message
+/// cycle has two tiny jobs (one record each). On more threads, handing one
+/// of them to a sleeping helper costs more than it saves; the bar is that
+/// such cycles cost no more on N threads than on one.
+pub fn w3c_two_pairs(scale: Scale, reps: usize) -> Vec<Measurement> {
+    let round_trips = scale.actors();
+    let messages = 2 * round_trips as u64;
+    let mut system = ActorSystem::new(config());
+    system.register::<Player>();
+    let mut world = system.world();
+    // Spawns go round robin over the shards: four players, four shards.
+    let players: Vec<PlayerID> = (0..4)
+        .map(|_| world.spawn::<Player, _>(SpawnPlayer { limit: messages }))
+        .collect();
+    system.process_all_messages();
+    let kay_s = median(reps, || {
+        timed(|| {
+            world.send(
+                players[1],
+                Ball {
+                    from: players[0],
+                    n: 1,
+                },
+            );
+            world.send(
+                players[3],
+                Ball {
+                    from: players[2],
+                    n: 1,
+                },
+            );
+            system.process_all_messages();
+        })
+    });
+    let hits: u64 = system.with_instances::<Player, _>(|p| p.hits).iter().sum();
+    verify(
+        "W3c",
+        "every ball was hit",
+        hits == 2 * messages * (reps as u64 + 1),
+    );
+    let plain_s = median(reps, || {
+        timed(|| {
+            let mut plain = [0u64; 4];
+            let mut turn = 0;
+            for n in 1..=messages {
+                plain[turn] += black_box(n) & 1 | 1;
+                plain[turn + 2] += black_box(n) & 1 | 1;
+                turn ^= 1;
+            }
+            black_box(&mut plain);
+        })
+    });
+    kay_and_plain(
+        "W3c",
+        "two ping-pong pairs, per round trip",
+        round_trips,
+        round_trips,
+        kay_s,
+        plain_s,
+    )
+}
+
 // ---------------------------------------------------------------- W3b
 
 kay::typed_id!(
