@@ -161,6 +161,9 @@ pub(crate) struct ShardShared {
     lanes_in_use: Mutex<Vec<u32>>,
     lanes_changed: AtomicU32,
     pending: PendingFlag,
+    /// Raised with `pending` when a broadcast record was pushed: a hint for
+    /// estimating the shard's work (see `Shard::estimated_work`).
+    broadcast: PendingFlag,
     inbox_chunk: usize,
     inbox_retain: usize,
 }
@@ -185,6 +188,7 @@ impl ShardShared {
             lanes_in_use: Mutex::new(Vec::new()),
             lanes_changed: AtomicU32::new(0),
             pending: PendingFlag::new(),
+            broadcast: PendingFlag::new(),
             inbox_chunk,
             inbox_retain,
         }
@@ -213,6 +217,18 @@ impl ShardShared {
     /// flag stays). Called only between message cycles.
     pub(crate) fn is_pending(&self) -> bool {
         self.pending.is_set()
+    }
+
+    /// Notes that a broadcast record was pushed into this shard.
+    #[inline]
+    pub(crate) fn mark_broadcast(&self) {
+        self.broadcast.raise();
+    }
+
+    /// Whether a broadcast was pushed since the last call; clears the flag.
+    /// Called only between message cycles.
+    pub(crate) fn take_broadcast(&self) -> bool {
+        self.broadcast.take()
     }
 
     /// Whether any lane got records since the last call; clears the flag.

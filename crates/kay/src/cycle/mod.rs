@@ -39,7 +39,7 @@ pub(crate) mod pool;
 
 use crate::ActorSystem;
 use crate::cycle::panic::{PanicPolicy, PanicReport};
-use crate::cycle::pool::{Job, run_shared};
+use crate::cycle::pool::{Job, helpers_pay, run_shared};
 use crate::sync::Unpoisoned;
 use crate::system::MAX_PANIC_REPORTS;
 use std::ptr::NonNull;
@@ -87,6 +87,7 @@ impl ActorSystem {
                 jobs.push(Job {
                     handlers: NonNull::from(&class.handlers),
                     shard: NonNull::from(state),
+                    shared: shard_ptr,
                 });
             }
         }
@@ -101,9 +102,10 @@ impl ActorSystem {
         match self.jobs.as_mut_slice() {
             [] => {}
             [job] => job.run(),
+            // SAFETY: between cycles; the jobs' shards are not running.
             all => match &self.pool {
-                Some(pool) => run_shared(pool, all),
-                None => all.iter_mut().for_each(Job::run),
+                Some(pool) if unsafe { helpers_pay(all) } => run_shared(pool, all),
+                _ => all.iter_mut().for_each(Job::run),
             },
         }
         // Between cycles again: recycle inbox memory, free dead IDs,

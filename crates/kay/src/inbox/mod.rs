@@ -426,6 +426,38 @@ impl Inbox {
         )
     }
 
+    /// Like [`bytes_before`](Inbox::bytes_before), also when the records
+    /// span chunks: the bytes from the reader to the end of its chunk, the
+    /// capacity of every chunk between, and the tail's bytes up to `until`
+    /// (an upper bound: chunks end with unused room). Only the reader may
+    /// call this, between its drains, and no push may run meanwhile (the
+    /// chunk links are read with relaxed loads).
+    pub fn bytes_before_spanning(&self, until: Position) -> usize {
+        if let Some(bytes) = self.bytes_before(until) {
+            return bytes;
+        }
+        let mut chunk = self.read.chunk.load(Relaxed);
+        // SAFETY: the reader's chunk is alive (see `drain`).
+        let first = unsafe { &*chunk };
+        let mut bytes = first
+            .cap()
+            .saturating_sub(self.read.addr.load(Relaxed) - first.data_addr());
+        loop {
+            // SAFETY: chunks from the reader's to the tail are alive and
+            // linked (the caller runs between drains, with no push).
+            let next = unsafe { &*chunk }.next.load(Relaxed);
+            if next.is_null() {
+                return bytes;
+            }
+            chunk = next;
+            if chunk == until.tail {
+                return bytes + until.end;
+            }
+            // SAFETY: as above.
+            bytes += unsafe { &*chunk }.cap();
+        }
+    }
+
     /// Hands each record published before this call to `f`, in order, and
     /// returns how many it handed out.
     ///

@@ -326,3 +326,25 @@ fn a_drain_interrupted_by_a_panic_counts_and_resumes_behind_the_faulting_record(
     assert_eq!(seen, expected);
     assert!(inbox.is_empty());
 }
+
+#[test]
+fn bytes_before_spanning_bounds_the_records_over_several_chunks() {
+    // 256-byte chunks (248 bytes of records each): 40 records of 24 bytes
+    // (8-byte header + 16-byte payload) fill about four chunks.
+    let inbox = Inbox::new(256);
+    for _ in 0..40 {
+        push(&inbox, 16);
+    }
+    let until = inbox.snapshot();
+    assert_eq!(inbox.bytes_before(until), None, "the records span chunks");
+    let spanning = inbox.bytes_before_spanning(until);
+    assert!(spanning >= 40 * 24, "{spanning} covers every record");
+    assert!(
+        spanning <= 40 * 24 + 4 * 256,
+        "{spanning} is at most the chunks' room"
+    );
+    // SAFETY: single-threaded; no nested drain.
+    let drained = unsafe { inbox.drain_to(until, |_| {}) };
+    assert_eq!(drained, 40);
+    assert_eq!(inbox.bytes_before_spanning(until), 0);
+}

@@ -136,6 +136,7 @@ impl World {
         // bytes and leaves it intact (compact parts own nothing), so each
         // copy is an independent value and `message` stays valid.
         unsafe { write_compacted(shard, lane, message_id, recipient, source, size) };
+        shard.mark_broadcast();
     }
 }
 
