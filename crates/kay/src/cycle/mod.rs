@@ -102,8 +102,9 @@ impl ActorSystem {
         match self.jobs.as_mut_slice() {
             [] => {}
             [job] => job.run(),
-            // SAFETY: between cycles; the jobs' shards are not running.
             all => match &self.pool {
+                // SAFETY: before the jobs run: nothing else borrows their
+                // shards.
                 Some(pool) if unsafe { helpers_pay(all) } => run_shared(pool, all),
                 _ => all.iter_mut().for_each(Job::run),
             },
