@@ -37,6 +37,26 @@
 //!   them wherever the impl block is; this works on wasm32 too.
 //! - A message cycle handles every inbox up to where it stood when the
 //!   cycle began; what handlers send meanwhile waits for the next cycle.
+//! - A turn ([`ActorSystem::turn`]) runs message cycles until the system is
+//!   quiet, or until [`Config::max_cycles_per_call`] cycles ran; then
+//!   [`Turn::messages_left`] says so (and a `tracing` warning), and the rest
+//!   waits for the next turn.
+//!
+//! # Limits
+//!
+//! | limit | value | beyond it |
+//! |---|---|---|
+//! | shards over all classes | 255: 63 classes at the default 4 shards | [`ActorSystem::try_register`] returns [`Error::TooManyShards`] |
+//! | classes and actor traits | 65,535 | [`Error::TooManyTypes`] |
+//! | message types | 32,766 | registration panics |
+//! | instances of a class spawned from one sender | about 4M per shard (16,777,216 at 4 shards) | spawning panics with a clear message |
+//! | versions of one instance number | 256, then they wrap | a very old stale ID could reach a new instance |
+//! | message size | 1 GiB minus 16 bytes | sending panics |
+//! | actor and message alignment | 8 bytes | registration panics |
+//! | cycles per turn | [`Config::max_cycles_per_call`] (1,000) | the turn ends with [`Turn::messages_left`] |
+//! | panic reports kept | [`MAX_PANIC_REPORTS`] (64) | further panics are counted only |
+//!
+//! The architecture behind these numbers is in `docs/architecture.md`.
 
 extern crate self as kay;
 
