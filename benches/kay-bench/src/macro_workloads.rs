@@ -36,6 +36,7 @@ pub fn measure(workload: &str, rows: &[Measurement], reps: usize) -> Option<Meas
         median_s,
         plain_s: Some(plain.median_s),
         bytes_per_actor,
+        peak_bytes_per_actor: None,
         ..kay.clone()
     })
 }

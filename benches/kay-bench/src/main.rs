@@ -60,7 +60,8 @@ fn main() {
         (None, false) => workloads::Scale::Full,
     };
     if let Some(system) = &args.w4_rss {
-        println!("{}", workloads::w4_resident_bytes(system, scale));
+        let (resident, peak) = workloads::w4_resident_bytes(system, scale);
+        println!("{resident} {peak}");
         return;
     }
     let mut report = Report::new(args.json);

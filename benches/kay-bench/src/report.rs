@@ -21,8 +21,10 @@ pub struct Measurement {
     pub items: usize,
     /// The plain baseline's median, if this is kay's measurement.
     pub plain_s: Option<f64>,
-    /// Resident bytes per actor (W4).
+    /// Resident bytes per actor after spawning (W4).
     pub bytes_per_actor: Option<f64>,
+    /// Peak resident bytes per actor while spawning (W4).
+    pub peak_bytes_per_actor: Option<f64>,
     /// The actor's size in bytes (W1, W2; `--actor-bytes`).
     pub actor_bytes: Option<usize>,
 }
@@ -80,6 +82,7 @@ impl Report {
                 "per_item_ns": m.per_item_ns(),
                 "ratio_to_plain": m.ratio(),
                 "bytes_per_actor": m.bytes_per_actor,
+                "peak_bytes_per_actor": m.peak_bytes_per_actor,
                 "actor_bytes": m.actor_bytes,
             });
             println!("{line}");
@@ -102,7 +105,7 @@ impl Report {
             "median",
             "ns/item",
             "vs plain",
-            "B/actor",
+            "B/actor (peak)",
             "speed-up"
         );
         for m in &self.rows {
@@ -130,8 +133,11 @@ impl Report {
                 m.median_s * 1e3,
                 m.per_item_ns(),
                 m.ratio().map_or(String::new(), |r| format!("{r:.2}×")),
-                m.bytes_per_actor
-                    .map_or(String::new(), |b| format!("{b:.1}")),
+                match (m.bytes_per_actor, m.peak_bytes_per_actor) {
+                    (Some(b), Some(p)) => format!("{b:.1}/{p:.1}"),
+                    (Some(b), None) => format!("{b:.1}"),
+                    _ => String::new(),
+                },
                 speedup,
             );
         }

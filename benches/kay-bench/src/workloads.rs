@@ -77,6 +77,7 @@ fn kay_and_plain(
         items,
         plain_s: None,
         bytes_per_actor: None,
+        peak_bytes_per_actor: None,
         actor_bytes: None,
     };
     vec![
@@ -172,10 +173,16 @@ pub fn spawn_in_batches<ID>(
     ids
 }
 
+/// Spawns `n` movers like `spawn_in_batches`, without keeping their IDs
+/// (so that W4's memory is the system's alone).
 fn spawn_movers<const PAD: usize>(system: &mut ActorSystem, world: &mut World, n: usize) {
-    spawn_in_batches(system, world, n, |i, world| {
-        world.spawn::<Mover<PAD>, _>(SpawnMover { i: i as u32 })
-    });
+    for i in 0..n {
+        world.spawn::<Mover<PAD>, _>(SpawnMover { i: i as u32 });
+        if i % 16_384 == 16_383 {
+            system.process_all_messages();
+        }
+    }
+    system.process_all_messages();
 }
 
 /// The actor size of W1 and W2 (`--actor-bytes`): 32, 48, 64 or 128.
@@ -783,6 +790,22 @@ pub fn w3b_two_classes(scale: Scale, reps: usize) -> Vec<Measurement> {
 
 // ---------------------------------------------------------------- W4
 
+/// The peak resident memory of this process so far (`VmHWM`).
+fn peak_resident_bytes() -> usize {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<usize>()
+                .ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
 fn resident_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm
@@ -794,11 +817,13 @@ fn resident_bytes() -> usize {
 }
 
 /// Spawns N actors with `system` ("kay" or "plain") in this process and
-/// returns the growth of resident memory per actor. Run in a fresh child
-/// process, so that memory freed by earlier workloads cannot hide growth.
-pub fn w4_resident_bytes(system: &str, scale: Scale) -> f64 {
+/// returns the growth of resident memory per actor after spawning and at
+/// its peak during spawning. Run in a fresh child process, so that memory
+/// freed by earlier workloads cannot hide growth.
+pub fn w4_resident_bytes(system: &str, scale: Scale) -> (f64, f64) {
     let n = scale.actors();
     let before = resident_bytes();
+    let peak = |before: usize| peak_resident_bytes().saturating_sub(before) as f64 / n as f64;
     match system {
         "kay" => {
             let mut sys = ActorSystem::new(config());
@@ -811,7 +836,7 @@ pub fn w4_resident_bytes(system: &str, scale: Scale) -> f64 {
                 "all actors spawned",
                 sys.instance_count::<Mover>() == n,
             );
-            bytes
+            (bytes, peak(before))
         }
         _ => {
             let mut movers = Vec::new();
@@ -826,19 +851,21 @@ pub fn w4_resident_bytes(system: &str, scale: Scale) -> f64 {
             black_box(&mut movers);
             let bytes = resident_bytes().saturating_sub(before) as f64 / n as f64;
             verify("W4", "plain actors", movers.len() == n);
-            bytes
+            (bytes, peak(before))
         }
     }
 }
 
 /// Runs `w4_resident_bytes` in a child process of this binary.
-fn resident_bytes_in_child(system: &str, scale: Scale) -> Option<f64> {
+fn resident_bytes_in_child(system: &str, scale: Scale) -> Option<(f64, f64)> {
     let exe = std::env::current_exe().ok()?;
     let mut command = std::process::Command::new(exe);
     command.args(["--w4-rss", system]);
     command.args(["--actors", &scale.actors().to_string()]);
     let output = command.output().ok()?;
-    String::from_utf8(output.stdout).ok()?.trim().parse().ok()
+    let text = String::from_utf8(output.stdout).ok()?;
+    let mut numbers = text.split_whitespace().map(str::parse::<f64>);
+    Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
 }
 
 /// W4: spawn N actors; time and resident bytes per actor.
@@ -873,7 +900,10 @@ pub fn w4_spawn(scale: Scale, reps: usize) -> Vec<Measurement> {
         time
     });
     let mut rows = kay_and_plain("W4", "spawn N actors, per spawn", n, n, kay_s, plain_s);
-    rows[0].bytes_per_actor = resident_bytes_in_child("plain", scale);
-    rows[1].bytes_per_actor = resident_bytes_in_child("kay", scale);
+    for (row, system) in rows.iter_mut().zip(["plain", "kay"]) {
+        let bytes = resident_bytes_in_child(system, scale);
+        row.bytes_per_actor = bytes.map(|b| b.0);
+        row.peak_bytes_per_actor = bytes.map(|b| b.1);
+    }
     rows
 }
