@@ -146,6 +146,32 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
+    /// Whether an instance of total size `total` in bin `bin` shrank so much
+    /// that it moves to a smaller slot: the slot that fits it is a quarter
+    /// of its slot or less. The move copies at most a quarter of the slot,
+    /// which the shrink freed, so its cost is amortised over the shrink,
+    /// and an actor that shrinks and grows back a little never moves.
+    #[inline]
+    fn shrunk(bin: u8, actor: &A) -> bool {
+        bin != EXACT && {
+            let slot = 1usize << (bin + 2);
+            Self::bin_for(actor.total_size_bytes()).1 * 4 <= slot
+        }
+    }
+
+    /// Whether the instance at `ptr` (instance number `instance`), after a
+    /// handler ran, must move: it spilled out of its slot, or shrank (see
+    /// [`shrunk`](Self::shrunk)).
+    #[inline]
+    fn must_move(&self, instance: u32, actor: &A) -> bool {
+        !A::IS_STATIC
+            && (!actor.is_still_compact()
+                || self
+                    .index
+                    .live(instance)
+                    .is_some_and(|location| Self::shrunk(location.bin, actor)))
+    }
+
     fn arena(&mut self, bin: u8) -> &mut Arena {
         let (_, slot_size) = if bin == EXACT {
             Self::bin_for(0)
@@ -294,9 +320,10 @@ impl<A: Actor> InstanceStore<A> {
         moved_from
     }
 
-    /// Moves instance `instance`, which spilled to the heap in a handler,
-    /// into a new slot that fits it, and fills its old slot with the last of
-    /// its bin. Returns where that last instance came from (see `remove`).
+    /// Moves instance `instance`, which spilled to the heap in a handler (or
+    /// shrank, see [`shrunk`](Self::shrunk)), into a new slot that fits it,
+    /// and fills its old slot with the last of its bin. Returns where that
+    /// last instance came from (see `remove`).
     fn recompact(&mut self, instance: u32) -> Option<usize> {
         self.last = None;
         let old = self
@@ -393,7 +420,7 @@ impl<A: Actor> InstanceStore<A> {
         }
         // SAFETY: `ptr` holds the live instance `id` (caller); its handler
         // has returned or unwound.
-        if !A::IS_STATIC && !unsafe { (*ptr).is_still_compact() } {
+        if self.must_move(id.instance, unsafe { &*ptr }) {
             self.recompact(id.instance);
         }
         if panicked {
@@ -500,9 +527,10 @@ impl<A: Actor> InstanceStore<A> {
                     .cast::<A>()
             };
             let fate = self.caught(actor, payload, caught);
-            let spilled = !A::IS_STATIC && !actor.is_still_compact();
+            let moves =
+                !A::IS_STATIC && (!actor.is_still_compact() || Self::shrunk(scan.bin as u8, actor));
             let id = actor.id().as_raw();
-            if fate == Fate::Die || spilled {
+            if fate == Fate::Die || moves {
                 self.after_event(&mut scan, q, fate, id, died, caught);
             } else {
                 scan.at = q + 1;
@@ -534,7 +562,10 @@ impl<A: Actor> InstanceStore<A> {
                     // SAFETY: slot `at + k` lies in this run of live slots.
                     let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
                     let fate = handler(actor);
-                    if fate == Fate::Die || (!A::IS_STATIC && !actor.is_still_compact()) {
+                    if fate == Fate::Die
+                        || (!A::IS_STATIC
+                            && (!actor.is_still_compact() || Self::shrunk(bin as u8, actor)))
+                    {
                         event = Some((k, fate, actor.id().as_raw()));
                         break;
                     }
