@@ -16,10 +16,12 @@ pub struct Config {
     /// The size of inbox chunks in bytes (a power of two); larger messages
     /// get chunks of their own.
     pub inbox_chunk_size: usize,
-    /// How many bytes of finished inbox chunks each class keeps for reuse.
-    /// Like a `Vec`'s capacity, an inbox keeps the memory of its largest
-    /// burst up to this limit, so that steady bursts of messages neither
-    /// allocate nor touch fresh pages.
+    /// How many bytes of finished inbox chunks each class keeps for reuse,
+    /// over all its inboxes (shards × sender lanes: the budget is split
+    /// evenly among them, at least one chunk each). Like a `Vec`'s
+    /// capacity, inboxes keep the memory of their largest burst up to this
+    /// limit, so that steady bursts of messages neither allocate nor touch
+    /// fresh pages; what a burst needed beyond it is freed after the cycle.
     pub inbox_retain_bytes: usize,
     /// Threads that handle shards in parallel (default: the number of
     /// cores): the thread calling into the system plus `threads - 1`
@@ -39,7 +41,7 @@ impl Default for Config {
             machine: MachineID(0),
             max_cycles_per_call: 1_000,
             inbox_chunk_size: 1 << 16,
-            inbox_retain_bytes: 16 << 20,
+            inbox_retain_bytes: 64 << 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shards: 4,
         }

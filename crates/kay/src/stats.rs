@@ -70,6 +70,9 @@ pub struct ClassStats {
     pub slot_bytes: usize,
     /// Messages waiting in its inbox.
     pub queued: usize,
+    /// About how many bytes its inboxes hold (chunks in use and kept for
+    /// reuse; see [`Config::inbox_retain_bytes`](crate::Config::inbox_retain_bytes)).
+    pub inbox_bytes: usize,
     /// Messages handled, by message type.
     pub handled: Vec<(&'static str, u64)>,
     /// Messages to an instance that does not exist: dead, never spawned, or
@@ -188,6 +191,7 @@ impl crate::ActorSystem {
                     instances: class.shards.iter().map(|s| s.store.len()).sum(),
                     slot_bytes: class.shards.iter().map(|s| s.store.slot_bytes()).sum(),
                     queued: class.shared.shards.iter().map(|s| s.queued()).sum(),
+                    inbox_bytes: class.shared.shards.iter().map(|s| s.inbox_bytes()).sum(),
                     handled: handled
                         .iter()
                         .enumerate()

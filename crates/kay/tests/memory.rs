@@ -99,3 +99,106 @@ fn shrunk_actors_move_back_into_a_fitting_slot() {
         assert_eq!(lens.iter().filter(|&&n| n == 0).count(), 32);
     }
 }
+
+kay::typed_id!(pub SenderID);
+kay::typed_id!(pub SinkID);
+
+#[derive(Compact, Clone)]
+pub struct Sender {
+    id: SenderID,
+}
+#[derive(Compact, Clone)]
+pub struct Sink {
+    id: SinkID,
+    total: u64,
+}
+#[derive(Compact, Clone)]
+pub struct SpawnSender;
+#[derive(Compact, Clone)]
+pub struct SpawnSink;
+/// Sends `count` `Drop`s to each sink.
+#[derive(Compact, Clone)]
+pub struct Burst {
+    sinks: CVec<SinkID>,
+    count: u64,
+}
+#[derive(Compact, Clone)]
+pub struct Drip {
+    v: u64,
+}
+
+impl Actor for Sender {
+    type ID = SenderID;
+    fn id(&self) -> SenderID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &SpawnSender, _: &mut World| Sender { id })
+            .handler(|_: &mut Sender, b: &Burst, world: &mut World| {
+                for &sink in b.sinks.iter() {
+                    for v in 0..b.count {
+                        world.send(sink, Drip { v });
+                    }
+                }
+            });
+    }
+}
+
+impl Actor for Sink {
+    type ID = SinkID;
+    fn id(&self) -> SinkID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &SpawnSink, _: &mut World| Sink { id, total: 0 })
+            .handler(|s: &mut Sink, d: &Drip, _: &mut World| s.total += d.v);
+    }
+}
+
+/// After a burst from many senders, a class's inboxes keep what
+/// `Config::inbox_retain_bytes` says — for the class, not for each of its
+/// inboxes (20 here) — and free the rest.
+#[test]
+fn inboxes_keep_the_class_budget_after_a_burst() {
+    const BUDGET: usize = 1 << 20;
+    const CHUNK: usize = 1 << 16;
+    for threads in [1, 2] {
+        let mut system = ActorSystem::new(Config {
+            threads,
+            shards: 4,
+            inbox_chunk_size: CHUNK,
+            inbox_retain_bytes: BUDGET,
+            ..Config::default()
+        });
+        system.register::<Sender>();
+        system.register::<Sink>();
+        let mut world = system.world();
+        let sinks: Vec<SinkID> = (0..4).map(|_| world.spawn::<Sink, _>(SpawnSink)).collect();
+        let senders: Vec<SenderID> = (0..16)
+            .map(|_| world.spawn::<Sender, _>(SpawnSender))
+            .collect();
+        system.turn();
+        for &sender in &senders {
+            world.send(
+                sender,
+                Burst {
+                    sinks: sinks.iter().copied().collect(),
+                    count: 20_000,
+                },
+            );
+        }
+        system.turn();
+        let totals = system.with_instances::<Sink, _>(|s| s.total);
+        assert!(totals.iter().all(|&t| t == 16 * (20_000 * 19_999 / 2)));
+        let held = system.stats().class("Sink").unwrap().inbox_bytes;
+        // 20 lanes into the sinks (the outside and 4 sender shards, into 4
+        // shards), each with its current chunk and one kept at least.
+        let bound = BUDGET + 20 * 2 * CHUNK;
+        assert!(
+            held <= bound,
+            "{threads} threads: {held} bytes held (at most {bound})"
+        );
+    }
+}

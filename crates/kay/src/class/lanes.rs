@@ -194,6 +194,12 @@ impl ShardShared {
         }
     }
 
+    /// How many inbox chunks the class keeps for reuse over all its lanes
+    /// (`Config::inbox_retain_bytes`).
+    pub(crate) fn retain_chunks(&self) -> usize {
+        self.inbox_retain / self.inbox_chunk
+    }
+
     /// Whether instance number `instance` lives in this shard.
     #[inline]
     pub(crate) fn owns(&self, instance: u32) -> bool {
@@ -274,6 +280,15 @@ impl ShardShared {
     /// handle).
     pub(crate) fn raise_pending(&self) {
         self.pending.raise();
+    }
+
+    /// Bytes of inbox chunks held by all lanes (for statistics).
+    pub(crate) fn inbox_bytes(&self) -> usize {
+        let lanes = self.lanes_in_use.locked().clone();
+        lanes
+            .into_iter()
+            .map(|l| self.lane(l).inbox.held_bytes())
+            .sum()
     }
 
     /// Records waiting in all lanes (for statistics).

@@ -188,16 +188,22 @@ impl Shard {
         records + broadcast
     }
 
-    /// Recycles the inbox memory this cycle's work has finished.
+    /// Recycles the inbox memory this cycle's work has finished, keeping
+    /// this shard's lanes' share of the class's retention budget
+    /// (`Config::inbox_retain_bytes`, split evenly over the class's shards
+    /// and each shard's lanes, at least one chunk per lane) and freeing the
+    /// rest.
     ///
     /// # Safety
     /// Between cycles: no drain or push of these lanes is in progress, and
     /// no record slice from them is alive.
     #[inline]
-    pub(crate) unsafe fn reclaim_work(&mut self) {
+    pub(crate) unsafe fn reclaim_work(&mut self, shared: &ShardShared) {
+        let keep =
+            (shared.retain_chunks() / (shared.shards as usize * self.lanes.len().max(1))).max(1);
         for (lane, _) in &self.work {
             // SAFETY: lanes live as long as their class; exclusive (caller).
-            unsafe { lane.as_ref().inbox.reclaim() };
+            unsafe { lane.as_ref().inbox.reclaim_keeping(keep) };
         }
         self.work.clear();
     }

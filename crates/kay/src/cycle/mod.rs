@@ -121,8 +121,9 @@ impl ActorSystem {
             caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
-            // thread), and no record slice is alive.
-            unsafe { shard.reclaim_work() };
+            // thread), and no record slice is alive; the shared part lives
+            // as long as its class.
+            unsafe { shard.reclaim_work(job.shared.as_ref()) };
             if !shard.state.died.is_empty() {
                 for id in shard.state.died.drain(..) {
                     let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {

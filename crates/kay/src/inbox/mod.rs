@@ -651,6 +651,18 @@ impl Inbox {
     /// call it between message cycles, after joining the workers), and no
     /// record slice from a drain is alive.
     pub unsafe fn reclaim(&self) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reclaim_keeping(self.pool_limit) }
+    }
+
+    /// Like [`reclaim`](Inbox::reclaim), keeping at most `pool_limit`
+    /// finished chunks pooled (a limit the caller may change from call to
+    /// call, e.g. to share a budget among inboxes).
+    ///
+    /// # Safety
+    ///
+    /// As for [`reclaim`](Inbox::reclaim).
+    pub unsafe fn reclaim_keeping(&self, pool_limit: usize) {
         let reading = self.read.chunk.load(Relaxed);
         let mut chunk = self.read.oldest.load(Relaxed);
         if chunk == reading {
@@ -673,7 +685,7 @@ impl Inbox {
             // below, and nobody else uses it (caller).
             let c = unsafe { &*chunk };
             let next = c.next.load(Relaxed);
-            if pooled < self.pool_limit && c.cap() == self.chunks.chunk_size() {
+            if pooled < pool_limit && c.cap() == self.chunks.chunk_size() {
                 // SAFETY: exclusive access (caller); no slices alive.
                 unsafe { c.reset(self.zero_pooled) };
                 // Pool it right behind the tail, so the chunk writers take next
@@ -697,6 +709,12 @@ impl Inbox {
     #[cfg(all(test, not(kay_loom)))]
     fn chunk_count(&self) -> usize {
         self.chunks.live()
+    }
+
+    /// About how many bytes of chunks this inbox holds (used, finished and
+    /// pooled), counting each at the default chunk size; for statistics.
+    pub fn held_bytes(&self) -> usize {
+        self.chunks.live() * self.chunks.chunk_size()
     }
 }
 
