@@ -108,6 +108,8 @@ pub struct ActorSystem {
     pub(crate) cycle: u64,
     /// Turns run so far.
     pub(crate) turn: u64,
+    /// Whether a subscriber wanted `trace` spans when the turn began.
+    pub(crate) trace: bool,
     /// Whether a handler panicked under `PanicPolicy::Stop` and
     /// `clear_panic` was not called since.
     pub(crate) panicked: bool,
@@ -175,6 +177,7 @@ impl ActorSystem {
             global_shards: Vec::new(),
             cycle: 0,
             turn: 0,
+            trace: false,
             panicked: false,
             reports: Vec::new(),
             panics: 0,
@@ -216,13 +219,21 @@ impl ActorSystem {
     /// ```
     pub fn turn(&mut self) -> Turn {
         self.turn += 1;
+        // Whether this turn's cycles and shards open `trace` spans: asked
+        // once per turn, as even a disabled span costs a few dozen
+        // instructions, and a cycle of ping-pong is about two hundred.
+        self.trace = tracing::level_enabled!(tracing::Level::TRACE);
         let mut turn = Turn {
             number: self.turn,
             ..Turn::default()
         };
         let _span = tracing::trace_span!("turn", number = self.turn).entered();
         for _ in 0..self.config.max_cycles_per_call {
-            let handled = self.message_cycle();
+            let handled = if self.trace {
+                self.traced_cycle()
+            } else {
+                self.message_cycle()
+            };
             if handled == 0 {
                 return turn;
             }
@@ -240,6 +251,14 @@ impl ActorSystem {
             );
         }
         turn
+    }
+
+    /// A message cycle in a `trace` span (its shards open their own).
+    #[cold]
+    #[inline(never)]
+    fn traced_cycle(&mut self) -> usize {
+        let _span = tracing::trace_span!("message_cycle", cycle = self.cycle + 1).entered();
+        self.message_cycle()
     }
 
     /// Runs one turn (see [`turn`](Self::turn), which this is another

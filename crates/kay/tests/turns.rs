@@ -135,3 +135,45 @@ fn a_turn_stopped_by_the_cycle_bound_says_so_and_the_next_turns_go_on() {
         );
     }
 }
+
+/// Records the names of the spans opened on this thread.
+struct Spans(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for Spans {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        let mut names = self.0.lock().unwrap();
+        names.push(span.metadata().name().to_owned());
+        tracing::span::Id::from_u64(names.len() as u64)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// With a subscriber that wants `trace`, every turn, message cycle and
+/// shard run opens a span; without one, none is made (the turn asks once).
+#[test]
+fn turns_cycles_and_shards_open_trace_spans_for_a_subscriber() {
+    let mut system = ActorSystem::new(Config {
+        threads: 2,
+        ..Config::default()
+    });
+    system.register::<Node>();
+    let mut world = system.world();
+    let nodes: Vec<NodeID> = (0..8).map(|_| world.spawn::<Node, _>(SpawnNode)).collect();
+    system.turn();
+    world.send(nodes[0], Token { hops_left: 2 });
+    let names = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let turn = tracing::subscriber::with_default(Spans(Arc::clone(&names)), || system.turn());
+    let names = names.lock().unwrap().clone();
+    let count = |name: &str| names.iter().filter(|n| *n == name).count();
+    assert_eq!(count("turn"), 1, "{names:?}");
+    // The cycles with work, and the last one, which found none.
+    assert_eq!(count("message_cycle"), turn.cycles + 1, "{names:?}");
+    assert_eq!(count("shard"), 3, "one shard per hop: {names:?}");
+}

@@ -67,6 +67,8 @@ pub(crate) struct Shard {
     pub(crate) resuming: Option<(Box<Inbox>, Position)>,
     /// Records taken from inboxes in this cycle (handled, kept or dropped).
     pub(crate) taken: usize,
+    /// Finished inbox chunks each lane into this shard keeps for reuse.
+    pub(crate) keep_chunks: usize,
 }
 
 /// The part of a shard that dispatching a record uses: one pointer for the
@@ -152,6 +154,11 @@ impl Shard {
         debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
         if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
             self.lanes = lanes;
+            // This shard's lanes' even share of the class's retention
+            // budget, at least a chunk each (see `reclaim_work`).
+            self.keep_chunks = (shared.retain_chunks()
+                / (shared.shards as usize * self.lanes.len().max(1)))
+            .max(1);
         }
         for &lane_ptr in &self.lanes {
             // SAFETY: lanes live as long as their class (see `Send` above).
@@ -198,12 +205,10 @@ impl Shard {
     /// Between cycles: no drain or push of these lanes is in progress, and
     /// no record slice from them is alive.
     #[inline]
-    pub(crate) unsafe fn reclaim_work(&mut self, shared: &ShardShared) {
-        let keep =
-            (shared.retain_chunks() / (shared.shards as usize * self.lanes.len().max(1))).max(1);
+    pub(crate) unsafe fn reclaim_work(&mut self) {
         for (lane, _) in &self.work {
             // SAFETY: lanes live as long as their class; exclusive (caller).
-            unsafe { lane.as_ref().inbox.reclaim_keeping(keep) };
+            unsafe { lane.as_ref().inbox.reclaim_keeping(self.keep_chunks) };
         }
         self.work.clear();
     }

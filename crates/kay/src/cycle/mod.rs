@@ -101,6 +101,7 @@ impl ActorSystem {
         // out of here, `jobs` stays full and the system stops.
         match self.jobs.as_mut_slice() {
             [] => {}
+            _ if self.trace => self.run_traced(),
             [job] => job.run(),
             all => match &self.pool {
                 // SAFETY: before the jobs run: nothing else borrows their
@@ -121,9 +122,8 @@ impl ActorSystem {
             caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
-            // thread), and no record slice is alive; the shared part lives
-            // as long as its class.
-            unsafe { shard.reclaim_work(job.shared.as_ref()) };
+            // thread), and no record slice is alive.
+            unsafe { shard.reclaim_work() };
             if !shard.state.died.is_empty() {
                 for id in shard.state.died.drain(..) {
                     let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
@@ -139,6 +139,19 @@ impl ActorSystem {
         }
         self.jobs.clear();
         handled
+    }
+
+    /// Runs the cycle's jobs one after the other on this thread, each in a
+    /// `trace` span (see `ActorSystem::turn`).
+    #[cold]
+    #[inline(never)]
+    fn run_traced(&mut self) {
+        for job in &mut self.jobs {
+            // SAFETY: between cycles the shard is this job's alone.
+            let class = unsafe { job.shard.as_ref() }.state.class;
+            let _span = tracing::trace_span!("shard", class).entered();
+            job.run();
+        }
     }
 
     /// Turns the panics caught in this cycle's shards into reports, and

@@ -152,6 +152,7 @@ impl ActorSystem {
                     resume: false,
                     resuming: None,
                     taken: 0,
+                    keep_chunks: 1,
                 }
             })
             .collect();
