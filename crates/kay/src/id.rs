@@ -8,9 +8,9 @@ use compact::Compact;
 /// A dense number for an actor class or actor trait, given at registration.
 #[repr(transparent)]
 #[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Default)]
-pub struct ShortTypeId(pub(crate) u16);
+pub struct ShortTypeID(pub(crate) u16);
 
-impl ShortTypeId {
+impl ShortTypeID {
     /// The number.
     pub const fn get(self) -> u16 {
         self.0
@@ -18,7 +18,7 @@ impl ShortTypeId {
 
     /// Wraps a number (for parsing and tests; real ids come from registration).
     pub const fn new(id: u16) -> Self {
-        ShortTypeId(id)
+        ShortTypeID(id)
     }
 }
 
@@ -46,7 +46,7 @@ pub struct RawID {
     /// The instance number within its class (or a broadcast marker).
     pub instance: u32,
     /// The class, or for a trait broadcast the trait.
-    pub type_id: ShortTypeId,
+    pub type_id: ShortTypeID,
     /// The machine the actor lives on.
     pub machine: MachineID,
     /// The reuse count of the instance number.
@@ -57,7 +57,7 @@ const _: () = assert!(size_of::<RawID>() == 8);
 
 impl RawID {
     /// Assembles an ID.
-    pub const fn new(type_id: ShortTypeId, instance: u32, machine: MachineID, version: u8) -> Self {
+    pub const fn new(type_id: ShortTypeID, instance: u32, machine: MachineID, version: u8) -> Self {
         RawID {
             instance,
             type_id,
@@ -67,12 +67,12 @@ impl RawID {
     }
 
     /// The address of every instance of `type_id` on `machine`.
-    pub const fn local_broadcast(type_id: ShortTypeId, machine: MachineID) -> Self {
+    pub const fn local_broadcast(type_id: ShortTypeID, machine: MachineID) -> Self {
         RawID::new(type_id, LOCAL_BROADCAST, machine, 0)
     }
 
     /// The address of every instance of `type_id` on every machine.
-    pub const fn global_broadcast(type_id: ShortTypeId, machine: MachineID) -> Self {
+    pub const fn global_broadcast(type_id: ShortTypeID, machine: MachineID) -> Self {
         RawID::new(type_id, GLOBAL_BROADCAST, machine, 0)
     }
 
@@ -136,7 +136,7 @@ impl FromStr for RawID {
         let version = hex(version, "version is not a hex u8")?;
         let machine = hex(machine, "machine is not a hex u8")?;
         Ok(RawID::new(
-            ShortTypeId(u16::try_from(type_id).map_err(|_| err("type is not a hex u16"))?),
+            ShortTypeID(u16::try_from(type_id).map_err(|_| err("type is not a hex u16"))?),
             u32::try_from(instance).map_err(|_| err("instance is not a hex u32"))?,
             MachineID(u8::try_from(machine).map_err(|_| err("machine is not a hex u8"))?),
             u8::try_from(version).map_err(|_| err("version is not a hex u8"))?,
@@ -209,10 +209,10 @@ mod tests {
 
     #[test]
     fn raw_id_is_eight_bytes_and_round_trips_through_text() {
-        let id = RawID::new(ShortTypeId(0x1F), 0x2A, MachineID(3), 7);
+        let id = RawID::new(ShortTypeID(0x1F), 0x2A, MachineID(3), 7);
         assert_eq!(id.to_string(), "1F_2A.7@3");
         assert_eq!("1F_2A.7@3".parse::<RawID>().unwrap(), id);
-        let b = RawID::local_broadcast(ShortTypeId(2), MachineID(0));
+        let b = RawID::local_broadcast(ShortTypeID(2), MachineID(0));
         assert_eq!(b.to_string().parse::<RawID>().unwrap(), b);
         assert!(b.is_broadcast() && !b.is_global_broadcast());
     }

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::atomic::Ordering;
 
-use crate::id::ShortTypeId;
+use crate::id::ShortTypeID;
 use crate::sync::Unpoisoned;
 
 /// Why a message reached no handler: the one list of reasons, counted per
@@ -63,7 +63,7 @@ pub struct ClassStats {
     /// The class's type name.
     pub name: &'static str,
     /// Its short type id.
-    pub type_id: ShortTypeId,
+    pub type_id: ShortTypeID,
     /// Live instances.
     pub instances: usize,
     /// Bytes of instance-store slots in use.

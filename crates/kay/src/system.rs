@@ -10,11 +10,12 @@ use rustc_hash::FxHashMap;
 use crate::actor::Actor;
 use crate::class::Class;
 use crate::class::handlers::MessageDebug;
+use crate::class::lanes::SenderLane;
 use crate::class::lanes::ShardShared;
 use crate::config::Config;
 use crate::cycle::panic::PanicReport;
 use crate::cycle::pool::Job;
-use crate::registry::MessageId;
+use crate::registry::MessageID;
 use crate::store::InstanceStore;
 use crate::world::{Shared, World};
 use std::ptr::NonNull;
@@ -118,7 +119,7 @@ pub struct ActorSystem {
     pub(crate) reports: Vec<PanicReport>,
     pub(crate) panics: u64,
     /// Formatters of message types for panic reports, by message id.
-    pub(crate) message_debug: FxHashMap<MessageId, MessageDebug>,
+    pub(crate) message_debug: FxHashMap<MessageID, MessageDebug>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -188,7 +189,7 @@ impl ActorSystem {
 
     /// A [`World`] for sending and spawning from outside handlers.
     pub fn world(&self) -> World {
-        World::new(Arc::clone(&self.shared), 0)
+        World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE)
     }
 
     /// Runs one *turn*: message cycles until no messages are left, or until

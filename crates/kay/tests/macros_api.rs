@@ -161,7 +161,7 @@ fn ask<T: 'static>(system: &mut ActorSystem, reply: Reply<T>) -> T {
 fn ids_are_8_byte_copy_newtypes_with_text_forms() {
     assert_eq!(size_of::<TallyID>(), 8);
     assert_eq!(size_of::<ListenerTraitID>(), 8);
-    let raw = RawID::new(kay::ShortTypeId::new(0x1F), 0x2A, kay::MachineID(0), 3);
+    let raw = RawID::new(kay::ShortTypeID::new(0x1F), 0x2A, kay::MachineID(0), 3);
     let id = TallyID::from_raw(raw);
     let copy = id;
     assert_eq!(copy, id);
@@ -172,7 +172,7 @@ fn ids_are_8_byte_copy_newtypes_with_text_forms() {
     assert_eq!("1F_2A.3@0".parse::<TallyID>().unwrap(), id);
     assert!("nope".parse::<TallyID>().is_err());
     let other = TallyID::from_raw(RawID::new(
-        kay::ShortTypeId::new(0x1F),
+        kay::ShortTypeID::new(0x1F),
         0x2B,
         kay::MachineID(0),
         3,

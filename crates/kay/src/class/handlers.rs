@@ -17,7 +17,7 @@ use crate::cycle::panic::Caught;
 use crate::id::{RawID, TypedID};
 use crate::inbox::Inbox;
 use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, write_header};
-use crate::registry::MessageId;
+use crate::registry::MessageID;
 use crate::reply::{ReplyError, Request};
 use crate::store::{Delivery, InstanceStore};
 use crate::world::World;
@@ -195,19 +195,19 @@ impl HandlerTable {
         self.entries.get(tag.rotate_left(1) as usize)?.as_ref()
     }
 
-    fn at(message: MessageId, kind: HandlerKind) -> usize {
+    fn at(message: MessageID, kind: HandlerKind) -> usize {
         2 * message.0 as usize + usize::from(kind == HandlerKind::Spawner)
     }
 
     /// The handler or spawner of `message`.
-    pub(crate) fn get(&self, message: MessageId) -> Option<&Handler> {
+    pub(crate) fn get(&self, message: MessageID) -> Option<&Handler> {
         let at = Self::at(message, HandlerKind::Handler);
         let both = at..(at + 2).min(self.entries.len());
         self.entries.get(both)?.iter().flatten().next()
     }
 
     /// The handler or spawner of `message`, to change.
-    pub(crate) fn get_mut(&mut self, message: MessageId) -> Option<&mut Handler> {
+    pub(crate) fn get_mut(&mut self, message: MessageID) -> Option<&mut Handler> {
         let at = Self::at(message, HandlerKind::Handler);
         let both = at..(at + 2).min(self.entries.len());
         self.entries.get_mut(both)?.iter_mut().flatten().next()
@@ -215,7 +215,7 @@ impl HandlerTable {
 
     /// Installs `handler` for `message`; gives it back if the message has
     /// a handler or spawner already.
-    pub(crate) fn insert(&mut self, message: MessageId, handler: Handler) -> Result<(), Handler> {
+    pub(crate) fn insert(&mut self, message: MessageID, handler: Handler) -> Result<(), Handler> {
         if self.get(message).is_some() {
             return Err(handler);
         }

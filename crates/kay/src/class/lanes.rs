@@ -30,13 +30,44 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeId};
+use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeID};
 use crate::inbox::{Inbox, PendingFlag};
 use crate::store::index::BLOCK;
 use crate::sync::Unpoisoned;
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
 pub(crate) const MAX_LANES: u32 = 256;
+
+/// A sender lane: [`OUTSIDE`](SenderLane::OUTSIDE) for code outside
+/// handlers, `1 + g` for the handlers of global shard `g`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub(crate) struct SenderLane(u32);
+
+impl SenderLane {
+    /// The lane of code outside handlers (outside `World`s).
+    pub(crate) const OUTSIDE: SenderLane = SenderLane(0);
+
+    /// The lane the handlers of `shard` send on.
+    pub(crate) fn of(shard: GlobalShard) -> SenderLane {
+        SenderLane(1 + shard.0)
+    }
+
+    /// The lane's number, for indexing and ID blocks.
+    pub(crate) fn get(self) -> u32 {
+        self.0
+    }
+}
+
+/// A shard's index over the shards of all classes (registration order).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub(crate) struct GlobalShard(pub(crate) u32);
+
+impl GlobalShard {
+    /// The index, for tables by global shard.
+    pub(crate) fn index(self) -> usize {
+        self.0 as usize
+    }
+}
 
 const GROUP: usize = 64;
 
@@ -110,7 +141,7 @@ impl Lane {
     ///
     /// # Safety
     /// Called only by this lane's writer (the `World` of lane `lane`).
-    pub(crate) unsafe fn allocate(&self, shard: &ShardShared, lane: u32) -> (u32, u8) {
+    pub(crate) unsafe fn allocate(&self, shard: &ShardShared, lane: SenderLane) -> (u32, u8) {
         // SAFETY: the caller is the lane's only writer; nothing else touches
         // `ids` meanwhile (module docs).
         let ids = unsafe { &mut *self.ids.get() };
@@ -118,7 +149,7 @@ impl Lane {
             return free;
         }
         if ids.next == ids.end {
-            let block = u64::from(ids.blocks) * u64::from(MAX_LANES) + u64::from(lane);
+            let block = u64::from(ids.blocks) * u64::from(MAX_LANES) + u64::from(lane.get());
             ids.blocks += 1;
             let next = block * u64::from(BLOCK);
             let last = (next + u64::from(BLOCK)) * u64::from(shard.shards) + u64::from(shard.shard);
@@ -154,11 +185,12 @@ pub(crate) struct ShardShared {
     pub(crate) shard: u32,
     /// The number of shards of the class.
     pub(crate) shards: u32,
-    /// This shard's global index: its handlers send on lane `1 + global`.
-    pub(crate) global: u32,
+    /// This shard's global index: its handlers send on
+    /// `SenderLane::of(global)`.
+    pub(crate) global: GlobalShard,
     groups: Box<[OnceLock<LaneGroup>]>,
     /// The lanes created so far, and a counter of changes to that list.
-    lanes_in_use: Mutex<Vec<u32>>,
+    lanes_in_use: Mutex<Vec<SenderLane>>,
     lanes_changed: AtomicU32,
     pending: PendingFlag,
     /// Raised with `pending` when a broadcast record was pushed: a hint for
@@ -173,7 +205,7 @@ impl ShardShared {
         class_name: &'static str,
         shard: u32,
         shards: u32,
-        global: u32,
+        global: GlobalShard,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -207,10 +239,11 @@ impl ShardShared {
     }
 
     /// The inbox of sender lane `lane` into this shard, created on first use.
-    pub(crate) fn lane(&self, lane: u32) -> &Lane {
-        let group = self.groups[lane as usize / GROUP]
-            .get_or_init(|| (0..GROUP).map(|_| OnceLock::new()).collect());
-        group[lane as usize % GROUP].get_or_init(|| {
+    pub(crate) fn lane(&self, lane: SenderLane) -> &Lane {
+        let at = lane.get() as usize;
+        let group =
+            self.groups[at / GROUP].get_or_init(|| (0..GROUP).map(|_| OnceLock::new()).collect());
+        group[at % GROUP].get_or_init(|| {
             let mut in_use = self.lanes_in_use.locked();
             let at = in_use.partition_point(|l| *l < lane);
             in_use.insert(at, lane);
@@ -268,7 +301,7 @@ impl ShardShared {
     /// Called only between message cycles (no writer runs).
     pub(crate) unsafe fn release(&self, id: RawID) {
         let local = id.instance / self.shards;
-        let lane = (local / BLOCK) % MAX_LANES;
+        let lane = SenderLane((local / BLOCK) % MAX_LANES);
         // SAFETY: between cycles (caller).
         unsafe {
             self.lane(lane)
@@ -301,26 +334,29 @@ impl ShardShared {
 /// The parts of a class that senders on any thread use.
 pub(crate) struct ClassShared {
     pub(crate) name: &'static str,
-    pub(crate) type_id: ShortTypeId,
+    pub(crate) type_id: ShortTypeID,
     pub(crate) shards: Box<[ShardShared]>,
 }
 
 impl ClassShared {
     pub(crate) fn new(
         name: &'static str,
-        type_id: ShortTypeId,
+        type_id: ShortTypeID,
         shards: u32,
-        first_global: u32,
+        first_global: GlobalShard,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
         assert!(
-            first_global + shards < MAX_LANES,
+            first_global.0 + shards < MAX_LANES,
             "registering {name} would exceed {} shards over all classes; lower Config::shards",
             MAX_LANES - 1
         );
         let shards = (0..shards)
-            .map(|s| ShardShared::new(name, s, shards, first_global + s, inbox_chunk, inbox_retain))
+            .map(|s| {
+                let global = GlobalShard(first_global.0 + s);
+                ShardShared::new(name, s, shards, global, inbox_chunk, inbox_retain)
+            })
             .collect();
         ClassShared {
             name,
@@ -344,7 +380,7 @@ impl ClassShared {
         &self,
         shard: &ShardShared,
         lane: &Lane,
-        lane_index: u32,
+        lane_index: SenderLane,
         machine: MachineID,
     ) -> RawID {
         // SAFETY: forwarded from the caller.

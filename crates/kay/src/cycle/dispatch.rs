@@ -7,7 +7,7 @@ use crate::cycle::panic::{PanicPolicy, catch};
 use crate::id::RawID;
 use crate::inbox::record::{RECORD_HEADER, Record, SPAWN_TAG, read_header};
 use crate::inbox::{Inbox, Position};
-use crate::registry::MessageId;
+use crate::registry::MessageID;
 use crate::reply::ReplyError;
 use crate::store::AnyStore;
 
@@ -136,7 +136,7 @@ impl Shard {
             // SAFETY: forwarded from the caller.
             unsafe {
                 inbox.drain_counted(until, taken, |message, record| {
-                    let record = Record::read(MessageId(message), record);
+                    let record = Record::read(MessageID(message), record);
                     handle_record(record, store_ptr, handlers, state, current);
                 })
             };
@@ -144,7 +144,7 @@ impl Shard {
             // SAFETY: forwarded from the caller.
             unsafe {
                 inbox.drain_counted(until, taken, |message, record| {
-                    if batch.push(MessageId(message), record) {
+                    if batch.push(MessageID(message), record) {
                         flush(batch, store, handlers, state, current);
                     }
                 })
@@ -182,7 +182,7 @@ impl Batch {
     /// batch is full. The record stays valid until the inbox's next
     /// `reclaim` (see `Shard::run`), which outlives the batch.
     #[inline]
-    fn push(&mut self, message: MessageId, record: &[u8]) -> bool {
+    fn push(&mut self, message: MessageID, record: &[u8]) -> bool {
         self.records[self.len].write(Record::read(message, record));
         self.len += 1;
         self.len == BATCH
@@ -275,7 +275,7 @@ fn handle_record(
         // a spawn's unused ID goes back to its lane.
         return no_handler(state, tag, recipient);
     };
-    let message = MessageId(tag & !SPAWN_TAG);
+    let message = MessageID(tag & !SPAWN_TAG);
     if state.panicked && state.keep(handler, tag, recipient, payload) {
         return;
     }
@@ -304,7 +304,7 @@ fn handle_record(
 /// before (see `handle_record`).
 #[cold]
 #[inline(never)]
-fn count_first(state: &mut ShardState, message: MessageId) {
+fn count_first(state: &mut ShardState, message: MessageID) {
     let at = message.0 as usize;
     state.counters.handled.resize(at + 1, 0);
     state.counters.handled[at] += 1;
@@ -343,7 +343,7 @@ fn recover(
     caught_in(
         state,
         handler,
-        MessageId(tag & !SPAWN_TAG),
+        MessageID(tag & !SPAWN_TAG),
         recipient,
         payload,
     );
@@ -404,7 +404,7 @@ fn unusual_outcome(
     outcome: u8,
     state: &mut ShardState,
     handler: &Handler,
-    message: MessageId,
+    message: MessageID,
     recipient: RawID,
     payload: *const u8,
 ) -> bool {
@@ -433,7 +433,7 @@ fn unusual_outcome(
 fn caught_in(
     state: &mut ShardState,
     handler: &Handler,
-    message: MessageId,
+    message: MessageID,
     recipient: RawID,
     payload: *const u8,
 ) {

@@ -76,7 +76,7 @@ pub(crate) struct Caught {
     pub(crate) location: Option<String>,
     pub(crate) actor_debug: Option<String>,
     /// Filled in by the dispatch, which knows the message.
-    pub(crate) message: Option<crate::registry::MessageId>,
+    pub(crate) message: Option<crate::registry::MessageID>,
     pub(crate) message_debug: Option<String>,
 }
 

@@ -6,7 +6,7 @@
 //! 24 bytes in all for an 8-byte message.
 
 use crate::id::RawID;
-use crate::registry::MessageId;
+use crate::registry::MessageID;
 
 /// Bytes before the message in an inbox record: the recipient. The message
 /// id travels in the inbox's own record header (its tag).
@@ -39,12 +39,12 @@ pub(crate) const SPAWN_TAG: u16 = 0x8000;
 
 /// The message id of a spawn whose message type has no handler anywhere: its
 /// record carries only the allocated ID, which the shard hands back.
-pub(crate) const UNKNOWN: MessageId = MessageId(0x7FFF);
+pub(crate) const UNKNOWN: MessageID = MessageID(0x7FFF);
 
 /// A record taken from an inbox: message id, recipient, and the message.
 #[derive(Clone, Copy)]
 pub(crate) struct Record {
-    pub(crate) message: MessageId,
+    pub(crate) message: MessageID,
     pub(crate) recipient: RawID,
     pub(crate) payload: *const u8,
 }
@@ -52,7 +52,7 @@ pub(crate) struct Record {
 impl Record {
     /// Reads the record header of `record` (of message `message`).
     #[inline(always)]
-    pub(crate) fn read(message: MessageId, record: &[u8]) -> Record {
+    pub(crate) fn read(message: MessageID, record: &[u8]) -> Record {
         Record {
             message,
             recipient: read_header(record),

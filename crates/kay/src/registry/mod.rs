@@ -1,6 +1,6 @@
 //! The registry: registering classes, actor traits and message types, the
-//! dense numbers they get (a class's or trait's [`ShortTypeId`], a message
-//! type's [`MessageId`]) and their names, and installing handlers
+//! dense numbers they get (a class's or trait's [`ShortTypeID`], a message
+//! type's [`MessageID`]) and their names, and installing handlers
 //! ([`ClassSetup`]).
 
 mod setup;
@@ -14,10 +14,10 @@ use std::sync::{Arc, RwLock};
 
 use crate::actor::{Actor, ActorTrait, Message};
 use crate::class::handlers::MessageDebug;
-use crate::class::lanes::MAX_LANES;
+use crate::class::lanes::{GlobalShard, MAX_LANES, SenderLane};
 use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
 use crate::error::Error;
-use crate::id::ShortTypeId;
+use crate::id::ShortTypeID;
 use crate::store::InstanceStore;
 use crate::sync::{Unpoisoned, WriteUnpoisoned};
 use crate::system::ActorSystem;
@@ -26,7 +26,7 @@ use crate::world::World;
 /// A dense number for a message type, given when a handler for it is registered.
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
-pub struct MessageId(pub(crate) u16);
+pub struct MessageID(pub(crate) u16);
 
 /// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)).
 pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFF;
@@ -45,19 +45,19 @@ pub(crate) struct TraitShared {
 
 impl ActorSystem {
     /// The type id the next registered class or trait gets.
-    pub(crate) fn next_type_id(&self, name: &'static str) -> Result<ShortTypeId, Error> {
+    pub(crate) fn next_type_id(&self, name: &'static str) -> Result<ShortTypeID, Error> {
         let len = self.shared.types.locked().len();
         u16::try_from(len)
             .ok()
             .filter(|&id| id < u16::MAX)
-            .map(ShortTypeId)
+            .map(ShortTypeID)
             .ok_or(Error::TooManyTypes {
                 name,
                 limit: u16::MAX as usize,
             })
     }
 
-    pub(crate) fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeId> {
+    pub(crate) fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeID> {
         self.shared
             .type_ids
             .locked()
@@ -65,9 +65,9 @@ impl ActorSystem {
             .copied()
     }
 
-    pub(crate) fn add_type(&self, key: TypeId, entry: TypeEntry) -> ShortTypeId {
+    pub(crate) fn add_type(&self, key: TypeId, entry: TypeEntry) -> ShortTypeID {
         let mut types = self.shared.types.write_locked();
-        let id = ShortTypeId(types.len() as u16);
+        let id = ShortTypeID(types.len() as u16);
         types.push(entry);
         self.shared.type_ids.write_locked().insert(key, id);
         id
@@ -78,7 +78,7 @@ impl ActorSystem {
     /// # Panics
     /// If [`try_register`](Self::try_register) returns an error, or `A`'s
     /// alignment is above 8 bytes.
-    pub fn register<A: Actor>(&mut self) -> ShortTypeId {
+    pub fn register<A: Actor>(&mut self) -> ShortTypeID {
         self.try_register::<A>()
             .unwrap_or_else(|error| panic!("{error}"))
     }
@@ -90,7 +90,7 @@ impl ActorSystem {
     /// # Panics
     /// If `A`'s alignment is above 8 bytes (a property of the type, found
     /// by the first test run).
-    pub fn try_register<A: Actor>(&mut self) -> Result<ShortTypeId, Error> {
+    pub fn try_register<A: Actor>(&mut self) -> Result<ShortTypeID, Error> {
         let name = std::any::type_name::<A>();
         if self.known_type::<A>().is_some() {
             return Err(Error::AlreadyRegistered { name });
@@ -114,7 +114,7 @@ impl ActorSystem {
             name,
             type_id,
             shards,
-            first_global,
+            GlobalShard(first_global),
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
@@ -139,7 +139,10 @@ impl ActorSystem {
                     shards,
                 );
                 let mut state = ShardState::new(
-                    World::new(Arc::clone(&self.shared), 1 + first_global + s),
+                    World::new(
+                        Arc::clone(&self.shared),
+                        SenderLane::of(GlobalShard(first_global + s)),
+                    ),
                     name,
                 );
                 state.panicked = self.panicked;
@@ -182,14 +185,14 @@ impl ActorSystem {
     ///
     /// # Panics
     /// If [`try_register_trait`](Self::try_register_trait) returns an error.
-    pub fn register_trait<T: ActorTrait + ?Sized>(&mut self) -> ShortTypeId {
+    pub fn register_trait<T: ActorTrait + ?Sized>(&mut self) -> ShortTypeID {
         self.try_register_trait::<T>()
             .unwrap_or_else(|error| panic!("{error}"))
     }
 
     /// Registers actor trait `T` (again: returns its type id), or says why
     /// not: no more classes and traits fit.
-    pub fn try_register_trait<T: ActorTrait + ?Sized>(&mut self) -> Result<ShortTypeId, Error> {
+    pub fn try_register_trait<T: ActorTrait + ?Sized>(&mut self) -> Result<ShortTypeID, Error> {
         if let Some(id) = self.known_type::<T>() {
             return Ok(id);
         }
@@ -223,7 +226,7 @@ impl ActorSystem {
         })
     }
 
-    pub(crate) fn message_id<M: Message>(&mut self) -> MessageId {
+    pub(crate) fn message_id<M: Message>(&mut self) -> MessageID {
         crate::actor::refuse_process_local::<M>();
         let name = std::any::type_name::<M>();
         assert!(
@@ -240,14 +243,14 @@ impl ActorSystem {
             );
             let id = names.len() as u16;
             names.push(name);
-            MessageId(id)
+            MessageID(id)
         })
     }
 
     pub(crate) fn install(
         &mut self,
-        type_id: ShortTypeId,
-        message: MessageId,
+        type_id: ShortTypeID,
+        message: MessageID,
         mut handler: Handler,
     ) {
         handler.debug_message = self.message_debug.get(&message).cloned();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::actor::{Actor, ActorTrait, Fate, Message, Recipient};
 use crate::class::Handler;
 use crate::cycle::panic::PanicPolicy;
-use crate::id::ShortTypeId;
+use crate::id::ShortTypeID;
 use crate::registry::TypeEntry;
 use crate::reply::Request;
 use crate::store::InstanceStore;
@@ -18,13 +18,13 @@ use crate::world::World;
 /// or from [`ActorSystem::class`].
 pub struct ClassSetup<'a, A: Actor> {
     pub(crate) system: &'a mut ActorSystem,
-    pub(crate) type_id: ShortTypeId,
+    pub(crate) type_id: ShortTypeID,
     pub(crate) _actor: PhantomData<A>,
 }
 
 impl<A: Actor> ClassSetup<'_, A> {
     /// This class's type id.
-    pub fn type_id(&self) -> ShortTypeId {
+    pub fn type_id(&self) -> ShortTypeID {
         self.type_id
     }
 

@@ -60,10 +60,29 @@ pub trait Request: crate::Message {
     fn reply_to(&self) -> ReplyTo<Self::Answer>;
 }
 
+/// Names one outstanding reply in its system's table: the slot's index
+/// and its generation (so a token of a slot reused since is stale).
+#[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct ReplyToken(u64);
+
+impl ReplyToken {
+    pub(crate) fn new(index: u32, generation: u32) -> ReplyToken {
+        ReplyToken(u64::from(generation) << 32 | u64::from(index))
+    }
+
+    pub(crate) fn index(self) -> u32 {
+        self.0 as u32
+    }
+
+    pub(crate) fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
 /// The address a handler sends its answer to; part of a request message.
 #[derive(Compact)]
 pub struct ReplyTo<T: 'static> {
-    token: u64,
+    token: ReplyToken,
     machine: MachineID,
     _value: PhantomData<T>,
 }
@@ -76,14 +95,14 @@ impl<T: 'static> Clone for ReplyTo<T> {
 impl<T: 'static> Copy for ReplyTo<T> {}
 
 impl<T: 'static> ReplyTo<T> {
-    pub(crate) fn token(self) -> (u64, MachineID) {
+    pub(crate) fn token(self) -> (ReplyToken, MachineID) {
         (self.token, self.machine)
     }
 }
 
 impl<T: 'static> std::fmt::Debug for ReplyTo<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ReplyTo({:#x}@{})", self.token, self.machine.0)
+        write!(f, "ReplyTo({:#x}@{})", self.token.0, self.machine.0)
     }
 }
 
@@ -95,7 +114,7 @@ impl<T: 'static> std::fmt::Debug for ReplyTo<T> {
 #[must_use = "a Reply does nothing unless awaited or driven with block_on"]
 pub struct Reply<T> {
     replies: Arc<Replies>,
-    token: u64,
+    token: ReplyToken,
     _value: PhantomData<fn() -> T>,
 }
 

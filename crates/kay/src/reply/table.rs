@@ -9,7 +9,7 @@ use std::task::{Context, Poll, Waker};
 
 use compact::Compact;
 
-use super::{Reply, ReplyError, ReplyTo};
+use super::{Reply, ReplyError, ReplyTo, ReplyToken};
 use crate::id::MachineID;
 use crate::sync::Unpoisoned;
 
@@ -36,16 +36,16 @@ struct Table {
 }
 
 impl Table {
-    fn slot(&mut self, token: u64) -> Option<&mut Slot> {
-        let (index, generation) = ((token & 0xFFFF_FFFF) as usize, (token >> 32) as u32);
+    fn slot(&mut self, token: ReplyToken) -> Option<&mut Slot> {
+        let (index, generation) = (token.index() as usize, token.generation());
         match self.slots.get_mut(index) {
             Some((g, slot)) if *g == generation => Some(slot),
             _ => None,
         }
     }
 
-    fn release(&mut self, token: u64) {
-        let index = (token & 0xFFFF_FFFF) as u32;
+    fn release(&mut self, token: ReplyToken) {
+        let index = token.index();
         let Some(slot) = self.slot(token) else { return };
         let was_waiting = matches!(slot, Slot::Waiting(_));
         *slot = Slot::Free;
@@ -78,7 +78,7 @@ impl Replies {
         let generation = table.slots[index as usize].0;
         table.slots[index as usize].1 = Slot::Waiting(None);
         table.waiting += 1;
-        let token = u64::from(generation) << 32 | u64::from(index);
+        let token = ReplyToken::new(index, generation);
         let reply = Reply {
             replies: Arc::clone(self),
             token,
@@ -100,13 +100,13 @@ impl Replies {
     }
 
     /// Resolves the reply `token` with `error` (if anyone still waits).
-    pub(crate) fn fail(&self, token: u64, error: ReplyError) {
+    pub(crate) fn fail(&self, token: ReplyToken, error: ReplyError) {
         self.resolve(token, Slot::Failed(error));
     }
 
     /// Puts `outcome` (ready or failed) into the slot of `token` if it
     /// still waits, and wakes its task; frees an abandoned slot.
-    fn resolve(&self, token: u64, outcome: Slot) {
+    fn resolve(&self, token: ReplyToken, outcome: Slot) {
         let mut table = self.lock();
         match table.slot(token) {
             Some(slot @ Slot::Waiting(_)) => {
@@ -129,7 +129,7 @@ impl Replies {
     /// [`Reply`]'s `Future` impl).
     pub(crate) fn poll<T: 'static>(
         &self,
-        token: u64,
+        token: ReplyToken,
         cx: &mut Context<'_>,
     ) -> Poll<Result<T, ReplyError>> {
         let mut table = self.lock();
@@ -158,7 +158,7 @@ impl Replies {
 
     /// The asker dropped its [`Reply`]: an answer still to come is thrown
     /// away, one that came is freed.
-    pub(crate) fn abandon(&self, token: u64) {
+    pub(crate) fn abandon(&self, token: ReplyToken) {
         let mut table = self.lock();
         if let Some(slot) = table.slot(token) {
             if let Slot::Waiting(_) = slot {
@@ -185,7 +185,7 @@ impl Replies {
                     wakers.extend(waker.take());
                     *slot = Slot::Failed(error.clone());
                 }
-                Slot::Abandoned => abandoned.push(u64::from(*generation) << 32 | index as u64),
+                Slot::Abandoned => abandoned.push(ReplyToken::new(index as u32, *generation)),
                 _ => {}
             }
         }

@@ -12,10 +12,11 @@ use compact::Compact;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Message};
+use crate::class::lanes::SenderLane;
 use crate::class::{ClassShared, Lane};
-use crate::id::{MachineID, RawID, ShortTypeId, TypedID};
+use crate::id::{MachineID, RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
-use crate::registry::{MessageId, TypeEntry};
+use crate::registry::{MessageID, TypeEntry};
 use crate::reply::{Reply, ReplyTo};
 use crate::sync::Unpoisoned;
 use route::Route;
@@ -24,8 +25,8 @@ use route::Route;
 pub(crate) struct Shared {
     pub(crate) machine: MachineID,
     pub(crate) types: RwLock<Vec<TypeEntry>>,
-    pub(crate) type_ids: RwLock<FxHashMap<TypeId, ShortTypeId>>,
-    pub(crate) message_ids: RwLock<FxHashMap<TypeId, MessageId>>,
+    pub(crate) type_ids: RwLock<FxHashMap<TypeId, ShortTypeID>>,
+    pub(crate) message_ids: RwLock<FxHashMap<TypeId, MessageID>>,
     pub(crate) message_names: RwLock<Vec<&'static str>>,
     /// Outstanding replies to requests.
     pub(crate) replies: Arc<crate::reply::Replies>,
@@ -50,7 +51,7 @@ pub struct World {
     /// `shared.machine`, kept here: every send compares with it.
     pub(crate) machine: MachineID,
     /// The sender lane: 0 outside handlers, `1 + global shard` inside.
-    pub(crate) lane: u32,
+    pub(crate) lane: SenderLane,
     /// This world's lane into each shard, by global shard index.
     pub(crate) lanes: Vec<Option<NonNull<Lane>>>,
     /// Round-robin counters for spreading spawns over shards, by class.
@@ -58,15 +59,15 @@ pub struct World {
     /// The last single-instance route (see [`Route`]).
     pub(crate) last_route: Option<Route>,
     pub(crate) types: Vec<Option<TypeEntry>>,
-    pub(crate) type_ids: FxHashMap<TypeId, ShortTypeId>,
-    pub(crate) message_ids: FxHashMap<TypeId, MessageId>,
+    pub(crate) type_ids: FxHashMap<TypeId, ShortTypeID>,
+    pub(crate) message_ids: FxHashMap<TypeId, MessageID>,
     /// The message type sent last and its id: handlers mostly send one type.
-    pub(crate) last_message: Option<(TypeId, MessageId)>,
+    pub(crate) last_message: Option<(TypeId, MessageID)>,
     _not_send: PhantomData<*const ()>,
 }
 
 impl World {
-    pub(crate) fn new(shared: Arc<Shared>, lane: u32) -> World {
+    pub(crate) fn new(shared: Arc<Shared>, lane: SenderLane) -> World {
         World {
             machine: shared.machine,
             shared,
@@ -88,7 +89,7 @@ impl World {
     }
 
     #[inline]
-    pub(crate) fn message_id<M: 'static>(&mut self) -> Option<MessageId> {
+    pub(crate) fn message_id<M: 'static>(&mut self) -> Option<MessageID> {
         let key = TypeId::of::<M>();
         if let Some((last, id)) = self.last_message
             && last == key
@@ -99,7 +100,7 @@ impl World {
     }
 
     #[inline(never)]
-    fn message_id_slow(&mut self, key: TypeId) -> Option<MessageId> {
+    fn message_id_slow(&mut self, key: TypeId) -> Option<MessageID> {
         let id = match self.message_ids.get(&key) {
             Some(id) => *id,
             None => {
@@ -113,7 +114,7 @@ impl World {
     }
 
     #[inline]
-    pub(crate) fn entry(&mut self, type_id: ShortTypeId) -> Option<&TypeEntry> {
+    pub(crate) fn entry(&mut self, type_id: ShortTypeID) -> Option<&TypeEntry> {
         let at = type_id.get() as usize;
         if matches!(self.types.get(at), Some(Some(_))) {
             return self.types[at].as_ref();
@@ -135,7 +136,7 @@ impl World {
     ///
     /// # Panics
     /// If `T` was not registered with the system.
-    pub fn type_id_of<T: ?Sized + 'static>(&mut self) -> ShortTypeId {
+    pub fn type_id_of<T: ?Sized + 'static>(&mut self) -> ShortTypeID {
         let key = TypeId::of::<T>();
         if let Some(id) = self.type_ids.get(&key) {
             return *id;
@@ -222,12 +223,12 @@ impl World {
         let id = unsafe { class.allocate(shard, lane, lane_index, machine) };
         match message_id {
             Some(message_id) => {
-                self.push(shard, MessageId(message_id.0 | SPAWN_TAG), id, message);
+                self.push(shard, MessageID(message_id.0 | SPAWN_TAG), id, message);
             }
             None => {
                 drop(message);
                 self.undeliverable();
-                self.push(shard, MessageId(UNKNOWN.0 | SPAWN_TAG), id, ());
+                self.push(shard, MessageID(UNKNOWN.0 | SPAWN_TAG), id, ());
             }
         }
         A::ID::from_raw(id)

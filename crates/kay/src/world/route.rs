@@ -15,9 +15,9 @@ use compact::{Compact, Compacted, static_size_bytes};
 
 use crate::actor::Message;
 use crate::class::{ClassShared, Lane, ShardShared};
-use crate::id::{RawID, ShortTypeId, TypedID};
+use crate::id::{RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{RECORD_HEADER, write_header};
-use crate::registry::{MessageId, TypeEntry};
+use crate::registry::{MessageID, TypeEntry};
 use crate::sync::Unpoisoned;
 use crate::world::World;
 
@@ -94,7 +94,7 @@ impl World {
     /// This world's lane into `shard`.
     #[inline]
     pub(crate) fn lane_into(&mut self, shard: &ShardShared) -> &Lane {
-        let at = shard.global as usize;
+        let at = shard.global.index();
         if let Some(Some(lane)) = self.lanes.get(at) {
             // SAFETY: lanes live as long as their class, which `shared` keeps alive.
             return unsafe { lane.as_ref() };
@@ -113,7 +113,7 @@ impl World {
     pub(crate) fn push<M: Compact>(
         &mut self,
         shard: &ShardShared,
-        message_id: MessageId,
+        message_id: MessageID,
         recipient: RawID,
         message: M,
     ) {
@@ -125,7 +125,7 @@ impl World {
     fn push_copy<M: Compact>(
         &mut self,
         shard: &ShardShared,
-        message_id: MessageId,
+        message_id: MessageID,
         recipient: RawID,
         message: &Compacted<M>,
     ) {
@@ -153,7 +153,7 @@ fn compacted_message<M: Message>(message: M) -> Compacted<M> {
 fn write_record<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,
-    message_id: MessageId,
+    message_id: MessageID,
     recipient: RawID,
     message: M,
 ) {
@@ -189,7 +189,7 @@ fn message_size<M: Compact>(message: &M) -> usize {
 unsafe fn write_compacted<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,
-    message_id: MessageId,
+    message_id: MessageID,
     recipient: RawID,
     source: *mut M,
     size: usize,
@@ -214,7 +214,7 @@ unsafe fn write_compacted<M: Compact>(
 /// shard (conversations, replies) skip the class and lane lookups.
 #[derive(Clone, Copy)]
 pub(crate) struct Route {
-    type_id: ShortTypeId,
+    type_id: ShortTypeID,
     shard_ptr: NonNull<ShardShared>,
     lane: NonNull<Lane>,
 }
