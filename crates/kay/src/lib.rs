@@ -80,6 +80,12 @@ mod world;
 #[doc(hidden)]
 pub mod private;
 
+/// Shards and sender lanes, for kay's loom model only.
+#[doc(hidden)]
+pub mod lanes_internals {
+    pub use crate::class::lanes::{GlobalShard, Lane, SenderLane, ShardShared};
+}
+
 /// The inbox, for kay's own integration tests and benchmarks only.
 #[doc(hidden)]
 pub mod inbox_internals {

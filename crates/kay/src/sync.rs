@@ -19,7 +19,29 @@
 #[cfg(not(kay_loom))]
 mod imp {
     pub use std::hint::spin_loop;
-    pub use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+    pub use std::sync::Mutex;
+    pub use std::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    };
+
+    /// A value created on first use and never changed: `std`'s `OnceLock`
+    /// holding a box (loom has no `OnceLock`; its build has its own).
+    #[derive(Debug, Default)]
+    pub struct OnceBox<T>(std::sync::OnceLock<Box<T>>);
+
+    impl<T> OnceBox<T> {
+        /// An empty cell.
+        pub fn new() -> OnceBox<T> {
+            OnceBox(std::sync::OnceLock::new())
+        }
+
+        /// The value, made by `init` if there is none yet (once, also when
+        /// several threads ask at the same time).
+        #[inline]
+        pub fn get_or_init(&self, init: impl FnOnce() -> Box<T>) -> &T {
+            self.0.get_or_init(init)
+        }
+    }
 
     /// `std::cell::UnsafeCell` behind loom's closure-based API.
     #[derive(Debug, Default)]
@@ -58,7 +80,69 @@ mod imp {
 #[cfg(kay_loom)]
 mod imp {
     pub use loom::cell::UnsafeCell;
-    pub use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+    pub use loom::sync::Mutex;
+    pub use loom::sync::atomic::{
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    };
+
+    /// `OnceBox` under loom: a pointer published with `Release` after the
+    /// value is made under a mutex, read with `Acquire` (double-checked), so
+    /// that loom explores the lazy creation of lanes too.
+    #[derive(Debug)]
+    pub struct OnceBox<T> {
+        value: AtomicPtr<T>,
+        init: Mutex<()>,
+        /// Owns a `Box<T>`: `Send` and `Sync` as that is.
+        _owns: std::marker::PhantomData<Box<T>>,
+    }
+
+    impl<T> Default for OnceBox<T> {
+        fn default() -> Self {
+            OnceBox::new()
+        }
+    }
+
+    impl<T> OnceBox<T> {
+        /// An empty cell.
+        pub fn new() -> OnceBox<T> {
+            OnceBox {
+                value: AtomicPtr::new(std::ptr::null_mut()),
+                init: Mutex::new(()),
+                _owns: std::marker::PhantomData,
+            }
+        }
+
+        /// The value, made by `init` if there is none yet.
+        pub fn get_or_init(&self, init: impl FnOnce() -> Box<T>) -> &T {
+            let value = self.value.load(Ordering::Acquire);
+            if !value.is_null() {
+                // SAFETY: published once, after it was made; freed only by
+                // `Drop`, which needs `&mut self`.
+                return unsafe { &*value };
+            }
+            let _made_by_one = self.init.lock().unwrap();
+            let value = self.value.load(Ordering::Acquire);
+            if !value.is_null() {
+                // SAFETY: as above.
+                return unsafe { &*value };
+            }
+            let value = Box::into_raw(init());
+            self.value.store(value, Ordering::Release);
+            // SAFETY: just made and published; see above.
+            unsafe { &*value }
+        }
+    }
+
+    impl<T> Drop for OnceBox<T> {
+        fn drop(&mut self) {
+            let value = self.value.load(Ordering::Relaxed);
+            if !value.is_null() {
+                // SAFETY: made by `Box::into_raw` in `get_or_init`, and no
+                // reference to it outlives `&self`.
+                drop(unsafe { Box::from_raw(value) });
+            }
+        }
+    }
 
     /// Under loom a spin is a yield, so that a model with a waiting loop
     /// terminates.
@@ -81,6 +165,18 @@ pub(crate) trait Unpoisoned {
         Self: 'a;
     /// Locks (a `Mutex`) or reads (an `RwLock`), poisoned or not.
     fn locked(&self) -> Self::Guard<'_>;
+}
+
+#[cfg(kay_loom)]
+impl<T: ?Sized> Unpoisoned for loom::sync::Mutex<T> {
+    type Guard<'a>
+        = loom::sync::MutexGuard<'a, T>
+    where
+        T: 'a;
+    fn locked(&self) -> loom::sync::MutexGuard<'_, T> {
+        self.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 impl<T: ?Sized> Unpoisoned for std::sync::Mutex<T> {

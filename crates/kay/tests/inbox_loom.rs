@@ -11,7 +11,8 @@
 
 #![cfg(kay_loom)]
 
-use kay::inbox_internals::{Inbox, PendingFlag, Position};
+use kay::inbox_internals::{Inbox, Position};
+use kay::lanes_internals::{GlobalShard, Lane, SenderLane, ShardShared};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
@@ -224,33 +225,42 @@ fn pushes_land_in_recycled_chunks() {
     });
 }
 
-/// One sender lane into a shard, as `kay::class::lanes::Lane` holds it: an
-/// inbox that reuses chunks without zeroing them, and its pending flag.
-struct LaneModel {
-    inbox: Inbox,
-    pending: PendingFlag,
-}
-
-/// A shard as the system sees it: lane 0 is the outside, lane `1 + s` the
-/// handlers of shard `s`; and the shard's own pending flag.
+/// A shard of the real runtime (`kay::class::lanes::ShardShared`): lane 0
+/// is the outside, lane `1 + s` the handlers of shard `s`, each created on
+/// first use through the shard's lane directory, with their pending flags
+/// and inboxes that reuse chunks without zeroing them.
 struct ShardModel {
-    lanes: Vec<LaneModel>,
-    pending: PendingFlag,
+    shared: ShardShared,
 }
 
 const SHARDS: usize = 2;
 
-fn shard_model() -> ShardModel {
+fn shard_model(s: usize) -> ShardModel {
     ShardModel {
-        lanes: (0..=SHARDS)
-            .map(|_| LaneModel {
-                // SAFETY: the model snapshots lanes only between its cycles,
-                // after joining every worker that pushed (as the system does).
-                inbox: unsafe { Inbox::for_message_cycles(CHUNK, 2) },
-                pending: PendingFlag::new(),
-            })
-            .collect(),
-        pending: PendingFlag::new(),
+        shared: ShardShared::new(
+            "Model",
+            s as u32,
+            SHARDS as u32,
+            GlobalShard::new(s as u32),
+            CHUNK,
+            2 * CHUNK,
+        ),
+    }
+}
+
+impl ShardModel {
+    /// Sender lane `l`'s inbox into this shard.
+    fn lane(&self, l: usize) -> &Lane {
+        let sender = match l {
+            0 => SenderLane::OUTSIDE,
+            _ => SenderLane::of(GlobalShard::new(l as u32 - 1)),
+        };
+        self.shared.lane(sender)
+    }
+
+    /// Every lane, in lane order.
+    fn lanes(&self) -> impl Iterator<Item = (usize, &Lane)> {
+        (0..=SHARDS).map(|l| (l, self.lane(l)))
     }
 }
 
@@ -258,7 +268,7 @@ fn shard_model() -> ShardModel {
 /// bytes hold a pattern the reader checks (so stale bytes of a recycled,
 /// unzeroed chunk would be caught).
 fn push_unshared(shard: &ShardModel, lane: usize, message: [u8; 3]) {
-    let lane_model = &shard.lanes[lane];
+    let lane_model = shard.lane(lane);
     // SAFETY: lane `lane` of a shard has one writer at a time: the outside
     // between cycles, or shard `lane - 1`'s worker during a cycle.
     unsafe {
@@ -271,9 +281,7 @@ fn push_unshared(shard: &ShardModel, lane: usize, message: [u8; 3]) {
                 }
             })
     };
-    if lane_model.pending.raise() {
-        shard.pending.raise();
-    }
+    lane_model.mark_pending(&shard.shared);
 }
 
 /// Drains a lane up to `until`, checking every record.
@@ -281,7 +289,7 @@ fn push_unshared(shard: &ShardModel, lane: usize, message: [u8; 3]) {
 /// # Safety
 /// This thread is the lane's only reader now, and no reclaim ran since
 /// `until` was taken.
-unsafe fn drain_lane(lane: &LaneModel, until: Position, mut f: impl FnMut(u16, [u8; 3])) {
+unsafe fn drain_lane(lane: &Lane, until: Position, mut f: impl FnMut(u16, [u8; 3])) {
     // SAFETY: forwarded from the caller.
     unsafe {
         lane.inbox.drain_to_tagged(until, |tag, bytes| {
@@ -330,12 +338,12 @@ fn a_snapshot_during_pushes_is_caught() {
 /// snapshotted and drained while shard 0's worker pushes into it.
 fn hand_off_model(snapshot_early: bool) {
     {
-        let shards: Arc<Vec<ShardModel>> = Arc::new((0..SHARDS).map(|_| shard_model()).collect());
+        let shards: Arc<Vec<ShardModel>> = Arc::new((0..SHARDS).map(shard_model).collect());
         // Earlier cycles left every lane with a recycled chunk of stale,
         // unzeroed records behind its tail: two chunks' worth, drained and
         // reclaimed (the reader stays in the second chunk, the first is pooled).
         for shard in shards.iter() {
-            for (l, lane) in shard.lanes.iter().enumerate() {
+            for (l, lane) in shard.lanes() {
                 for seq in 0..4 {
                     push_unshared(shard, l, [9, seq, 7]);
                 }
@@ -344,9 +352,9 @@ fn hand_off_model(snapshot_early: bool) {
                 unsafe { drain_lane(lane, until, |_, m| assert_eq!(m[0], 9)) };
                 // SAFETY: nothing else runs; no slice is alive.
                 unsafe { lane.inbox.reclaim() };
-                lane.pending.take();
+                lane.take_pending();
             }
-            shard.pending.take();
+            shard.shared.take_pending();
         }
         // Cycle 0's input from the outside: two messages into shard 0 (a
         // chunk's worth), one into shard 1; each travels on for 2 hops.
@@ -359,11 +367,11 @@ fn hand_off_model(snapshot_early: bool) {
             // Between cycles: the system takes flags and snapshots.
             let mut work: Vec<(usize, Vec<(usize, Position)>)> = Vec::new();
             for (s, shard) in shards.iter().enumerate() {
-                if !shard.pending.take() {
+                if !shard.shared.take_pending() {
                     continue;
                 }
-                let lanes = (shard.lanes.iter().enumerate())
-                    .filter(|(_, lane)| lane.pending.take())
+                let lanes = (shard.lanes())
+                    .filter(|(_, lane)| lane.take_pending())
                     .map(|(l, lane)| (l, lane.inbox.snapshot()))
                     .collect();
                 work.push((s, lanes));
@@ -380,7 +388,7 @@ fn hand_off_model(snapshot_early: bool) {
                 for &(l, until) in lanes {
                     // SAFETY: this thread is shard `s`'s only reader in this
                     // cycle; reclaim runs only after the join.
-                    unsafe { drain_lane(&shards[s].lanes[l], until, |tag, m| got.push((tag, m))) };
+                    unsafe { drain_lane(shards[s].lane(l), until, |tag, m| got.push((tag, m))) };
                 }
                 for &(_, [origin, seq, hops]) in &got {
                     if hops > 0 {
@@ -402,7 +410,7 @@ fn hand_off_model(snapshot_early: bool) {
                             if snapshot_early {
                                 // Wrong: a snapshot of a lane whose writer (shard
                                 // 0's handlers, on the other thread) is pushing.
-                                let lane = &shards[s].lanes[1];
+                                let lane = shards[s].lane(1);
                                 let until = lane.inbox.snapshot();
                                 // SAFETY: not given: that is what loom must catch.
                                 unsafe { drain_lane(lane, until, |tag, m| got.push((tag, m))) };
@@ -421,7 +429,7 @@ fn hand_off_model(snapshot_early: bool) {
             for (s, lanes) in &work {
                 for (l, _) in lanes {
                     // SAFETY: the workers have joined; no slice is alive.
-                    unsafe { shards[*s].lanes[*l].inbox.reclaim() };
+                    unsafe { shards[*s].lane(*l).inbox.reclaim() };
                 }
             }
         }
@@ -448,7 +456,7 @@ fn hand_off_model(snapshot_early: bool) {
             ]
         );
         for shard in shards.iter() {
-            assert!(shard.lanes.iter().all(|l| l.inbox.is_empty()));
+            assert!(shard.lanes().all(|(_, l)| l.inbox.is_empty()));
         }
     }
 }

@@ -25,15 +25,12 @@
 //!   the lanes they own. After the join, the system reclaims drained inboxes
 //!   and hands freed IDs back to their lanes.
 
-use std::cell::UnsafeCell;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeID};
 use crate::inbox::{Inbox, PendingFlag};
 use crate::store::index::BLOCK;
-use crate::sync::Unpoisoned;
+use crate::sync::{AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
 pub(crate) const MAX_LANES: u32 = 256;
@@ -41,14 +38,14 @@ pub(crate) const MAX_LANES: u32 = 256;
 /// A sender lane: [`OUTSIDE`](SenderLane::OUTSIDE) for code outside
 /// handlers, `1 + g` for the handlers of global shard `g`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub(crate) struct SenderLane(u32);
+pub struct SenderLane(u32);
 
 impl SenderLane {
     /// The lane of code outside handlers (outside `World`s).
-    pub(crate) const OUTSIDE: SenderLane = SenderLane(0);
+    pub const OUTSIDE: SenderLane = SenderLane(0);
 
     /// The lane the handlers of `shard` send on.
-    pub(crate) fn of(shard: GlobalShard) -> SenderLane {
+    pub fn of(shard: GlobalShard) -> SenderLane {
         SenderLane(1 + shard.0)
     }
 
@@ -60,9 +57,14 @@ impl SenderLane {
 
 /// A shard's index over the shards of all classes (registration order).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub(crate) struct GlobalShard(pub(crate) u32);
+pub struct GlobalShard(pub(crate) u32);
 
 impl GlobalShard {
+    /// Global shard `index`.
+    pub fn new(index: u32) -> GlobalShard {
+        GlobalShard(index)
+    }
+
     /// The index, for tables by global shard.
     pub(crate) fn index(self) -> usize {
         self.0 as usize
@@ -72,7 +74,7 @@ impl GlobalShard {
 const GROUP: usize = 64;
 
 /// `GROUP` lanes, each created on first use.
-type LaneGroup = Box<[OnceLock<Box<Lane>>]>;
+type LaneGroup = Vec<OnceBox<Lane>>;
 
 /// The shard instance number `instance` lives in, of `shards` (no division
 /// when `shards` is a power of two).
@@ -86,8 +88,9 @@ pub(crate) fn shard_number(instance: u32, shards: u32) -> u32 {
 }
 
 /// One sender's inbox into one shard, and the IDs it hands out there.
-pub(crate) struct Lane {
-    pub(crate) inbox: Inbox,
+pub struct Lane {
+    /// The records from this sender to this shard.
+    pub inbox: Inbox,
     /// Raised by the writer after pushing; taken by the system between cycles.
     pending: PendingFlag,
     /// Only the lane's writer, or the system between cycles, touches this.
@@ -113,7 +116,7 @@ impl Lane {
     /// Whether this lane got records since the last call; clears the flag.
     /// Called only between message cycles.
     #[inline]
-    pub(crate) fn take_pending(&self) -> bool {
+    pub fn take_pending(&self) -> bool {
         self.pending.take()
     }
 
@@ -131,7 +134,7 @@ impl Lane {
 
     /// Marks the lane (and its shard) as having records to handle.
     #[inline]
-    pub(crate) fn mark_pending(&self, shard: &ShardShared) {
+    pub fn mark_pending(&self, shard: &ShardShared) {
         if self.pending.raise() {
             shard.pending.raise();
         }
@@ -144,7 +147,12 @@ impl Lane {
     pub(crate) unsafe fn allocate(&self, shard: &ShardShared, lane: SenderLane) -> (u32, u8) {
         // SAFETY: the caller is the lane's only writer; nothing else touches
         // `ids` meanwhile (module docs).
-        let ids = unsafe { &mut *self.ids.get() };
+        self.ids
+            .with_mut(|ids| Self::allocate_in(unsafe { &mut *ids }, shard, lane))
+    }
+
+    /// `allocate` on the lane's `ids`.
+    fn allocate_in(ids: &mut LaneIds, shard: &ShardShared, lane: SenderLane) -> (u32, u8) {
         if let Some(free) = ids.free.pop() {
             return free;
         }
@@ -172,14 +180,13 @@ impl Lane {
     /// Called only between message cycles (no writer runs).
     unsafe fn release(&self, instance: u32, version: u8) {
         // SAFETY: between cycles nobody else touches `ids` (caller).
-        unsafe { &mut *self.ids.get() }
-            .free
-            .push((instance, version));
+        self.ids
+            .with_mut(|ids| unsafe { &mut *ids }.free.push((instance, version)));
     }
 }
 
 /// One shard of a class, as senders see it.
-pub(crate) struct ShardShared {
+pub struct ShardShared {
     pub(crate) class_name: &'static str,
     /// This shard's number within its class.
     pub(crate) shard: u32,
@@ -188,7 +195,7 @@ pub(crate) struct ShardShared {
     /// This shard's global index: its handlers send on
     /// `SenderLane::of(global)`.
     pub(crate) global: GlobalShard,
-    groups: Box<[OnceLock<LaneGroup>]>,
+    groups: Box<[OnceBox<LaneGroup>]>,
     /// The lanes created so far, and a counter of changes to that list.
     lanes_in_use: Mutex<Vec<SenderLane>>,
     lanes_changed: AtomicU32,
@@ -201,7 +208,10 @@ pub(crate) struct ShardShared {
 }
 
 impl ShardShared {
-    fn new(
+    /// Shard `shard` of `shards` of class `class_name`, with global index
+    /// `global`; its lanes' inboxes have chunks of `inbox_chunk` bytes and
+    /// keep `inbox_retain` bytes of them for reuse.
+    pub fn new(
         class_name: &'static str,
         shard: u32,
         shards: u32,
@@ -215,7 +225,7 @@ impl ShardShared {
             shards,
             global,
             groups: (0..MAX_LANES as usize / GROUP)
-                .map(|_| OnceLock::new())
+                .map(|_| OnceBox::new())
                 .collect(),
             lanes_in_use: Mutex::new(Vec::new()),
             lanes_changed: AtomicU32::new(0),
@@ -239,10 +249,10 @@ impl ShardShared {
     }
 
     /// The inbox of sender lane `lane` into this shard, created on first use.
-    pub(crate) fn lane(&self, lane: SenderLane) -> &Lane {
+    pub fn lane(&self, lane: SenderLane) -> &Lane {
         let at = lane.get() as usize;
-        let group =
-            self.groups[at / GROUP].get_or_init(|| (0..GROUP).map(|_| OnceLock::new()).collect());
+        let group = self.groups[at / GROUP]
+            .get_or_init(|| Box::new((0..GROUP).map(|_| OnceBox::new()).collect()));
         group[at % GROUP].get_or_init(|| {
             let mut in_use = self.lanes_in_use.locked();
             let at = in_use.partition_point(|l| *l < lane);
@@ -273,14 +283,14 @@ impl ShardShared {
     /// Whether any lane got records since the last call; clears the flag.
     /// Called only between message cycles.
     #[inline]
-    pub(crate) fn take_pending(&self) -> bool {
+    pub fn take_pending(&self) -> bool {
         self.pending.take()
     }
 
     /// The lanes that exist, in lane order, if the set changed since `seen`
     /// (a count of changes the caller keeps).
     #[inline]
-    pub(crate) fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
+    pub fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
         let now = self.lanes_changed.load(Ordering::Acquire);
         if now == *seen {
             return None;
