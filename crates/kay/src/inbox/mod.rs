@@ -324,11 +324,18 @@ impl Inbox {
             // and it lies within the capacity.
             unsafe { publish(chunk, start, size, tag, write) };
         } else {
-            self.push_slow(tail, start, size, tag, write);
+            let (chunk, start) = self.push_slow(tail, start, size);
+            // SAFETY: `push_slow` reserved [start, start + need) in `chunk`
+            // for us alone, within the capacity; the chunk is alive (it is
+            // the tail or linked from it, see `push_with`).
+            unsafe { publish(&*chunk, start, size, tag, write) };
         }
     }
 
-    /// Steps 4–6 of the push protocol: close the full chunk, move on, retry.
+    /// Steps 4–6 of the push protocol: close the full chunk, move on, retry;
+    /// returns the chunk and start of the reservation that fit, for the
+    /// caller to publish into. Not generic over the record's writer, so it
+    /// exists once, not once per message type.
     #[cold]
     #[inline(never)]
     fn push_slow(
@@ -336,9 +343,7 @@ impl Inbox {
         mut tail: *mut Chunk,
         mut start: usize,
         size: usize,
-        tag: u16,
-        write: impl FnOnce(&mut [u8]),
-    ) {
+    ) -> (*const Chunk, usize) {
         let need = record_size(size);
         let mut spare = None;
         let chunk = loop {
@@ -366,8 +371,8 @@ impl Inbox {
             // SAFETY: the spare was never linked, so no one else knows it.
             unsafe { self.chunks.free(spare) };
         }
-        // SAFETY: reserved by the fetch_add that fit, within the capacity.
-        unsafe { publish(chunk, start, size, tag, write) };
+        // Reserved by the fetch_add that fit, within the capacity.
+        (chunk, start)
     }
 
     /// The chunk after `chunk`, linking one with room for `need` bytes

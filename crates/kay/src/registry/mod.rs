@@ -18,7 +18,7 @@ use crate::class::lanes::{GlobalShard, MAX_LANES, SenderLane};
 use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
 use crate::error::Error;
 use crate::id::ShortTypeID;
-use crate::store::InstanceStore;
+use crate::store::{AnyStore, InstanceStore};
 use crate::sync::{Unpoisoned, WriteUnpoisoned};
 use crate::system::ActorSystem;
 use crate::world::World;
@@ -57,12 +57,15 @@ impl ActorSystem {
             })
     }
 
+    #[inline]
     pub(crate) fn known_type<T: ?Sized + 'static>(&self) -> Option<ShortTypeID> {
-        self.shared
-            .type_ids
-            .locked()
-            .get(&TypeId::of::<T>())
-            .copied()
+        self.known_type_of(TypeId::of::<T>())
+    }
+
+    /// See [`known_type`](Self::known_type) (not generic: once in the binary).
+    #[inline(never)]
+    fn known_type_of(&self, key: TypeId) -> Option<ShortTypeID> {
+        self.shared.type_ids.locked().get(&key).copied()
     }
 
     pub(crate) fn add_type(&self, key: TypeId, entry: TypeEntry) -> ShortTypeID {
@@ -99,6 +102,32 @@ impl ActorSystem {
             align_of::<A>() <= 8,
             "actor {name} has an alignment above 8 bytes, which instance stores do not support"
         );
+        // The class's type-erased parts are made by one shared function;
+        // only the instance stores and the setup are per class.
+        let type_id = self.add_class(TypeId::of::<A>(), name, &mut |storage, ident, shards| {
+            Box::new(InstanceStore::<A>::new(storage, ident, shards))
+        })?;
+        A::setup(&mut ClassSetup {
+            system: self,
+            type_id,
+            _actor: PhantomData,
+        });
+        for trait_impl in crate::private::trait_impls_of(TypeId::of::<A>()) {
+            (trait_impl.setup)(self);
+        }
+        Ok(type_id)
+    }
+
+    /// Registers a class named `name` (of type `key`) whose shards' stores
+    /// `new_store(storage, ident, shards)` makes: its id, shared parts,
+    /// shards and worlds. See [`try_register`](Self::try_register).
+    #[inline(never)]
+    fn add_class(
+        &mut self,
+        key: TypeId,
+        name: &'static str,
+        new_store: &mut dyn FnMut(chunky::Storage, String, u32) -> Box<dyn AnyStore>,
+    ) -> Result<ShortTypeID, Error> {
         let type_id = self.next_type_id(name)?;
         let shards = self.config.shards as u32;
         let first_global = self.global_shards.len() as u32;
@@ -124,7 +153,7 @@ impl ActorSystem {
                 .iter()
                 .map(|s| (NonNull::from(s), type_id.get())),
         );
-        let added = self.add_type(TypeId::of::<A>(), TypeEntry::Class(Arc::clone(&shared)));
+        let added = self.add_type(key, TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);
         let ident: String = name
             .chars()
@@ -133,7 +162,7 @@ impl ActorSystem {
         let ident = &ident[ident.len().saturating_sub(60)..];
         let shards = (0..shards)
             .map(|s| {
-                let store = InstanceStore::<A>::new(
+                let store = new_store(
                     self.storage.clone(),
                     format!("c{}s{s}_{ident}", type_id.get()),
                     shards,
@@ -147,7 +176,7 @@ impl ActorSystem {
                 );
                 state.panicked = self.panicked;
                 Shard {
-                    store: Box::new(store),
+                    store,
                     state,
                     work: Vec::new(),
                     lanes: Vec::new(),
@@ -169,14 +198,6 @@ impl ActorSystem {
             self.classes.resize_with(at + 1, || None);
         }
         self.classes[at] = Some(class);
-        A::setup(&mut ClassSetup {
-            system: self,
-            type_id,
-            _actor: PhantomData,
-        });
-        for trait_impl in crate::private::trait_impls_of(TypeId::of::<A>()) {
-            (trait_impl.setup)(self);
-        }
         Ok(type_id)
     }
 
@@ -226,16 +247,29 @@ impl ActorSystem {
         })
     }
 
+    /// The id of message type `M`, registering it if new. A thin generic
+    /// shell over [`message_id_of`](Self::message_id_of), so that each
+    /// message type adds only a few instructions of machine code.
+    #[inline]
     pub(crate) fn message_id<M: Message>(&mut self) -> MessageID {
         crate::actor::refuse_process_local::<M>();
-        let name = std::any::type_name::<M>();
+        self.message_id_of(
+            TypeId::of::<M>(),
+            std::any::type_name::<M>(),
+            align_of::<M>(),
+        )
+    }
+
+    /// See [`message_id`](Self::message_id).
+    #[inline(never)]
+    fn message_id_of(&mut self, key: TypeId, name: &'static str, align: usize) -> MessageID {
         assert!(
-            align_of::<M>() <= 8,
+            align <= 8,
             "message {name} has an alignment above 8 bytes, which inboxes do not support"
         );
         let mut ids = self.shared.message_ids.write_locked();
         let mut names = self.shared.message_names.write_locked();
-        *ids.entry(TypeId::of::<M>()).or_insert_with(|| {
+        *ids.entry(key).or_insert_with(|| {
             assert!(
                 names.len() < MAX_MESSAGE_TYPES,
                 "too many message types to register {name} (at most {})",

@@ -178,16 +178,7 @@ impl<A: Actor> InstanceStore<A> {
         } else {
             (bin, 1usize << (bin + 2))
         };
-        if self.bins.len() <= bin as usize {
-            self.bins.resize_with(bin as usize + 1, || None);
-        }
-        let (storage, ident) = (&self.storage, &self.ident);
-        self.bins[bin as usize].get_or_insert_with(|| {
-            let chunk = ChunkSize::new(BIN_CHUNK.max(slot_size.next_power_of_two()))
-                .expect("actor slot sizes stay below chunky's maximum chunk size");
-            Arena::open(storage, &format!("{ident}_bin{bin}"), slot_size, chunk)
-                .unwrap_or_else(|e| panic!("cannot create an instance store bin: {e}"))
-        })
+        open_bin(&mut self.bins, &self.storage, &self.ident, bin, slot_size)
     }
 
     /// The slot of instance `id`, if it is live with `id`'s version.
@@ -505,17 +496,41 @@ impl<A: Actor> InstanceStore<A> {
         died: &mut Vec<RawID>,
         caught: &mut Vec<Caught>,
     ) {
-        let mut scan = Scan {
+        let mut scan = self.start_scan();
+        loop {
+            let finished = catch(|| self.scan(&mut handler, &mut scan, died, caught));
+            let Err(payload) = finished else { return };
+            self.scan_caught(&mut scan, payload, died, caught);
+        }
+    }
+
+    /// A scan of every bin up to its length now.
+    #[inline(never)]
+    fn start_scan(&self) -> Scan {
+        Scan {
             ends: (0..self.bins.len())
                 .map(|b| self.bin_len(b as u8))
                 .collect(),
             bin: 0,
             at: 0,
             current: 0,
-        };
-        loop {
-            let finished = catch(|| self.scan(&mut handler, &mut scan, died, caught));
-            let Err(payload) = finished else { return };
+        }
+    }
+
+    /// After a handler of the broadcast panicked (with `payload`) on the
+    /// instance at `scan.current`: reports it, applies the policy and moves
+    /// the scan on. Out of line and not generic over the handler, so it
+    /// exists once per class.
+    #[cold]
+    #[inline(never)]
+    fn scan_caught(
+        &mut self,
+        scan: &mut Scan,
+        payload: Box<dyn std::any::Any + Send>,
+        died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
+    ) {
+        {
             // The instance at `current` panicked; it is still there.
             let q = scan.current;
             let arena = self.bins[scan.bin].as_ref().expect("bin being scanned");
@@ -531,7 +546,7 @@ impl<A: Actor> InstanceStore<A> {
                 !A::IS_STATIC && (!actor.is_still_compact() || Self::shrunk(scan.bin as u8, actor));
             let id = actor.id().as_raw();
             if fate == Fate::Die || moves {
-                self.after_event(&mut scan, q, fate, id, died, caught);
+                self.after_event(scan, q, fate, id, died, caught);
             } else {
                 scan.at = q + 1;
             }
@@ -582,7 +597,9 @@ impl<A: Actor> InstanceStore<A> {
     }
 
     /// Removes (`fate` is `Die`) or re-compacts instance `id` at position `q`
-    /// of the bin being scanned, and moves the scan on.
+    /// of the bin being scanned, and moves the scan on. Out of line: once
+    /// per class, not per handler.
+    #[inline(never)]
     fn after_event(
         &mut self,
         scan: &mut Scan,
@@ -643,17 +660,47 @@ struct Scan {
 
 impl<A: Actor> Drop for InstanceStore<A> {
     fn drop(&mut self) {
-        for arena in self.bins.iter().flatten() {
-            for slot in arena.indices() {
-                // SAFETY: every slot below `slot_count` holds a live instance,
-                // dropped exactly once here.
-                unsafe { std::ptr::drop_in_place(arena.slot_ptr(slot).as_ptr().cast::<A>()) };
+        if std::mem::needs_drop::<A>() {
+            for arena in self.bins.iter().flatten() {
+                for slot in arena.indices() {
+                    // SAFETY: every slot below `slot_count` holds a live
+                    // instance, dropped exactly once here.
+                    unsafe { std::ptr::drop_in_place(arena.slot_ptr(slot).as_ptr().cast::<A>()) };
+                }
             }
         }
-        for arena in self.bins.drain(..).flatten() {
-            // Heap-backed bins are freed with the storage anyway; errors here
-            // only mean files could not be removed.
-            let _ = arena.destroy();
-        }
+        destroy_bins(&mut self.bins);
     }
+}
+
+/// Frees a store's bins (after its instances were dropped). Not generic:
+/// once in the binary.
+#[inline(never)]
+fn destroy_bins(bins: &mut Vec<Option<Arena>>) {
+    for arena in bins.drain(..).flatten() {
+        // Heap-backed bins are freed with the storage anyway; errors here
+        // only mean files could not be removed.
+        let _ = arena.destroy();
+    }
+}
+
+/// The arena of bin `bin` (slots of `slot_size` bytes) of the store
+/// `ident`, opened on first use. Not generic: once in the binary.
+#[inline(never)]
+fn open_bin<'a>(
+    bins: &'a mut Vec<Option<Arena>>,
+    storage: &Storage,
+    ident: &str,
+    bin: u8,
+    slot_size: usize,
+) -> &'a mut Arena {
+    if bins.len() <= bin as usize {
+        bins.resize_with(bin as usize + 1, || None);
+    }
+    bins[bin as usize].get_or_insert_with(|| {
+        let chunk = ChunkSize::new(BIN_CHUNK.max(slot_size.next_power_of_two()))
+            .expect("actor slot sizes stay below chunky's maximum chunk size");
+        Arena::open(storage, &format!("{ident}_bin{bin}"), slot_size, chunk)
+            .unwrap_or_else(|e| panic!("cannot create an instance store bin: {e}"))
+    })
 }
