@@ -59,6 +59,15 @@ impl From<()> for Fate {
     }
 }
 
+/// A handler that only panics (`|_, _, _| panic!(..)`, or `todo!()`) returns
+/// `!` under edition 2024's never-type fallback; it may be registered like
+/// any other.
+impl From<crate::private::Never> for Fate {
+    fn from(never: crate::private::Never) -> Self {
+        never
+    }
+}
+
 /// Anything that can be sent: a `Compact`, `Send` value. Messages are
 /// compacted into the recipient's inbox and handed to handlers by
 /// reference, in place, possibly on another thread.

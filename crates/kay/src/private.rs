@@ -103,3 +103,16 @@ pub fn debug_field<T>(out: &mut String, name: &str, value: &T, debug: Option<fn(
 pub fn debug_open(open: &str) -> String {
     open.to_owned()
 }
+
+/// The output type of a function type (see [`Never`]).
+pub trait Output {
+    /// What the function returns.
+    type Of;
+}
+
+impl<T> Output for fn() -> T {
+    type Of = T;
+}
+
+/// The never type `!`, named on stable Rust as the output of `fn() -> !`.
+pub type Never = <fn() -> ! as Output>::Of;

@@ -606,3 +606,41 @@ fn macro_actors_get_readable_reports() {
         0
     );
 }
+
+kay::typed_id!(pub FuseID);
+
+/// A class whose handler only panics (`!` under edition 2024's fallback).
+#[derive(Compact, Clone)]
+pub struct Fuse {
+    id: FuseID,
+}
+#[derive(Compact, Clone)]
+pub struct SpawnFuse;
+#[derive(Compact, Clone)]
+pub struct Blow;
+
+impl Actor for Fuse {
+    type ID = FuseID;
+    fn id(&self) -> FuseID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &SpawnFuse, _: &mut World| Fuse { id })
+            .handler(|_: &mut Fuse, _: &Blow, _: &mut World| panic!("the fuse blows"))
+            .on_panic(PanicPolicy::DropMessage);
+    }
+}
+
+/// A handler made of a `panic!` alone registers like any other.
+#[test]
+fn a_handler_that_only_panics_can_be_registered() {
+    let mut system = ActorSystem::new(Config::default());
+    system.register::<Fuse>();
+    let mut world = system.world();
+    let fuse = world.spawn::<Fuse, _>(SpawnFuse);
+    world.send(fuse, Blow);
+    system.turn();
+    assert_eq!(system.panic_count(), 1);
+    assert_eq!(system.panic_report().unwrap().text, "the fuse blows");
+}
