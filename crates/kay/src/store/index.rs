@@ -127,6 +127,13 @@ impl Index {
         (entry.is_live() && entry.version() == version).then(|| entry.ptr())
     }
 
+    /// The location of live instance `instance` if its version is `version`.
+    #[inline]
+    pub(crate) fn find_location(&self, instance: u32, version: u8) -> Option<Location> {
+        let entry = *self.entry(instance)?;
+        (entry.is_live() && entry.version() == version).then(|| entry.unpack())
+    }
+
     /// The location of live instance `instance`.
     #[inline]
     pub(crate) fn live(&self, instance: u32) -> Option<Location> {

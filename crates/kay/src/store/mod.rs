@@ -51,7 +51,7 @@ pub(crate) struct InstanceStore<A: Actor> {
     /// The instance the last message went to, and where it is: messages to
     /// the same instance (conversations, ping-pong) skip the index. Cleared
     /// whenever an instance moves or is removed.
-    last: Option<(RawID, NonNull<A>)>,
+    last: Option<(RawID, NonNull<A>, u8)>,
     /// What to do with an instance whose handler panicked.
     pub(crate) policy: PanicPolicy,
     /// Formats an instance for panic reports, if the class registered it.
@@ -159,17 +159,11 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Whether the instance at `ptr` (instance number `instance`), after a
-    /// handler ran, must move: it spilled out of its slot, or shrank (see
-    /// [`shrunk`](Self::shrunk)).
+    /// Whether `actor`, in bin `bin`, must move after a handler ran: it
+    /// spilled out of its slot, or shrank (see [`shrunk`](Self::shrunk)).
     #[inline]
-    fn must_move(&self, instance: u32, actor: &A) -> bool {
-        !A::IS_STATIC
-            && (!actor.is_still_compact()
-                || self
-                    .index
-                    .live(instance)
-                    .is_some_and(|location| Self::shrunk(location.bin, actor)))
+    fn must_move(bin: u8, actor: &A) -> bool {
+        !A::IS_STATIC && (!actor.is_still_compact() || Self::shrunk(bin, actor))
     }
 
     fn arena(&mut self, bin: u8) -> &mut Arena {
@@ -372,30 +366,33 @@ impl<A: Actor> InstanceStore<A> {
         handler: impl FnOnce(&mut A) -> Fate,
         caught: &mut Vec<Caught>,
     ) -> Delivery {
-        let ptr = match self.last {
-            Some((last, ptr)) if last == id => ptr.as_ptr(),
+        let (ptr, bin) = match self.last {
+            Some((last, ptr, bin)) if last == id => (ptr.as_ptr(), bin),
             _ => {
-                let Some(ptr) = self.find(id) else {
+                let Some(location) = self.index.find_location(id.instance, id.version) else {
                     return Delivery::NoRecipient;
                 };
-                self.last = NonNull::new(ptr).map(|p| (id, p));
-                ptr
+                let ptr = location.ptr.cast::<A>();
+                self.last = NonNull::new(ptr).map(|p| (id, p, location.bin));
+                (ptr, location.bin)
             }
         };
         // SAFETY: `ptr` points at a live instance in a slot that nothing else
         // borrows while the handler runs (handlers reach other actors only by
         // messages).
         let fate = handler(unsafe { &mut *ptr });
-        self.settle(id, ptr, fate, false, caught)
+        self.settle(id, ptr, bin, fate, false, caught)
     }
 
-    /// After a handler of instance `id` (at `ptr`) ran or panicked (`panicked`):
-    /// removes it if `fate` is `Die`, re-compacts it if it spilled.
+    /// After a handler of instance `id` (at `ptr`, in bin `bin`) ran or
+    /// panicked (`panicked`): removes it if `fate` is `Die`, moves it if it
+    /// spilled or shrank.
     #[inline(always)]
     fn settle(
         &mut self,
         id: RawID,
         ptr: *mut A,
+        bin: u8,
         fate: Fate,
         panicked: bool,
         caught: &mut Vec<Caught>,
@@ -411,7 +408,7 @@ impl<A: Actor> InstanceStore<A> {
         }
         // SAFETY: `ptr` holds the live instance `id` (caller); its handler
         // has returned or unwound.
-        if self.must_move(id.instance, unsafe { &*ptr }) {
+        if Self::must_move(bin, unsafe { &*ptr }) {
             self.recompact(id.instance);
         }
         if panicked {
@@ -432,16 +429,17 @@ impl<A: Actor> InstanceStore<A> {
         payload: Box<dyn std::any::Any + Send>,
         caught: &mut Vec<Caught>,
     ) -> Delivery {
-        let Some(ptr) = self.find(id) else {
+        let Some(location) = self.index.find_location(id.instance, id.version) else {
             // Not a handler's panic on a live instance (cannot happen for
             // records that reached `deliver`): report it all the same.
             caught.push(Caught::new(id, payload, None));
             return Delivery::Panicked { died: false };
         };
+        let ptr = location.ptr.cast::<A>();
         // SAFETY: the instance is still live at `ptr`: unwinding left it
         // in place, possibly spilled.
         let fate = self.caught(unsafe { &*ptr }, payload, caught);
-        self.settle(id, ptr, fate, true, caught)
+        self.settle(id, ptr, location.bin, fate, true, caught)
     }
 
     /// Records the panic of `actor`'s handler; returns the fate the class's
@@ -542,8 +540,7 @@ impl<A: Actor> InstanceStore<A> {
                     .cast::<A>()
             };
             let fate = self.caught(actor, payload, caught);
-            let moves =
-                !A::IS_STATIC && (!actor.is_still_compact() || Self::shrunk(scan.bin as u8, actor));
+            let moves = Self::must_move(scan.bin as u8, actor);
             let id = actor.id().as_raw();
             if fate == Fate::Die || moves {
                 self.after_event(scan, q, fate, id, died, caught);
@@ -577,10 +574,7 @@ impl<A: Actor> InstanceStore<A> {
                     // SAFETY: slot `at + k` lies in this run of live slots.
                     let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
                     let fate = handler(actor);
-                    if fate == Fate::Die
-                        || (!A::IS_STATIC
-                            && (!actor.is_still_compact() || Self::shrunk(bin as u8, actor)))
-                    {
+                    if fate == Fate::Die || Self::must_move(bin as u8, actor) {
                         event = Some((k, fate, actor.id().as_raw()));
                         break;
                     }
