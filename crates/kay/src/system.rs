@@ -11,10 +11,11 @@ use crate::actor::Actor;
 use crate::class::Class;
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::SenderLane;
-use crate::class::lanes::ShardShared;
+use crate::class::lanes::{MAX_LANES, ShardShared};
 use crate::config::Config;
 use crate::cycle::panic::PanicReport;
 use crate::cycle::pool::Job;
+use crate::inbox::PendingGroups;
 use crate::registry::MessageID;
 use crate::store::InstanceStore;
 use crate::world::{Shared, World};
@@ -105,6 +106,9 @@ pub struct ActorSystem {
     /// `1 + global`): its shared part, for the quick scan of pending flags
     /// at the start of a cycle, and its class's type id.
     pub(crate) global_shards: Vec<(NonNull<ShardShared>, u16)>,
+    /// Pending flags over groups of global shards: a cycle visits only the
+    /// groups where a shard got records, so idle classes cost nothing.
+    pub(crate) shard_groups: Arc<PendingGroups>,
     /// Message cycles run so far (that had work).
     pub(crate) cycle: u64,
     /// Turns run so far.
@@ -176,6 +180,7 @@ impl ActorSystem {
             pool,
             jobs: Vec::new(),
             global_shards: Vec::new(),
+            shard_groups: Arc::new(PendingGroups::new(MAX_LANES as usize)),
             cycle: 0,
             turn: 0,
             trace: false,
@@ -274,16 +279,9 @@ impl ActorSystem {
     }
 
     /// Whether any shard has records waiting (between cycles).
+    /// (A shard with kept records to resume has its flag raised too.)
     fn messages_waiting(&self) -> bool {
-        self.global_shards.iter().any(|&(shard, _)| {
-            // SAFETY: shards live as long as their class, which the system
-            // keeps.
-            unsafe { shard.as_ref() }.is_pending()
-        }) || self
-            .classes
-            .iter()
-            .flatten()
-            .any(|class| class.shards.iter().any(|shard| shard.resume))
+        self.shard_groups.any()
     }
 
     /// Runs turns until `future` completes, and returns its output.

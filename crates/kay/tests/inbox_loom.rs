@@ -11,7 +11,7 @@
 
 #![cfg(kay_loom)]
 
-use kay::inbox_internals::{Inbox, Position};
+use kay::inbox_internals::{Inbox, PendingGroups, Position};
 use kay::lanes_internals::{GlobalShard, Lane, SenderLane, ShardShared};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
@@ -242,6 +242,7 @@ fn shard_model(s: usize) -> ShardModel {
             s as u32,
             SHARDS as u32,
             GlobalShard::new(s as u32),
+            std::sync::Arc::new(PendingGroups::new(SHARDS)),
             CHUNK,
             2 * CHUNK,
         ),

@@ -28,7 +28,9 @@
 use std::ptr::NonNull;
 
 use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeID};
-use crate::inbox::{Inbox, PendingFlag};
+use std::sync::Arc;
+
+use crate::inbox::{Inbox, PENDING_GROUP, PendingFlag, PendingGroups};
 use crate::store::index::BLOCK;
 use crate::sync::{AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
 
@@ -71,7 +73,7 @@ impl GlobalShard {
     }
 }
 
-const GROUP: usize = 64;
+const GROUP: usize = PENDING_GROUP;
 
 /// `GROUP` lanes, each created on first use.
 type LaneGroup = Vec<OnceBox<Lane>>;
@@ -93,6 +95,8 @@ pub struct Lane {
     pub inbox: Inbox,
     /// Raised by the writer after pushing; taken by the system between cycles.
     pending: PendingFlag,
+    /// Which lane this is.
+    index: SenderLane,
     /// Only the lane's writer, or the system between cycles, touches this.
     ids: UnsafeCell<LaneIds>,
 }
@@ -120,7 +124,13 @@ impl Lane {
         self.pending.take()
     }
 
-    fn new(inbox_chunk: usize, inbox_retain: usize) -> Lane {
+    /// Which lane this is.
+    #[inline]
+    pub fn index(&self) -> SenderLane {
+        self.index
+    }
+
+    fn new(index: SenderLane, inbox_chunk: usize, inbox_retain: usize) -> Lane {
         Lane {
             // SAFETY: the system snapshots lanes only between message
             // cycles, when no push is in flight and every push of the cycle
@@ -128,15 +138,18 @@ impl Lane {
             // queue lengths only between calls (module docs, protocol).
             inbox: unsafe { Inbox::for_message_cycles(inbox_chunk, inbox_retain / inbox_chunk) },
             pending: PendingFlag::new(),
+            index,
             ids: UnsafeCell::new(LaneIds::default()),
         }
     }
 
-    /// Marks the lane (and its shard) as having records to handle.
+    /// Marks the lane (and its group of lanes, its shard, and the shard's
+    /// group of shards) as having records to handle. Only the first push of
+    /// a cycle goes past the lane's own flag.
     #[inline]
     pub fn mark_pending(&self, shard: &ShardShared) {
-        if self.pending.raise() {
-            shard.pending.raise();
+        if self.pending.raise() && shard.lane_groups.raise(self.index.get() as usize) {
+            shard.raise_pending();
         }
     }
 
@@ -196,6 +209,11 @@ pub struct ShardShared {
     /// `SenderLane::of(global)`.
     pub(crate) global: GlobalShard,
     groups: Box<[OnceBox<LaneGroup>]>,
+    /// Raised with the first pending lane of each group of lanes.
+    lane_groups: PendingGroups,
+    /// The system's flags over groups of global shards: raised with this
+    /// shard's `pending`.
+    shard_groups: Arc<PendingGroups>,
     /// The lanes created so far, and a counter of changes to that list.
     lanes_in_use: Mutex<Vec<SenderLane>>,
     lanes_changed: AtomicU32,
@@ -210,12 +228,14 @@ pub struct ShardShared {
 impl ShardShared {
     /// Shard `shard` of `shards` of class `class_name`, with global index
     /// `global`; its lanes' inboxes have chunks of `inbox_chunk` bytes and
-    /// keep `inbox_retain` bytes of them for reuse.
+    /// keep `inbox_retain` bytes of them for reuse. `shard_groups` are the
+    /// system's pending flags over groups of global shards.
     pub fn new(
         class_name: &'static str,
         shard: u32,
         shards: u32,
         global: GlobalShard,
+        shard_groups: Arc<PendingGroups>,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -227,6 +247,8 @@ impl ShardShared {
             groups: (0..MAX_LANES as usize / GROUP)
                 .map(|_| OnceBox::new())
                 .collect(),
+            lane_groups: PendingGroups::new(MAX_LANES as usize),
+            shard_groups,
             lanes_in_use: Mutex::new(Vec::new()),
             lanes_changed: AtomicU32::new(0),
             pending: PendingFlag::new(),
@@ -258,14 +280,8 @@ impl ShardShared {
             let at = in_use.partition_point(|l| *l < lane);
             in_use.insert(at, lane);
             self.lanes_changed.fetch_add(1, Ordering::Release);
-            Box::new(Lane::new(self.inbox_chunk, self.inbox_retain))
+            Box::new(Lane::new(lane, self.inbox_chunk, self.inbox_retain))
         })
-    }
-
-    /// Whether any lane got records since the last `take_pending` (the
-    /// flag stays). Called only between message cycles.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.pending.is_set()
     }
 
     /// Notes that a broadcast record was pushed into this shard.
@@ -319,10 +335,19 @@ impl ShardShared {
         };
     }
 
-    /// Makes the next message cycle run this shard (it has kept records to
-    /// handle).
+    /// Makes the next message cycle visit this shard.
+    #[inline]
     pub(crate) fn raise_pending(&self) {
-        self.pending.raise();
+        if self.pending.raise() {
+            self.shard_groups.raise(self.global.index());
+        }
+    }
+
+    /// Whether a lane of group `group` got records since the last call;
+    /// clears the flag. Called only between message cycles.
+    #[inline]
+    pub(crate) fn take_lane_group(&self, group: usize) -> bool {
+        self.lane_groups.take(group)
     }
 
     /// Bytes of inbox chunks held by all lanes (for statistics).
@@ -354,6 +379,7 @@ impl ClassShared {
         type_id: ShortTypeID,
         shards: u32,
         first_global: GlobalShard,
+        shard_groups: &Arc<PendingGroups>,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -365,7 +391,15 @@ impl ClassShared {
         let shards = (0..shards)
             .map(|s| {
                 let global = GlobalShard(first_global.0 + s);
-                ShardShared::new(name, s, shards, global, inbox_chunk, inbox_retain)
+                ShardShared::new(
+                    name,
+                    s,
+                    shards,
+                    global,
+                    Arc::clone(shard_groups),
+                    inbox_chunk,
+                    inbox_retain,
+                )
             })
             .collect();
         ClassShared {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use crate::cycle::panic::{Caught, PanicPolicy};
 use crate::id::RawID;
-use crate::inbox::{Inbox, Position};
+use crate::inbox::{Inbox, PENDING_GROUP, Position};
 use crate::reply::ReplyError;
 use crate::store::AnyStore;
 use crate::world::World;
@@ -58,6 +58,9 @@ pub(crate) struct Shard {
     pub(crate) work: Vec<(NonNull<Lane>, Position)>,
     /// The lanes into this shard, in lane order, and the change counter seen.
     pub(crate) lanes: Vec<NonNull<Lane>>,
+    /// `lanes` by group of lanes: each group's number and where its lanes
+    /// end in `lanes` (they begin where the previous group's end).
+    pub(crate) lane_groups: Vec<(usize, usize)>,
     pub(crate) lanes_seen: u32,
     /// Whether the next cycle starts by handling the kept records (set by
     /// the system when it leaves the panicked state).
@@ -154,20 +157,37 @@ impl Shard {
         debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
         if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
             self.lanes = lanes;
+            self.lane_groups.clear();
+            for (at, lane) in self.lanes.iter().enumerate() {
+                // SAFETY: lanes live as long as their class (see `Send` above).
+                let group = unsafe { lane.as_ref() }.index().get() as usize / PENDING_GROUP;
+                match self.lane_groups.last_mut() {
+                    Some((last, end)) if *last == group => *end = at + 1,
+                    _ => self.lane_groups.push((group, at + 1)),
+                }
+            }
             // This shard's lanes' even share of the class's retention
             // budget, at least a chunk each (see `reclaim_work`).
             self.keep_chunks = (shared.retain_chunks()
                 / (shared.shards as usize * self.lanes.len().max(1)))
             .max(1);
         }
-        for &lane_ptr in &self.lanes {
-            // SAFETY: lanes live as long as their class (see `Send` above).
-            let lane = unsafe { lane_ptr.as_ref() };
-            // A pending lane got records since the last cycle began, and
-            // nothing drained them since: it has work up to its end.
-            if lane.take_pending() {
-                self.work.push((lane_ptr, lane.inbox.snapshot()));
+        // Only the groups of lanes where records arrived are visited.
+        let mut start = 0;
+        for &(group, end) in &self.lane_groups {
+            if shared.take_lane_group(group) {
+                for &lane_ptr in &self.lanes[start..end] {
+                    // SAFETY: lanes live as long as their class (see `Send`).
+                    let lane = unsafe { lane_ptr.as_ref() };
+                    // A pending lane got records since the last cycle
+                    // began, and nothing drained them since: it has work up
+                    // to its end.
+                    if lane.take_pending() {
+                        self.work.push((lane_ptr, lane.inbox.snapshot()));
+                    }
+                }
             }
+            start = end;
         }
         self.resume || !self.work.is_empty()
     }

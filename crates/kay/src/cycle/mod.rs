@@ -40,6 +40,7 @@ pub(crate) mod pool;
 use crate::ActorSystem;
 use crate::cycle::panic::{PanicPolicy, PanicReport};
 use crate::cycle::pool::{Job, helpers_pay, run_shared};
+use crate::inbox::PENDING_GROUP;
 use crate::sync::Unpoisoned;
 use crate::system::MAX_PANIC_REPORTS;
 use std::ptr::NonNull;
@@ -69,26 +70,35 @@ impl ActorSystem {
             classes,
             jobs,
             global_shards,
+            shard_groups,
             ..
         } = self;
-        // Between cycles: take what each shard must handle, in lane order.
-        for &(shard_ptr, type_id) in global_shards.iter() {
-            // SAFETY: shards live in their class's `Arc<ClassShared>`, kept by
-            // `classes` for the system's lifetime.
-            let shard = unsafe { shard_ptr.as_ref() };
-            if !shard.take_pending() {
+        // Between cycles: take what each shard must handle, in lane order,
+        // visiting only the groups of shards where records arrived.
+        for group in 0..shard_groups.len() {
+            if !shard_groups.take(group) {
                 continue;
             }
-            let Some(class) = classes[type_id as usize].as_mut() else {
-                continue;
-            };
-            let state = &mut class.shards[shard.shard as usize];
-            if state.take_work(shard) {
-                jobs.push(Job {
-                    handlers: NonNull::from(&class.handlers),
-                    shard: NonNull::from(state),
-                    shared: shard_ptr,
-                });
+            let start = group * PENDING_GROUP;
+            let end = global_shards.len().min(start + PENDING_GROUP);
+            for &(shard_ptr, type_id) in &global_shards[start..end] {
+                // SAFETY: shards live in their class's `Arc<ClassShared>`,
+                // kept by `classes` for the system's lifetime.
+                let shard = unsafe { shard_ptr.as_ref() };
+                if !shard.take_pending() {
+                    continue;
+                }
+                let Some(class) = classes[type_id as usize].as_mut() else {
+                    continue;
+                };
+                let state = &mut class.shards[shard.shard as usize];
+                if state.take_work(shard) {
+                    jobs.push(Job {
+                        handlers: NonNull::from(&class.handlers),
+                        shard: NonNull::from(state),
+                        shared: shard_ptr,
+                    });
+                }
             }
         }
         if jobs.is_empty() {

@@ -114,7 +114,7 @@ use crate::sync::{
 };
 
 pub use self::chunk::MAX_RECORD_SIZE;
-pub use self::pending::PendingFlag;
+pub use self::pending::{PENDING_GROUP, PendingFlag, PendingGroups};
 
 /// The smallest chunk size [`Inbox::new`] accepts.
 pub const MIN_CHUNK_SIZE: usize = 64;

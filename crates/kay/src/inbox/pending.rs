@@ -64,3 +64,59 @@ impl PendingFlag {
         set
     }
 }
+
+/// Items per group of [`PendingGroups`].
+pub const PENDING_GROUP: usize = 64;
+
+/// One [`PendingFlag`] per group of [`PENDING_GROUP`] items (the shards of
+/// a system, or the sender lanes into a shard): raised with the first item
+/// of its group to be raised in a cycle, so that between cycles only the
+/// groups with work are visited, and idle items cost nothing.
+///
+/// Same protocol as [`PendingFlag`]: raised during a cycle, taken between
+/// cycles.
+#[derive(Debug)]
+pub struct PendingGroups {
+    groups: Box<[PendingFlag]>,
+}
+
+impl PendingGroups {
+    /// Flags for items `0..items`.
+    pub fn new(items: usize) -> PendingGroups {
+        PendingGroups {
+            groups: (0..items.div_ceil(PENDING_GROUP))
+                .map(|_| PendingFlag::new())
+                .collect(),
+        }
+    }
+
+    /// Raises the flag of `item`'s group; returns whether it was clear.
+    #[inline]
+    pub fn raise(&self, item: usize) -> bool {
+        self.groups[item / PENDING_GROUP].raise()
+    }
+
+    /// The number of groups.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Whether there are no groups.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Whether group `group`'s flag is set; clears it. Between cycles only.
+    #[inline]
+    pub fn take(&self, group: usize) -> bool {
+        self.groups[group].take()
+    }
+
+    /// Whether any group's flag is set (without clearing). Between cycles
+    /// only.
+    pub fn any(&self) -> bool {
+        self.groups.iter().any(PendingFlag::is_set)
+    }
+}

@@ -144,6 +144,7 @@ impl ActorSystem {
             type_id,
             shards,
             GlobalShard(first_global),
+            &self.shard_groups,
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
@@ -180,6 +181,7 @@ impl ActorSystem {
                     state,
                     work: Vec::new(),
                     lanes: Vec::new(),
+                    lane_groups: Vec::new(),
                     lanes_seen: 0,
                     resume: false,
                     resuming: None,
