@@ -67,10 +67,11 @@ fn main() {
     let mut report = Report::new(args.json);
     let wanted =
         |w: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(w));
-    let all: [(&str, Workload); 6] = [
+    let all: [(&str, Workload); 7] = [
         ("W1", workloads::w1_broadcast),
         ("W2", workloads::w2_point_to_point),
         ("W3", workloads::w3_ping_pong),
+        ("W3-idle", workloads::w3_idle),
         ("W3b", workloads::w3b_two_classes),
         ("W3c", workloads::w3c_two_pairs),
         ("W4", workloads::w4_spawn),

@@ -533,9 +533,34 @@ impl Actor for Player {
 
 /// W3: two actors, N round trips (2N messages).
 pub fn w3_ping_pong(scale: Scale, reps: usize) -> Vec<Measurement> {
+    ping_pong("W3", "ping-pong, per round trip", scale, reps, |_| {})
+}
+
+/// W3-idle: W3 with 200 more classes registered first (one instance each)
+/// that get no messages: cycles must not pay for idle classes.
+pub fn w3_idle(scale: Scale, reps: usize) -> Vec<Measurement> {
+    ping_pong(
+        "W3-idle",
+        "ping-pong beside 200 idle classes, per round trip",
+        scale,
+        reps,
+        register_idle_classes,
+    )
+}
+
+/// A ping-pong of two `Player`s, N round trips (2N messages), in a system
+/// that `setup` prepared first; against the plain loop.
+fn ping_pong(
+    workload: &'static str,
+    label: &'static str,
+    scale: Scale,
+    reps: usize,
+    setup: fn(&mut ActorSystem),
+) -> Vec<Measurement> {
     let round_trips = scale.actors();
     let messages = 2 * round_trips as u64;
     let mut system = ActorSystem::new(config());
+    setup(&mut system);
     system.register::<Player>();
     let mut world = system.world();
     let a = world.spawn::<Player, _>(SpawnPlayer { limit: messages });
@@ -549,7 +574,7 @@ pub fn w3_ping_pong(scale: Scale, reps: usize) -> Vec<Measurement> {
     });
     let hits: u64 = system.with_instances::<Player, _>(|p| p.hits).iter().sum();
     verify(
-        "W3",
+        workload,
         "every ball was hit",
         hits == messages * (reps as u64 + 1),
     );
@@ -566,18 +591,61 @@ pub fn w3_ping_pong(scale: Scale, reps: usize) -> Vec<Measurement> {
         })
     });
     verify(
-        "W3",
+        workload,
         "plain hits",
         plain.iter().sum::<u64>() == messages * (reps as u64 + 1),
     );
-    kay_and_plain(
-        "W3",
-        "ping-pong, per round trip",
-        round_trips,
-        round_trips,
-        kay_s,
-        plain_s,
-    )
+    kay_and_plain(workload, label, round_trips, round_trips, kay_s, plain_s)
+}
+
+// ---------------------------------------------------------------- W3-idle
+
+/// One of W3-idle's idle classes: class `N`.
+#[derive(Compact, Clone)]
+pub struct Idle<const N: u32> {
+    id: RawID,
+    count: u64,
+}
+
+/// Spawns an idle actor.
+#[derive(Compact, Clone)]
+pub struct SpawnIdle;
+
+/// A message idle actors could get (and never do).
+#[derive(Compact, Clone)]
+pub struct Poke;
+
+impl<const N: u32> Actor for Idle<N> {
+    type ID = RawID;
+    fn id(&self) -> RawID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &SpawnIdle, _: &mut World| Idle { id, count: 0 })
+            .handler(|a: &mut Self, _: &Poke, _: &mut World| a.count += 1);
+    }
+}
+
+macro_rules! idle_units {
+    ($system:ident, $world:ident, $a:literal; $($b:literal)*) => {
+        $(
+            $system.register::<Idle<{ $a * 10 + $b }>>();
+            $world.spawn::<Idle<{ $a * 10 + $b }>, _>(SpawnIdle);
+        )*
+    };
+}
+macro_rules! idle_tens {
+    ($system:ident, $world:ident; $($a:literal)*) => {
+        $( idle_units!($system, $world, $a; 0 1 2 3 4 5 6 7 8 9); )*
+    };
+}
+
+/// Registers 200 idle classes (`Idle<0>` to `Idle<199>`), one instance each.
+fn register_idle_classes(system: &mut ActorSystem) {
+    let mut world = system.world();
+    idle_tens!(system, world; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19);
+    system.process_all_messages();
 }
 
 // ---------------------------------------------------------------- W3c

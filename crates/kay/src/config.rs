@@ -31,7 +31,7 @@ pub struct Config {
     /// Shards per class: each class is split into this many instance stores
     /// that can be handled in parallel. Part of the configuration (not
     /// derived from `threads`), so IDs and delivery order stay the same
-    /// whatever the thread count. At most 255 shards over all classes.
+    /// whatever the thread count. At most 16,383 shards over all classes.
     pub shards: usize,
 }
 

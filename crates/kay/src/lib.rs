@@ -46,10 +46,11 @@
 //!
 //! | limit | value | beyond it |
 //! |---|---|---|
-//! | shards over all classes | 255: 63 classes at the default 4 shards | [`ActorSystem::try_register`] returns [`Error::TooManyShards`] |
+//! | shards over all classes | 16,383: 4,095 classes at the default 4 shards | [`ActorSystem::try_register`] returns [`Error::TooManyShards`] |
 //! | classes and actor traits | 65,535 | [`Error::TooManyTypes`] |
 //! | message types | 32,766 | registration panics |
-//! | instances of a class spawned from one sender | about 4M per shard (16,777,216 at 4 shards) | spawning panics with a clear message |
+//! | instances of a class | 4,294,967,293, from any mix of senders | spawning panics with a clear message |
+//! | spawns from one handler into one shard of a class in one message cycle, beyond twice what it took in its last spawning cycle | about 2<sup>32</sup> / (shards × (1 + shards of all classes)): 262,000 per shard with 1,000 classes | spawning panics with a clear message; spawn the rest in the next cycle, or from outside handlers (no such bound) |
 //! | versions of one instance number | 256, then they wrap | a very old stale ID could reach a new instance |
 //! | message size | 1 GiB minus 16 bytes | sending panics |
 //! | actor and message alignment | 8 bytes | registration panics |
@@ -83,7 +84,7 @@ pub mod private;
 /// Shards and sender lanes, for kay's loom model only.
 #[doc(hidden)]
 pub mod lanes_internals {
-    pub use crate::class::lanes::{GlobalShard, Lane, SenderLane, ShardShared};
+    pub use crate::class::lanes::{AllShards, GlobalShard, Lane, SenderLane, ShardShared};
 }
 
 /// The inbox, for kay's own integration tests and benchmarks only.

@@ -11,11 +11,10 @@ use crate::actor::Actor;
 use crate::class::Class;
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::SenderLane;
-use crate::class::lanes::{MAX_LANES, ShardShared};
+use crate::class::lanes::{AllShards, GlobalShard, ShardShared};
 use crate::config::Config;
 use crate::cycle::panic::PanicReport;
 use crate::cycle::pool::Job;
-use crate::inbox::PendingGroups;
 use crate::registry::MessageID;
 use crate::store::InstanceStore;
 use crate::world::{Shared, World};
@@ -106,9 +105,13 @@ pub struct ActorSystem {
     /// `1 + global`): its shared part, for the quick scan of pending flags
     /// at the start of a cycle, and its class's type id.
     pub(crate) global_shards: Vec<(NonNull<ShardShared>, u16)>,
-    /// Pending flags over groups of global shards: a cycle visits only the
-    /// groups where a shard got records, so idle classes cost nothing.
-    pub(crate) shard_groups: Arc<PendingGroups>,
+    /// What all shards share, e.g. pending flags over groups of global
+    /// shards: a cycle visits only the groups where a shard got records, so
+    /// idle classes cost nothing.
+    pub(crate) all: Arc<AllShards>,
+    /// The shards the last cycle's handlers made pending (from their
+    /// worlds' lists), for the next cycle.
+    pub(crate) raised: Vec<GlobalShard>,
     /// Message cycles run so far (that had work).
     pub(crate) cycle: u64,
     /// Turns run so far.
@@ -180,7 +183,8 @@ impl ActorSystem {
             pool,
             jobs: Vec::new(),
             global_shards: Vec::new(),
-            shard_groups: Arc::new(PendingGroups::new(MAX_LANES as usize)),
+            all: Arc::new(AllShards::new()),
+            raised: Vec::new(),
             cycle: 0,
             turn: 0,
             trace: false,
@@ -281,7 +285,7 @@ impl ActorSystem {
     /// Whether any shard has records waiting (between cycles).
     /// (A shard with kept records to resume has its flag raised too.)
     fn messages_waiting(&self) -> bool {
-        self.shard_groups.any()
+        !self.raised.is_empty() || self.all.outside_pending()
     }
 
     /// Runs turns until `future` completes, and returns its output.

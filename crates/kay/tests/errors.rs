@@ -65,12 +65,12 @@ fn an_unregistered_class_is_an_error() {
     assert!(system.try_class::<First>().is_ok());
 }
 
-/// 100 shards per class: the third class would need 300 of the 255 shards
-/// a system has. It is refused; the two registered classes work on.
+/// 6,000 shards per class: the third class would need 18,000 of the 16,383
+/// shards a system has. It is refused; the two registered classes work on.
 #[test]
 fn too_many_shards_is_an_error_and_the_system_works_on() {
     let mut system = ActorSystem::new(Config {
-        shards: 100,
+        shards: 6_000,
         ..Config::default()
     });
     system.register::<First>();
@@ -80,8 +80,8 @@ fn too_many_shards_is_an_error_and_the_system_works_on() {
         error,
         Error::TooManyShards {
             name: std::any::type_name::<Third>(),
-            shards: 300,
-            limit: 255,
+            shards: 18_000,
+            limit: 16_383,
         }
     );
     assert!(error.to_string().contains("lower Config::shards"));

@@ -11,8 +11,8 @@
 
 #![cfg(kay_loom)]
 
-use kay::inbox_internals::{Inbox, PendingGroups, Position};
-use kay::lanes_internals::{GlobalShard, Lane, SenderLane, ShardShared};
+use kay::inbox_internals::{Inbox, Position};
+use kay::lanes_internals::{AllShards, GlobalShard, Lane, SenderLane, ShardShared};
 use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::thread;
@@ -242,7 +242,7 @@ fn shard_model(s: usize) -> ShardModel {
             s as u32,
             SHARDS as u32,
             GlobalShard::new(s as u32),
-            std::sync::Arc::new(PendingGroups::new(SHARDS)),
+            std::sync::Arc::new(AllShards::new()),
             CHUNK,
             2 * CHUNK,
         ),
@@ -355,6 +355,7 @@ fn hand_off_model(snapshot_early: bool) {
                 unsafe { lane.inbox.reclaim() };
                 lane.take_pending();
             }
+            shard.shared.take_lane_group(0);
             shard.shared.take_pending();
         }
         // Cycle 0's input from the outside: two messages into shard 0 (a
@@ -371,6 +372,8 @@ fn hand_off_model(snapshot_early: bool) {
                 if !shard.shared.take_pending() {
                     continue;
                 }
+                // All lanes of the model are in the first group of lanes.
+                assert!(shard.shared.take_lane_group(0));
                 let lanes = (shard.lanes())
                     .filter(|(_, lane)| lane.take_pending())
                     .map(|(l, lane)| (l, lane.inbox.snapshot()))

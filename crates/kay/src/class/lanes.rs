@@ -11,10 +11,10 @@
 //! lane first in, first out.
 //!
 //! IDs for spawns are handed out per (target shard, sender lane) without
-//! coordination: lane `L`'s `k`-th block of local numbers in a shard is
-//! block `k * MAX_LANES + L` (see `docs/architecture.md`). Numbers of dead
-//! instances go back, at the end of a message cycle, to the lane that owns
-//! their block, which reuses them with the next version.
+//! coordination, from blocks of local numbers each lane takes alone (see
+//! [`ids`](super::ids)). Numbers of dead instances go back, at the end of a
+//! message cycle, to the lane that owns their block, which reuses them with
+//! the next version.
 //!
 //! # Protocol
 //! - Writers (`World`s) push with the single-writer reservation, then raise
@@ -26,16 +26,15 @@
 //!   and hands freed IDs back to their lanes.
 
 use std::ptr::NonNull;
-
-use crate::id::{MAX_INSTANCE, MachineID, RawID, ShortTypeID};
 use std::sync::Arc;
 
+use crate::class::ids::{Blocks, LaneIds, Source};
+use crate::id::{MachineID, RawID, ShortTypeID};
 use crate::inbox::{Inbox, PENDING_GROUP, PendingFlag, PendingGroups};
-use crate::store::index::BLOCK;
-use crate::sync::{AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
-pub(crate) const MAX_LANES: u32 = 256;
+pub(crate) const MAX_LANES: u32 = 1 << 14;
 
 /// A sender lane: [`OUTSIDE`](SenderLane::OUTSIDE) for code outside
 /// handlers, `1 + g` for the handlers of global shard `g`.
@@ -54,6 +53,118 @@ impl SenderLane {
     /// The lane's number, for indexing and ID blocks.
     pub(crate) fn get(self) -> u32 {
         self.0
+    }
+
+    /// Lane number `index`.
+    pub(crate) fn from_index(index: u32) -> SenderLane {
+        SenderLane(index)
+    }
+}
+
+/// What the shards of a system share: pending flags over groups of
+/// shards, which shards must settle their ID blocks after a cycle, the
+/// number of lanes, and whether a cycle runs.
+#[derive(Debug)]
+pub struct AllShards {
+    /// Raised with a shard's pending flag by outside code (by global
+    /// shard), and `outside` with it; shards' handlers list the shards
+    /// they raised in their worlds instead.
+    pending: PendingGroups,
+    outside: PendingFlag,
+    /// Raised when a lane took a block of a shard (by global shard).
+    settle: PendingGroups,
+    settle_any: PendingFlag,
+    /// 1 + the shards of all classes; changes only between cycles.
+    lanes: AtomicU32,
+    /// Set by the system while a cycle's jobs run.
+    in_cycle: AtomicBool,
+}
+
+impl Default for AllShards {
+    fn default() -> Self {
+        AllShards::new()
+    }
+}
+
+impl AllShards {
+    /// For a system with no classes yet.
+    pub fn new() -> AllShards {
+        AllShards {
+            pending: PendingGroups::new(MAX_LANES as usize),
+            outside: PendingFlag::new(),
+            settle: PendingGroups::new(MAX_LANES as usize),
+            settle_any: PendingFlag::new(),
+            lanes: AtomicU32::new(1),
+            in_cycle: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that there are `lanes` lanes now (between cycles).
+    pub(crate) fn set_lanes(&self, lanes: u32) {
+        self.lanes.store(lanes, Ordering::Relaxed);
+    }
+
+    /// The number of groups of shards that hold registered shards.
+    pub(crate) fn groups_in_use(&self) -> usize {
+        (self.lanes.load(Ordering::Relaxed) as usize - 1).div_ceil(PENDING_GROUP)
+    }
+
+    fn raise_from_outside(&self, shard: GlobalShard) {
+        if self.pending.raise(shard.index()) {
+            self.outside.raise();
+        }
+    }
+
+    /// Whether outside code made shards pending since the last call to
+    /// [`take_outside`](Self::take_outside) (between cycles).
+    pub(crate) fn outside_pending(&self) -> bool {
+        self.outside.is_set()
+    }
+
+    /// Calls `raised` with each group of shards outside code made pending,
+    /// and clears the flags. Between cycles only.
+    #[inline]
+    pub(crate) fn take_outside(&self, raised: impl FnMut(usize)) {
+        if self.outside.is_set() {
+            self.take_outside_groups(raised);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_outside_groups(&self, mut raised: impl FnMut(usize)) {
+        self.outside.take();
+        for group in 0..self.groups_in_use() {
+            if self.pending.take(group) {
+                raised(group);
+            }
+        }
+    }
+
+    /// Notes that a cycle's jobs run, or ran.
+    #[inline]
+    pub fn set_in_cycle(&self, in_cycle: bool) {
+        self.in_cycle.store(in_cycle, Ordering::Relaxed);
+    }
+
+    /// Calls `settle` on each group of shards (by global shard) that must
+    /// settle their blocks, and clears the flags. Between cycles only.
+    #[inline]
+    pub(crate) fn take_settle(&self, settle: impl FnMut(usize)) {
+        if self.settle_any.is_set() {
+            self.take_settle_groups(settle);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_settle_groups(&self, mut settle: impl FnMut(usize)) {
+        self.settle_any.take();
+        for group in 0..self.groups_in_use() {
+            if self.settle.take(group) {
+                settle(group);
+            }
+        }
     }
 }
 
@@ -106,16 +217,6 @@ pub struct Lane {
 // and cycles are ordered by joins, so accesses never overlap.
 unsafe impl Sync for Lane {}
 
-#[derive(Default)]
-struct LaneIds {
-    /// Reusable instance numbers, with their next version.
-    free: Vec<(u32, u8)>,
-    /// How many blocks this lane has taken in this shard.
-    blocks: u32,
-    next: u32,
-    end: u32,
-}
-
 impl Lane {
     /// Whether this lane got records since the last call; clears the flag.
     /// Called only between message cycles.
@@ -143,58 +244,51 @@ impl Lane {
         }
     }
 
-    /// Marks the lane (and its group of lanes, its shard, and the shard's
-    /// group of shards) as having records to handle. Only the first push of
-    /// a cycle goes past the lane's own flag.
+    /// Marks the lane (and its group of lanes, and its shard) as having
+    /// records to handle. Only the first push of a cycle goes past the
+    /// lane's own flag. Returns whether the shard's flag was just raised:
+    /// the sender then tells the system (see `World::note_pending`).
     #[inline]
-    pub fn mark_pending(&self, shard: &ShardShared) {
-        if self.pending.raise() && shard.lane_groups.raise(self.index.get() as usize) {
-            shard.raise_pending();
-        }
+    pub fn mark_pending(&self, shard: &ShardShared) -> bool {
+        self.pending.raise()
+            && shard.lane_groups.raise(self.index.get() as usize)
+            && shard.pending.raise()
     }
 
-    /// An instance number and version in `shard` for a spawn from `lane`.
+    /// An instance number and version in `shard` for a spawn from this
+    /// lane.
+    ///
+    /// # Panics
+    /// If the shard has no numbers left for this lane (see
+    /// [`ids`](super::ids) for the bound).
     ///
     /// # Safety
-    /// Called only by this lane's writer (the `World` of lane `lane`).
-    pub(crate) unsafe fn allocate(&self, shard: &ShardShared, lane: SenderLane) -> (u32, u8) {
-        // SAFETY: the caller is the lane's only writer; nothing else touches
-        // `ids` meanwhile (module docs).
-        self.ids
-            .with_mut(|ids| Self::allocate_in(unsafe { &mut *ids }, shard, lane))
+    /// Called only by this lane's writer.
+    #[inline]
+    pub(crate) unsafe fn allocate(&self, shard: &ShardShared) -> (u32, u8) {
+        self.ids.with_mut(|ids| {
+            // SAFETY: the caller is the lane's only writer; nothing else
+            // touches `ids` meanwhile (module docs).
+            let ids = unsafe { &mut *ids };
+            if let Some(number) = ids.next_number(shard.shards, shard.shard) {
+                return number;
+            }
+            if !ids.take_spare() {
+                shard.take_block(ids, self.index);
+            }
+            shard.mark_settle();
+            ids.next_number(shard.shards, shard.shard)
+                .expect("a fresh block has numbers")
+        })
     }
 
-    /// `allocate` on the lane's `ids`.
-    fn allocate_in(ids: &mut LaneIds, shard: &ShardShared, lane: SenderLane) -> (u32, u8) {
-        if let Some(free) = ids.free.pop() {
-            return free;
-        }
-        if ids.next == ids.end {
-            let block = u64::from(ids.blocks) * u64::from(MAX_LANES) + u64::from(lane.get());
-            ids.blocks += 1;
-            let next = block * u64::from(BLOCK);
-            let last = (next + u64::from(BLOCK)) * u64::from(shard.shards) + u64::from(shard.shard);
-            assert!(
-                last <= u64::from(MAX_INSTANCE),
-                "{}: too many instances spawned from one sender into one shard",
-                shard.class_name
-            );
-            ids.next = next as u32;
-            ids.end = ids.next + BLOCK;
-        }
-        let local = ids.next;
-        ids.next += 1;
-        (local * shard.shards + shard.shard, 0)
-    }
-
-    /// Makes instance number `instance` available again with `version`.
+    /// Runs `f` on the lane's numbers.
     ///
     /// # Safety
     /// Called only between message cycles (no writer runs).
-    unsafe fn release(&self, instance: u32, version: u8) {
+    unsafe fn with_ids<R>(&self, f: impl FnOnce(&mut LaneIds) -> R) -> R {
         // SAFETY: between cycles nobody else touches `ids` (caller).
-        self.ids
-            .with_mut(|ids| unsafe { &mut *ids }.free.push((instance, version)));
+        self.ids.with_mut(|ids| f(unsafe { &mut *ids }))
     }
 }
 
@@ -211,9 +305,12 @@ pub struct ShardShared {
     groups: Box<[OnceBox<LaneGroup>]>,
     /// Raised with the first pending lane of each group of lanes.
     lane_groups: PendingGroups,
-    /// The system's flags over groups of global shards: raised with this
-    /// shard's `pending`.
-    shard_groups: Arc<PendingGroups>,
+    /// What the system's shards share (flags over groups of shards).
+    all: Arc<AllShards>,
+    /// The blocks of local instance numbers and their owners.
+    blocks: Mutex<Blocks>,
+    /// Raised when a lane took a block (the shard settles after the cycle).
+    settle: PendingFlag,
     /// The lanes created so far, and a counter of changes to that list.
     lanes_in_use: Mutex<Vec<SenderLane>>,
     lanes_changed: AtomicU32,
@@ -228,14 +325,14 @@ pub struct ShardShared {
 impl ShardShared {
     /// Shard `shard` of `shards` of class `class_name`, with global index
     /// `global`; its lanes' inboxes have chunks of `inbox_chunk` bytes and
-    /// keep `inbox_retain` bytes of them for reuse. `shard_groups` are the
-    /// system's pending flags over groups of global shards.
+    /// keep `inbox_retain` bytes of them for reuse. `all` is what the
+    /// system's shards share.
     pub fn new(
         class_name: &'static str,
         shard: u32,
         shards: u32,
         global: GlobalShard,
-        shard_groups: Arc<PendingGroups>,
+        all: Arc<AllShards>,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -248,7 +345,9 @@ impl ShardShared {
                 .map(|_| OnceBox::new())
                 .collect(),
             lane_groups: PendingGroups::new(MAX_LANES as usize),
-            shard_groups,
+            all,
+            blocks: Mutex::new(Blocks::new(shard, shards)),
+            settle: PendingFlag::new(),
             lanes_in_use: Mutex::new(Vec::new()),
             lanes_changed: AtomicU32::new(0),
             pending: PendingFlag::new(),
@@ -282,6 +381,11 @@ impl ShardShared {
             self.lanes_changed.fetch_add(1, Ordering::Release);
             Box::new(Lane::new(lane, self.inbox_chunk, self.inbox_retain))
         })
+    }
+
+    /// Whether the shard's flag is raised (it stays). Between cycles only.
+    pub(crate) fn is_pending(&self) -> bool {
+        self.pending.is_set()
     }
 
     /// Notes that a broadcast record was pushed into this shard.
@@ -321,32 +425,105 @@ impl ShardShared {
         )
     }
 
-    /// Hands the number of dead instance `id` back to the lane that owns it.
+    /// Hands the numbers of dead instances `ids` (of this shard) back to
+    /// the lanes that own their blocks.
     ///
     /// # Safety
     /// Called only between message cycles (no writer runs).
-    pub(crate) unsafe fn release(&self, id: RawID) {
-        let local = id.instance / self.shards;
-        let lane = SenderLane((local / BLOCK) % MAX_LANES);
-        // SAFETY: between cycles (caller).
-        unsafe {
-            self.lane(lane)
-                .release(id.instance, id.version.wrapping_add(1))
-        };
+    pub(crate) unsafe fn release(&self, ids: impl Iterator<Item = RawID>) {
+        let blocks = self.blocks.locked();
+        for id in ids {
+            debug_assert!(self.owns(id.instance));
+            let Some(owner) = blocks.owner(id.instance / self.shards) else {
+                debug_assert!(false, "the block of {id:?} has an owner");
+                continue;
+            };
+            // SAFETY: between cycles (caller).
+            unsafe {
+                self.lane(owner)
+                    .with_ids(|ids| ids.free.push((id.instance, id.version.wrapping_add(1))))
+            };
+        }
     }
 
-    /// Makes the next message cycle visit this shard.
-    #[inline]
-    pub(crate) fn raise_pending(&self) {
-        if self.pending.raise() {
-            self.shard_groups.raise(self.global.index());
+    /// Gives `ids` (of lane `lane`, which has no numbers and no spares
+    /// left) a block: granted at once outside a cycle for the outside
+    /// lane, else from the stripe.
+    #[cold]
+    fn take_block(&self, ids: &mut LaneIds, lane: SenderLane) {
+        let mut blocks = self.blocks.locked();
+        let source = if lane == SenderLane::OUTSIDE && !self.all.in_cycle.load(Ordering::Relaxed) {
+            Source::Grant(&mut blocks)
+        } else {
+            Source::Stripe(&blocks, self.all.lanes.load(Ordering::Relaxed))
+        };
+        if ids.take_block(lane, source).is_none() {
+            drop(blocks);
+            panic!(
+                "{}: shard {} has no instance numbers left for spawns from this sender in this \
+                 message cycle (see the limits in kay's crate docs)",
+                self.class_name, self.shard
+            );
         }
+    }
+
+    /// Notes that a lane took a block: the shard settles after the cycle.
+    #[inline]
+    fn mark_settle(&self) {
+        if self.settle.raise() && self.all.settle.raise(self.global.index()) {
+            self.all.settle_any.raise();
+        }
+    }
+
+    /// After a cycle in which lanes took blocks: records who owns the
+    /// stripe blocks taken, frees the positions nobody took, and tops up
+    /// the spares of lanes that took blocks, in lane order (see
+    /// [`ids`](super::ids)).
+    ///
+    /// # Safety
+    /// Called only between message cycles (no writer runs).
+    pub(crate) unsafe fn settle(&self) {
+        if !self.settle.take() {
+            return;
+        }
+        let lanes = self.lanes_in_use.locked().clone();
+        let mut blocks = self.blocks.locked();
+        let mut striped = Vec::new();
+        for &lane in &lanes {
+            // SAFETY: between cycles (caller).
+            striped.extend(unsafe {
+                self.lane(lane)
+                    .with_ids(|ids| blocks.record_striped(lane, ids))
+            });
+        }
+        blocks.free_untaken(striped);
+        for &lane in &lanes {
+            // SAFETY: between cycles (caller).
+            unsafe { self.lane(lane).with_ids(|ids| blocks.top_up(lane, ids)) };
+        }
+    }
+
+    /// Makes the next message cycle visit this shard, from outside
+    /// handlers (the system's thread): raises its flag, its group's flag
+    /// and the flag that makes the system scan the groups.
+    #[inline]
+    pub(crate) fn raise_from_outside(&self) {
+        if self.pending.raise() {
+            self.raised_from_outside();
+        }
+    }
+
+    /// Tells the system that outside code just raised this shard's flag
+    /// (see [`Lane::mark_pending`]).
+    #[inline]
+    pub(crate) fn raised_from_outside(&self) {
+        self.all.raise_from_outside(self.global);
     }
 
     /// Whether a lane of group `group` got records since the last call;
     /// clears the flag. Called only between message cycles.
     #[inline]
-    pub(crate) fn take_lane_group(&self, group: usize) -> bool {
+    pub fn take_lane_group(&self, group: usize) -> bool {
         self.lane_groups.take(group)
     }
 
@@ -379,7 +556,7 @@ impl ClassShared {
         type_id: ShortTypeID,
         shards: u32,
         first_global: GlobalShard,
-        shard_groups: &Arc<PendingGroups>,
+        all: &Arc<AllShards>,
         inbox_chunk: usize,
         inbox_retain: usize,
     ) -> Self {
@@ -396,7 +573,7 @@ impl ClassShared {
                     s,
                     shards,
                     global,
-                    Arc::clone(shard_groups),
+                    Arc::clone(all),
                     inbox_chunk,
                     inbox_retain,
                 )
@@ -415,20 +592,19 @@ impl ClassShared {
         &self.shards[shard_number(instance, self.shards.len() as u32) as usize]
     }
 
-    /// The ID of a new instance in `shard`, spawned from lane `lane`.
+    /// The ID of a new instance in `shard`, spawned from `lane`.
     ///
     /// # Safety
-    /// Called only by lane `lane`'s writer.
+    /// Called only by `lane`'s writer.
     #[inline]
     pub(crate) unsafe fn allocate(
         &self,
         shard: &ShardShared,
         lane: &Lane,
-        lane_index: SenderLane,
         machine: MachineID,
     ) -> RawID {
         // SAFETY: forwarded from the caller.
-        let (instance, version) = unsafe { lane.allocate(shard, lane_index) };
+        let (instance, version) = unsafe { lane.allocate(shard) };
         RawID::new(self.type_id, instance, machine, version)
     }
 }

@@ -4,6 +4,7 @@
 //! its records to handlers is the cycle's dispatch (`crate::cycle`).
 
 pub(crate) mod handlers;
+pub(crate) mod ids;
 pub(crate) mod lanes;
 
 use std::ptr::NonNull;

@@ -38,6 +38,7 @@ pub(crate) mod panic;
 pub(crate) mod pool;
 
 use crate::ActorSystem;
+use crate::class::lanes::GlobalShard;
 use crate::cycle::panic::{PanicPolicy, PanicReport};
 use crate::cycle::pool::{Job, helpers_pay, run_shared};
 use crate::inbox::PENDING_GROUP;
@@ -70,35 +71,46 @@ impl ActorSystem {
             classes,
             jobs,
             global_shards,
-            shard_groups,
+            all,
+            raised,
             ..
         } = self;
-        // Between cycles: take what each shard must handle, in lane order,
-        // visiting only the groups of shards where records arrived.
-        for group in 0..shard_groups.len() {
-            if !shard_groups.take(group) {
-                continue;
-            }
+        // Between cycles: take what each pending shard must handle, in
+        // global shard order. The shards raised by handlers are listed (by
+        // the last cycle's jobs); those raised from outside are found by
+        // their groups' flags. Idle shards are never visited.
+        all.take_outside(|group| {
             let start = group * PENDING_GROUP;
             let end = global_shards.len().min(start + PENDING_GROUP);
-            for &(shard_ptr, type_id) in &global_shards[start..end] {
+            for (at, &(shard, _)) in global_shards[start..end].iter().enumerate() {
                 // SAFETY: shards live in their class's `Arc<ClassShared>`,
                 // kept by `classes` for the system's lifetime.
-                let shard = unsafe { shard_ptr.as_ref() };
-                if !shard.take_pending() {
-                    continue;
+                if unsafe { shard.as_ref() }.is_pending() {
+                    raised.push(GlobalShard::new((start + at) as u32));
                 }
-                let Some(class) = classes[type_id as usize].as_mut() else {
-                    continue;
-                };
-                let state = &mut class.shards[shard.shard as usize];
-                if state.take_work(shard) {
-                    jobs.push(Job {
-                        handlers: NonNull::from(&class.handlers),
-                        shard: NonNull::from(state),
-                        shared: shard_ptr,
-                    });
-                }
+            }
+        });
+        if raised.len() > 1 {
+            raised.sort_unstable();
+            raised.dedup();
+        }
+        for global in raised.drain(..) {
+            let (shard_ptr, type_id) = global_shards[global.index()];
+            // SAFETY: as above.
+            let shard = unsafe { shard_ptr.as_ref() };
+            if !shard.take_pending() {
+                continue;
+            }
+            let Some(class) = classes[type_id as usize].as_mut() else {
+                continue;
+            };
+            let state = &mut class.shards[shard.shard as usize];
+            if state.take_work(shard) {
+                jobs.push(Job {
+                    handlers: NonNull::from(&class.handlers),
+                    shard: NonNull::from(state),
+                    shared: shard_ptr,
+                });
             }
         }
         if jobs.is_empty() {
@@ -109,6 +121,7 @@ impl ActorSystem {
         // shard (the common case of conversations) runs right here.
         // Handlers' panics are caught inside; should anything else unwind
         // out of here, `jobs` stays full and the system stops.
+        self.all.set_in_cycle(true);
         match self.jobs.as_mut_slice() {
             [] => {}
             _ if self.trace => self.run_traced(),
@@ -120,8 +133,19 @@ impl ActorSystem {
                 _ => all.iter_mut().for_each(Job::run),
             },
         }
-        // Between cycles again: recycle inbox memory, free dead IDs,
-        // collect panics.
+        self.all.set_in_cycle(false);
+        // Between cycles again: settle the ID blocks lanes took, recycle
+        // inbox memory, free dead IDs, collect panics.
+        let global_shards = &self.global_shards;
+        self.all.take_settle(|group| {
+            let start = group * PENDING_GROUP;
+            let end = global_shards.len().min(start + PENDING_GROUP);
+            for &(shard, _) in &global_shards[start..end] {
+                // SAFETY: shards live as long as the system; the workers
+                // have joined, so no lane's writer runs.
+                unsafe { shard.as_ref().settle() };
+            }
+        });
         let mut handled = 0;
         let mut caught = false;
         for job in &self.jobs {
@@ -129,19 +153,20 @@ impl ActorSystem {
             // which nothing else borrows mutably now.
             let shard = unsafe { &mut *job.shard.as_ptr() };
             handled += shard.taken;
+            // The shards its handlers made pending: the next cycle's work.
+            // (A loop: these lists are short, and `append` calls `memcpy`.)
+            for global in shard.state.world.raised.drain(..) {
+                self.raised.push(global);
+            }
             caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
             // thread), and no record slice is alive.
             unsafe { shard.reclaim_work() };
             if !shard.state.died.is_empty() {
-                for id in shard.state.died.drain(..) {
-                    let Some(class) = self.classes[id.type_id.get() as usize].as_ref() else {
-                        continue;
-                    };
-                    // SAFETY: between cycles (see above).
-                    unsafe { class.shared.shard_of(id.instance).release(id) };
-                }
+                // SAFETY: between cycles (see above); shards live as long
+                // as the system.
+                unsafe { job.shared.as_ref().release(shard.state.died.drain(..)) };
             }
         }
         if caught {
@@ -216,7 +241,7 @@ impl ActorSystem {
                 // first in their next cycle.
                 shard.resume = !panicked && shard.state.counters.kept > 0;
                 if shard.resume {
-                    shared.raise_pending();
+                    shared.raise_from_outside();
                 }
             }
         }

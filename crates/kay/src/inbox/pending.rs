@@ -114,9 +114,10 @@ impl PendingGroups {
         self.groups[group].take()
     }
 
-    /// Whether any group's flag is set (without clearing). Between cycles
-    /// only.
-    pub fn any(&self) -> bool {
-        self.groups.iter().any(PendingFlag::is_set)
+    /// Whether group `group`'s flag is set (without clearing it). Between
+    /// cycles only.
+    #[inline]
+    pub fn is_set(&self, group: usize) -> bool {
+        self.groups[group].is_set()
     }
 }

@@ -144,7 +144,7 @@ impl ActorSystem {
             type_id,
             shards,
             GlobalShard(first_global),
-            &self.shard_groups,
+            &self.all,
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
@@ -154,6 +154,7 @@ impl ActorSystem {
                 .iter()
                 .map(|s| (NonNull::from(s), type_id.get())),
         );
+        self.all.set_lanes(1 + self.global_shards.len() as u32);
         let added = self.add_type(key, TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);
         let ident: String = name

@@ -12,7 +12,7 @@ use compact::Compact;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Message};
-use crate::class::lanes::SenderLane;
+use crate::class::lanes::{GlobalShard, SenderLane};
 use crate::class::{ClassShared, Lane};
 use crate::id::{MachineID, RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
@@ -56,6 +56,9 @@ pub struct World {
     pub(crate) lanes: Vec<Option<NonNull<Lane>>>,
     /// Round-robin counters for spreading spawns over shards, by class.
     pub(crate) spawn_turns: Vec<u32>,
+    /// The shards whose pending flag this world raised in this cycle (a
+    /// shard's world only; the system collects them after the cycle).
+    pub(crate) raised: Vec<GlobalShard>,
     /// The last single-instance route (see [`Route`]).
     pub(crate) last_route: Option<Route>,
     pub(crate) types: Vec<Option<TypeEntry>>,
@@ -74,6 +77,7 @@ impl World {
             lane,
             lanes: Vec::new(),
             spawn_turns: Vec::new(),
+            raised: Vec::new(),
             last_route: None,
             types: Vec::new(),
             type_ids: FxHashMap::default(),
@@ -217,10 +221,9 @@ impl World {
         let turn = &mut turns[type_id.get() as usize];
         let shard = &class.shards[*turn as usize % class.shards.len()];
         *turn = turn.wrapping_add(1);
-        let lane_index = self.lane;
         let lane = self.lane_into(shard);
         // SAFETY: this world is the lane's only writer (see `push`).
-        let id = unsafe { class.allocate(shard, lane, lane_index, machine) };
+        let id = unsafe { class.allocate(shard, lane, machine) };
         match message_id {
             Some(message_id) => {
                 self.push(shard, MessageID(message_id.0 | SPAWN_TAG), id, message);

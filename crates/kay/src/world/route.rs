@@ -14,6 +14,7 @@ use std::sync::Arc;
 use compact::{Compact, Compacted, static_size_bytes};
 
 use crate::actor::Message;
+use crate::class::lanes::SenderLane;
 use crate::class::{ClassShared, Lane, ShardShared};
 use crate::id::{RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{RECORD_HEADER, write_header};
@@ -45,7 +46,10 @@ impl World {
             if shard.owns(recipient.instance) {
                 // SAFETY: as above.
                 let lane = unsafe { route.lane.as_ref() };
-                return write_record(shard, lane, message_id, recipient, message);
+                if write_record(shard, lane, message_id, recipient, message) {
+                    self.note_pending(shard);
+                }
+                return;
             }
         }
         match self.entry(recipient.type_id) {
@@ -68,13 +72,10 @@ impl World {
                         lane,
                     });
                     // SAFETY: lanes live as long as `shared` (see above).
-                    write_record(
-                        shard,
-                        unsafe { lane.as_ref() },
-                        message_id,
-                        recipient,
-                        message,
-                    );
+                    let lane = unsafe { lane.as_ref() };
+                    if write_record(shard, lane, message_id, recipient, message) {
+                        self.note_pending(shard);
+                    }
                 }
             }
             Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
@@ -118,7 +119,23 @@ impl World {
         message: M,
     ) {
         let lane = self.lane_into(shard);
-        write_record(shard, lane, message_id, recipient, message);
+        if write_record(shard, lane, message_id, recipient, message) {
+            self.note_pending(shard);
+        }
+    }
+
+    /// Tells the system that `shard` has records from now on (its flag was
+    /// just raised, by this world's first push into it in this cycle): a
+    /// shard's world notes it in its list, which the system reads after
+    /// the cycle; outside worlds raise the flags the system scans (once
+    /// per turn, as outside code sends between turns).
+    #[inline]
+    fn note_pending(&mut self, shard: &ShardShared) {
+        if self.lane == SenderLane::OUTSIDE {
+            shard.raised_from_outside();
+        } else {
+            self.raised.push(shard.global);
+        }
     }
 
     /// Copies an already compacted message into a new record for `shard`.
@@ -135,7 +152,9 @@ impl World {
         // SAFETY: `source` is a valid, compact `M`: compacting it copies its
         // bytes and leaves it intact (compact parts own nothing), so each
         // copy is an independent value and `message` stays valid.
-        unsafe { write_compacted(shard, lane, message_id, recipient, source, size) };
+        if unsafe { write_compacted(shard, lane, message_id, recipient, source, size) } {
+            self.note_pending(shard);
+        }
         shard.mark_broadcast();
     }
 }
@@ -148,22 +167,25 @@ fn compacted_message<M: Message>(message: M) -> Compacted<M> {
 }
 
 /// Compacts `message` into a new record in `lane` (of `shard`). Inlined
-/// into every send: the message is built and written in place.
+/// into every send: the message is built and written in place. Returns
+/// whether the shard's pending flag was just raised (see
+/// `World::note_pending`).
 #[inline(always)]
+#[must_use]
 fn write_record<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,
     message_id: MessageID,
     recipient: RawID,
     message: M,
-) {
+) -> bool {
     // Measured while still owned: if measuring refuses the message (an
     // `External` inside), it is dropped as the panic unwinds.
     let size = message_size(&message);
     let mut message = std::mem::ManuallyDrop::new(message);
     // SAFETY: `message` is valid and moved into the record, never dropped
     // here; `size` is its size.
-    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message, size) };
+    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message, size) }
 }
 
 /// The size of a record holding `message`; refuses (panics on) an
@@ -184,8 +206,10 @@ fn message_size<M: Compact>(message: &M) -> usize {
 ///
 /// `source` points to a valid `M` that is either moved into the record (the
 /// caller forgets it) or compact (copying leaves it intact), and `size` is
-/// [`message_size`] of it.
+/// [`message_size`] of it. Returns whether the shard's pending flag was
+/// just raised.
 #[inline(always)]
+#[must_use]
 unsafe fn write_compacted<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,
@@ -193,7 +217,7 @@ unsafe fn write_compacted<M: Compact>(
     recipient: RawID,
     source: *mut M,
     size: usize,
-) {
+) -> bool {
     let write = |buf: &mut [u8]| {
         write_header(buf, recipient);
         let dest = buf[RECORD_HEADER..].as_mut_ptr();
@@ -206,7 +230,7 @@ unsafe fn write_compacted<M: Compact>(
     // lane belongs to one shard's handlers (run by one thread at a time) or
     // to the outside (the system's thread, `World` being `!Send`).
     unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
-    lane.mark_pending(shard);
+    lane.mark_pending(shard)
 }
 
 /// Where this world's last message to a single instance went: the class,

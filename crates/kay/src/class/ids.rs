@@ -1,0 +1,369 @@
+//! Deterministic instance numbers: which sender hands out which numbers of
+//! a shard, without coordination during a message cycle.
+//!
+//! A shard's *local* numbers (instance `local * shards + shard`) are cut
+//! into blocks of [`BLOCK`]. Each sender lane into the shard hands out
+//! numbers from one block at a time, alone, and reuses the numbers of its
+//! instances that died (with the next version). Where a lane's next block
+//! comes from:
+//!
+//! 1. **Its spare blocks**, granted between message cycles: a lane that took
+//!    blocks in a cycle gets twice as many spares for the next one (up to
+//!    [`MAX_SPARE`]), so a steady spawner never waits for a grant.
+//! 2. **Outside handlers, between cycles** (lane 0 on the system's thread):
+//!    the shard grants a block at once.
+//! 3. **During a cycle, beyond the spares: the stripe.** The stripe is the
+//!    list of the shard's free blocks (lowest first) followed by the blocks
+//!    never handed out; it does not change during a cycle. Lane `l`'s
+//!    `k`-th block of the cycle is stripe position `k * lanes + l`, where
+//!    `lanes` is the number of lanes of the system (which only registering
+//!    a class changes, between cycles). No two lanes meet, whatever the
+//!    threads, so the numbers are the same on every run and thread count.
+//!
+//! After a cycle in which lanes took blocks, the shard *settles*: it records
+//! who owns the stripe blocks taken, gives the positions no lane took back
+//! to the free list, and tops up the spares, all in lane order. Dead
+//! instances' numbers go back to the lane owning their block.
+//!
+//! The one bound: in one cycle, a lane can take at most `(free blocks +
+//! blocks never handed out) / lanes` stripe blocks from a shard (beyond its
+//! spares). With 4 shards and 1,000 classes (4,001 lanes) that is still a
+//! quarter of a million instances per shard per cycle, and it only binds a
+//! handler that suddenly spawns far more than in its last spawning cycle.
+
+use crate::class::lanes::SenderLane;
+use crate::id::MAX_INSTANCE;
+use crate::store::index::BLOCK;
+
+/// The most spare blocks a lane is granted at once.
+pub(crate) const MAX_SPARE: usize = 1024;
+
+/// A lane's numbers in one shard: used only by the lane's single writer,
+/// or by the system between cycles.
+#[derive(Default)]
+pub(crate) struct LaneIds {
+    /// Reusable instance numbers, with their next version.
+    pub(crate) free: Vec<(u32, u8)>,
+    /// The local numbers of the current block not handed out yet.
+    next: u32,
+    end: u32,
+    /// Spare blocks, the next one last.
+    spare: Vec<u32>,
+    /// Blocks taken since the last settle (for the top-up).
+    taken: u32,
+    /// Stripe blocks taken in this cycle, in order.
+    striped: Vec<u32>,
+}
+
+/// Where a lane's next block comes from, when it has no spare.
+pub(crate) enum Source<'a> {
+    /// Between cycles: a block granted at once.
+    Grant(&'a mut Blocks),
+    /// During a cycle: the stripe, with the system's number of lanes.
+    Stripe(&'a Blocks, u32),
+}
+
+impl LaneIds {
+    /// A reusable number, or the next of the current block; `None` if
+    /// the lane must take a block first.
+    #[inline]
+    pub(crate) fn next_number(&mut self, shards: u32, shard: u32) -> Option<(u32, u8)> {
+        if let Some(free) = self.free.pop() {
+            return Some(free);
+        }
+        if self.next == self.end {
+            return None;
+        }
+        let local = self.next;
+        self.next += 1;
+        Some((local * shards + shard, 0))
+    }
+
+    /// Starts the next spare block; `false` if there is none.
+    #[inline]
+    pub(crate) fn take_spare(&mut self) -> bool {
+        let Some(block) = self.spare.pop() else {
+            return false;
+        };
+        self.start(block);
+        self.taken += 1;
+        true
+    }
+
+    /// Takes the next block from `source` (the lane has neither reusable
+    /// numbers nor spares). Returns `None` if the shard has no block left
+    /// for this lane.
+    pub(crate) fn take_block(&mut self, lane: SenderLane, source: Source<'_>) -> Option<()> {
+        let block = match source {
+            Source::Grant(blocks) => blocks.grant(lane)?,
+            Source::Stripe(blocks, lanes) => {
+                let position = self.striped.len() as u64 * u64::from(lanes) + u64::from(lane.get());
+                let block = blocks.stripe(position)?;
+                self.striped.push(block);
+                self.taken += 1;
+                block
+            }
+        };
+        self.start(block);
+        Some(())
+    }
+
+    fn start(&mut self, block: u32) {
+        self.next = block * BLOCK;
+        self.end = self.next + BLOCK;
+    }
+}
+
+/// A shard's blocks of local numbers: who owns which, and which are free.
+/// Changed only between cycles; during a cycle, lanes read the stripe.
+pub(crate) struct Blocks {
+    /// Free blocks below `frontier`, highest first (the lowest is last).
+    free: Vec<u32>,
+    /// Blocks from here on were never handed out.
+    frontier: u32,
+    /// The number of whole blocks of the shard's local numbers.
+    top: u32,
+    /// The owning lane of each block below `frontier` (`u32::MAX`: none).
+    owners: Vec<u32>,
+}
+
+impl Blocks {
+    /// The blocks of shard `shard` of `shards`.
+    pub(crate) fn new(shard: u32, shards: u32) -> Blocks {
+        // Local number `l` is instance `l * shards + shard`, at most
+        // `MAX_INSTANCE`.
+        let locals = u64::from((MAX_INSTANCE - shard) / shards) + 1;
+        Blocks {
+            free: Vec::new(),
+            frontier: 0,
+            top: (locals / u64::from(BLOCK)) as u32,
+            owners: Vec::new(),
+        }
+    }
+
+    /// Stripe position `position`: the free blocks, lowest first, then the
+    /// blocks never handed out.
+    fn stripe(&self, position: u64) -> Option<u32> {
+        let free = self.free.len() as u64;
+        let block = if position < free {
+            self.free[(free - 1 - position) as usize]
+        } else {
+            u32::try_from(u64::from(self.frontier) + (position - free)).ok()?
+        };
+        (block < self.top).then_some(block)
+    }
+
+    /// Grants a block to `lane`: the lowest free one, or a new one.
+    fn grant(&mut self, lane: SenderLane) -> Option<u32> {
+        let block = match self.free.pop() {
+            Some(block) => block,
+            None if self.frontier < self.top => {
+                self.frontier += 1;
+                self.frontier - 1
+            }
+            None => return None,
+        };
+        self.set_owner(block, lane);
+        Some(block)
+    }
+
+    fn set_owner(&mut self, block: u32, lane: SenderLane) {
+        let at = block as usize;
+        if self.owners.len() <= at {
+            self.owners.resize(at + 1, u32::MAX);
+        }
+        self.owners[at] = lane.get();
+    }
+
+    /// The lane owning the block of local number `local`.
+    pub(crate) fn owner(&self, local: u32) -> Option<SenderLane> {
+        match self.owners.get((local / BLOCK) as usize) {
+            Some(&lane) if lane != u32::MAX => Some(SenderLane::from_index(lane)),
+            _ => None,
+        }
+    }
+
+    /// After a cycle, step 1 for each lane (in lane order): records that
+    /// `lane` owns the stripe blocks it took; returns them.
+    pub(crate) fn record_striped(&mut self, lane: SenderLane, ids: &mut LaneIds) -> Vec<u32> {
+        for &block in &ids.striped {
+            self.set_owner(block, lane);
+        }
+        std::mem::take(&mut ids.striped)
+    }
+
+    /// Step 2: frees the stripe positions below the highest one taken that
+    /// no lane took (`striped`: every lane's stripe blocks of the cycle).
+    pub(crate) fn free_untaken(&mut self, mut striped: Vec<u32>) {
+        let Some(&highest) = striped.iter().max() else {
+            return;
+        };
+        striped.sort_unstable();
+        // The free list, highest first, with the blocks up to the highest
+        // one taken (now handed out or freed) in front.
+        let mut free: Vec<u32> = if highest >= self.frontier {
+            (self.frontier..=highest).rev().collect()
+        } else {
+            Vec::new()
+        };
+        self.frontier = self.frontier.max(highest + 1);
+        free.append(&mut self.free);
+        free.retain(|block| striped.binary_search(block).is_err());
+        self.free = free;
+    }
+
+    /// Step 3 for each lane (in lane order): tops up the spares of a lane
+    /// that took blocks, to twice as many as it took (up to [`MAX_SPARE`]).
+    pub(crate) fn top_up(&mut self, lane: SenderLane, ids: &mut LaneIds) {
+        if ids.taken == 0 {
+            return;
+        }
+        let want = (2 * ids.taken as usize).min(MAX_SPARE);
+        ids.taken = 0;
+        while ids.spare.len() < want {
+            let Some(block) = self.grant(lane) else { break };
+            // The lowest block is used first.
+            ids.spare.insert(0, block);
+        }
+    }
+
+    /// Steps 1 to 3 over `lanes` (in lane order).
+    #[cfg(test)]
+    fn settle(&mut self, lanes: &mut [(SenderLane, &mut LaneIds)]) {
+        let mut striped = Vec::new();
+        for (lane, ids) in lanes.iter_mut() {
+            striped.extend(self.record_striped(*lane, ids));
+        }
+        self.free_untaken(striped);
+        for (lane, ids) in lanes.iter_mut() {
+            self.top_up(*lane, ids);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(l: u32) -> SenderLane {
+        SenderLane::from_index(l)
+    }
+
+    /// Takes `n` numbers for `lane` during a cycle (`lanes` lanes).
+    fn take_in_cycle(ids: &mut LaneIds, blocks: &Blocks, l: u32, lanes: u32, n: usize) -> Vec<u32> {
+        (0..n)
+            .map(|_| match ids.next_number(1, 0) {
+                Some((number, _)) => number,
+                None => {
+                    if !ids.take_spare() {
+                        ids.take_block(lane(l), Source::Stripe(blocks, lanes))
+                            .expect("a block");
+                    }
+                    ids.next_number(1, 0).unwrap().0
+                }
+            })
+            .collect()
+    }
+
+    /// Three lanes take numbers in one cycle in any interleaving and never
+    /// meet; after settling, each owns its blocks, the positions nobody
+    /// took are free again, and lanes that took blocks got spares, so the
+    /// next cycle's numbers come without the stripe.
+    #[test]
+    fn lanes_never_meet_and_the_stripe_is_settled() {
+        let mut blocks = Blocks::new(0, 1);
+        let mut ids: Vec<LaneIds> = (0..3).map(|_| LaneIds::default()).collect();
+        let sizes = [3 * BLOCK as usize + 5, 0, BLOCK as usize + 1];
+        let mut all = Vec::new();
+        for (l, n) in sizes.iter().enumerate() {
+            all.extend(take_in_cycle(&mut ids[l], &blocks, l as u32, 3, *n));
+        }
+        let mut sorted = all.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), all.len(), "no number handed out twice");
+        // Lane 0 took stripe positions 0, 3, 6, 9; lane 2 positions 2, 5.
+        assert_eq!(ids[0].striped, [0, 3, 6, 9]);
+        assert_eq!(ids[2].striped, [2, 5]);
+        let mut lanes: Vec<_> = ids
+            .iter_mut()
+            .enumerate()
+            .map(|(l, i)| (lane(l as u32), i))
+            .collect();
+        blocks.settle(&mut lanes);
+        assert_eq!(blocks.owner(9 * BLOCK), Some(lane(0)));
+        assert_eq!(blocks.owner(5 * BLOCK + 7), Some(lane(2)));
+        // Positions 1, 4, 7, 8 were not taken: free again, they went to
+        // the spares first (lane 0 took 4 blocks and gets 8 spares, lane 2
+        // took two and gets 4), then blocks from the frontier.
+        assert_eq!(ids[0].spare, [13, 12, 11, 10, 8, 7, 4, 1]);
+        assert_eq!(ids[2].spare, [17, 16, 15, 14]);
+        assert!(ids[1].spare.is_empty());
+        assert!(blocks.free.is_empty());
+        assert_eq!(blocks.frontier, 18);
+        assert_eq!(blocks.owner(BLOCK + 3), Some(lane(0)));
+        assert_eq!(blocks.owner(17 * BLOCK), Some(lane(2)));
+        // The next cycle: lane 0 takes a few blocks more from its spares.
+        let more = take_in_cycle(&mut ids[0], &blocks, 0, 3, 2 * BLOCK as usize);
+        assert!(ids[0].striped.is_empty());
+        sorted.extend(more);
+        let n = sorted.len();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), n);
+    }
+
+    /// The stripe ends at the shard's last whole block: a lane then gets no
+    /// block (and the spawn reports it) instead of a number twice.
+    #[test]
+    fn the_stripe_ends_at_the_last_block() {
+        let blocks = Blocks::new(0, 1 << 20);
+        assert_eq!(blocks.top, 4);
+        let mut ids = LaneIds::default();
+        for _ in 0..2 {
+            ids.take_block(lane(1), Source::Stripe(&blocks, 2)).unwrap();
+        }
+        assert_eq!(ids.striped, [1, 3]);
+        assert!(
+            ids.take_block(lane(1), Source::Stripe(&blocks, 2))
+                .is_none()
+        );
+    }
+
+    /// Stripe positions nobody took are free again, and granted first.
+    #[test]
+    fn grants_reuse_free_blocks_lowest_first() {
+        let mut blocks = Blocks::new(0, 1);
+        let mut ids = LaneIds::default();
+        ids.take_block(lane(1), Source::Stripe(&blocks, 4)).unwrap();
+        assert_eq!(ids.striped, [1]);
+        blocks.settle(&mut [(lane(1), &mut ids)]);
+        // Block 0 was skipped by the stripe and is free again: the spares
+        // (two, for the one block taken) take it first, then block 2.
+        assert_eq!(ids.spare, [2, 0]);
+        assert_eq!(blocks.owner(0), Some(lane(1)));
+        assert_eq!(blocks.grant(lane(0)), Some(3));
+        assert_eq!(blocks.owner(3 * BLOCK + 5), Some(lane(0)));
+    }
+
+    /// One sender can get every block of a shard: its class's whole `u32`
+    /// instance space, whatever the number of lanes (outside handlers;
+    /// handlers get the blocks as spares over cycles).
+    #[test]
+    fn one_sender_can_have_every_block() {
+        let shards = 4;
+        let mut blocks = Blocks::new(0, shards);
+        let mut n = 0u64;
+        while blocks.grant(lane(0)).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, u64::from(blocks.top));
+        // Shard 0 of 4 has 2^30 local numbers, up to instance `2^32 - 4`
+        // (below the broadcast markers): all of them in whole blocks.
+        assert_eq!(n * u64::from(BLOCK), 1 << 30);
+        assert_eq!(blocks.owner((1 << 30) - 1), Some(lane(0)));
+        // Shard 3's last block would reach past `MAX_INSTANCE`: it has one
+        // block less.
+        assert_eq!(Blocks::new(3, shards).top, blocks.top - 1);
+    }
+}
