@@ -324,9 +324,9 @@ impl ActorSystem {
         let mut out = Vec::new();
         if let Some(class) = self.class_state::<A>() {
             for shard in &class.shards {
-                let ptr = shard.store.as_ref() as *const dyn crate::store::AnyStore;
-                // SAFETY: the stores of class `A` are `InstanceStore<A>`s.
-                let store = unsafe { &*ptr.cast::<InstanceStore<A>>() };
+                // SAFETY: the stores of class `A` are made with `A`'s
+                // operations.
+                let store = unsafe { InstanceStore::<A>::of_ref(&shard.store) };
                 store.for_each(|a| out.push(f(a)));
             }
         }

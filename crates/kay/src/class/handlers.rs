@@ -19,7 +19,7 @@ use crate::inbox::Inbox;
 use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, write_header};
 use crate::registry::MessageID;
 use crate::reply::{ReplyError, Request};
-use crate::store::{Delivery, InstanceStore};
+use crate::store::{Delivery, InstanceStore, Store};
 use crate::world::World;
 
 /// Whether a table entry handles messages for existing instances or spawns new ones.
@@ -92,7 +92,7 @@ impl Handler {
             kind: HandlerKind::Handler,
             essential: false,
             thunk: handle::<A, M, F>,
-            recover: recover::<A>,
+            recover,
             keep: keep::<M>,
             fail_request: None,
             debug_message: None,
@@ -312,7 +312,7 @@ where
     // SAFETY: guaranteed by the caller (see `Handler::call`).
     let (store, f, message) = unsafe {
         (
-            &mut *store.cast::<InstanceStore<A>>(),
+            InstanceStore::<A>::of(store),
             &*data.cast::<F>(),
             &*payload.cast::<M>(),
         )
@@ -349,18 +349,18 @@ where
     }
 }
 
-/// See [`Handler::recover`].
+/// See [`Handler::recover`]. Not generic: the store knows its class.
 ///
 /// # Safety
-/// `store` is an `InstanceStore<A>`.
-unsafe fn recover<A: Actor>(
+/// `store` points at the `Store` of the handler's class.
+unsafe fn recover(
     store: *mut (),
     recipient: RawID,
     panic: Box<dyn Any + Send>,
     state: &mut ShardState,
 ) -> u8 {
     // SAFETY: caller.
-    let store = unsafe { &mut *store.cast::<InstanceStore<A>>() };
+    let store = unsafe { &mut *store.cast::<Store>() };
     match store.recover(recipient, panic, &mut state.caught) {
         Delivery::Panicked { died: true } => state.died.push(recipient),
         Delivery::Panicked { died: false } => {}
@@ -402,7 +402,7 @@ where
     // SAFETY: guaranteed by the caller (see `Handler::call`).
     let (store, f, message) = unsafe {
         (
-            &mut *store.cast::<InstanceStore<A>>(),
+            InstanceStore::<A>::of(store),
             &*data.cast::<F>(),
             &*payload.cast::<M>(),
         )

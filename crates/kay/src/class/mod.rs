@@ -14,7 +14,7 @@ use crate::cycle::panic::{Caught, PanicPolicy};
 use crate::id::RawID;
 use crate::inbox::{Inbox, PENDING_GROUP, Position};
 use crate::reply::ReplyError;
-use crate::store::AnyStore;
+use crate::store::Store;
 use crate::world::World;
 
 pub(crate) use lanes::{ClassShared, Lane, ShardShared};
@@ -52,7 +52,7 @@ pub(crate) struct Class {
 
 /// A shard as the system owns it: its instances and what its handlers use.
 pub(crate) struct Shard {
-    pub(crate) store: Box<dyn AnyStore>,
+    pub(crate) store: Store,
     /// What dispatching its records uses and changes.
     pub(crate) state: ShardState,
     /// This cycle's work: lanes to drain, each up to its snapshot.

@@ -9,7 +9,7 @@ use crate::inbox::record::{RECORD_HEADER, Record, SPAWN_TAG, read_header};
 use crate::inbox::{Inbox, Position};
 use crate::registry::MessageID;
 use crate::reply::ReplyError;
-use crate::store::AnyStore;
+use crate::store::Store;
 
 /// Records handled together: their index entries and slots are prefetched
 /// first, so that the cache misses of a batch overlap instead of queueing.
@@ -204,7 +204,7 @@ impl Batch {
 #[inline(never)]
 fn flush(
     batch: &mut Batch,
-    store: &mut Box<dyn AnyStore>,
+    store: &mut Store,
     handlers: &HandlerTable,
     state: &mut ShardState,
     current: &Current,
@@ -216,7 +216,7 @@ fn flush(
 #[inline(always)]
 fn handle_batch(
     records: &[Record],
-    store: &mut Box<dyn AnyStore>,
+    store: &mut Store,
     handlers: &HandlerTable,
     state: &mut ShardState,
     current: &Current,
@@ -226,12 +226,12 @@ fn handle_batch(
     // are on their way into the cache, so independent misses overlap.
     const INDEX_AHEAD: usize = 64;
     const SLOT_AHEAD: usize = 32;
-    let prefetch_index = |store: &dyn AnyStore, at: usize| {
+    let prefetch_index = |store: &Store, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_index(record.recipient.instance);
         }
     };
-    let prefetch_instance = |store: &dyn AnyStore, at: usize| {
+    let prefetch_instance = |store: &Store, at: usize| {
         if let Some(record) = records.get(at).filter(|r| !r.recipient.is_broadcast()) {
             store.prefetch_instance(record.recipient);
         }
@@ -240,13 +240,13 @@ fn handle_batch(
     // The store stays where it is while the batch is handled.
     let store_ptr = store.as_ptr();
     if pipelined {
-        (0..INDEX_AHEAD.min(records.len())).for_each(|at| prefetch_index(&**store, at));
-        (0..SLOT_AHEAD.min(records.len())).for_each(|at| prefetch_instance(&**store, at));
+        (0..INDEX_AHEAD.min(records.len())).for_each(|at| prefetch_index(&*store, at));
+        (0..SLOT_AHEAD.min(records.len())).for_each(|at| prefetch_instance(&*store, at));
     }
     for (at, &record) in records.iter().enumerate() {
         if pipelined {
-            prefetch_index(&**store, at + INDEX_AHEAD);
-            prefetch_instance(&**store, at + SLOT_AHEAD);
+            prefetch_index(&*store, at + INDEX_AHEAD);
+            prefetch_instance(&*store, at + SLOT_AHEAD);
         }
         handle_record(record, store_ptr, handlers, state, current);
     }

@@ -18,7 +18,7 @@ use crate::class::lanes::{GlobalShard, MAX_LANES, SenderLane};
 use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
 use crate::error::Error;
 use crate::id::ShortTypeID;
-use crate::store::{AnyStore, InstanceStore};
+use crate::store::{ActorOps, Store};
 use crate::sync::{Unpoisoned, WriteUnpoisoned};
 use crate::system::ActorSystem;
 use crate::world::World;
@@ -102,11 +102,10 @@ impl ActorSystem {
             align_of::<A>() <= 8,
             "actor {name} has an alignment above 8 bytes, which instance stores do not support"
         );
-        // The class's type-erased parts are made by one shared function;
-        // only the instance stores and the setup are per class.
-        let type_id = self.add_class(TypeId::of::<A>(), name, &mut |storage, ident, shards| {
-            Box::new(InstanceStore::<A>::new(storage, ident, shards))
-        })?;
+        // The class's type-erased parts are made by one shared function
+        // (its stores too, from `A`'s table of operations); only the setup
+        // is per class.
+        let type_id = self.add_class(TypeId::of::<A>(), name, ActorOps::of::<A>())?;
         A::setup(&mut ClassSetup {
             system: self,
             type_id,
@@ -118,15 +117,15 @@ impl ActorSystem {
         Ok(type_id)
     }
 
-    /// Registers a class named `name` (of type `key`) whose shards' stores
-    /// `new_store(storage, ident, shards)` makes: its id, shared parts,
-    /// shards and worlds. See [`try_register`](Self::try_register).
+    /// Registers a class named `name` (of type `key`, whose operations are
+    /// `ops`): its id, shared parts, shards with their stores, and worlds.
+    /// See [`try_register`](Self::try_register).
     #[inline(never)]
     fn add_class(
         &mut self,
         key: TypeId,
         name: &'static str,
-        new_store: &mut dyn FnMut(chunky::Storage, String, u32) -> Box<dyn AnyStore>,
+        ops: ActorOps,
     ) -> Result<ShortTypeID, Error> {
         let type_id = self.next_type_id(name)?;
         let shards = self.config.shards as u32;
@@ -164,10 +163,11 @@ impl ActorSystem {
         let ident = &ident[ident.len().saturating_sub(60)..];
         let shards = (0..shards)
             .map(|s| {
-                let store = new_store(
+                let store = Store::new(
                     self.storage.clone(),
                     format!("c{}s{s}_{ident}", type_id.get()),
                     shards,
+                    ops,
                 );
                 let mut state = ShardState::new(
                     World::new(

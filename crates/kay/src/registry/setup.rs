@@ -9,7 +9,6 @@ use crate::cycle::panic::PanicPolicy;
 use crate::id::ShortTypeID;
 use crate::registry::TypeEntry;
 use crate::reply::Request;
-use crate::store::InstanceStore;
 use crate::sync::{Unpoisoned, WriteUnpoisoned};
 use crate::system::ActorSystem;
 use crate::world::World;
@@ -82,7 +81,7 @@ impl<A: Actor> ClassSetup<'_, A> {
             .expect("registered class");
         for shard in &mut class.shards {
             shard.state.policy = policy;
-            shard.store.set_panic_policy(policy);
+            shard.store.policy = policy;
         }
         self
     }
@@ -102,10 +101,13 @@ impl<A: Actor> ClassSetup<'_, A> {
             .as_mut()
             .expect("registered class");
         for shard in &mut class.shards {
-            let ptr = shard.store.as_ptr();
-            // SAFETY: the stores of class `A` are `InstanceStore<A>`s.
-            let store = unsafe { &mut *ptr.cast::<InstanceStore<A>>() };
-            store.debug = Some(format);
+            shard.store.debug = Some(Box::new(move |actor: &dyn std::any::Any| {
+                format(
+                    actor
+                        .downcast_ref::<A>()
+                        .expect("a store of class A holds A's"),
+                )
+            }));
         }
         self
     }

@@ -12,14 +12,21 @@
 //! Moving an instance between slots always goes through `Compact::compact`
 //! (a plain copy for classes without dynamic parts), because compact
 //! containers point into their own slot.
+//!
+//! Most of the store is compiled once, not once per class: [`Store`] knows
+//! its actor type only through an [`ActorOps`] table (sizes and a few
+//! function pointers). [`InstanceStore<A>`] is a typed view of a `Store`
+//! with what must be generic to be fast: delivering a message (the handler
+//! inlined) and a broadcast's scan (the handler inlined into the loop).
 
 pub(crate) mod index;
 
+use std::any::Any;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
 use chunky::{Arena, ChunkSize, SlotIndex, Storage};
-use compact::static_size_bytes;
+use compact::{Compact, static_size_bytes};
 
 use crate::actor::{Actor, Fate};
 use crate::id::{RawID, TypedID};
@@ -40,8 +47,123 @@ const PREFETCH_LINES: usize = 4;
 /// The default chunk size of a bin.
 const BIN_CHUNK: usize = 1 << 20;
 
-/// All instances of actor class `A`.
-pub(crate) struct InstanceStore<A: Actor> {
+/// What a [`Store`] knows of its actor type: sizes, and the type's compact
+/// operations as function pointers over raw slots. Made by
+/// [`of`](Self::of); every pointer it is called with points at a live
+/// instance of that type (or a slot for one).
+#[derive(Clone, Copy)]
+pub(crate) struct ActorOps {
+    static_size: usize,
+    is_static: bool,
+    needs_drop: bool,
+    compact: unsafe fn(*mut u8, *mut u8, *mut u8),
+    total_size: unsafe fn(*const u8) -> usize,
+    is_still_compact: unsafe fn(*const u8) -> bool,
+    drop: unsafe fn(*mut u8),
+    id: unsafe fn(*const u8) -> RawID,
+    as_any: fn(*const u8) -> *const dyn Any,
+}
+
+impl ActorOps {
+    /// The table of actor type `A`.
+    pub(crate) fn of<A: Actor>() -> ActorOps {
+        ActorOps {
+            static_size: static_size_bytes::<A>(),
+            is_static: A::IS_STATIC,
+            needs_drop: std::mem::needs_drop::<A>(),
+            compact: compact_raw::<A>,
+            total_size: total_size_raw::<A>,
+            is_still_compact: is_still_compact_raw::<A>,
+            drop: drop_raw::<A>,
+            id: id_raw::<A>,
+            as_any: as_any_raw::<A>,
+        }
+    }
+
+    /// The bin and slot size for an instance of `total_size` bytes.
+    fn bin_for(&self, total_size: usize) -> (u8, usize) {
+        let exact = self.static_size.max(8);
+        if total_size <= exact {
+            (EXACT, exact)
+        } else {
+            let slot = total_size.next_power_of_two().max(16);
+            ((slot.trailing_zeros() - 2) as u8, slot)
+        }
+    }
+
+    /// Whether the instance at `actor`, in bin `bin`, must move after a
+    /// handler ran (see [`InstanceStore::must_move`]).
+    ///
+    /// # Safety
+    /// `actor` points at a live instance.
+    unsafe fn must_move(&self, bin: u8, actor: *const u8) -> bool {
+        // SAFETY: a live instance (caller).
+        !self.is_static
+            && unsafe {
+                !(self.is_still_compact)(actor)
+                    || shrunk(bin, self.bin_for((self.total_size)(actor)).1)
+            }
+    }
+}
+
+/// # Safety
+/// `from` and `to` point at an `A` and a slot for it as `Compact::compact`
+/// requires, `dynamic` behind `to`'s static part.
+unsafe fn compact_raw<A: Compact>(from: *mut u8, to: *mut u8, dynamic: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe { A::compact(from.cast(), to.cast(), dynamic) }
+}
+
+/// # Safety
+/// `actor` points at a live `A`.
+unsafe fn total_size_raw<A: Compact>(actor: *const u8) -> usize {
+    // SAFETY: forwarded from the caller.
+    unsafe { (*actor.cast::<A>()).total_size_bytes() }
+}
+
+/// # Safety
+/// `actor` points at a live `A`.
+unsafe fn is_still_compact_raw<A: Compact>(actor: *const u8) -> bool {
+    // SAFETY: forwarded from the caller.
+    unsafe { (*actor.cast::<A>()).is_still_compact() }
+}
+
+/// # Safety
+/// `actor` points at a live `A`, dropped here once.
+unsafe fn drop_raw<A>(actor: *mut u8) {
+    // SAFETY: forwarded from the caller.
+    unsafe { std::ptr::drop_in_place(actor.cast::<A>()) }
+}
+
+/// # Safety
+/// `actor` points at a live `A`.
+unsafe fn id_raw<A: Actor>(actor: *const u8) -> RawID {
+    // SAFETY: forwarded from the caller.
+    unsafe { (*actor.cast::<A>()).id().as_raw() }
+}
+
+fn as_any_raw<A: Any>(actor: *const u8) -> *const dyn Any {
+    actor.cast::<A>() as *const dyn Any
+}
+
+/// Whether an instance in bin `bin` whose fitting slot is `fits` bytes
+/// shrank so much that it moves to a smaller slot: the slot that fits it is
+/// a quarter of its slot or less. The move copies at most a quarter of the
+/// slot, which the shrink freed, so its cost is amortised over the shrink,
+/// and an actor that shrinks and grows back a little never moves.
+#[inline]
+fn shrunk(bin: u8, fits: usize) -> bool {
+    bin != EXACT && fits * 4 <= 1usize << (bin + 2)
+}
+
+/// Formats an instance for panic reports (given as `&dyn Any`, which is
+/// the class's actor type).
+pub(crate) type DebugState = Box<dyn Fn(&dyn Any) -> String + Send + Sync>;
+
+/// All instances of one actor class in one shard, knowing the class only
+/// through its [`ActorOps`]. See [`InstanceStore`] for the typed view.
+pub(crate) struct Store {
+    ops: ActorOps,
     storage: Storage,
     ident: String,
     /// Bin 0 is exact; bin `k > 0` holds slots of `1 << (k + 2)` bytes.
@@ -51,52 +173,14 @@ pub(crate) struct InstanceStore<A: Actor> {
     /// The instance the last message went to, and where it is: messages to
     /// the same instance (conversations, ping-pong) skip the index. Cleared
     /// whenever an instance moves or is removed.
-    last: Option<(RawID, NonNull<A>, u8)>,
+    last: Option<(RawID, NonNull<u8>, u8)>,
     /// What to do with an instance whose handler panicked.
     pub(crate) policy: PanicPolicy,
     /// Formats an instance for panic reports, if the class registered it.
-    pub(crate) debug: Option<fn(&A) -> String>,
+    pub(crate) debug: Option<DebugState>,
     /// A panic of an instance's `Drop`, caught in `remove`, for the caller
     /// to report.
-    drop_panic: Option<Box<dyn std::any::Any + Send>>,
-    _actor: PhantomData<A>,
-}
-
-/// A type-erased instance store.
-pub(crate) trait AnyStore {
-    /// The store as a pointer for the thunks of its class.
-    fn as_ptr(&mut self) -> *mut ();
-    /// Live instances.
-    fn len(&self) -> usize;
-    /// Bytes of slots in use.
-    fn slot_bytes(&self) -> usize;
-    /// Starts loading the index entry of `instance` into the cache.
-    fn prefetch_index(&self, instance: u32);
-    /// Starts loading instance `id` into the cache (if it exists).
-    fn prefetch_instance(&self, id: RawID);
-    /// Sets what happens to an instance whose handler panicked.
-    fn set_panic_policy(&mut self, policy: crate::cycle::panic::PanicPolicy);
-}
-
-impl<A: Actor> AnyStore for InstanceStore<A> {
-    fn as_ptr(&mut self) -> *mut () {
-        (self as *mut InstanceStore<A>).cast()
-    }
-    fn len(&self) -> usize {
-        InstanceStore::len(self)
-    }
-    fn slot_bytes(&self) -> usize {
-        InstanceStore::slot_bytes(self)
-    }
-    fn prefetch_index(&self, instance: u32) {
-        InstanceStore::prefetch_index(self, instance)
-    }
-    fn prefetch_instance(&self, id: RawID) {
-        InstanceStore::prefetch_instance(self, id)
-    }
-    fn set_panic_policy(&mut self, policy: crate::cycle::panic::PanicPolicy) {
-        self.policy = policy;
-    }
+    drop_panic: Option<Box<dyn Any + Send>>,
 }
 
 /// What happened to a message for one instance.
@@ -115,9 +199,12 @@ pub(crate) enum Delivery {
     },
 }
 
-impl<A: Actor> InstanceStore<A> {
-    pub(crate) fn new(storage: Storage, ident: String, shards: u32) -> Self {
-        InstanceStore {
+impl Store {
+    /// An empty store of the class with `ops`, named `ident` in `storage`,
+    /// for a class of `shards` shards.
+    pub(crate) fn new(storage: Storage, ident: String, shards: u32, ops: ActorOps) -> Self {
+        Store {
+            ops,
             storage,
             ident,
             bins: Vec::new(),
@@ -127,8 +214,12 @@ impl<A: Actor> InstanceStore<A> {
             policy: PanicPolicy::Stop,
             debug: None,
             drop_panic: None,
-            _actor: PhantomData,
         }
+    }
+
+    /// The store as a pointer for the thunks of its class.
+    pub(crate) fn as_ptr(&mut self) -> *mut () {
+        (self as *mut Store).cast()
     }
 
     /// The number of live instances.
@@ -136,51 +227,13 @@ impl<A: Actor> InstanceStore<A> {
         self.len
     }
 
-    fn bin_for(total_size: usize) -> (u8, usize) {
-        let exact = static_size_bytes::<A>().max(8);
-        if total_size <= exact {
-            (EXACT, exact)
-        } else {
-            let slot = total_size.next_power_of_two().max(16);
-            ((slot.trailing_zeros() - 2) as u8, slot)
-        }
-    }
-
-    /// Whether an instance of total size `total` in bin `bin` shrank so much
-    /// that it moves to a smaller slot: the slot that fits it is a quarter
-    /// of its slot or less. The move copies at most a quarter of the slot,
-    /// which the shrink freed, so its cost is amortised over the shrink,
-    /// and an actor that shrinks and grows back a little never moves.
-    #[inline]
-    fn shrunk(bin: u8, actor: &A) -> bool {
-        bin != EXACT && {
-            let slot = 1usize << (bin + 2);
-            Self::bin_for(actor.total_size_bytes()).1 * 4 <= slot
-        }
-    }
-
-    /// Whether `actor`, in bin `bin`, must move after a handler ran: it
-    /// spilled out of its slot, or shrank (see [`shrunk`](Self::shrunk)).
-    #[inline]
-    fn must_move(bin: u8, actor: &A) -> bool {
-        !A::IS_STATIC && (!actor.is_still_compact() || Self::shrunk(bin, actor))
-    }
-
     fn arena(&mut self, bin: u8) -> &mut Arena {
-        let (_, slot_size) = if bin == EXACT {
-            Self::bin_for(0)
+        let slot_size = if bin == EXACT {
+            self.ops.bin_for(0).1
         } else {
-            (bin, 1usize << (bin + 2))
+            1usize << (bin + 2)
         };
         open_bin(&mut self.bins, &self.storage, &self.ident, bin, slot_size)
-    }
-
-    /// The slot of instance `id`, if it is live with `id`'s version.
-    #[inline]
-    fn find(&self, id: RawID) -> Option<*mut A> {
-        self.index
-            .find(id.instance, id.version)
-            .map(|ptr| ptr.cast::<A>())
     }
 
     /// Starts loading the index entry of `instance` into the cache.
@@ -197,13 +250,11 @@ impl<A: Actor> InstanceStore<A> {
     /// slot) would otherwise pay a second miss for the fields past it.
     #[inline]
     pub(crate) fn prefetch_instance(&self, id: RawID) {
-        if let Some(ptr) = self.find(id) {
-            let start = ptr.cast::<u8>();
+        if let Some(start) = self.index.find(id.instance, id.version) {
             crate::prefetch::read(start);
-            let size = static_size_bytes::<A>();
+            let size = self.ops.static_size;
             if size > 1 {
-                // The line of the last byte, and any between: for the sizes
-                // of `PREFETCH_LINES` lines or less this unrolls to a few
+                // The line of the last byte, and any between: a few
                 // prefetches (redundant ones hit the same line and cost
                 // nearly nothing).
                 let last = start.wrapping_add(size - 1);
@@ -216,20 +267,25 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Compacts `value` into a new slot of the right bin; returns its location.
-    fn place(&mut self, value: A) -> Location {
-        let (bin, _) = Self::bin_for(value.total_size_bytes());
+    /// Moves the instance at `value` (of `total_size` bytes; the caller
+    /// forgets it) into a new slot of the right bin; returns its location.
+    ///
+    /// # Safety
+    /// `value` points at a live instance of the class, which is moved out.
+    unsafe fn place(&mut self, value: *mut u8, total_size: usize) -> Location {
+        let (bin, _) = self.ops.bin_for(total_size);
+        let static_size = self.ops.static_size;
+        let compact = self.ops.compact;
         let arena = self.arena(bin);
         let slot = arena
             .push()
             .unwrap_or_else(|e| panic!("cannot grow the instance store: {e}"));
         let dest = arena.slot_ptr(slot).as_ptr();
-        let mut value = std::mem::ManuallyDrop::new(value);
         // SAFETY: the slot is aligned (chunks are page-aligned, slot sizes are
         // multiples of 8 and actors have an alignment of at most 8, checked
-        // at registration) and holds `total_size_bytes()` bytes; `value` is
-        // moved in and never dropped here.
-        unsafe { A::compact(&mut *value, dest.cast(), dest.add(static_size_bytes::<A>())) };
+        // at registration) and holds `total_size` bytes; the value is moved
+        // in (caller).
+        unsafe { compact(value, dest, dest.add(static_size)) };
         Location {
             ptr: dest,
             bin,
@@ -237,15 +293,19 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Adds instance `id`, whose number must be vacant (see
-    /// [`is_occupied`](Self::is_occupied)).
-    pub(crate) fn insert(&mut self, id: RawID, value: A) {
+    /// Adds instance `id` from the instance at `value` (moved out; see
+    /// [`place`](Self::place)), whose number must be vacant.
+    ///
+    /// # Safety
+    /// As for `place`.
+    unsafe fn insert_raw(&mut self, id: RawID, value: *mut u8, total_size: usize) {
         self.last = None;
         debug_assert!(
             !self.is_occupied(id.instance),
             "inserting over a live instance"
         );
-        let mut location = self.place(value);
+        // SAFETY: forwarded from the caller.
+        let mut location = unsafe { self.place(value, total_size) };
         location.version = id.version;
         self.index.set(id.instance, location);
         self.len += 1;
@@ -253,11 +313,7 @@ impl<A: Actor> InstanceStore<A> {
 
     /// Whether instance number `instance` holds a live instance (any version).
     pub(crate) fn is_occupied(&self, instance: u32) -> bool {
-        self.locate_any(instance).is_some()
-    }
-
-    fn locate_any(&self, instance: u32) -> Option<Location> {
-        self.index.live(instance)
+        self.index.live(instance).is_some()
     }
 
     /// Removes instance number `instance`, dropping it if `drop` (else it was
@@ -269,36 +325,38 @@ impl<A: Actor> InstanceStore<A> {
     /// right after the handler.
     fn remove(&mut self, instance: u32, drop: bool) -> Option<usize> {
         self.last = None;
-        let location = self.locate_any(instance).expect("removing a live instance");
-        let hole = location.ptr.cast::<A>();
-        if drop {
+        let location = self.index.live(instance).expect("removing a live instance");
+        let hole = location.ptr;
+        if drop && self.ops.needs_drop {
+            let drop_raw = self.ops.drop;
             // SAFETY: the slot holds a live, valid instance that is dropped once
             // and then overwritten or freed. If its `Drop` panics, the drop
             // glue has still dropped every field, so the slot is freed all the
             // same and the panic is reported by the caller.
-            if let Err(payload) = catch(|| unsafe { std::ptr::drop_in_place(hole) }) {
+            if let Err(payload) = catch(|| unsafe { drop_raw(hole) }) {
                 self.drop_panic = Some(payload);
             }
         }
         self.index.vacate(instance);
         self.len -= 1;
+        let ops = self.ops;
         let arena = self.bins[location.bin as usize]
             .as_mut()
             .expect("bin of a live instance");
         let last = SlotIndex::new(arena.slot_count() as u32 - 1);
         let mut moved_from = None;
-        let from = arena.slot_ptr(last).as_ptr().cast::<A>();
+        let from = arena.slot_ptr(last).as_ptr();
         if from != hole {
             // SAFETY: `from` holds a live, compact instance (see above), `hole`
             // is a distinct slot of the same size whose occupant was dropped or
             // moved out, so the moved instance's dynamic part fits behind its
             // static part there.
             let moved = unsafe {
-                debug_assert!((*from).is_still_compact());
-                A::compact(from, hole, hole.cast::<u8>().add(static_size_bytes::<A>()));
-                (*hole).id().as_raw().instance
+                debug_assert!((ops.is_still_compact)(from));
+                (ops.compact)(from, hole, hole.add(ops.static_size));
+                (ops.id)(hole).instance
             };
-            self.index.set_ptr(moved, hole.cast());
+            self.index.set_ptr(moved, hole);
             moved_from = Some(last.get() as usize);
         }
         arena.free(last);
@@ -306,18 +364,21 @@ impl<A: Actor> InstanceStore<A> {
     }
 
     /// Moves instance `instance`, which spilled to the heap in a handler (or
-    /// shrank, see [`shrunk`](Self::shrunk)), into a new slot that fits it,
-    /// and fills its old slot with the last of its bin. Returns where that
-    /// last instance came from (see `remove`).
+    /// shrank, see [`shrunk`]), into a new slot that fits it, and fills its
+    /// old slot with the last of its bin. Returns where that last instance
+    /// came from (see `remove`).
+    #[inline(never)]
     fn recompact(&mut self, instance: u32) -> Option<usize> {
         self.last = None;
         let old = self
-            .locate_any(instance)
+            .index
+            .live(instance)
             .expect("re-compacting a live instance");
-        let from = old.ptr.cast::<A>();
+        let from = old.ptr;
+        let ops = self.ops;
         // SAFETY: `from` holds a live instance.
-        let total = unsafe { (*from).total_size_bytes() };
-        let (bin, _) = Self::bin_for(total);
+        let total = unsafe { (ops.total_size)(from) };
+        let (bin, _) = ops.bin_for(total);
         let arena = self.arena(bin);
         let slot = arena
             .push()
@@ -326,7 +387,7 @@ impl<A: Actor> InstanceStore<A> {
         // SAFETY: `dest` is a fresh slot large enough for the whole instance,
         // disjoint from the old slot (whose compact parts stay alive until it
         // is freed by `remove` below) and from the instance's heap parts.
-        unsafe { A::compact(from, dest.cast(), dest.add(static_size_bytes::<A>())) };
+        unsafe { (ops.compact)(from, dest, dest.add(ops.static_size)) };
         // The old slot's occupant was moved out: free it without dropping.
         let moved_from = self.remove(instance, false);
         // If the new slot was its bin's last, `remove` moved it into the hole.
@@ -352,47 +413,13 @@ impl<A: Actor> InstanceStore<A> {
             .map_or(0, Arena::slot_count)
     }
 
-    /// Runs `handler` on instance `id`, then removes it if it died or
-    /// re-compacts it if it spilled.
-    ///
-    /// A panic of the handler unwinds out of here (no catch per message:
-    /// the shard catches around its whole cycle), leaving the instance in
-    /// its slot, possibly spilled; the dispatch then calls
-    /// [`recover`](Self::recover).
-    #[inline]
-    pub(crate) fn deliver(
-        &mut self,
-        id: RawID,
-        handler: impl FnOnce(&mut A) -> Fate,
-        caught: &mut Vec<Caught>,
-    ) -> Delivery {
-        let (ptr, bin) = match self.last {
-            Some((last, ptr, bin)) if last == id => (ptr.as_ptr(), bin),
-            _ => {
-                let Some(location) = self.index.find_location(id.instance, id.version) else {
-                    return Delivery::NoRecipient;
-                };
-                let ptr = location.ptr.cast::<A>();
-                self.last = NonNull::new(ptr).map(|p| (id, p, location.bin));
-                (ptr, location.bin)
-            }
-        };
-        // SAFETY: `ptr` points at a live instance in a slot that nothing else
-        // borrows while the handler runs (handlers reach other actors only by
-        // messages).
-        let fate = handler(unsafe { &mut *ptr });
-        self.settle(id, ptr, bin, fate, false, caught)
-    }
-
     /// After a handler of instance `id` (at `ptr`, in bin `bin`) ran or
-    /// panicked (`panicked`): removes it if `fate` is `Die`, moves it if it
-    /// spilled or shrank.
-    #[inline(always)]
-    fn settle(
+    /// panicked (`panicked`), when it died (`fate` is `Die`) or must move:
+    /// removes or moves it.
+    #[inline(never)]
+    fn settle_event(
         &mut self,
         id: RawID,
-        ptr: *mut A,
-        bin: u8,
         fate: Fate,
         panicked: bool,
         caught: &mut Vec<Caught>,
@@ -406,11 +433,7 @@ impl<A: Actor> InstanceStore<A> {
                 Delivery::Died
             };
         }
-        // SAFETY: `ptr` holds the live instance `id` (caller); its handler
-        // has returned or unwound.
-        if Self::must_move(bin, unsafe { &*ptr }) {
-            self.recompact(id.instance);
-        }
+        self.recompact(id.instance);
         if panicked {
             Delivery::Panicked { died: false }
         } else {
@@ -419,14 +442,15 @@ impl<A: Actor> InstanceStore<A> {
     }
 
     /// Cleans up after a handler of instance `id` panicked (with `payload`)
-    /// and unwound out of [`deliver`](Self::deliver): reports the panic and
+    /// and unwound out of [`InstanceStore::deliver`]: reports the panic and
     /// applies the class's [`PanicPolicy`] (the instance lives on, possibly
     /// re-compacted, or is removed).
     #[cold]
+    #[inline(never)]
     pub(crate) fn recover(
         &mut self,
         id: RawID,
-        payload: Box<dyn std::any::Any + Send>,
+        payload: Box<dyn Any + Send>,
         caught: &mut Vec<Caught>,
     ) -> Delivery {
         let Some(location) = self.index.find_location(id.instance, id.version) else {
@@ -435,26 +459,38 @@ impl<A: Actor> InstanceStore<A> {
             caught.push(Caught::new(id, payload, None));
             return Delivery::Panicked { died: false };
         };
-        let ptr = location.ptr.cast::<A>();
+        let ptr = location.ptr;
         // SAFETY: the instance is still live at `ptr`: unwinding left it
         // in place, possibly spilled.
-        let fate = self.caught(unsafe { &*ptr }, payload, caught);
-        self.settle(id, ptr, location.bin, fate, true, caught)
+        let fate = unsafe { self.caught(ptr, payload, caught) };
+        // SAFETY: as above.
+        if fate == Fate::Die || unsafe { self.ops.must_move(location.bin, ptr) } {
+            self.settle_event(id, fate, true, caught)
+        } else {
+            Delivery::Panicked { died: false }
+        }
     }
 
-    /// Records the panic of `actor`'s handler; returns the fate the class's
-    /// policy gives it.
+    /// Records the panic of the handler of the instance at `actor`; returns
+    /// the fate the class's policy gives it.
+    ///
+    /// # Safety
+    /// `actor` points at a live instance of the class.
     #[cold]
-    fn caught(
+    unsafe fn caught(
         &self,
-        actor: &A,
-        payload: Box<dyn std::any::Any + Send>,
+        actor: *const u8,
+        payload: Box<dyn Any + Send>,
         caught: &mut Vec<Caught>,
     ) -> Fate {
-        let debug = self.debug.map(|debug| {
-            catch(|| debug(actor)).unwrap_or_else(|_| "<its Debug panicked>".to_owned())
+        let debug = self.debug.as_ref().map(|debug| {
+            // SAFETY: a live instance (caller), of the class's type.
+            let any = unsafe { &*(self.ops.as_any)(actor) };
+            catch(|| debug(any)).unwrap_or_else(|_| "<its Debug panicked>".to_owned())
         });
-        caught.push(Caught::new(actor.id().as_raw(), payload, debug));
+        // SAFETY: as above.
+        let id = unsafe { (self.ops.id)(actor) };
+        caught.push(Caught::new(id, payload, debug));
         if self.policy == PanicPolicy::RemoveInstance {
             Fate::Die
         } else {
@@ -475,33 +511,6 @@ impl<A: Actor> InstanceStore<A> {
         }
     }
 
-    /// Runs `handler` on every instance (each exactly once, also when some
-    /// die, spill or panic during the scan); pushes the IDs of those that
-    /// died, and the panics caught.
-    ///
-    /// Each bin is scanned up to its length at the start. A death or a
-    /// re-compaction at position `q` fills `q` with the bin's last instance:
-    /// if that one lay inside the unscanned range it is visited next (and the
-    /// range shrinks); if it lay beyond (an instance re-compacted into this
-    /// bin during this scan, already visited) the scan moves on.
-    ///
-    /// A panic is caught around the whole scan, not each call, so the loop
-    /// stays as tight as without; the scan then resumes behind the faulting
-    /// instance (`Scan::current`).
-    pub(crate) fn broadcast(
-        &mut self,
-        mut handler: impl FnMut(&mut A) -> Fate,
-        died: &mut Vec<RawID>,
-        caught: &mut Vec<Caught>,
-    ) {
-        let mut scan = self.start_scan();
-        loop {
-            let finished = catch(|| self.scan(&mut handler, &mut scan, died, caught));
-            let Err(payload) = finished else { return };
-            self.scan_caught(&mut scan, payload, died, caught);
-        }
-    }
-
     /// A scan of every bin up to its length now.
     #[inline(never)]
     fn start_scan(&self) -> Scan {
@@ -517,82 +526,38 @@ impl<A: Actor> InstanceStore<A> {
 
     /// After a handler of the broadcast panicked (with `payload`) on the
     /// instance at `scan.current`: reports it, applies the policy and moves
-    /// the scan on. Out of line and not generic over the handler, so it
-    /// exists once per class.
+    /// the scan on.
     #[cold]
     #[inline(never)]
     fn scan_caught(
         &mut self,
         scan: &mut Scan,
-        payload: Box<dyn std::any::Any + Send>,
+        payload: Box<dyn Any + Send>,
         died: &mut Vec<RawID>,
         caught: &mut Vec<Caught>,
     ) {
-        {
-            // The instance at `current` panicked; it is still there.
-            let q = scan.current;
-            let arena = self.bins[scan.bin].as_ref().expect("bin being scanned");
-            // SAFETY: slot `q` held the live instance being handled.
-            let actor = unsafe {
-                &*arena
-                    .slot_ptr(SlotIndex::new(q as u32))
-                    .as_ptr()
-                    .cast::<A>()
-            };
+        // The instance at `current` panicked; it is still there.
+        let q = scan.current;
+        let arena = self.bins[scan.bin].as_ref().expect("bin being scanned");
+        let actor = arena.slot_ptr(SlotIndex::new(q as u32)).as_ptr();
+        // SAFETY: slot `q` held the live instance being handled.
+        let (fate, moves, id) = unsafe {
             let fate = self.caught(actor, payload, caught);
-            let moves = Self::must_move(scan.bin as u8, actor);
-            let id = actor.id().as_raw();
-            if fate == Fate::Die || moves {
-                self.after_event(scan, q, fate, id, died, caught);
-            } else {
-                scan.at = q + 1;
-            }
-        }
-    }
-
-    /// The scan of `broadcast` from `scan`'s position to the end.
-    #[inline(always)]
-    fn scan(
-        &mut self,
-        handler: &mut impl FnMut(&mut A) -> Fate,
-        scan: &mut Scan,
-        died: &mut Vec<RawID>,
-        caught: &mut Vec<Caught>,
-    ) {
-        while scan.bin < scan.ends.len() {
-            let bin = scan.bin;
-            while scan.at < scan.ends[bin] {
-                let at = scan.at;
-                let arena = self.bins[bin]
-                    .as_ref()
-                    .expect("bins below len with slots exist");
-                let (run, run_len) = arena.run_at(SlotIndex::new(at as u32), scan.ends[bin]);
-                let slot_size = arena.slot_size();
-                let mut event = None;
-                for k in 0..run_len {
-                    scan.current = at + k;
-                    // SAFETY: slot `at + k` lies in this run of live slots.
-                    let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
-                    let fate = handler(actor);
-                    if fate == Fate::Die || Self::must_move(bin as u8, actor) {
-                        event = Some((k, fate, actor.id().as_raw()));
-                        break;
-                    }
-                }
-                let Some((k, fate, id)) = event else {
-                    scan.at += run_len;
-                    continue;
-                };
-                self.after_event(scan, at + k, fate, id, died, caught);
-            }
-            scan.bin += 1;
-            scan.at = 0;
+            (
+                fate,
+                self.ops.must_move(scan.bin as u8, actor),
+                (self.ops.id)(actor),
+            )
+        };
+        if fate == Fate::Die || moves {
+            self.after_event(scan, q, fate, id, died, caught);
+        } else {
+            scan.at = q + 1;
         }
     }
 
     /// Removes (`fate` is `Die`) or re-compacts instance `id` at position `q`
-    /// of the bin being scanned, and moves the scan on. Out of line: once
-    /// per class, not per handler.
+    /// of the bin being scanned, and moves the scan on.
     #[inline(never)]
     fn after_event(
         &mut self,
@@ -622,16 +587,6 @@ impl<A: Actor> InstanceStore<A> {
         };
     }
 
-    /// Visits every live instance (no particular order).
-    pub(crate) fn for_each(&self, mut f: impl FnMut(&A)) {
-        for arena in self.bins.iter().flatten() {
-            for slot in arena.indices() {
-                // SAFETY: slots below `slot_count` hold live instances.
-                f(unsafe { &*arena.slot_ptr(slot).as_ptr().cast::<A>() });
-            }
-        }
-    }
-
     /// Bytes of slots in use (for statistics).
     pub(crate) fn slot_bytes(&self) -> usize {
         self.bins
@@ -639,6 +594,21 @@ impl<A: Actor> InstanceStore<A> {
             .flatten()
             .map(|a| a.slot_count() * a.slot_size())
             .sum()
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if self.ops.needs_drop {
+            for arena in self.bins.iter().flatten() {
+                for slot in arena.indices() {
+                    // SAFETY: every slot below `slot_count` holds a live
+                    // instance, dropped exactly once here.
+                    unsafe { (self.ops.drop)(arena.slot_ptr(slot).as_ptr()) };
+                }
+            }
+        }
+        destroy_bins(&mut self.bins);
     }
 }
 
@@ -652,18 +622,183 @@ struct Scan {
     current: usize,
 }
 
-impl<A: Actor> Drop for InstanceStore<A> {
-    fn drop(&mut self) {
-        if std::mem::needs_drop::<A>() {
-            for arena in self.bins.iter().flatten() {
-                for slot in arena.indices() {
-                    // SAFETY: every slot below `slot_count` holds a live
-                    // instance, dropped exactly once here.
-                    unsafe { std::ptr::drop_in_place(arena.slot_ptr(slot).as_ptr().cast::<A>()) };
+/// A [`Store`] of actor class `A`, typed: what must be generic over the
+/// handler to be fast. A `Store` whose `ActorOps` are `A`'s can be viewed
+/// as one ([`InstanceStore::of`]).
+#[repr(transparent)]
+pub(crate) struct InstanceStore<A: Actor> {
+    store: Store,
+    _actor: PhantomData<A>,
+}
+
+impl<A: Actor> std::ops::Deref for InstanceStore<A> {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+impl<A: Actor> std::ops::DerefMut for InstanceStore<A> {
+    fn deref_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+}
+
+impl<A: Actor> InstanceStore<A> {
+    /// The store at `store` (from [`Store::as_ptr`]) as a store of `A`.
+    ///
+    /// # Safety
+    /// `store` points at a live `Store` made with `ActorOps::of::<A>()`,
+    /// borrowed by nothing else for `'a`.
+    pub(crate) unsafe fn of<'a>(store: *mut ()) -> &'a mut InstanceStore<A> {
+        // SAFETY: `InstanceStore<A>` is a transparent `Store` (caller).
+        unsafe { &mut *store.cast::<InstanceStore<A>>() }
+    }
+
+    /// The store `store` (made with `ActorOps::of::<A>()`) as a store of
+    /// `A`, for reading.
+    ///
+    /// # Safety
+    /// `store` was made with `ActorOps::of::<A>()`.
+    pub(crate) unsafe fn of_ref(store: &Store) -> &InstanceStore<A> {
+        // SAFETY: `InstanceStore<A>` is a transparent `Store` (caller).
+        unsafe { &*(store as *const Store).cast::<InstanceStore<A>>() }
+    }
+
+    /// Whether `actor`, in bin `bin`, must move after a handler ran: it
+    /// spilled out of its slot, or shrank (see [`shrunk`]).
+    #[inline]
+    fn must_move(&self, bin: u8, actor: &A) -> bool {
+        !A::IS_STATIC
+            && (!actor.is_still_compact()
+                || shrunk(bin, self.store.ops.bin_for(actor.total_size_bytes()).1))
+    }
+
+    /// Adds instance `id`, whose number must be vacant (see
+    /// [`is_occupied`](Store::is_occupied)).
+    pub(crate) fn insert(&mut self, id: RawID, value: A) {
+        let total = value.total_size_bytes();
+        let mut value = std::mem::ManuallyDrop::new(value);
+        // SAFETY: `value` is a live `A`, the class's type, moved into the
+        // store and never dropped here.
+        unsafe {
+            self.store
+                .insert_raw(id, (&mut *value as *mut A).cast(), total)
+        };
+    }
+
+    /// Runs `handler` on instance `id`, then removes it if it died or
+    /// re-compacts it if it spilled.
+    ///
+    /// A panic of the handler unwinds out of here (no catch per message:
+    /// the shard catches around its whole cycle), leaving the instance in
+    /// its slot, possibly spilled; the dispatch then calls
+    /// [`recover`](Store::recover).
+    #[inline]
+    pub(crate) fn deliver(
+        &mut self,
+        id: RawID,
+        handler: impl FnOnce(&mut A) -> Fate,
+        caught: &mut Vec<Caught>,
+    ) -> Delivery {
+        let (ptr, bin) = match self.store.last {
+            Some((last, ptr, bin)) if last == id => (ptr.as_ptr().cast::<A>(), bin),
+            _ => {
+                let Some(location) = self.store.index.find_location(id.instance, id.version) else {
+                    return Delivery::NoRecipient;
+                };
+                self.store.last = NonNull::new(location.ptr).map(|p| (id, p, location.bin));
+                (location.ptr.cast::<A>(), location.bin)
+            }
+        };
+        // SAFETY: `ptr` points at a live instance in a slot that nothing else
+        // borrows while the handler runs (handlers reach other actors only by
+        // messages).
+        let fate = handler(unsafe { &mut *ptr });
+        // SAFETY: the instance is still live at `ptr` (it may have spilled).
+        if fate == Fate::Die || self.must_move(bin, unsafe { &*ptr }) {
+            self.store.settle_event(id, fate, false, caught)
+        } else {
+            Delivery::Handled
+        }
+    }
+
+    /// Runs `handler` on every instance (each exactly once, also when some
+    /// die, spill or panic during the scan); pushes the IDs of those that
+    /// died, and the panics caught.
+    ///
+    /// Each bin is scanned up to its length at the start. A death or a
+    /// re-compaction at position `q` fills `q` with the bin's last instance:
+    /// if that one lay inside the unscanned range it is visited next (and the
+    /// range shrinks); if it lay beyond (an instance re-compacted into this
+    /// bin during this scan, already visited) the scan moves on.
+    ///
+    /// A panic is caught around the whole scan, not each call, so the loop
+    /// stays as tight as without; the scan then resumes behind the faulting
+    /// instance (`Scan::current`).
+    pub(crate) fn broadcast(
+        &mut self,
+        mut handler: impl FnMut(&mut A) -> Fate,
+        died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
+    ) {
+        let mut scan = self.store.start_scan();
+        loop {
+            let finished = catch(|| self.scan(&mut handler, &mut scan, died, caught));
+            let Err(payload) = finished else { return };
+            self.store.scan_caught(&mut scan, payload, died, caught);
+        }
+    }
+
+    /// The scan of `broadcast` from `scan`'s position to the end.
+    #[inline(always)]
+    fn scan(
+        &mut self,
+        handler: &mut impl FnMut(&mut A) -> Fate,
+        scan: &mut Scan,
+        died: &mut Vec<RawID>,
+        caught: &mut Vec<Caught>,
+    ) {
+        while scan.bin < scan.ends.len() {
+            let bin = scan.bin;
+            while scan.at < scan.ends[bin] {
+                let at = scan.at;
+                let arena = self.store.bins[bin]
+                    .as_ref()
+                    .expect("bins below len with slots exist");
+                let (run, run_len) = arena.run_at(SlotIndex::new(at as u32), scan.ends[bin]);
+                let slot_size = arena.slot_size();
+                let mut event = None;
+                for k in 0..run_len {
+                    scan.current = at + k;
+                    // SAFETY: slot `at + k` lies in this run of live slots.
+                    let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
+                    let fate = handler(actor);
+                    if fate == Fate::Die || self.must_move(bin as u8, actor) {
+                        event = Some((k, fate, actor.id().as_raw()));
+                        break;
+                    }
                 }
+                let Some((k, fate, id)) = event else {
+                    scan.at += run_len;
+                    continue;
+                };
+                self.store.after_event(scan, at + k, fate, id, died, caught);
+            }
+            scan.bin += 1;
+            scan.at = 0;
+        }
+    }
+
+    /// Visits every live instance (no particular order).
+    pub(crate) fn for_each(&self, mut f: impl FnMut(&A)) {
+        for arena in self.store.bins.iter().flatten() {
+            for slot in arena.indices() {
+                // SAFETY: slots below `slot_count` hold live instances of
+                // `A` (the store's class).
+                f(unsafe { &*arena.slot_ptr(slot).as_ptr().cast::<A>() });
             }
         }
-        destroy_bins(&mut self.bins);
     }
 }
 
