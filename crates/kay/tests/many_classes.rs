@@ -192,3 +192,79 @@ fn idle_classes_do_not_slow_down_or_disturb_a_conversation() {
     assert_eq!(system.with_instances::<Idle<1000>, _>(|i| i.count), [100]);
     assert_eq!(system.with_instances::<Idle<999>, _>(|i| i.count), [100]);
 }
+
+thread_local! {
+    /// An outside `World`, smuggled into handlers that run on the system's
+    /// thread (nothing forbids it).
+    static OUTSIDE: std::cell::RefCell<Option<World>> = const { std::cell::RefCell::new(None) };
+}
+
+/// A parent that also spawns through the smuggled outside world.
+#[derive(Compact, Clone)]
+pub struct Smuggler {
+    id: RawID,
+}
+
+impl Actor for Smuggler {
+    type ID = RawID;
+    fn id(&self) -> RawID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &Spawn, _: &mut World| Smuggler { id })
+            .handler(|_: &mut Smuggler, make: &Make, world: &mut World| {
+                for _ in 0..make.n {
+                    world.spawn::<Child, _>(Spawn);
+                    OUTSIDE.with(|outside| {
+                        if let Some(outside) = outside.borrow_mut().as_mut() {
+                            outside.spawn::<Child, _>(Spawn);
+                        }
+                    });
+                }
+            });
+    }
+}
+
+/// An outside `World` used inside a handler spawns during a cycle, while
+/// handlers' lanes take blocks of the same shards from the stripe: the
+/// outside lane then takes stripe blocks too instead of changing the stripe
+/// under them, so every spawn gets a distinct ID and none is lost.
+#[test]
+fn an_outside_world_inside_a_handler_gets_distinct_ids() {
+    for threads in [1, 2] {
+        let mut system = ActorSystem::new(Config {
+            threads,
+            ..Config::default()
+        });
+        system.register::<Smuggler>();
+        system.register::<Child>();
+        let mut world = system.world();
+        let smugglers: Vec<RawID> = (0..4).map(|_| world.spawn::<Smuggler, _>(Spawn)).collect();
+        system.turn();
+        OUTSIDE.with(|outside| *outside.borrow_mut() = Some(system.world()));
+        for &s in &smugglers {
+            world.send(s, Make { n: 3_000 });
+        }
+        system.turn();
+        OUTSIDE.with(|outside| *outside.borrow_mut() = None);
+        // Only smugglers whose shard ran on this thread reached the outside
+        // world; on one thread, all of them.
+        let children = system.instance_count::<Child>();
+        if threads == 1 {
+            assert_eq!(children, 4 * 6_000);
+        }
+        assert!(children >= 4 * 3_000);
+        let mut ids: Vec<RawID> = system.with_instances::<Child, _>(|c| c.id);
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), children, "no ID handed out twice");
+        assert_eq!(system.stats().lost(), 0);
+        // Between cycles, outside spawns are granted blocks again.
+        for _ in 0..5_000 {
+            world.spawn::<Child, _>(Spawn);
+        }
+        system.turn();
+        assert_eq!(system.instance_count::<Child>(), children + 5_000);
+    }
+}

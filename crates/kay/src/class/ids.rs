@@ -10,8 +10,9 @@
 //! 1. **Its spare blocks**, granted between message cycles: a lane that took
 //!    blocks in a cycle gets twice as many spares for the next one (up to
 //!    [`MAX_SPARE`]), so a steady spawner never waits for a grant.
-//! 2. **Outside handlers, between cycles** (lane 0 on the system's thread):
-//!    the shard grants a block at once.
+//! 2. **Outside handlers** (lane 0, on the system's thread): the shard
+//!    grants a block at once, unless a lane took a stripe block since the
+//!    shard last settled (which only happens inside a cycle).
 //! 3. **During a cycle, beyond the spares: the stripe.** The stripe is the
 //!    list of the shard's free blocks (lowest first) followed by the blocks
 //!    never handed out; it does not change during a cycle. Lane `l`'s
@@ -60,7 +61,7 @@ pub(crate) enum Source<'a> {
     /// Between cycles: a block granted at once.
     Grant(&'a mut Blocks),
     /// During a cycle: the stripe, with the system's number of lanes.
-    Stripe(&'a Blocks, u32),
+    Stripe(&'a mut Blocks, u32),
 }
 
 impl LaneIds {
@@ -125,6 +126,9 @@ pub(crate) struct Blocks {
     top: u32,
     /// The owning lane of each block below `frontier` (`u32::MAX`: none).
     owners: Vec<u32>,
+    /// Whether a lane took a stripe block since the last settle: the
+    /// stripe must not change until then, so no block is granted.
+    striping: bool,
 }
 
 impl Blocks {
@@ -138,12 +142,14 @@ impl Blocks {
             frontier: 0,
             top: (locals / u64::from(BLOCK)) as u32,
             owners: Vec::new(),
+            striping: false,
         }
     }
 
     /// Stripe position `position`: the free blocks, lowest first, then the
     /// blocks never handed out.
-    fn stripe(&self, position: u64) -> Option<u32> {
+    fn stripe(&mut self, position: u64) -> Option<u32> {
+        self.striping = true;
         let free = self.free.len() as u64;
         let block = if position < free {
             self.free[(free - 1 - position) as usize]
@@ -153,8 +159,16 @@ impl Blocks {
         (block < self.top).then_some(block)
     }
 
+    /// Whether a block can be granted at once: no lane took a stripe block
+    /// since the last settle. (Outside a cycle that always holds, as the
+    /// system settles after every cycle in which lanes took blocks.)
+    pub(crate) fn can_grant(&self) -> bool {
+        !self.striping
+    }
+
     /// Grants a block to `lane`: the lowest free one, or a new one.
     fn grant(&mut self, lane: SenderLane) -> Option<u32> {
+        debug_assert!(!self.striping, "no grants while the stripe is in use");
         let block = match self.free.pop() {
             Some(block) => block,
             None if self.frontier < self.top => {
@@ -195,6 +209,7 @@ impl Blocks {
     /// Step 2: frees the stripe positions below the highest one taken that
     /// no lane took (`striped`: every lane's stripe blocks of the cycle).
     pub(crate) fn free_untaken(&mut self, mut striped: Vec<u32>) {
+        self.striping = false;
         let Some(&highest) = striped.iter().max() else {
             return;
         };
@@ -250,7 +265,13 @@ mod tests {
     }
 
     /// Takes `n` numbers for `lane` during a cycle (`lanes` lanes).
-    fn take_in_cycle(ids: &mut LaneIds, blocks: &Blocks, l: u32, lanes: u32, n: usize) -> Vec<u32> {
+    fn take_in_cycle(
+        ids: &mut LaneIds,
+        blocks: &mut Blocks,
+        l: u32,
+        lanes: u32,
+        n: usize,
+    ) -> Vec<u32> {
         (0..n)
             .map(|_| match ids.next_number(1, 0) {
                 Some((number, _)) => number,
@@ -276,7 +297,7 @@ mod tests {
         let sizes = [3 * BLOCK as usize + 5, 0, BLOCK as usize + 1];
         let mut all = Vec::new();
         for (l, n) in sizes.iter().enumerate() {
-            all.extend(take_in_cycle(&mut ids[l], &blocks, l as u32, 3, *n));
+            all.extend(take_in_cycle(&mut ids[l], &mut blocks, l as u32, 3, *n));
         }
         let mut sorted = all.clone();
         sorted.sort_unstable();
@@ -304,7 +325,7 @@ mod tests {
         assert_eq!(blocks.owner(BLOCK + 3), Some(lane(0)));
         assert_eq!(blocks.owner(17 * BLOCK), Some(lane(2)));
         // The next cycle: lane 0 takes a few blocks more from its spares.
-        let more = take_in_cycle(&mut ids[0], &blocks, 0, 3, 2 * BLOCK as usize);
+        let more = take_in_cycle(&mut ids[0], &mut blocks, 0, 3, 2 * BLOCK as usize);
         assert!(ids[0].striped.is_empty());
         sorted.extend(more);
         let n = sorted.len();
@@ -317,15 +338,16 @@ mod tests {
     /// block (and the spawn reports it) instead of a number twice.
     #[test]
     fn the_stripe_ends_at_the_last_block() {
-        let blocks = Blocks::new(0, 1 << 20);
+        let mut blocks = Blocks::new(0, 1 << 20);
         assert_eq!(blocks.top, 4);
         let mut ids = LaneIds::default();
         for _ in 0..2 {
-            ids.take_block(lane(1), Source::Stripe(&blocks, 2)).unwrap();
+            ids.take_block(lane(1), Source::Stripe(&mut blocks, 2))
+                .unwrap();
         }
         assert_eq!(ids.striped, [1, 3]);
         assert!(
-            ids.take_block(lane(1), Source::Stripe(&blocks, 2))
+            ids.take_block(lane(1), Source::Stripe(&mut blocks, 2))
                 .is_none()
         );
     }
@@ -335,7 +357,8 @@ mod tests {
     fn grants_reuse_free_blocks_lowest_first() {
         let mut blocks = Blocks::new(0, 1);
         let mut ids = LaneIds::default();
-        ids.take_block(lane(1), Source::Stripe(&blocks, 4)).unwrap();
+        ids.take_block(lane(1), Source::Stripe(&mut blocks, 4))
+            .unwrap();
         assert_eq!(ids.striped, [1]);
         blocks.settle(&mut [(lane(1), &mut ids)]);
         // Block 0 was skipped by the stripe and is free again: the spares

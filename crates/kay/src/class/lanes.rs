@@ -31,7 +31,7 @@ use std::sync::Arc;
 use crate::class::ids::{Blocks, LaneIds, Source};
 use crate::id::{MachineID, RawID, ShortTypeID};
 use crate::inbox::{Inbox, PENDING_GROUP, PendingFlag, PendingGroups};
-use crate::sync::{AtomicBool, AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
+use crate::sync::{AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
 pub(crate) const MAX_LANES: u32 = 1 << 14;
@@ -62,8 +62,8 @@ impl SenderLane {
 }
 
 /// What the shards of a system share: pending flags over groups of
-/// shards, which shards must settle their ID blocks after a cycle, the
-/// number of lanes, and whether a cycle runs.
+/// shards, which shards must settle their ID blocks after a cycle, and the
+/// number of lanes.
 #[derive(Debug)]
 pub struct AllShards {
     /// Raised with a shard's pending flag by outside code (by global
@@ -76,8 +76,6 @@ pub struct AllShards {
     settle_any: PendingFlag,
     /// 1 + the shards of all classes; changes only between cycles.
     lanes: AtomicU32,
-    /// Set by the system while a cycle's jobs run.
-    in_cycle: AtomicBool,
 }
 
 impl Default for AllShards {
@@ -95,7 +93,6 @@ impl AllShards {
             settle: PendingGroups::new(MAX_LANES as usize),
             settle_any: PendingFlag::new(),
             lanes: AtomicU32::new(1),
-            in_cycle: AtomicBool::new(false),
         }
     }
 
@@ -139,12 +136,6 @@ impl AllShards {
                 raised(group);
             }
         }
-    }
-
-    /// Notes that a cycle's jobs run, or ran.
-    #[inline]
-    pub fn set_in_cycle(&self, in_cycle: bool) {
-        self.in_cycle.store(in_cycle, Ordering::Relaxed);
     }
 
     /// Calls `settle` on each group of shards (by global shard) that must
@@ -452,10 +443,10 @@ impl ShardShared {
     #[cold]
     fn take_block(&self, ids: &mut LaneIds, lane: SenderLane) {
         let mut blocks = self.blocks.locked();
-        let source = if lane == SenderLane::OUTSIDE && !self.all.in_cycle.load(Ordering::Relaxed) {
+        let source = if lane == SenderLane::OUTSIDE && blocks.can_grant() {
             Source::Grant(&mut blocks)
         } else {
-            Source::Stripe(&blocks, self.all.lanes.load(Ordering::Relaxed))
+            Source::Stripe(&mut blocks, self.all.lanes.load(Ordering::Relaxed))
         };
         if ids.take_block(lane, source).is_none() {
             drop(blocks);

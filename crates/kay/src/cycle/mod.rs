@@ -121,7 +121,6 @@ impl ActorSystem {
         // shard (the common case of conversations) runs right here.
         // Handlers' panics are caught inside; should anything else unwind
         // out of here, `jobs` stays full and the system stops.
-        self.all.set_in_cycle(true);
         match self.jobs.as_mut_slice() {
             [] => {}
             _ if self.trace => self.run_traced(),
@@ -133,7 +132,6 @@ impl ActorSystem {
                 _ => all.iter_mut().for_each(Job::run),
             },
         }
-        self.all.set_in_cycle(false);
         // Between cycles again: settle the ID blocks lanes took, recycle
         // inbox memory, free dead IDs, collect panics.
         let global_shards = &self.global_shards;
