@@ -1,0 +1,779 @@
+//! The city: a grid of intersections joined by one-way lanes, and vehicles
+//! (cars and buses) driving on them. Lanes, intersections, cars, buses and
+//! the statistics collector are all actors; they talk only by messages.
+//!
+//! The model is data-oriented (see `demos/city/README.md`): a lane keeps
+//! the queue of vehicles on it (ID, destination, position: 16 bytes each)
+//! and moves them all in one handler per turn, so that a vehicle costs a
+//! few nanoseconds per turn and a message only when it leaves a lane. Cars
+//! themselves get one broadcast per turn (they count their driving time)
+//! and decide where to go next when they arrive.
+
+#![allow(missing_docs)] // actor methods document the model; the rest is small
+
+use kay::RawID;
+use kay::prelude::*;
+
+/// Simulated seconds per turn.
+pub const SECONDS_PER_TURN: f32 = 0.5;
+/// The length of every lane, in metres (one block).
+pub const LANE_LENGTH: f32 = 200.0;
+/// Front-to-front distance of queued vehicles, in metres.
+pub const GAP: f32 = 7.5;
+/// How far a vehicle drives in a turn at full speed (50 km/h), in metres.
+pub const MAX_STEP: f32 = 13.9 * SECONDS_PER_TURN;
+/// Vehicles that cross the stop line of a green lane per turn.
+pub const CROSSINGS_PER_TURN: usize = 1;
+/// Turns a signal phase lasts (15 s).
+pub const PHASE_TURNS: u16 = 30;
+/// Turns between two reports to the collector (one simulated second).
+pub const REPORT_TURNS: u64 = (1.0 / SECONDS_PER_TURN) as u64;
+/// How far (in blocks, each axis) a new destination lies from where a car
+/// arrived.
+pub const TRIP_BLOCKS: u32 = 6;
+
+/// Directions, in the order of a lane's `next` table.
+pub const EAST: u8 = 0;
+pub const NORTH: u8 = 1;
+pub const WEST: u8 = 2;
+pub const SOUTH: u8 = 3;
+
+/// An intersection's coordinates packed into a `u32` (`x << 16 | y`).
+#[inline]
+pub fn pack(x: u32, y: u32) -> u32 {
+    x << 16 | y
+}
+
+/// The coordinates of a packed intersection.
+#[inline]
+pub fn unpack(at: u32) -> (u32, u32) {
+    (at >> 16, at & 0xFFFF)
+}
+
+/// The neighbour of `(x, y)` in direction `dir`, if inside a `w × h` grid.
+pub fn neighbour(x: u32, y: u32, dir: u8, w: u32, h: u32) -> Option<(u32, u32)> {
+    match dir {
+        EAST if x + 1 < w => Some((x + 1, y)),
+        NORTH if y + 1 < h => Some((x, y + 1)),
+        WEST if x > 0 => Some((x - 1, y)),
+        SOUTH if y > 0 => Some((x, y - 1)),
+        _ => None,
+    }
+}
+
+/// The direction to drive from `at` towards `dest` (east–west first);
+/// `None` if already there.
+#[inline]
+pub fn heading(at: u32, dest: u32) -> Option<u8> {
+    let ((x, y), (dx, dy)) = (unpack(at), unpack(dest));
+    if dx > x {
+        Some(EAST)
+    } else if dx < x {
+        Some(WEST)
+    } else if dy > y {
+        Some(NORTH)
+    } else if dy < y {
+        Some(SOUTH)
+    } else {
+        None
+    }
+}
+
+/// A xorshift step: the demo's only source of randomness, kept in actors.
+#[inline]
+pub fn next_random(state: &mut u64) -> u64 {
+    let mut x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    x
+}
+
+/// A destination within `TRIP_BLOCKS` of `at` in a `w × h` grid, other
+/// than `at`.
+pub fn destination_near(at: u32, size: u32, rng: &mut u64) -> u32 {
+    let ((x, y), (w, h)) = (unpack(at), unpack(size));
+    loop {
+        let r = next_random(rng);
+        let span = 2 * TRIP_BLOCKS + 1;
+        let dx = (r % u64::from(span)) as i64 - i64::from(TRIP_BLOCKS);
+        let dy = ((r >> 20) % u64::from(span)) as i64 - i64::from(TRIP_BLOCKS);
+        let nx = (i64::from(x) + dx).clamp(0, i64::from(w) - 1) as u32;
+        let ny = (i64::from(y) + dy).clamp(0, i64::from(h) - 1) as u32;
+        if (nx, ny) != (x, y) {
+            return pack(nx, ny);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- vehicles
+
+/// Anything that drives on lanes: told when it reached its destination's
+/// intersection, it picks where to go next and enters the lane that leads
+/// there (`next[dir]` leaves this intersection in direction `dir`; bit
+/// `dir` of `exits` says whether that lane exists).
+#[kay::actor_trait]
+pub trait Vehicle {
+    fn arrived(&mut self, at: u32, next: [LaneID; 4], exits: u8, world: &mut World);
+}
+
+/// A car: drives from destination to destination, each a few blocks from
+/// the last.
+#[derive(Compact, Clone)]
+pub struct Car {
+    id: CarID,
+    /// The grid's size, packed like a coordinate.
+    size: u32,
+    trips: u32,
+    /// Turns driven (every car is ticked every turn).
+    turns: u32,
+    rng: u64,
+}
+
+#[kay::actor]
+impl Car {
+    /// A car that starts at the back of `lane`, heading for `dest`.
+    pub fn spawn(
+        id: CarID,
+        lane: LaneID,
+        dest: u32,
+        size: u32,
+        seed: u64,
+        world: &mut World,
+    ) -> Car {
+        lane.enter(id.into(), dest, world);
+        Car {
+            id,
+            size,
+            trips: 0,
+            turns: 0,
+            rng: seed | 1,
+        }
+    }
+
+    /// The per-turn broadcast.
+    pub fn tick(&mut self, _: &mut World) {
+        self.turns += 1;
+    }
+}
+
+#[kay::implements]
+impl Vehicle for Car {
+    fn arrived(&mut self, at: u32, next: [LaneID; 4], exits: u8, world: &mut World) {
+        self.trips += 1;
+        let dest = destination_near(at, self.size, &mut self.rng);
+        let dir = heading(at, dest).expect("a new destination differs from here");
+        debug_assert!(
+            exits & (1 << dir) != 0,
+            "a destination inside the grid has a lane towards it"
+        );
+        next[dir as usize].enter(self.id.into(), dest, world);
+    }
+}
+
+/// A bus: drives a fixed loop of stops.
+#[derive(Compact, Clone)]
+pub struct Bus {
+    id: BusID,
+    stops: CVec<u32>,
+    next_stop: u32,
+    trips: u32,
+}
+
+#[kay::actor]
+impl Bus {
+    /// A bus on the line through `stops`, starting at the back of `lane`
+    /// towards stop `first`.
+    pub fn spawn(id: BusID, lane: LaneID, stops: &CVec<u32>, first: u32, world: &mut World) -> Bus {
+        lane.enter(id.into(), stops[first as usize], world);
+        Bus {
+            id,
+            stops: stops.clone(),
+            next_stop: first,
+            trips: 0,
+        }
+    }
+}
+
+#[kay::implements]
+impl Vehicle for Bus {
+    fn arrived(&mut self, at: u32, next: [LaneID; 4], _: u8, world: &mut World) {
+        self.trips += 1;
+        let mut dest = at;
+        while dest == at {
+            self.next_stop = (self.next_stop + 1) % self.stops.len() as u32;
+            dest = self.stops[self.next_stop as usize];
+        }
+        let dir = heading(at, dest).expect("the next stop differs from here");
+        next[dir as usize].enter(self.id.into(), dest, world);
+    }
+}
+
+// ---------------------------------------------------------------- lanes
+
+/// A vehicle on a lane: who, where to, and how far along (metres from the
+/// lane's start; negative while queued behind the lane's start).
+#[derive(Compact, Clone, Copy, Debug, PartialEq)]
+pub struct Place {
+    pub vehicle: VehicleID,
+    pub dest: u32,
+    pub pos: f32,
+}
+
+/// A one-way lane from one intersection to the next, with the queue of
+/// vehicles on it (the lead vehicle first).
+#[derive(Compact, Clone)]
+pub struct Lane {
+    id: LaneID,
+    /// The intersection it leads to (packed).
+    to: u32,
+    dir: u8,
+    green: bool,
+    /// The lanes leaving `to`, by direction, and which exist.
+    next: [LaneID; 4],
+    exits: u8,
+    places: CVec<Place>,
+    /// Since the last report: metres driven, vehicle-turns, vehicle-turns
+    /// spent standing, trips completed here.
+    driven: f32,
+    vehicle_turns: u32,
+    standing: u32,
+    trips: u32,
+}
+
+#[kay::actor]
+impl Lane {
+    pub fn spawn(id: LaneID, to: u32, dir: u8, _: &mut World) -> Lane {
+        Lane {
+            id,
+            to,
+            dir,
+            green: false,
+            next: [id; 4],
+            exits: 0,
+            places: CVec::new(),
+            driven: 0.0,
+            vehicle_turns: 0,
+            standing: 0,
+            trips: 0,
+        }
+    }
+
+    /// Tells the lane which lanes leave its end (sent once, at setup).
+    pub fn connect(&mut self, next: [LaneID; 4], exits: u8, _: &mut World) {
+        self.next = next;
+        self.exits = exits;
+    }
+
+    /// A vehicle joins the back of the queue.
+    pub fn enter(&mut self, vehicle: VehicleID, dest: u32, _: &mut World) {
+        let pos = match self.places.last() {
+            Some(last) => (last.pos - GAP).min(0.0),
+            None => 0.0,
+        };
+        self.places.push(Place { vehicle, dest, pos });
+    }
+
+    /// The signal at the lane's end changed.
+    pub fn signal(&mut self, green: bool, _: &mut World) {
+        self.green = green;
+    }
+
+    /// The per-turn broadcast: every vehicle drives as far as the one
+    /// ahead (or the stop line) lets it; on green, the first ones cross
+    /// and go on to their next lane (or arrive).
+    pub fn tick(&mut self, world: &mut World) {
+        if self.places.is_empty() {
+            return;
+        }
+        let mut limit = LANE_LENGTH;
+        let mut driven = 0.0;
+        let mut standing = 0;
+        for place in self.places.as_mut_slice() {
+            let to = (place.pos + MAX_STEP).min(limit).max(place.pos);
+            driven += to - place.pos;
+            standing += u32::from(to - place.pos < 0.5);
+            place.pos = to;
+            limit = to - GAP;
+        }
+        self.driven += driven;
+        self.standing += standing;
+        self.vehicle_turns += self.places.len() as u32;
+        if !self.green {
+            return;
+        }
+        for _ in 0..CROSSINGS_PER_TURN {
+            match self.places.first() {
+                Some(lead) if lead.pos >= LANE_LENGTH => {}
+                _ => break,
+            }
+            let Place { vehicle, dest, .. } = self.places.remove(0);
+            match heading(self.to, dest) {
+                None => {
+                    self.trips += 1;
+                    vehicle.arrived(self.to, self.next, self.exits, world);
+                }
+                Some(dir) => self.next[dir as usize].enter(vehicle, dest, world),
+            }
+        }
+    }
+
+    /// Sends this lane's figures since the last report to `collector`.
+    pub fn report(&mut self, collector: CollectorID, world: &mut World) {
+        collector.lane_figures(
+            self.places.len() as u32,
+            self.vehicle_turns,
+            self.standing,
+            self.driven,
+            self.trips,
+            world,
+        );
+        self.driven = 0.0;
+        self.vehicle_turns = 0;
+        self.standing = 0;
+        self.trips = 0;
+    }
+}
+
+// ---------------------------------------------------------------- intersections
+
+/// An intersection with a signal: east–west and north–south get green in
+/// turn, each for `PHASE_TURNS`.
+#[derive(Compact, Clone)]
+pub struct Intersection {
+    id: IntersectionID,
+    at: u32,
+    /// 0: east–west green; 1: north–south green.
+    phase: u8,
+    timer: u16,
+    /// The lanes that end here, by the direction they drive, and which
+    /// exist.
+    incoming: [LaneID; 4],
+    entries: u8,
+}
+
+#[kay::actor]
+impl Intersection {
+    /// The intersection at `at`, where the lanes `incoming` end (by the
+    /// direction they drive; bit `dir` of `entries` says which exist). It
+    /// sets their signals at once.
+    pub fn spawn(
+        id: IntersectionID,
+        at: u32,
+        incoming: [LaneID; 4],
+        entries: u8,
+        world: &mut World,
+    ) -> Intersection {
+        // Neighbours start at different points of the cycle (a green wave
+        // would need more care; this just spreads the switches).
+        let (x, y) = unpack(at);
+        let intersection = Intersection {
+            id,
+            at,
+            phase: ((x + y) % 2) as u8,
+            timer: ((x * 7 + y * 3) % u32::from(PHASE_TURNS)) as u16,
+            incoming,
+            entries,
+        };
+        intersection.set_signals(world);
+        intersection
+    }
+
+    /// The per-turn broadcast: the signal's clock.
+    pub fn tick(&mut self, world: &mut World) {
+        self.timer += 1;
+        if self.timer >= PHASE_TURNS {
+            self.timer = 0;
+            self.phase ^= 1;
+            self.set_signals(world);
+        }
+    }
+}
+
+impl Intersection {
+    fn set_signals(&self, world: &mut World) {
+        for dir in [EAST, NORTH, WEST, SOUTH] {
+            if self.entries & (1 << dir) != 0 {
+                let east_west = dir == EAST || dir == WEST;
+                let green = east_west == (self.phase == 0);
+                self.incoming[dir as usize].signal(green, world);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- statistics
+
+/// Adds up the lanes' reports: the city's figures, once per simulated
+/// second.
+#[derive(Compact, Clone)]
+pub struct Collector {
+    id: CollectorID,
+    pub totals: Totals,
+}
+
+/// Figures summed over every lane since the last reset.
+#[derive(Compact, Clone, Copy, Default, Debug, PartialEq)]
+pub struct Totals {
+    /// Vehicles on lanes at the reports.
+    pub vehicles: u64,
+    pub vehicle_turns: u64,
+    pub standing: u64,
+    /// Metres driven.
+    pub driven: f64,
+    pub trips: u64,
+    pub reports: u64,
+}
+
+impl Totals {
+    /// Average speed in km/h.
+    pub fn avg_speed_kmh(&self) -> f64 {
+        if self.vehicle_turns == 0 {
+            return 0.0;
+        }
+        self.driven / (self.vehicle_turns as f64 * f64::from(SECONDS_PER_TURN)) * 3.6
+    }
+
+    /// The share of vehicle-turns spent standing.
+    pub fn waiting_share(&self) -> f64 {
+        if self.vehicle_turns == 0 {
+            return 0.0;
+        }
+        self.standing as f64 / self.vehicle_turns as f64
+    }
+}
+
+#[kay::actor]
+impl Collector {
+    pub fn spawn(id: CollectorID, _: &mut World) -> Collector {
+        Collector {
+            id,
+            totals: Totals::default(),
+        }
+    }
+
+    pub fn lane_figures(
+        &mut self,
+        vehicles: u32,
+        vehicle_turns: u32,
+        standing: u32,
+        driven: f32,
+        trips: u32,
+        _: &mut World,
+    ) {
+        let t = &mut self.totals;
+        t.vehicles += u64::from(vehicles);
+        t.vehicle_turns += u64::from(vehicle_turns);
+        t.standing += u64::from(standing);
+        t.driven += f64::from(driven);
+        t.trips += u64::from(trips);
+        t.reports += 1;
+    }
+
+    /// The figures since the last call, and a fresh start.
+    pub fn take(&mut self, _: &mut World) -> Totals {
+        std::mem::take(&mut self.totals)
+    }
+}
+
+// ---------------------------------------------------------------- the city
+
+/// How big a city to build.
+#[derive(Clone, Debug)]
+pub struct CityConfig {
+    /// Cars (buses come on top).
+    pub cars: usize,
+    /// Intersections east–west and north–south.
+    pub width: u32,
+    pub height: u32,
+    /// Worker threads.
+    pub threads: usize,
+    pub seed: u64,
+    /// Bus lines (each a loop around a rectangle of blocks, 10 buses each).
+    pub bus_lines: u32,
+}
+
+impl Default for CityConfig {
+    fn default() -> Self {
+        CityConfig {
+            cars: 1_000_000,
+            width: 100,
+            height: 100,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            seed: 1,
+            bus_lines: 4,
+        }
+    }
+}
+
+/// What one turn did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TurnFigures {
+    /// Messages handled: records taken from inboxes, plus one per instance a
+    /// broadcast reached.
+    pub messages: usize,
+    /// The last second's totals, on turns that end a simulated second.
+    pub second: Option<Totals>,
+}
+
+/// A running city: the actor system and what the driver needs.
+pub struct City {
+    pub system: ActorSystem,
+    world: World,
+    collector: CollectorID,
+    pub config: CityConfig,
+    pub turn: u64,
+    pub lanes: usize,
+    pub intersections: usize,
+    pub buses: usize,
+}
+
+/// Registers the city's classes and trait.
+pub fn register(system: &mut ActorSystem) {
+    system.register::<Lane>();
+    system.register::<Intersection>();
+    system.register::<Car>();
+    system.register::<Bus>();
+    system.register::<Collector>();
+    system.register_trait::<dyn Vehicle>();
+}
+
+impl City {
+    /// Builds the grid, its signals, the buses and the cars (spawned in
+    /// batches, so that spawn messages never pile up).
+    pub fn new(config: CityConfig) -> City {
+        assert!(
+            config.width >= 2 && config.height >= 2,
+            "the grid needs at least 2 × 2 intersections"
+        );
+        let mut system = ActorSystem::new(Config {
+            threads: config.threads,
+            ..Config::default()
+        });
+        register(&mut system);
+        let mut world = system.world();
+        let (w, h) = (config.width, config.height);
+        let size = pack(w, h);
+        let collector = CollectorID::spawn(&mut world);
+        // Lanes: one from every intersection in every direction that has
+        // a neighbour, indexed by (start, direction).
+        let at = |x: u32, y: u32| (y * w + x) as usize;
+        let mut lanes: Vec<[Option<LaneID>; 4]> = vec![[None; 4]; (w * h) as usize];
+        let mut lane_list = Vec::new();
+        for y in 0..h {
+            for x in 0..w {
+                for dir in [EAST, NORTH, WEST, SOUTH] {
+                    if let Some((nx, ny)) = neighbour(x, y, dir, w, h) {
+                        let lane = LaneID::spawn(pack(nx, ny), dir, &mut world);
+                        lanes[at(x, y)][dir as usize] = Some(lane);
+                        lane_list.push((lane, pack(nx, ny)));
+                    }
+                }
+            }
+        }
+        system.turn();
+        let placeholder = lane_list[0].0;
+        let mut intersections = 0;
+        for y in 0..h {
+            for x in 0..w {
+                // The lanes leaving (x, y) are the next lanes of every lane
+                // arriving at (x, y).
+                let mut next = [placeholder; 4];
+                let mut exits = 0u8;
+                for dir in 0..4 {
+                    if let Some(lane) = lanes[at(x, y)][dir] {
+                        next[dir] = lane;
+                        exits |= 1 << dir;
+                    }
+                }
+                let mut incoming = [placeholder; 4];
+                let mut entries = 0u8;
+                for dir in [EAST, NORTH, WEST, SOUTH] {
+                    // The lane driving in `dir` into (x, y) starts at the
+                    // neighbour in the opposite direction.
+                    let back = (dir + 2) % 4;
+                    if let Some((fx, fy)) = neighbour(x, y, back, w, h) {
+                        let lane = lanes[at(fx, fy)][dir as usize].expect("lanes both ways");
+                        lane.connect(next, exits, &mut world);
+                        incoming[dir as usize] = lane;
+                        entries |= 1 << dir;
+                    }
+                }
+                IntersectionID::spawn(pack(x, y), incoming, entries, &mut world);
+                intersections += 1;
+            }
+        }
+        system.turn();
+        // Bus lines: loops around rectangles of blocks.
+        let mut rng = config.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut buses = 0;
+        for line in 0..config.bus_lines {
+            let (x0, y0) = (
+                (next_random(&mut rng) % u64::from(w - 1)) as u32,
+                (next_random(&mut rng) % u64::from(h - 1)) as u32,
+            );
+            let x1 = (x0 + 3 + line % 5).min(w - 1);
+            let y1 = (y0 + 3 + line % 4).min(h - 1);
+            let stops: CVec<u32> =
+                vec![pack(x0, y0), pack(x1, y0), pack(x1, y1), pack(x0, y1)].into();
+            for bus in 0..10u32 {
+                let first = bus % 4;
+                let (sx, sy) = unpack(stops[((first + 3) % 4) as usize]);
+                let dest = stops[first as usize];
+                let dir = heading(pack(sx, sy), dest).expect("stops differ");
+                let lane = lanes[at(sx, sy)][dir as usize].expect("a lane towards the stop");
+                BusID::spawn(lane, stops.clone(), first, &mut world);
+                buses += 1;
+            }
+        }
+        // Cars: on random lanes, heading a few blocks on, in batches.
+        const BATCH: usize = 1 << 16;
+        let mut spawned = 0;
+        while spawned < config.cars {
+            for _ in 0..BATCH.min(config.cars - spawned) {
+                let lane_index = (next_random(&mut rng) % lane_list.len() as u64) as usize;
+                let (lane, end) = lane_list[lane_index];
+                let dest = destination_near(end, size, &mut rng);
+                CarID::spawn(lane, dest, size, next_random(&mut rng), &mut world);
+                spawned += 1;
+            }
+            system.turn();
+        }
+        system.turn();
+        City {
+            system,
+            world,
+            collector,
+            config,
+            turn: 0,
+            lanes: lane_list.len(),
+            intersections,
+            buses,
+        }
+    }
+
+    /// One turn: the signals' clocks, every lane and every car are ticked
+    /// (three broadcasts); every simulated second the lanes report.
+    pub fn step(&mut self) -> TurnFigures {
+        self.turn += 1;
+        let world = &mut self.world;
+        IntersectionID::local_broadcast(world).tick(world);
+        LaneID::local_broadcast(world).tick(world);
+        CarID::local_broadcast(world).tick(world);
+        let report = self.turn.is_multiple_of(REPORT_TURNS);
+        if report {
+            LaneID::local_broadcast(world).report(self.collector, world);
+        }
+        // Every broadcast record reaches every instance of its class: count
+        // the deliveries (one per lane, intersection and car), not the
+        // records (one per shard).
+        let delivered = self.lanes + self.intersections + self.config.cars;
+        let mut messages = self.system.turn().handled + delivered;
+        let second = if report {
+            let totals = self
+                .system
+                .block_on(self.collector.take(&mut self.world))
+                .expect("the collector answers");
+            messages += 2;
+            Some(totals)
+        } else {
+            None
+        };
+        TurnFigures { messages, second }
+    }
+
+    /// A hash of every actor's state (in ID order): the same seed gives the
+    /// same checksum on any thread count.
+    pub fn checksum(&self) -> u64 {
+        let mut hash = Fnv::default();
+        let mut lanes = self.system.with_instances::<Lane, _>(|l| {
+            (
+                l.id.0,
+                l.green,
+                l.places
+                    .iter()
+                    .map(|p| (p.vehicle.0, p.dest, p.pos.to_bits()))
+                    .collect::<Vec<_>>(),
+                l.trips,
+            )
+        });
+        lanes.sort_unstable_by_key(|l| l.0);
+        for (id, green, places, trips) in lanes {
+            hash.raw(id);
+            hash.u64(u64::from(green));
+            hash.u64(u64::from(trips));
+            for (vehicle, dest, pos) in places {
+                hash.raw(vehicle);
+                hash.u64(u64::from(dest) << 32 | u64::from(pos));
+            }
+        }
+        let mut cars = self
+            .system
+            .with_instances::<Car, _>(|c| (c.id.0, c.trips, c.turns, c.rng));
+        cars.sort_unstable_by_key(|c| c.0);
+        for (id, trips, turns, rng) in cars {
+            hash.raw(id);
+            hash.u64(u64::from(trips) << 32 | u64::from(turns));
+            hash.u64(rng);
+        }
+        let mut signals = self
+            .system
+            .with_instances::<Intersection, _>(|i| (i.id.0, i.phase, i.timer));
+        signals.sort_unstable_by_key(|i| i.0);
+        for (id, phase, timer) in signals {
+            hash.raw(id);
+            hash.u64(u64::from(phase) << 16 | u64::from(timer));
+        }
+        let mut buses = self
+            .system
+            .with_instances::<Bus, _>(|b| (b.id.0, b.next_stop, b.trips));
+        buses.sort_unstable_by_key(|b| b.0);
+        for (id, stop, trips) in buses {
+            hash.raw(id);
+            hash.u64(u64::from(stop) << 32 | u64::from(trips));
+        }
+        hash.0
+    }
+
+    /// Vehicles on each lane, with the lane's end and direction (for maps).
+    pub fn lane_loads(&self) -> Vec<(u32, u8, usize)> {
+        self.system
+            .with_instances::<Lane, _>(|l| (l.to, l.dir, l.places.len()))
+    }
+
+    /// Trips completed by all cars so far.
+    pub fn car_trips(&self) -> u64 {
+        self.system
+            .with_instances::<Car, _>(|c| u64::from(c.trips))
+            .iter()
+            .sum()
+    }
+}
+
+/// FNV-1a over 64-bit words.
+#[derive(Clone, Copy)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn u64(&mut self, v: u64) {
+        for byte in v.to_le_bytes() {
+            self.0 ^= u64::from(byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn raw(&mut self, id: RawID) {
+        self.u64(
+            u64::from(id.instance) << 32
+                | u64::from(id.type_id.get()) << 16
+                | u64::from(id.version),
+        );
+    }
+}

@@ -1,0 +1,221 @@
+//! `city`: kay's flagship demo. Builds a grid city, fills it with cars and
+//! buses, runs it for a number of turns with a live progress line, and
+//! prints a summary (or, with `--json`, one JSON object).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use city::{City, CityConfig, Totals};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Command line.
+#[derive(Parser, Debug)]
+#[command(about = "kay's flagship demo: a city of a million cars, all actors")]
+struct Args {
+    /// Cars (buses come on top).
+    #[arg(long, default_value_t = 1_000_000)]
+    agents: usize,
+    /// Turns to run (half a simulated second each); 0 runs until Ctrl-C.
+    #[arg(long, default_value_t = 300)]
+    turns: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seed of every random choice: the same seed gives the same city and
+    /// the same checksum on any thread count.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Intersections, as WIDTHxHEIGHT.
+    #[arg(long, default_value = "100x100", value_parser = parse_size)]
+    size: (u32, u32),
+    /// Print one JSON object at the end instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("expected WIDTHxHEIGHT, e.g. 100x100, not {s:?}"))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .map_err(|e| format!("{v:?} in {s:?}: {e}"))
+    };
+    let (w, h) = (parse(w)?, parse(h)?);
+    if !(2..=4096).contains(&w) || !(2..=4096).contains(&h) {
+        return Err(format!("each side must be between 2 and 4096, not {s:?}"));
+    }
+    Ok((w, h))
+}
+
+/// The process's peak resident memory in bytes (`VmHWM`).
+fn peak_rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn main() {
+    let args = Args::parse();
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let config = CityConfig {
+        cars: args.agents,
+        width: args.size.0,
+        height: args.size.1,
+        threads,
+        seed: args.seed,
+        ..CityConfig::default()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        // Ctrl-C ends the run after the current turn, with the summary.
+        if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)) {
+            eprintln!("city: Ctrl-C will not stop cleanly ({e})");
+        }
+    }
+
+    let build_start = Instant::now();
+    let mut city = City::new(config);
+    let build_time = build_start.elapsed();
+    let rss_built = peak_rss();
+
+    let bar = if args.json {
+        ProgressBar::hidden()
+    } else {
+        let bar = if args.turns == 0 {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::new(args.turns)
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} turn {pos}{len_part} {msg}")
+                .expect("a valid template")
+                .with_key(
+                    "len_part",
+                    |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        if let Some(len) = state.len() {
+                            let _ = write!(w, "/{len}");
+                        }
+                    },
+                ),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    };
+
+    let start = Instant::now();
+    let mut messages = 0usize;
+    let mut last = Totals::default();
+    let mut all = Totals::default();
+    let mut window = (Instant::now(), 0u64, 0usize);
+    while args.turns == 0 || city.turn < args.turns {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let figures = city.step();
+        messages += figures.messages;
+        if let Some(second) = figures.second {
+            last = second;
+            all.vehicles += second.vehicles;
+            all.vehicle_turns += second.vehicle_turns;
+            all.standing += second.standing;
+            all.driven += second.driven;
+            all.trips += second.trips;
+            all.reports += 1;
+        }
+        bar.set_position(city.turn);
+        let elapsed = window.0.elapsed();
+        if elapsed >= Duration::from_millis(500) {
+            let turns = city.turn - window.1;
+            let msgs = messages - window.2;
+            bar.set_message(format!(
+                "| {:.1} turns/s | {:.1}M msgs/s | {} agents | {:.1} km/h | {:.1}% waiting",
+                turns as f64 / elapsed.as_secs_f64(),
+                msgs as f64 / elapsed.as_secs_f64() / 1e6,
+                args.agents + city.buses,
+                last.avg_speed_kmh(),
+                100.0 * last.waiting_share(),
+            ));
+            window = (Instant::now(), city.turn, messages);
+        }
+    }
+    let run_time = start.elapsed();
+    bar.finish_and_clear();
+
+    let turns = city.turn;
+    let turns_per_s = turns as f64 / run_time.as_secs_f64();
+    let msgs_per_s = messages as f64 / run_time.as_secs_f64();
+    let peak = peak_rss();
+    let agents = args.agents + city.buses;
+    let bytes_per_agent = rss_built as f64 / agents.max(1) as f64;
+    let checksum = city.checksum();
+    let trips = city.car_trips();
+    if args.json {
+        println!(
+            "{{\"agents\":{agents},\"cars\":{},\"buses\":{},\"lanes\":{},\"intersections\":{},\
+             \"threads\":{threads},\"turns\":{turns},\"turns_per_s\":{turns_per_s:.3},\
+             \"msgs_per_s\":{msgs_per_s:.0},\"peak_rss_mb\":{:.1},\"bytes_per_agent\":{bytes_per_agent:.1},\
+             \"avg_speed\":{:.3},\"waiting_share\":{:.4},\"trips\":{trips},\"build_s\":{:.3},\
+             \"seed\":{},\"checksum\":\"{checksum:016x}\"}}",
+            args.agents,
+            city.buses,
+            city.lanes,
+            city.intersections,
+            peak as f64 / 1e6,
+            all.avg_speed_kmh(),
+            all.waiting_share(),
+            build_time.as_secs_f64(),
+            args.seed,
+        );
+    } else {
+        let rows = [
+            (
+                "agents",
+                format!("{agents} ({} cars, {} buses)", args.agents, city.buses),
+            ),
+            (
+                "city",
+                format!(
+                    "{}x{} intersections, {} lanes",
+                    args.size.0, args.size.1, city.lanes
+                ),
+            ),
+            ("threads", threads.to_string()),
+            (
+                "turns",
+                format!(
+                    "{turns} ({:.0} simulated s)",
+                    turns as f64 * f64::from(city::SECONDS_PER_TURN)
+                ),
+            ),
+            ("turns/s", format!("{turns_per_s:.1}")),
+            ("messages/s", format!("{:.2}M", msgs_per_s / 1e6)),
+            ("build", format!("{:.2} s", build_time.as_secs_f64())),
+            ("peak RSS", format!("{:.1} MB", peak as f64 / 1e6)),
+            (
+                "bytes per agent",
+                format!("{bytes_per_agent:.1} (RSS after building / agents)"),
+            ),
+            ("average speed", format!("{:.1} km/h", all.avg_speed_kmh())),
+            (
+                "waiting",
+                format!("{:.1}% of vehicle-turns", 100.0 * all.waiting_share()),
+            ),
+            ("trips completed", trips.to_string()),
+            ("checksum", format!("{checksum:016x} (seed {})", args.seed)),
+        ];
+        for (name, value) in rows {
+            println!("{name:>16}  {value}");
+        }
+    }
+}
