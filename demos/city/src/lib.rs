@@ -61,22 +61,22 @@ pub fn neighbour(x: u32, y: u32, dir: u8, w: u32, h: u32) -> Option<(u32, u32)> 
     }
 }
 
-/// The direction to drive from `at` towards `dest` (east–west first);
-/// `None` if already there.
+/// The direction to drive from `at` towards `dest`: along the axis with
+/// more blocks to go (east–west on a tie), so routes run near the diagonal
+/// and both axes carry traffic; `None` if already there.
 #[inline]
 pub fn heading(at: u32, dest: u32) -> Option<u8> {
     let ((x, y), (dx, dy)) = (unpack(at), unpack(dest));
-    if dx > x {
-        Some(EAST)
-    } else if dx < x {
-        Some(WEST)
-    } else if dy > y {
-        Some(NORTH)
-    } else if dy < y {
-        Some(SOUTH)
-    } else {
-        None
+    if (x, y) == (dx, dy) {
+        return None;
     }
+    Some(if dx.abs_diff(x) >= dy.abs_diff(y) {
+        if dx > x { EAST } else { WEST }
+    } else if dy > y {
+        NORTH
+    } else {
+        SOUTH
+    })
 }
 
 /// A xorshift step: the demo's only source of randomness, kept in actors.
@@ -498,8 +498,8 @@ impl Default for CityConfig {
     fn default() -> Self {
         CityConfig {
             cars: 1_000_000,
-            width: 100,
-            height: 100,
+            width: 150,
+            height: 150,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             seed: 1,
             bus_lines: 4,

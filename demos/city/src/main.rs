@@ -2,6 +2,9 @@
 //! buses, runs it for a number of turns with a live progress line, and
 //! prints a summary (or, with `--json`, one JSON object).
 
+mod plots;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,11 +31,14 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Intersections, as WIDTHxHEIGHT.
-    #[arg(long, default_value = "100x100", value_parser = parse_size)]
+    #[arg(long, default_value = "150x150", value_parser = parse_size)]
     size: (u32, u32),
     /// Print one JSON object at the end instead of the table.
     #[arg(long)]
     json: bool,
+    /// Where to write the pictures (`run.png`, `map.png`).
+    #[arg(long, default_value = "target/city")]
+    out: PathBuf,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -118,6 +124,8 @@ fn main() {
     let mut last = Totals::default();
     let mut all = Totals::default();
     let mut window = (Instant::now(), 0u64, 0usize);
+    let mut timeline = plots::Timeline { points: Vec::new() };
+    let mut second_start = (Instant::now(), 0u64);
     while args.turns == 0 || city.turn < args.turns {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -125,6 +133,15 @@ fn main() {
         let figures = city.step();
         messages += figures.messages;
         if let Some(second) = figures.second {
+            let turns = city.turn - second_start.1;
+            let wall = second_start.0.elapsed().as_secs_f64();
+            timeline.points.push((
+                city.turn as f64 * f64::from(city::SECONDS_PER_TURN),
+                turns as f64 / wall.max(1e-9),
+                second.avg_speed_kmh(),
+                second.waiting_share(),
+            ));
+            second_start = (Instant::now(), city.turn);
             last = second;
             all.vehicles += second.vehicles;
             all.vehicle_turns += second.vehicle_turns;
@@ -160,6 +177,7 @@ fn main() {
     let bytes_per_agent = rss_built as f64 / agents.max(1) as f64;
     let checksum = city.checksum();
     let trips = city.car_trips();
+    let pictures = draw(&args, &city, &timeline, threads);
     if args.json {
         println!(
             "{{\"agents\":{agents},\"cars\":{},\"buses\":{},\"lanes\":{},\"intersections\":{},\
@@ -213,9 +231,44 @@ fn main() {
             ),
             ("trips completed", trips.to_string()),
             ("checksum", format!("{checksum:016x} (seed {})", args.seed)),
+            ("pictures", pictures),
         ];
         for (name, value) in rows {
             println!("{name:>16}  {value}");
         }
+    }
+}
+
+/// Draws `run.png` and `map.png` into `--out`; says where, or why not.
+fn draw(args: &Args, city: &City, timeline: &plots::Timeline, threads: usize) -> String {
+    let result = (|| -> Result<(), Box<dyn std::error::Error>> {
+        std::fs::create_dir_all(&args.out)?;
+        plots::init()?;
+        let name = format!(
+            "{} cars, {}x{} blocks, {threads} thread{}",
+            args.agents,
+            args.size.0,
+            args.size.1,
+            if threads == 1 { "" } else { "s" }
+        );
+        plots::timeline(
+            &args.out.join("run.png"),
+            timeline,
+            &format!("city: {name}"),
+        )?;
+        plots::map(
+            &args.out.join("map.png"),
+            args.size,
+            &city.lane_loads(),
+            &format!(
+                "traffic after {:.0} simulated seconds ({name})",
+                city.turn as f64 * f64::from(city::SECONDS_PER_TURN)
+            ),
+        )?;
+        Ok(())
+    })();
+    match result {
+        Ok(()) => format!("{0}/run.png, {0}/map.png", args.out.display()),
+        Err(e) => format!("not drawn: {e}"),
     }
 }
