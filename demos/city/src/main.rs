@@ -156,11 +156,12 @@ fn main() {
             let turns = city.turn - window.1;
             let msgs = messages - window.2;
             bar.set_message(format!(
-                "| {:.1} turns/s | {:.1}M msgs/s | {} agents | {:.1} km/h | {:.1}% waiting",
+                "| {:.1} turns/s | {:.1}M msgs/s | {} agents | {:.1} km/h | {:.0} waiting ({:.1}%)",
                 turns as f64 / elapsed.as_secs_f64(),
                 msgs as f64 / elapsed.as_secs_f64() / 1e6,
                 args.agents + city.buses,
                 last.avg_speed_kmh(),
+                last.standing as f64 / city::REPORT_TURNS as f64,
                 100.0 * last.waiting_share(),
             ));
             window = (Instant::now(), city.turn, messages);
