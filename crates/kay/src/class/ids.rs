@@ -34,7 +34,7 @@
 
 use crate::class::lanes::SenderLane;
 use crate::id::MAX_INSTANCE;
-use crate::store::index::BLOCK;
+use crate::store::index::{BLOCK, LocalInstance};
 
 /// The most spare blocks a lane is granted at once.
 pub(crate) const MAX_SPARE: usize = 1024;
@@ -46,8 +46,8 @@ pub(crate) struct LaneIds {
     /// Reusable instance numbers, with their next version.
     pub(crate) free: Vec<(u32, u8)>,
     /// The local numbers of the current block not handed out yet.
-    next: u32,
-    end: u32,
+    next: LocalInstance,
+    end: LocalInstance,
     /// Spare blocks, the next one last.
     spare: Vec<u32>,
     /// Blocks taken since the last settle (for the top-up).
@@ -76,8 +76,8 @@ impl LaneIds {
             return None;
         }
         let local = self.next;
-        self.next += 1;
-        Some((local * shards + shard, 0))
+        self.next = local.next();
+        Some((local.instance(shard, shards), 0))
     }
 
     /// Starts the next spare block; `false` if there is none.
@@ -110,8 +110,8 @@ impl LaneIds {
     }
 
     fn start(&mut self, block: u32) {
-        self.next = block * BLOCK;
-        self.end = self.next + BLOCK;
+        self.next = LocalInstance::first_of(block);
+        self.end = LocalInstance::first_of(block + 1);
     }
 }
 
@@ -190,8 +190,8 @@ impl Blocks {
     }
 
     /// The lane owning the block of local number `local`.
-    pub(crate) fn owner(&self, local: u32) -> Option<SenderLane> {
-        match self.owners.get((local / BLOCK) as usize) {
+    pub(crate) fn owner(&self, local: LocalInstance) -> Option<SenderLane> {
+        match self.owners.get(local.block() as usize) {
             Some(&lane) if lane != u32::MAX => Some(SenderLane::from_index(lane)),
             _ => None,
         }
@@ -312,8 +312,11 @@ mod tests {
             .map(|(l, i)| (lane(l as u32), i))
             .collect();
         blocks.settle(&mut lanes);
-        assert_eq!(blocks.owner(9 * BLOCK), Some(lane(0)));
-        assert_eq!(blocks.owner(5 * BLOCK + 7), Some(lane(2)));
+        assert_eq!(blocks.owner(LocalInstance::of(9 * BLOCK, 1)), Some(lane(0)));
+        assert_eq!(
+            blocks.owner(LocalInstance::of(5 * BLOCK + 7, 1)),
+            Some(lane(2))
+        );
         // Positions 1, 4, 7, 8 were not taken: free again, they went to
         // the spares first (lane 0 took 4 blocks and gets 8 spares, lane 2
         // took two and gets 4), then blocks from the frontier.
@@ -322,8 +325,11 @@ mod tests {
         assert!(ids[1].spare.is_empty());
         assert!(blocks.free.is_empty());
         assert_eq!(blocks.frontier, 18);
-        assert_eq!(blocks.owner(BLOCK + 3), Some(lane(0)));
-        assert_eq!(blocks.owner(17 * BLOCK), Some(lane(2)));
+        assert_eq!(blocks.owner(LocalInstance::of(BLOCK + 3, 1)), Some(lane(0)));
+        assert_eq!(
+            blocks.owner(LocalInstance::of(17 * BLOCK, 1)),
+            Some(lane(2))
+        );
         // The next cycle: lane 0 takes a few blocks more from its spares.
         let more = take_in_cycle(&mut ids[0], &mut blocks, 0, 3, 2 * BLOCK as usize);
         assert!(ids[0].striped.is_empty());
@@ -364,9 +370,12 @@ mod tests {
         // Block 0 was skipped by the stripe and is free again: the spares
         // (two, for the one block taken) take it first, then block 2.
         assert_eq!(ids.spare, [2, 0]);
-        assert_eq!(blocks.owner(0), Some(lane(1)));
+        assert_eq!(blocks.owner(LocalInstance::of(0, 1)), Some(lane(1)));
         assert_eq!(blocks.grant(lane(0)), Some(3));
-        assert_eq!(blocks.owner(3 * BLOCK + 5), Some(lane(0)));
+        assert_eq!(
+            blocks.owner(LocalInstance::of(3 * BLOCK + 5, 1)),
+            Some(lane(0))
+        );
     }
 
     /// One sender can get every block of a shard: its class's whole `u32`
@@ -384,7 +393,10 @@ mod tests {
         // Shard 0 of 4 has 2^30 local numbers, up to instance `2^32 - 4`
         // (below the broadcast markers): all of them in whole blocks.
         assert_eq!(n * u64::from(BLOCK), 1 << 30);
-        assert_eq!(blocks.owner((1 << 30) - 1), Some(lane(0)));
+        assert_eq!(
+            blocks.owner(LocalInstance::of((1 << 30) - 1, 1)),
+            Some(lane(0))
+        );
         // Shard 3's last block would reach past `MAX_INSTANCE`: it has one
         // block less.
         assert_eq!(Blocks::new(3, shards).top, blocks.top - 1);

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use crate::class::ids::{Blocks, LaneIds, Source};
 use crate::id::{MachineID, RawID, ShortTypeID};
 use crate::inbox::{Inbox, PENDING_GROUP, PendingFlag, PendingGroups};
+use crate::store::index::LocalInstance;
 use crate::sync::{AtomicU32, Mutex, OnceBox, Ordering, Unpoisoned, UnsafeCell};
 
 /// The most sender lanes: 1 (outside) + the shards of all classes.
@@ -425,7 +426,7 @@ impl ShardShared {
         let blocks = self.blocks.locked();
         for id in ids {
             debug_assert!(self.owns(id.instance));
-            let Some(owner) = blocks.owner(id.instance / self.shards) else {
+            let Some(owner) = blocks.owner(LocalInstance::of(id.instance, self.shards)) else {
                 debug_assert!(false, "the block of {id:?} has an owner");
                 continue;
             };

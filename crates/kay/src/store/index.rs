@@ -14,6 +14,50 @@
 /// Local instance numbers per index block (and per ID allocation block).
 pub(crate) const BLOCK: u32 = 1024;
 
+/// An instance's number within its shard: instance number `i` of a class
+/// of `shards` shards is local number `i / shards` of shard `i % shards`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
+pub(crate) struct LocalInstance(u32);
+
+impl LocalInstance {
+    /// The local number of instance number `instance` (of `shards` shards).
+    #[inline]
+    pub(crate) fn of(instance: u32, shards: u32) -> LocalInstance {
+        LocalInstance(instance / shards)
+    }
+
+    /// The first local number of block `block`.
+    #[inline]
+    pub(crate) fn first_of(block: u32) -> LocalInstance {
+        LocalInstance(block * BLOCK)
+    }
+
+    /// The instance number of this local number in shard `shard` of
+    /// `shards`.
+    #[inline]
+    pub(crate) fn instance(self, shard: u32, shards: u32) -> u32 {
+        self.0 * shards + shard
+    }
+
+    /// The block it lies in.
+    #[inline]
+    pub(crate) fn block(self) -> u32 {
+        self.0 / BLOCK
+    }
+
+    /// Its position within its block.
+    #[inline]
+    pub(crate) fn offset(self) -> u32 {
+        self.0 % BLOCK
+    }
+
+    /// The next local number.
+    #[inline]
+    pub(crate) fn next(self) -> LocalInstance {
+        LocalInstance(self.0 + 1)
+    }
+}
+
 /// Where an instance lives: its slot's address, bin and version.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Location {
@@ -97,17 +141,17 @@ impl Index {
     }
 
     #[inline]
-    fn local(&self, instance: u32) -> u32 {
+    fn local(&self, instance: u32) -> LocalInstance {
         match self.shard_shift {
-            Some(shift) => instance >> shift,
-            None => instance / self.shards,
+            Some(shift) => LocalInstance(instance >> shift),
+            None => LocalInstance::of(instance, self.shards),
         }
     }
 
     #[inline]
     fn position(&self, instance: u32) -> (usize, usize) {
         let local = self.local(instance);
-        ((local / BLOCK) as usize, (local % BLOCK) as usize)
+        (local.block() as usize, local.offset() as usize)
     }
 
     /// The entry of `instance`, if its block exists (live or not).
