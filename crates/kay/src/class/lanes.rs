@@ -18,7 +18,9 @@
 //!
 //! # Protocol
 //! - Writers (`World`s) push with the single-writer reservation, then raise
-//!   the lane's and the shard's [`PendingFlag`]s (plain stores of `true`).
+//!   the lane's [`PendingFlag`] (a plain store of `true`), and on a cycle's
+//!   first push into the lane its group's and the shard's flags; whoever
+//!   raised the shard's flag tells the system (`World::note_pending`).
 //! - At the start of a message cycle (no writer runs), the system takes the
 //!   pending shards and lanes, clears the flags and snapshots those inboxes.
 //! - In the cycle, each shard drains its snapshots; its handlers push into

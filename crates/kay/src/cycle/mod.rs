@@ -5,10 +5,14 @@
 //! cycle goes step by step:
 //!
 //! 1. **Take the work** (between cycles, on the system's thread). Each shard
-//!    whose pending flag was raised since the last cycle began is visited;
-//!    its lanes (one per sender: the outside, or one shard's handlers) that
-//!    got records become its *work*, each up to a snapshot of its end, in
-//!    lane order (`Shard::take_work`). Each such shard is one *job*.
+//!    whose pending flag was raised since the last cycle began is visited,
+//!    in global shard order, and no other: the last cycle's handlers listed
+//!    the shards they raised in their worlds, outside code raised the flags
+//!    of groups of 64 shards. A visited shard's lanes (one per sender: the
+//!    outside, or one shard's handlers) that got records — found through
+//!    flags per group of 64 lanes — become its *work*, each up to a
+//!    snapshot of its end, in lane order (`Shard::take_work`). Each such
+//!    shard is one *job*.
 //! 2. **Run the jobs.** One job runs right on the calling thread; several
 //!    are handed out one at a time to the calling thread and the pool's
 //!    helpers ([`pool`]), each shard on exactly one thread. A shard drains
@@ -22,7 +26,8 @@
 //!    removed) and goes on behind the faulting record. Under
 //!    [`PanicPolicy::Stop`] the rest of that
 //!    shard's cycle keeps its records instead of handling them.
-//! 4. **After the cycle** (the helpers have joined): each job's inbox
+//! 4. **After the cycle** (the helpers have joined): shards whose lanes
+//!    took ID blocks settle them (`class/ids.rs`), each job's inbox
 //!    memory up to its snapshots is recycled, the instance numbers of the
 //!    actors that died go back to the lanes that own them, and the panics
 //!    caught become reports (the system then enters the panicked state if a
