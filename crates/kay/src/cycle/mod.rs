@@ -157,9 +157,16 @@ impl ActorSystem {
             let shard = unsafe { &mut *job.shard.as_ptr() };
             handled += shard.taken;
             // The shards its handlers made pending: the next cycle's work.
-            // (A loop: these lists are short, and `append` calls `memcpy`.)
-            for global in shard.state.world.raised.drain(..) {
-                self.raised.push(global);
+            // The first list is taken whole (the buffers trade places: 20
+            // instructions less per cycle than a drain); more are copied
+            // (a loop: they are short, and `append` calls `memcpy`).
+            let raised = &mut shard.state.world.raised;
+            if self.raised.is_empty() {
+                std::mem::swap(&mut self.raised, raised);
+            } else {
+                for global in raised.drain(..) {
+                    self.raised.push(global);
+                }
             }
             caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
