@@ -104,6 +104,7 @@ pub use id::{MachineID, ParseIDError, RawID, ShortTypeID, TypedID};
 pub use kay_macros::{actor, actor_trait, implements};
 pub use registry::ClassSetup;
 pub use registry::MessageID;
+pub use registry::{Difference, Fingerprint};
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats, Undelivered};
 pub use system::{ActorSystem, MAX_PANIC_REPORTS, Turn};

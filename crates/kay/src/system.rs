@@ -127,6 +127,9 @@ pub struct ActorSystem {
     pub(crate) panics: u64,
     /// Formatters of message types for panic reports, by message id.
     pub(crate) message_debug: FxHashMap<MessageID, MessageDebug>,
+    /// Every message type by id: its type name and layout (for the
+    /// fingerprint).
+    pub(crate) message_types: Vec<(&'static str, crate::registry::MessageLayout)>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -192,6 +195,7 @@ impl ActorSystem {
             reports: Vec::new(),
             panics: 0,
             message_debug: FxHashMap::default(),
+            message_types: Vec::new(),
             _not_send: PhantomData,
         }
     }

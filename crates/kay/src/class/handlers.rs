@@ -195,6 +195,14 @@ impl HandlerTable {
         self.entries.get(tag.rotate_left(1) as usize)?.as_ref()
     }
 
+    /// Every handler and spawner, by message id (handlers before spawners).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (MessageID, &Handler)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter_map(|(at, h)| Some((MessageID((at / 2) as u16), h.as_ref()?)))
+    }
+
     fn at(message: MessageID, kind: HandlerKind) -> usize {
         2 * message.0 as usize + usize::from(kind == HandlerKind::Spawner)
     }

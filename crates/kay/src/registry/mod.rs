@@ -3,8 +3,10 @@
 //! type's [`MessageID`]) and their names, and installing handlers
 //! ([`ClassSetup`]).
 
+mod fingerprint;
 mod setup;
 
+pub use fingerprint::{Difference, Fingerprint};
 pub use setup::ClassSetup;
 
 use std::any::TypeId;
@@ -28,6 +30,14 @@ use crate::world::World;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
 pub struct MessageID(pub(crate) u16);
 
+/// What the fingerprint records of a message type.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MessageLayout {
+    pub(crate) size: usize,
+    pub(crate) align: usize,
+    pub(crate) is_static: bool,
+}
+
 /// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)).
 pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFF;
 
@@ -40,6 +50,7 @@ pub(crate) enum TypeEntry {
 
 /// An actor trait and the classes that implement it.
 pub(crate) struct TraitShared {
+    pub(crate) name: &'static str,
     pub(crate) implementors: RwLock<Vec<Arc<ClassShared>>>,
 }
 
@@ -223,6 +234,7 @@ impl ActorSystem {
         let name = std::any::type_name::<T>();
         self.next_type_id(name)?;
         let entry = TraitShared {
+            name,
             implementors: RwLock::new(Vec::new()),
         };
         Ok(self.add_type(TypeId::of::<T>(), TypeEntry::Trait(Arc::new(entry))))
@@ -259,15 +271,24 @@ impl ActorSystem {
         self.message_id_of(
             TypeId::of::<M>(),
             std::any::type_name::<M>(),
-            align_of::<M>(),
+            MessageLayout {
+                size: compact::static_size_bytes::<M>(),
+                align: align_of::<M>(),
+                is_static: M::IS_STATIC,
+            },
         )
     }
 
     /// See [`message_id`](Self::message_id).
     #[inline(never)]
-    fn message_id_of(&mut self, key: TypeId, name: &'static str, align: usize) -> MessageID {
+    fn message_id_of(
+        &mut self,
+        key: TypeId,
+        name: &'static str,
+        layout: MessageLayout,
+    ) -> MessageID {
         assert!(
-            align <= 8,
+            layout.align <= 8,
             "message {name} has an alignment above 8 bytes, which inboxes do not support"
         );
         let mut ids = self.shared.message_ids.write_locked();
@@ -280,6 +301,7 @@ impl ActorSystem {
             );
             let id = names.len() as u16;
             names.push(name);
+            self.message_types.push((name, layout));
             MessageID(id)
         })
     }

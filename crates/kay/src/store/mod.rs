@@ -217,6 +217,12 @@ impl Store {
         }
     }
 
+    /// The static size of the class's instances, and whether they have no
+    /// dynamic part (for the fingerprint).
+    pub(crate) fn layout(&self) -> (usize, bool) {
+        (self.ops.static_size, self.ops.is_static)
+    }
+
     /// The store as a pointer for the thunks of its class.
     pub(crate) fn as_ptr(&mut self) -> *mut () {
         (self as *mut Store).cast()
