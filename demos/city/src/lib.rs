@@ -90,6 +90,24 @@ pub fn next_random(state: &mut u64) -> u64 {
     x
 }
 
+/// The share of trips (in 256ths) that go downtown: near the grid's centre
+/// instead of near where the car is.
+pub const DOWNTOWN_TRIPS: u64 = 64;
+
+/// A car's next destination: usually within `TRIP_BLOCKS` of `at`, one
+/// trip in four near downtown (the grid's centre), never `at` itself.
+pub fn next_destination(at: u32, size: u32, rng: &mut u64) -> u32 {
+    if next_random(rng) % 256 < DOWNTOWN_TRIPS {
+        let (w, h) = unpack(size);
+        let downtown = pack(w / 2, h / 2);
+        let dest = destination_near(downtown, size, rng);
+        if dest != at {
+            return dest;
+        }
+    }
+    destination_near(at, size, rng)
+}
+
 /// A destination within `TRIP_BLOCKS` of `at` in a `w × h` grid, other
 /// than `at`.
 pub fn destination_near(at: u32, size: u32, rng: &mut u64) -> u32 {
@@ -162,7 +180,7 @@ impl Car {
 impl Vehicle for Car {
     fn arrived(&mut self, at: u32, next: [LaneID; 4], exits: u8, world: &mut World) {
         self.trips += 1;
-        let dest = destination_near(at, self.size, &mut self.rng);
+        let dest = next_destination(at, self.size, &mut self.rng);
         let dir = heading(at, dest).expect("a new destination differs from here");
         debug_assert!(
             exits & (1 << dir) != 0,
@@ -632,9 +650,32 @@ impl City {
         let mut spawned = 0;
         while spawned < config.cars {
             for _ in 0..BATCH.min(config.cars - spawned) {
-                let lane_index = (next_random(&mut rng) % lane_list.len() as u64) as usize;
-                let (lane, end) = lane_list[lane_index];
-                let dest = destination_near(end, size, &mut rng);
+                // A third of the cars start nearer the centre (each
+                // coordinate the mean of two uniform draws), so the city
+                // is busier downtown; the rest start anywhere.
+                let (lane, end) = if next_random(&mut rng).is_multiple_of(3) {
+                    let mut coordinate = |n: u32| {
+                        let a = next_random(&mut rng) % u64::from(n);
+                        let b = next_random(&mut rng) % u64::from(n);
+                        ((a + b) / 2) as u32
+                    };
+                    let (x, y) = (coordinate(w), coordinate(h));
+                    let dir = (next_random(&mut rng) % 4) as u8;
+                    match (lanes[at(x, y)][dir as usize], neighbour(x, y, dir, w, h)) {
+                        (Some(lane), Some((ex, ey))) => (lane, pack(ex, ey)),
+                        // At the grid's edge, the lane back the other way.
+                        _ => {
+                            let back = (dir + 2) % 4;
+                            let lane = lanes[at(x, y)][back as usize]
+                                .expect("a lane one way or the other");
+                            let (ex, ey) = neighbour(x, y, back, w, h).expect("its end");
+                            (lane, pack(ex, ey))
+                        }
+                    }
+                } else {
+                    lane_list[(next_random(&mut rng) % lane_list.len() as u64) as usize]
+                };
+                let dest = next_destination(end, size, &mut rng);
                 CarID::spawn(lane, dest, size, next_random(&mut rng), &mut world);
                 spawned += 1;
             }

@@ -73,8 +73,10 @@ pub fn timeline(path: &Path, timeline: &Timeline, title: &str) -> Result<(), Fai
 }
 
 /// `map.png`: every lane as a short line beside its street, coloured by
-/// how full it is (vehicles / the vehicles it holds bumper to bumper).
-/// `loads` are (end intersection, direction, vehicles) of every lane.
+/// how full it is (vehicles / the vehicles it holds bumper to bumper); on
+/// grids too large for that, each intersection's square coloured by the
+/// mean load of the lanes that end there. `loads` are (end intersection,
+/// direction, vehicles) of every lane.
 pub fn map(
     path: &Path,
     (w, h): (u32, u32),
@@ -95,23 +97,46 @@ pub fn map(
     let offset = (cell / 6).max(1);
     // Screen position of intersection (x, y): y grows upwards.
     let at = |x: u32, y: u32| (cell + x as i32 * cell, legend + ph - cell - y as i32 * cell);
-    for &(to, dir, vehicles) in loads {
-        let (x, y) = unpack(to);
-        let (ex, ey) = at(x, y);
-        // The lane's start is one block back against its direction; each
-        // direction is drawn a little to its right, so both show.
-        let (dx, dy, ox, oy) = match dir {
-            city::EAST => (-cell, 0, 0, offset),
-            city::NORTH => (0, cell, offset, 0),
-            city::WEST => (cell, 0, 0, -offset),
-            _ => (0, -cell, -offset, 0),
-        };
-        let load = (vehicles as f64 / capacity).min(1.0);
-        let colour = traffic_colour(load);
-        root.draw(&PathElement::new(
-            vec![(ex + dx + ox, ey + dy + oy), (ex + ox, ey + oy)],
-            colour.stroke_width((cell as u32 / 8).max(1)),
-        ))?;
+    if cell >= 8 {
+        // Blocks big enough to show lanes: each lane beside its street.
+        for &(to, dir, vehicles) in loads {
+            let (x, y) = unpack(to);
+            let (ex, ey) = at(x, y);
+            // The lane's start is one block back against its direction;
+            // each direction is drawn a little to its right, so both show.
+            let (dx, dy, ox, oy) = match dir {
+                city::EAST => (-cell, 0, 0, offset),
+                city::NORTH => (0, cell, offset, 0),
+                city::WEST => (cell, 0, 0, -offset),
+                _ => (0, -cell, -offset, 0),
+            };
+            let load = (vehicles as f64 / capacity).min(1.0);
+            root.draw(&PathElement::new(
+                vec![(ex + dx + ox, ey + dy + oy), (ex + ox, ey + oy)],
+                traffic_colour(load).stroke_width((cell as u32 / 8).max(1)),
+            ))?;
+        }
+    } else {
+        // Lanes would be a texture: colour each intersection's square by
+        // the mean load of the lanes that end there.
+        let mut sums = vec![(0.0f64, 0u32); (w * h) as usize];
+        for &(to, _, vehicles) in loads {
+            let (x, y) = unpack(to);
+            let sum = &mut sums[(y * w + x) as usize];
+            sum.0 += (vehicles as f64 / capacity).min(1.0);
+            sum.1 += 1;
+        }
+        for y in 0..h {
+            for x in 0..w {
+                let (sum, n) = sums[(y * w + x) as usize];
+                let (cx, cy) = at(x, y);
+                let half = cell / 2;
+                root.draw(&Rectangle::new(
+                    [(cx - half, cy - half), (cx - half + cell, cy - half + cell)],
+                    traffic_colour(sum / f64::from(n.max(1))).filled(),
+                ))?;
+            }
+        }
     }
     // Legend: the colour scale.
     let lx = pw + 30;
