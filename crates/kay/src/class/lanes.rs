@@ -126,18 +126,7 @@ impl AllShards {
     #[inline]
     pub(crate) fn take_outside(&self, raised: impl FnMut(usize)) {
         if self.outside.is_set() {
-            self.take_outside_groups(raised);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn take_outside_groups(&self, mut raised: impl FnMut(usize)) {
-        self.outside.take();
-        for group in 0..self.groups_in_use() {
-            if self.pending.take(group) {
-                raised(group);
-            }
+            self.take_groups(&self.outside, &self.pending, raised);
         }
     }
 
@@ -146,19 +135,18 @@ impl AllShards {
     #[inline]
     pub(crate) fn take_settle(&self, settle: impl FnMut(usize)) {
         if self.settle_any.is_set() {
-            self.take_settle_groups(settle);
+            self.take_groups(&self.settle_any, &self.settle, settle);
         }
     }
 
+    /// Clears `any` and calls `f` with each raised group of `groups`. Out
+    /// of line and cold: the callers' inline check of `any` is what every
+    /// cycle pays.
     #[cold]
     #[inline(never)]
-    fn take_settle_groups(&self, mut settle: impl FnMut(usize)) {
-        self.settle_any.take();
-        for group in 0..self.groups_in_use() {
-            if self.settle.take(group) {
-                settle(group);
-            }
-        }
+    fn take_groups(&self, any: &PendingFlag, groups: &PendingGroups, f: impl FnMut(usize)) {
+        any.take();
+        groups.take_each(self.groups_in_use(), f);
     }
 }
 

@@ -43,7 +43,7 @@ pub(crate) mod panic;
 pub(crate) mod pool;
 
 use crate::ActorSystem;
-use crate::class::lanes::GlobalShard;
+use crate::class::lanes::{GlobalShard, ShardShared};
 use crate::cycle::panic::{PanicPolicy, PanicReport};
 use crate::cycle::pool::{Job, helpers_pay, run_shared};
 use crate::inbox::PENDING_GROUP;
@@ -86,8 +86,7 @@ impl ActorSystem {
         // their groups' flags. Idle shards are never visited.
         all.take_outside(|group| {
             let start = group * PENDING_GROUP;
-            let end = global_shards.len().min(start + PENDING_GROUP);
-            for (at, &(shard, _)) in global_shards[start..end].iter().enumerate() {
+            for (at, &(shard, _)) in shards_of_group(global_shards, group).iter().enumerate() {
                 // SAFETY: shards live in their class's `Arc<ClassShared>`,
                 // kept by `classes` for the system's lifetime.
                 if unsafe { shard.as_ref() }.is_pending() {
@@ -141,9 +140,7 @@ impl ActorSystem {
         // inbox memory, free dead IDs, collect panics.
         let global_shards = &self.global_shards;
         self.all.take_settle(|group| {
-            let start = group * PENDING_GROUP;
-            let end = global_shards.len().min(start + PENDING_GROUP);
-            for &(shard, _) in &global_shards[start..end] {
+            for &(shard, _) in shards_of_group(global_shards, group) {
                 // SAFETY: shards live as long as the system; the workers
                 // have joined, so no lane's writer runs.
                 unsafe { shard.as_ref().settle() };
@@ -256,4 +253,13 @@ impl ActorSystem {
             }
         }
     }
+}
+
+/// The entries of `global_shards` in group `group` of pending flags.
+fn shards_of_group(
+    global_shards: &[(NonNull<ShardShared>, u16)],
+    group: usize,
+) -> &[(NonNull<ShardShared>, u16)] {
+    let start = group * PENDING_GROUP;
+    &global_shards[start..global_shards.len().min(start + PENDING_GROUP)]
 }

@@ -96,28 +96,19 @@ impl PendingGroups {
         self.groups[item / PENDING_GROUP].raise()
     }
 
-    /// The number of groups.
-    #[inline]
-    pub fn len(&self) -> usize {
-        self.groups.len()
-    }
-
-    /// Whether there are no groups.
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
-    }
-
     /// Whether group `group`'s flag is set; clears it. Between cycles only.
     #[inline]
     pub fn take(&self, group: usize) -> bool {
         self.groups[group].take()
     }
 
-    /// Whether group `group`'s flag is set (without clearing it). Between
-    /// cycles only.
-    #[inline]
-    pub fn is_set(&self, group: usize) -> bool {
-        self.groups[group].is_set()
+    /// Calls `f` with each of groups `0..groups` whose flag is set, and
+    /// clears those flags. Between cycles only.
+    pub fn take_each(&self, groups: usize, mut f: impl FnMut(usize)) {
+        for group in 0..groups {
+            if self.take(group) {
+                f(group);
+            }
+        }
     }
 }
