@@ -255,10 +255,12 @@ impl Lane {
             if let Some(number) = ids.next_number(shard.shards, shard.shard) {
                 return number;
             }
-            if !ids.take_spare() {
+            if ids.take_spare() {
+                // Its spares get topped up after the cycle.
+                shard.mark_settle();
+            } else {
                 shard.take_block(ids, self.index);
             }
-            shard.mark_settle();
             ids.next_number(shard.shards, shard.shard)
                 .expect("a fresh block has numbers")
         })
@@ -429,14 +431,16 @@ impl ShardShared {
     }
 
     /// Gives `ids` (of lane `lane`, which has no numbers and no spares
-    /// left) a block: granted at once outside a cycle for the outside
-    /// lane, else from the stripe.
+    /// left) a block: granted at once to the outside lane while the
+    /// shard's stripe is not in use, else from the stripe (and then the
+    /// shard settles after the cycle).
     #[cold]
     fn take_block(&self, ids: &mut LaneIds, lane: SenderLane) {
         let mut blocks = self.blocks.locked();
         let source = if lane == SenderLane::OUTSIDE && blocks.can_grant() {
             Source::Grant(&mut blocks)
         } else {
+            self.mark_settle();
             Source::Stripe(&mut blocks, self.all.lanes.load(Ordering::Relaxed))
         };
         if ids.take_block(lane, source).is_none() {
