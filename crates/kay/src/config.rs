@@ -33,6 +33,10 @@ pub struct Config {
     /// derived from `threads`), so IDs and delivery order stay the same
     /// whatever the thread count. At most 16,383 shards over all classes.
     pub shards: usize,
+    /// The machines this one talks to, and how (feature `net`; `None`: this
+    /// machine alone). See the [`net`](crate::net) module.
+    #[cfg(feature = "net")]
+    pub net: Option<crate::net::NetConfig>,
 }
 
 impl Default for Config {
@@ -44,6 +48,8 @@ impl Default for Config {
             inbox_retain_bytes: 64 << 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shards: 4,
+            #[cfg(feature = "net")]
+            net: None,
         }
     }
 }

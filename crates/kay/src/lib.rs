@@ -69,6 +69,8 @@ mod error;
 mod external;
 mod id;
 mod inbox;
+#[cfg(feature = "net")]
+pub mod net;
 mod prefetch;
 mod registry;
 mod reply;
@@ -85,6 +87,13 @@ pub mod private;
 #[doc(hidden)]
 pub mod lanes_internals {
     pub use crate::class::lanes::{AllShards, GlobalShard, Lane, SenderLane, ShardShared};
+}
+
+/// The wire format's parser, for the fuzz target only.
+#[cfg(feature = "net")]
+#[doc(hidden)]
+pub mod net_internals {
+    pub use crate::net::frame::*;
 }
 
 /// The inbox, for kay's own integration tests and benchmarks only.

@@ -130,6 +130,12 @@ pub struct ActorSystem {
     /// Every message type by id: its type name and layout (for the
     /// fingerprint).
     pub(crate) message_types: Vec<(&'static str, crate::registry::MessageLayout)>,
+    /// How to take each message type from the wire, by message id.
+    #[cfg(feature = "net")]
+    pub(crate) message_net_ops: Vec<Option<crate::net::NetOps>>,
+    /// Networking, once started ([`connect`](Self::connect)).
+    #[cfg(feature = "net")]
+    pub(crate) net: Option<Box<crate::net::Net>>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -169,6 +175,11 @@ impl ActorSystem {
             replies: Arc::default(),
             undeliverable: AtomicU64::new(0),
             other_machine: AtomicU64::new(0),
+            #[cfg(feature = "net")]
+            net: config
+                .net
+                .as_ref()
+                .map(|net| Arc::new(crate::net::NetShared::new(net))),
         });
         assert!(config.shards >= 1, "Config::shards must be at least 1");
         let pool = (config.threads > 1).then(|| {
@@ -196,6 +207,10 @@ impl ActorSystem {
             panics: 0,
             message_debug: FxHashMap::default(),
             message_types: Vec::new(),
+            #[cfg(feature = "net")]
+            message_net_ops: Vec::new(),
+            #[cfg(feature = "net")]
+            net: None,
             _not_send: PhantomData,
         }
     }
@@ -232,7 +247,17 @@ impl ActorSystem {
     /// assert_eq!(system.current_turn(), 3);
     /// ```
     pub fn turn(&mut self) -> Turn {
+        #[cfg(feature = "net")]
+        self.net_before_turn();
         self.turn += 1;
+        let turn = self.local_turn();
+        #[cfg(feature = "net")]
+        self.net_after_turn();
+        turn
+    }
+
+    /// The message cycles of a turn (see [`turn`](Self::turn)).
+    fn local_turn(&mut self) -> Turn {
         // Whether this turn's cycles and shards open `trace` spans: asked
         // once per turn, as even a disabled span costs a few dozen
         // instructions, and a cycle of ping-pong is about two hundred.

@@ -78,6 +78,12 @@ impl Fingerprint {
         &self.lines
     }
 
+    /// A fingerprint of these lines (as another system sent them).
+    #[cfg(feature = "net")]
+    pub(crate) fn from_lines(lines: Vec<String>) -> Fingerprint {
+        Fingerprint { lines }
+    }
+
     /// A 64-bit FNV-1a hash of the lines (each followed by `\n`).
     pub fn hash(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;

@@ -268,7 +268,7 @@ impl ActorSystem {
     #[inline]
     pub(crate) fn message_id<M: Message>(&mut self) -> MessageID {
         crate::actor::refuse_process_local::<M>();
-        self.message_id_of(
+        let id = self.message_id_of(
             TypeId::of::<M>(),
             std::any::type_name::<M>(),
             MessageLayout {
@@ -276,7 +276,16 @@ impl ActorSystem {
                 align: align_of::<M>(),
                 is_static: M::IS_STATIC,
             },
-        )
+        );
+        #[cfg(feature = "net")]
+        {
+            let at = id.0 as usize;
+            if self.message_net_ops.len() <= at {
+                self.message_net_ops.resize(at + 1, None);
+            }
+            self.message_net_ops[at] = Some(crate::net::NetOps::of::<M>());
+        }
+        id
     }
 
     /// See [`message_id`](Self::message_id).

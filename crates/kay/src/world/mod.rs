@@ -1,5 +1,7 @@
 //! [`World`]: the handle through which actors and outside code send and spawn.
 
+#[cfg(feature = "net")]
+mod remote;
 mod route;
 
 use std::any::TypeId;
@@ -35,6 +37,9 @@ pub(crate) struct Shared {
     pub(crate) undeliverable: AtomicU64,
     /// Of those, messages to another machine.
     pub(crate) other_machine: AtomicU64,
+    /// What sending to other machines needs (feature `net`, with a topology).
+    #[cfg(feature = "net")]
+    pub(crate) net: Option<Arc<crate::net::NetShared>>,
 }
 
 /// The handle given to handlers to send, spawn and address broadcasts; also
@@ -66,6 +71,10 @@ pub struct World {
     pub(crate) message_ids: FxHashMap<TypeId, MessageID>,
     /// The message type sent last and its id: handlers mostly send one type.
     pub(crate) last_message: Option<(TypeId, MessageID)>,
+    /// A shard's world's messages to other machines in this turn, by
+    /// machine (outside worlds share one set, in `shared.net`).
+    #[cfg(feature = "net")]
+    pub(crate) outboxes: Vec<crate::net::outbox::Outbox>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -83,6 +92,8 @@ impl World {
             type_ids: FxHashMap::default(),
             message_ids: FxHashMap::default(),
             last_message: None,
+            #[cfg(feature = "net")]
+            outboxes: Vec::new(),
             _not_send: PhantomData,
         }
     }

@@ -33,8 +33,8 @@ impl World {
         let Some(message_id) = self.message_id::<M>() else {
             return self.undeliverable();
         };
-        if recipient.machine != self.machine {
-            return self.to_other_machine();
+        if recipient.machine != self.machine && !recipient.is_global_broadcast() {
+            return self.send_remote(recipient, message_id, message);
         }
         if let Some(route) = self.last_route
             && route.type_id == recipient.type_id
@@ -63,6 +63,17 @@ impl World {
                     for shard in class.shards.iter() {
                         self.push_copy(shard, message_id, recipient, &compacted);
                     }
+                    #[cfg(feature = "net")]
+                    if recipient.is_global_broadcast() {
+                        // SAFETY: a compact message: copies leave it intact.
+                        unsafe {
+                            self.broadcast_remote(
+                                recipient,
+                                message_id,
+                                (&*compacted as *const M).cast_mut(),
+                            )
+                        };
+                    }
                 } else {
                     let shard = class.shard_of(recipient.instance);
                     let lane = NonNull::from(self.lane_into(shard));
@@ -86,6 +97,18 @@ impl World {
                     for shard in class.shards.iter() {
                         self.push_copy(shard, message_id, recipient, &compacted);
                     }
+                }
+                drop(implementors);
+                #[cfg(feature = "net")]
+                if recipient.is_global_broadcast() {
+                    // SAFETY: a compact message: copies leave it intact.
+                    unsafe {
+                        self.broadcast_remote(
+                            recipient,
+                            message_id,
+                            (&*compacted as *const M).cast_mut(),
+                        )
+                    };
                 }
             }
             _ => self.undeliverable(),
@@ -130,7 +153,7 @@ impl World {
     /// the cycle; outside worlds raise the flags the system scans (once
     /// per turn, as outside code sends between turns).
     #[inline]
-    fn note_pending(&mut self, shard: &ShardShared) {
+    pub(super) fn note_pending(&mut self, shard: &ShardShared) {
         if self.lane == SenderLane::OUTSIDE {
             shard.raised_from_outside();
         } else {
@@ -191,7 +214,7 @@ fn write_record<M: Compact>(
 /// The size of a record holding `message`; refuses (panics on) an
 /// `External` inside it.
 #[inline(always)]
-fn message_size<M: Compact>(message: &M) -> usize {
+pub(super) fn message_size<M: Compact>(message: &M) -> usize {
     RECORD_HEADER
         + if M::IS_STATIC {
             static_size_bytes::<M>()
@@ -210,7 +233,7 @@ fn message_size<M: Compact>(message: &M) -> usize {
 /// just raised.
 #[inline(always)]
 #[must_use]
-unsafe fn write_compacted<M: Compact>(
+pub(super) unsafe fn write_compacted<M: Compact>(
     shard: &ShardShared,
     lane: &Lane,
     message_id: MessageID,
@@ -231,6 +254,18 @@ unsafe fn write_compacted<M: Compact>(
     // to the outside (the system's thread, `World` being `!Send`).
     unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
     lane.mark_pending(shard)
+}
+
+impl World {
+    /// Counts a message to another machine, which this build cannot reach
+    /// (no `net` feature), and drops it.
+    #[cfg(not(feature = "net"))]
+    #[cold]
+    #[inline(never)]
+    fn send_remote<M: Message>(&mut self, _: RawID, _: MessageID, message: M) {
+        drop(message);
+        self.to_other_machine();
+    }
 }
 
 /// Where this world's last message to a single instance went: the class,

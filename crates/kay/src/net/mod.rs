@@ -1,0 +1,754 @@
+//! Networking (feature `net`): the same actors on several machines.
+//!
+//! A *topology* is a list of addresses ([`NetConfig::machines`]); a
+//! machine's index in it is its [`MachineID`], which every [`RawID`] carries.
+//! Sending to an ID of another machine, spawning there
+//! ([`World::spawn_on`](crate::World::spawn_on)) and broadcasting to
+//! every machine ([`World::global_broadcast`](crate::World::global_broadcast))
+//! look exactly like local sends; the message travels in its compact form.
+//!
+//! # The loop
+//!
+//! Nothing changes in the user's loop: [`ActorSystem::turn`] exchanges
+//! with the other machines at its start and end.
+//!
+//! ```text
+//! let mut system = ActorSystem::new(Config { machine, net: Some(net_config), ..Config::default() });
+//! system.register::<Car>();            // every machine registers the same types, in the same order
+//! loop {
+//!     system.turn();                   // 1. waits for peers that are too far behind (see below),
+//!                                      //    applies their batches; 2. message cycles until idle;
+//!                                      // 3. sends this turn's batches and a turn end to every peer
+//! }
+//! ```
+//!
+//! The first turn connects (or call [`ActorSystem::connect`] first, to see
+//! errors as values): it binds this machine's address, dials the machines
+//! with lower ids and accepts the higher ones, and waits until every peer
+//! has joined (at most [`NetConfig::join_timeout`]). Register every class
+//! before that: the registry's fingerprint is part of the handshake.
+//!
+//! # Turns, distance and lockstep
+//!
+//! A message sent in turn `t` is handled on the other machine in a turn
+//! after its batch arrived. Before each turn `T`, a machine waits for
+//! every connected peer to have finished turn `T - 1 - d`, where `d` is
+//! [`NetConfig::max_turn_distance`]: no machine runs more than `d` turns
+//! ahead of a peer, whatever their speeds. With `d = 0` (*lockstep*, the
+//! default) turn `T` applies exactly every peer's batches of turn `T - 1`,
+//! in machine order, so a run is deterministic for a given topology and
+//! inputs (on any thread counts). A lost peer is not waited for.
+//!
+//! # Faults
+//!
+//! A lost connection is redialled with backoff (20 ms doubling to 2 s).
+//! Meanwhile batches for the peer are kept up to
+//! [`NetConfig::peer_buffer_bytes`]; beyond that they are dropped and
+//! counted ([`PeerStats::dropped`], reason "peer lost"). Every frame is
+//! length-checked on arrival and every message validated
+//! (`compact`'s validation) before it reaches an inbox: a malformed frame,
+//! an unknown message type or a payload that fails validation closes that
+//! connection with a logged reason ([`tracing`] error), before any message
+//! of its batch is delivered; nothing panics, and every other peer keeps
+//! running. A message larger than a frame can hold is refused when sent
+//! (a `tracing` error, counted in [`NetStats::too_large`]).
+//!
+//! # Handshake
+//!
+//! Each side sends a `Hello` (version, machine, a random 32-byte nonce, its
+//! turn, its registry [`Fingerprint`] and its hash), then a `Proof`:
+//! HMAC-SHA256 over the cluster secret of `"kay-net-v1"`, its machine, the
+//! other's nonce, its own nonce and its fingerprint hash. Each side checks
+//! the other's version, machine number, proof ("wrong secret") and
+//! fingerprint (naming the first differing entry); on a mismatch it sends a
+//! `Refuse` with the reason, logs it, and closes. A process that does not
+//! know the secret can neither join nor inject messages.
+//!
+//! # The wire
+//!
+//! A TCP stream of frames, each a little-endian `u32` length and that many
+//! bytes (at most [`NetConfig::max_frame_bytes`]). All integers are
+//! little-endian. Every frame starts with `version: u8` (1), `kind: u8` and
+//! two zero bytes:
+//!
+//! | kind | name | body |
+//! |---|---|---|
+//! | 1 | Hello | `"KAYN"`, `machine: u8`, 3 zero bytes, `nonce: [u8; 32]`, `turn: u64`, `fingerprint_hash: u64`, `len: u32`, `len` bytes of UTF-8 fingerprint lines joined by `\n` |
+//! | 2 | Proof | `hmac: [u8; 32]` |
+//! | 3 | Refuse | UTF-8 reason |
+//! | 4 | Batch | `count: u32`, `turn: u64`, `base: u64`, then `count` messages |
+//! | 5 | TurnEnd | `turn: u64` |
+//!
+//! A message in a batch is `len: u32`, `tag: u16` (the message id, with
+//! bit 15 set for a spawn), the recipient (`instance: u32`, `type_id: u16`,
+//! `machine: u8`, `version: u8`) and `len` bytes of the message in compact
+//! form: 14 bytes beyond the payload. A payload's pointers are relative to
+//! its *origin*, its address in the sender's outbox: `base` for the first
+//! message, and for each next one the previous origin plus 16 plus the
+//! previous `len` rounded up to 8. A batch frame holds up to 64 KiB of
+//! messages (or one larger message), so its 24-byte header adds well under
+//! a byte per message.
+//!
+//! A spawn's recipient names the class (instance 0); the receiving machine
+//! gives the instance its ID, which the spawner sees. A global broadcast
+//! (instance `u32::MAX - 1`) is delivered to every local instance of the
+//! class or trait by each machine that receives it.
+
+pub(crate) mod frame;
+pub(crate) mod outbox;
+mod peer;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use compact::{Compact, ValidationError};
+
+use crate::ActorSystem;
+use crate::class::lanes::SenderLane;
+use crate::id::{MachineID, RawID};
+use crate::inbox::record::SPAWN_TAG;
+#[cfg(doc)]
+use crate::registry::Fingerprint;
+use crate::registry::MessageID;
+use crate::sync::Unpoisoned;
+use crate::world::World;
+use outbox::Outbox;
+use peer::{Event, Outgoing, PeerLink};
+
+pub use frame::FrameError;
+
+/// How a machine joins the others (the `net` part of
+/// [`Config`](crate::Config); [`Config::machine`](crate::Config::machine)
+/// is this machine's index in [`machines`](Self::machines)).
+#[derive(Clone, Debug)]
+pub struct NetConfig {
+    /// Every machine's address, by [`MachineID`] (at most 255).
+    pub machines: Vec<SocketAddr>,
+    /// The cluster secret every machine shares (any length; 32 random
+    /// bytes are plenty).
+    pub secret: Vec<u8>,
+    /// How many turns a machine may run ahead of a connected peer (0:
+    /// lockstep, deterministic; see the [module docs](self)).
+    pub max_turn_distance: u64,
+    /// The largest frame sent or accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Bytes of batches kept for a peer while it is disconnected; beyond
+    /// this they are dropped and counted.
+    pub peer_buffer_bytes: usize,
+    /// How long the first turn waits for every peer to join.
+    pub join_timeout: Duration,
+}
+
+impl NetConfig {
+    /// A topology of `machines` sharing `secret`, in lockstep, with the
+    /// default limits (16 MiB frames, 64 MiB kept per lost peer, 60 s to
+    /// join).
+    pub fn new(machines: Vec<SocketAddr>, secret: impl Into<Vec<u8>>) -> NetConfig {
+        NetConfig {
+            machines,
+            secret: secret.into(),
+            max_turn_distance: 0,
+            max_frame_bytes: 16 << 20,
+            peer_buffer_bytes: 64 << 20,
+            join_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Why networking could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// This machine's index is not in the topology.
+    #[error("machine {machine} is not in the topology of {machines} machines")]
+    NotInTopology {
+        /// This machine.
+        machine: u8,
+        /// The topology's size.
+        machines: usize,
+    },
+    /// The topology has more machines than a `MachineID` can name.
+    #[error("a topology has at most 255 machines, not {0}")]
+    TooManyMachines(usize),
+    /// This machine's address cannot be bound.
+    #[error("cannot listen on {address}: {error}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why not.
+        error: std::io::Error,
+    },
+    /// The background runtime did not start.
+    #[error("cannot start the network runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// What a machine knows of one peer ([`ActorSystem::net_stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer's machine.
+    pub machine: u8,
+    /// Whether it is connected now.
+    pub connected: bool,
+    /// How many times it joined (connections that passed the handshake).
+    pub joins: u64,
+    /// The last turn the peer finished, as far as this machine knows.
+    pub turn: u64,
+    /// Messages sent to it (queued for its socket).
+    pub sent: u64,
+    /// Messages received from it and delivered.
+    pub received: u64,
+    /// Messages to it dropped because it was lost and its buffer was full
+    /// (reason "peer lost").
+    pub dropped: u64,
+    /// Bytes of frames sent to it, with their length prefixes.
+    pub bytes_sent: u64,
+    /// Bytes of frames received from it, with their length prefixes.
+    pub bytes_received: u64,
+    /// Connections to it closed for a bad frame or message.
+    pub refused: u64,
+}
+
+/// Networking statistics ([`ActorSystem::net_stats`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// This machine.
+    pub machine: u8,
+    /// Every other machine of the topology.
+    pub peers: Vec<PeerStats>,
+    /// Messages refused at send because no frame could hold them.
+    pub too_large: u64,
+}
+
+/// What worlds need to send to other machines.
+pub(crate) struct NetShared {
+    pub(crate) machines: usize,
+    /// The largest payload a frame can carry.
+    pub(crate) max_payload: usize,
+    /// The outboxes of code outside handlers, by machine.
+    pub(crate) outside: Mutex<Vec<Outbox>>,
+    pub(crate) too_large: AtomicU64,
+}
+
+impl NetShared {
+    pub(crate) fn new(config: &NetConfig) -> NetShared {
+        NetShared {
+            machines: config.machines.len(),
+            max_payload: config
+                .max_frame_bytes
+                .saturating_sub(frame::BATCH_HEADER + frame::MESSAGE_OVERHEAD),
+            outside: Mutex::new(
+                (0..config.machines.len())
+                    .map(|_| Outbox::default())
+                    .collect(),
+            ),
+            too_large: AtomicU64::new(0),
+        }
+    }
+}
+
+/// What the system knows of a message type to take it from the wire.
+#[derive(Clone, Copy)]
+pub(crate) struct NetOps {
+    /// Validates a payload (8-aligned) that was written at `origin`,
+    /// rewriting its pointers for where it is now.
+    validate: fn(&mut [u8], usize) -> Result<(), ValidationError>,
+    /// Delivers a validated payload locally.
+    deliver: unsafe fn(&mut World, RawID, MessageID, bool, *mut u8),
+}
+
+impl NetOps {
+    pub(crate) fn of<M: Compact + 'static>() -> NetOps {
+        NetOps {
+            validate: |bytes, origin| compact::validate_in_place::<M>(bytes, origin).map(|_| ()),
+            deliver: |world, recipient, message, spawn, payload| {
+                // SAFETY: callers pass a payload validated as an `M`, and
+                // `M`'s message id.
+                unsafe { world.deliver_copy::<M>(recipient, message, spawn, payload.cast()) }
+            },
+        }
+    }
+}
+
+/// A frame received and not yet applied.
+enum Pending {
+    Batch(Bytes),
+    End(u64),
+}
+
+/// The system's book on one peer.
+#[derive(Default)]
+struct Book {
+    joined: bool,
+    epoch: u64,
+    /// My turns minus theirs when it last joined.
+    offset: i64,
+    /// The last turn it finished (its numbering).
+    turn: u64,
+    pending: VecDeque<Pending>,
+    /// Turn ends in `pending`.
+    ends: usize,
+    stats: PeerStats,
+}
+
+/// The system's side of networking.
+pub(crate) struct Net {
+    config: NetConfig,
+    me: MachineID,
+    /// The network's threads (they stop when it is dropped).
+    _runtime: tokio::runtime::Runtime,
+    links: Vec<Option<PeerLink>>,
+    events: mpsc::Receiver<Event>,
+    books: Vec<Book>,
+    turn: Arc<AtomicU64>,
+    /// The world that delivers received messages (the outside lane).
+    inject: World,
+    scratch: Vec<u64>,
+}
+
+impl ActorSystem {
+    /// Starts networking (the first [`turn`](Self::turn) does it if this
+    /// was not called): binds this machine's address and starts connecting
+    /// to the others in the background. Without a
+    /// [`NetConfig`](crate::net::NetConfig), or when connected already, it does
+    /// nothing. Register every class before.
+    pub fn connect(&mut self) -> Result<(), NetError> {
+        if self.net.is_some() {
+            return Ok(());
+        }
+        let Some(config) = self.config.net.clone() else {
+            return Ok(());
+        };
+        let me = self.config.machine;
+        if config.machines.len() > 255 {
+            return Err(NetError::TooManyMachines(config.machines.len()));
+        }
+        let Some(&address) = config.machines.get(me.0 as usize) else {
+            return Err(NetError::NotInTopology {
+                machine: me.0,
+                machines: config.machines.len(),
+            });
+        };
+        let listener = std::net::TcpListener::bind(address)
+            .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+            .map_err(|error| NetError::Bind { address, error })?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("kay-net")
+            .enable_all()
+            .build()
+            .map_err(NetError::Runtime)?;
+        let (events_tx, events) = mpsc::channel();
+        let turn = Arc::new(AtomicU64::new(self.turn));
+        let links = peer::start(
+            &runtime,
+            peer::Context {
+                me,
+                machines: config.machines.clone(),
+                secret: config.secret.clone(),
+                fingerprint: self.fingerprint(),
+                max_frame_bytes: config.max_frame_bytes,
+                turn: Arc::clone(&turn),
+                events: events_tx,
+            },
+            listener,
+        );
+        let books = (0..config.machines.len())
+            .map(|m| Book {
+                stats: PeerStats {
+                    machine: m as u8,
+                    ..PeerStats::default()
+                },
+                ..Book::default()
+            })
+            .collect();
+        self.net = Some(Box::new(Net {
+            me,
+            _runtime: runtime,
+            links,
+            events,
+            books,
+            turn,
+            inject: World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE),
+            scratch: Vec::new(),
+            config,
+        }));
+        Ok(())
+    }
+
+    /// Networking statistics: every peer's connection, turn, messages and
+    /// bytes, and what was dropped. `None` without networking.
+    pub fn net_stats(&self) -> Option<NetStats> {
+        let net = self.net.as_ref()?;
+        Some(NetStats {
+            machine: net.me.0,
+            peers: net
+                .books
+                .iter()
+                .enumerate()
+                .filter(|&(m, _)| m != net.me.0 as usize)
+                .map(|(m, book)| {
+                    let mut stats = book.stats.clone();
+                    stats.connected = net.links[m]
+                        .as_ref()
+                        .is_some_and(|link| link.state.connected.load(Relaxed));
+                    stats.turn = book.turn;
+                    stats
+                })
+                .collect(),
+            too_large: self
+                .shared
+                .net
+                .as_ref()
+                .map_or(0, |n| n.too_large.load(Relaxed)),
+        })
+    }
+
+    /// Before a turn (`self.turn` is still the last one): waits for peers that are too far behind, then
+    /// delivers what they sent (see the module docs).
+    pub(crate) fn net_before_turn(&mut self) {
+        if self.net.is_none() {
+            if self.config.net.is_none() {
+                return;
+            }
+            if let Err(error) = self.connect() {
+                panic!("kay: networking cannot start: {error}");
+            }
+        }
+        let turn = self.turn + 1;
+        let net = self.net.as_mut().expect("connected above");
+        net.wait_and_apply(turn, &self.message_net_ops);
+    }
+
+    /// After a turn: sends every outbox's batches and a turn end to each peer.
+    pub(crate) fn net_after_turn(&mut self) {
+        let Some(net) = self.net.as_mut() else {
+            return;
+        };
+        let turn = self.turn;
+        // Every sender's outboxes in lane order: the outside, then each
+        // shard's handlers.
+        let mut outside = self
+            .shared
+            .net
+            .as_ref()
+            .map(|shared| shared.outside.locked());
+        let mut senders: Vec<&mut Vec<Outbox>> = Vec::new();
+        if let Some(outside) = outside.as_mut() {
+            senders.push(&mut **outside);
+        }
+        for class in self.classes.iter_mut().flatten() {
+            for shard in &mut class.shards {
+                if shard.state.world.outboxes.iter().any(|o| !o.is_empty()) {
+                    senders.push(&mut shard.state.world.outboxes);
+                }
+            }
+        }
+        net.send_turn(turn, &mut senders);
+        drop(senders);
+        drop(outside);
+        net.turn.store(turn, Relaxed);
+    }
+}
+
+impl Net {
+    /// Whether `book`'s peer must be waited for before turn `turn`.
+    fn behind(&self, machine: usize, turn: u64, first: bool) -> bool {
+        let book = &self.books[machine];
+        let connected = self.links[machine]
+            .as_ref()
+            .is_some_and(|link| link.state.connected.load(Relaxed));
+        if !book.joined {
+            return first;
+        }
+        if !connected && book.pending.is_empty() {
+            return false;
+        }
+        let Some(needed) = (turn - 1).checked_sub(self.config.max_turn_distance) else {
+            return false;
+        };
+        let theirs = needed as i64 - book.offset;
+        theirs > book.turn as i64
+    }
+
+    fn wait_and_apply(&mut self, turn: u64, ops: &[Option<NetOps>]) {
+        let first = turn == 1;
+        let started = Instant::now();
+        let mut warned = Instant::now();
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.on_event(event);
+            }
+            let waiting: Vec<usize> = (0..self.books.len())
+                .filter(|&m| m != self.me.0 as usize && self.behind(m, turn, first))
+                .collect();
+            if waiting.is_empty() {
+                break;
+            }
+            if first && started.elapsed() > self.config.join_timeout {
+                tracing::warn!(
+                    machine = self.me.0,
+                    "kay net: machines {waiting:?} did not join within {:?}; going on without them",
+                    self.config.join_timeout
+                );
+                break;
+            }
+            if warned.elapsed() > Duration::from_secs(5) {
+                warned = Instant::now();
+                tracing::info!(
+                    machine = self.me.0,
+                    turn,
+                    "kay net: waiting for machines {waiting:?}"
+                );
+            }
+            if let Ok(event) = self.events.recv_timeout(Duration::from_millis(100)) {
+                self.on_event(event);
+            }
+        }
+        for machine in 0..self.books.len() {
+            self.apply(machine, turn, ops);
+        }
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Joined {
+                machine,
+                epoch,
+                turn,
+            } => {
+                let mine = self.turn.load(Relaxed);
+                let book = &mut self.books[machine.0 as usize];
+                book.joined = true;
+                book.epoch = epoch;
+                book.turn = turn;
+                book.offset = mine as i64 - turn as i64;
+                book.stats.joins += 1;
+                tracing::info!(
+                    machine = self.me.0,
+                    peer = machine.0,
+                    "kay net: machine {} joined (its turn {turn}, ours {mine})",
+                    machine.0
+                );
+            }
+            Event::Frame {
+                machine,
+                epoch,
+                bytes,
+            } => {
+                let book = &mut self.books[machine.0 as usize];
+                if epoch != book.epoch {
+                    return;
+                }
+                book.stats.bytes_received += bytes.len() as u64 + 4;
+                match frame::parse(&bytes) {
+                    Ok(frame::Frame::TurnEnd { turn }) => {
+                        book.pending.push_back(Pending::End(turn));
+                        book.ends += 1;
+                        book.turn = turn;
+                    }
+                    Ok(frame::Frame::Batch(_)) => book.pending.push_back(Pending::Batch(bytes)),
+                    _ => {}
+                }
+            }
+            Event::Lost {
+                machine,
+                epoch,
+                reason,
+            } => {
+                if epoch == self.books[machine.0 as usize].epoch {
+                    tracing::warn!(
+                        machine = self.me.0,
+                        peer = machine.0,
+                        "kay net: lost machine {}: {reason}",
+                        machine.0
+                    );
+                }
+            }
+        }
+    }
+
+    /// Delivers `machine`'s complete turns due before turn `turn`: in
+    /// lockstep exactly up to its turn `turn - 1`, else all it finished.
+    fn apply(&mut self, machine: usize, turn: u64, ops: &[Option<NetOps>]) {
+        let lockstep = self.config.max_turn_distance == 0;
+        loop {
+            let book = &mut self.books[machine];
+            if book.ends == 0 {
+                return;
+            }
+            let end_turn = book.pending.iter().find_map(|p| match p {
+                Pending::End(t) => Some(*t),
+                Pending::Batch(_) => None,
+            });
+            if lockstep && end_turn.is_some_and(|t| t as i64 + book.offset > turn as i64 - 1) {
+                return;
+            }
+            let mut batches = Vec::new();
+            while let Some(item) = book.pending.pop_front() {
+                match item {
+                    Pending::Batch(bytes) => batches.push(bytes),
+                    Pending::End(_) => break,
+                }
+            }
+            book.ends -= 1;
+            if let Err(reason) = self.deliver_turn(machine, &batches, ops) {
+                self.refuse(machine, reason);
+            }
+        }
+    }
+
+    /// Validates every message of one peer turn, then delivers them all;
+    /// on the first invalid one delivers none and says why.
+    fn deliver_turn(
+        &mut self,
+        machine: usize,
+        batches: &[Bytes],
+        ops: &[Option<NetOps>],
+    ) -> Result<(), String> {
+        // First pass: copy every payload 8-aligned into the scratch buffer
+        // and validate it there.
+        let mut words = 0;
+        let mut count = 0;
+        for bytes in batches {
+            let Ok(frame::Frame::Batch(batch)) = frame::parse(bytes) else {
+                return Err("a batch frame changed".to_owned());
+            };
+            for message in batch.messages() {
+                words += message.payload.len().div_ceil(8);
+                count += 1;
+            }
+        }
+        self.scratch.clear();
+        self.scratch.resize(words, 0);
+        let mut checked = Vec::with_capacity(count);
+        let mut at = 0;
+        for bytes in batches {
+            let Ok(frame::Frame::Batch(batch)) = frame::parse(bytes) else {
+                return Err("a batch frame changed".to_owned());
+            };
+            for message in batch.messages() {
+                let id = message.tag & !SPAWN_TAG;
+                let Some(Some(op)) = ops.get(id as usize) else {
+                    return Err(format!("unknown message type {id}"));
+                };
+                let spawn = message.tag & SPAWN_TAG != 0;
+                let local = message.recipient.machine == self.me;
+                if !spawn && !message.recipient.is_global_broadcast() && !local {
+                    return Err(format!(
+                        "a message for machine {} arrived here",
+                        message.recipient.machine.0
+                    ));
+                }
+                let len = message.payload.len();
+                let slot = &mut self.scratch[at..at + len.div_ceil(8)];
+                // SAFETY: the slot has `len` bytes (rounded up to words);
+                // any bytes are valid `u8`s.
+                let slot =
+                    unsafe { std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<u8>(), len) };
+                slot.copy_from_slice(message.payload);
+                (op.validate)(slot, message.origin as usize)
+                    .map_err(|error| format!("message type {id} failed validation: {error}"))?;
+                checked.push((op, message.recipient, MessageID(id), spawn, at));
+                at += len.div_ceil(8);
+            }
+        }
+        // Second pass: deliver.
+        let base = self.scratch.as_mut_ptr();
+        for (op, recipient, message, spawn, at) in checked {
+            // SAFETY: validated above as the message type of `op`; the
+            // scratch buffer is not touched until the next turn's delivery.
+            unsafe {
+                (op.deliver)(
+                    &mut self.inject,
+                    recipient,
+                    message,
+                    spawn,
+                    base.add(at).cast(),
+                )
+            };
+        }
+        self.books[machine].stats.received += count as u64;
+        Ok(())
+    }
+
+    /// Closes the connection to `machine` for `reason` (logged).
+    fn refuse(&mut self, machine: usize, reason: String) {
+        tracing::error!(
+            machine = self.me.0,
+            peer = machine,
+            "kay net: closing the connection to machine {machine}: {reason}"
+        );
+        let book = &mut self.books[machine];
+        book.stats.refused += 1;
+        book.pending.clear();
+        book.ends = 0;
+        if let Some(link) = &self.links[machine] {
+            let _ = link.tx.send(Outgoing::Close {
+                epoch: book.epoch,
+                reason,
+            });
+        }
+    }
+
+    /// Sends this turn's batches (from every sender's outboxes, in lane
+    /// order) and a turn end to each peer.
+    fn send_turn(&mut self, turn: u64, outboxes: &mut [&mut Vec<Outbox>]) {
+        for machine in 0..self.books.len() {
+            let Some(link) = &self.links[machine] else {
+                continue;
+            };
+            let connected = link.state.connected.load(Relaxed);
+            let book = &mut self.books[machine];
+            for sender in outboxes.iter_mut() {
+                let Some(outbox) = sender.get_mut(machine) else {
+                    continue;
+                };
+                if outbox.is_empty() {
+                    continue;
+                }
+                outbox.take_frames(turn, |bytes, messages| {
+                    let queued = link.state.queued.load(Relaxed);
+                    if !connected && queued + bytes.len() > self.config.peer_buffer_bytes {
+                        book.stats.dropped += messages;
+                        return;
+                    }
+                    book.stats.sent += messages;
+                    book.stats.bytes_sent += bytes.len() as u64 + 4;
+                    link.state.queued.fetch_add(bytes.len(), Relaxed);
+                    let _ = link.tx.send(Outgoing::Frame {
+                        epoch: None,
+                        bytes: Bytes::from(bytes),
+                    });
+                });
+            }
+            if connected {
+                let bytes = frame::simple(frame::Kind::TurnEnd, &turn.to_le_bytes());
+                book.stats.bytes_sent += bytes.len() as u64 + 4;
+                link.state.queued.fetch_add(bytes.len(), Relaxed);
+                let _ = link.tx.send(Outgoing::Frame {
+                    epoch: Some(book.epoch),
+                    bytes: Bytes::from(bytes),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        // Let what was queued (the last turn's batches and turn end) reach
+        // the sockets, for up to a second, before the runtime stops.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && self.links.iter().flatten().any(|link| {
+                link.state.connected.load(Relaxed) && link.state.queued.load(Relaxed) > 0
+            })
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! Sends to other machines (feature `net`): a message for another machine
+//! goes into this world's outbox for it, which the system sends at the
+//! end of the turn; messages from other machines come back in through
+//! [`World::deliver_copy`].
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use compact::Compact;
+
+use crate::actor::{Actor, Message};
+use crate::class::ClassShared;
+use crate::class::lanes::SenderLane;
+use crate::id::{MachineID, RawID};
+use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG};
+use crate::net::outbox::Outbox;
+use crate::registry::{MessageID, TypeEntry};
+use crate::sync::Unpoisoned;
+use crate::world::World;
+
+use super::route::{message_size, write_compacted};
+
+impl World {
+    /// Writes the message at `source` (of `size` record bytes) into the
+    /// outbox for `machine`, or counts why not.
+    ///
+    /// # Safety
+    /// As [`Outbox::write`]: `source` is moved in (the caller forgets it)
+    /// or compact, and `size` is [`message_size`] of it.
+    pub(crate) unsafe fn write_remote<M: Compact>(
+        &mut self,
+        machine: MachineID,
+        tag: u16,
+        recipient: RawID,
+        source: *mut M,
+        size: usize,
+    ) -> bool {
+        let Some(net) = self.shared.net.clone() else {
+            self.to_other_machine();
+            return false;
+        };
+        let machine = machine.0 as usize;
+        if machine >= net.machines || machine == self.machine.0 as usize {
+            self.to_other_machine();
+            return false;
+        }
+        let payload = size - RECORD_HEADER;
+        if payload > net.max_payload {
+            net.too_large.fetch_add(1, Relaxed);
+            tracing::error!(
+                message = std::any::type_name::<M>(),
+                bytes = payload,
+                "kay net: a message of {payload} bytes does not fit in a frame of at most {} payload bytes (NetConfig::max_frame_bytes); not sent",
+                net.max_payload
+            );
+            return false;
+        }
+        let write = |outboxes: &mut Vec<Outbox>| {
+            if outboxes.len() < net.machines {
+                outboxes.resize_with(net.machines, Outbox::default);
+            }
+            // SAFETY: forwarded from the caller.
+            unsafe { outboxes[machine].write(tag, recipient, source, payload) };
+        };
+        if self.lane == SenderLane::OUTSIDE {
+            write(&mut net.outside.locked());
+        } else {
+            write(&mut self.outboxes);
+        }
+        true
+    }
+
+    /// Sends `message` to `recipient` on another machine (see `send`).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn send_remote<M: Message>(
+        &mut self,
+        recipient: RawID,
+        message_id: MessageID,
+        message: M,
+    ) {
+        let size = message_size(&message);
+        let mut message = std::mem::ManuallyDrop::new(message);
+        // SAFETY: the message is moved into the outbox and never dropped
+        // here (if it is not written, it is leaked: compact messages own
+        // nothing but what `Drop` of their containers would free, a
+        // bounded loss for a refused message).
+        let written = unsafe {
+            self.write_remote(
+                recipient.machine,
+                message_id.0,
+                recipient,
+                &mut *message,
+                size,
+            )
+        };
+        if !written {
+            // SAFETY: not moved anywhere: dropped once, here.
+            unsafe { std::mem::ManuallyDrop::drop(&mut message) };
+        }
+    }
+
+    /// Copies the compact message at `source` into every other machine's
+    /// outbox (a global broadcast).
+    ///
+    /// # Safety
+    /// `source` is a valid compact `M` (copying leaves it intact).
+    pub(crate) unsafe fn broadcast_remote<M: Compact>(
+        &mut self,
+        recipient: RawID,
+        message_id: MessageID,
+        source: *mut M,
+    ) {
+        let Some(machines) = self.shared.net.as_ref().map(|net| net.machines) else {
+            return;
+        };
+        // SAFETY: `source` is valid (caller).
+        let size = RECORD_HEADER + unsafe { (*source).total_size_bytes() };
+        let me = self.machine.0 as usize;
+        for machine in (0..machines).filter(|&m| m != me) {
+            // SAFETY: compact: each copy leaves `source` intact (caller).
+            unsafe {
+                self.write_remote(
+                    MachineID(machine as u8),
+                    message_id.0,
+                    recipient,
+                    source,
+                    size,
+                )
+            };
+        }
+    }
+
+    /// Spawns an instance of `A` on `machine` by sending `message` to its
+    /// spawner there (on this machine: [`spawn`](Self::spawn)). The new
+    /// instance's ID is given on that machine: its spawner sees it and can
+    /// tell whoever needs it. Sent at the end of the turn, spawned in the
+    /// receiving machine's next turn.
+    ///
+    /// # Panics
+    /// If `A` is not registered.
+    pub fn spawn_on<A: Actor, M: Message>(&mut self, machine: MachineID, message: M) {
+        if machine == self.machine {
+            self.spawn::<A, M>(message);
+            return;
+        }
+        crate::actor::refuse_process_local::<M>();
+        let type_id = self.type_id_of::<A>();
+        let Some(message_id) = self.message_id::<M>() else {
+            drop(message);
+            return self.undeliverable();
+        };
+        let recipient = RawID::new(type_id, 0, machine, 0);
+        let size = message_size(&message);
+        let mut message = std::mem::ManuallyDrop::new(message);
+        // SAFETY: moved into the outbox (or dropped below if not).
+        let written = unsafe {
+            self.write_remote(
+                machine,
+                message_id.0 | SPAWN_TAG,
+                recipient,
+                &mut *message,
+                size,
+            )
+        };
+        if !written {
+            // SAFETY: not moved anywhere.
+            unsafe { std::mem::ManuallyDrop::drop(&mut message) };
+        }
+    }
+
+    /// Delivers a message received from another machine, already validated
+    /// as an `M`, like [`send`](Self::send) or (`spawn`) `spawn` would.
+    ///
+    /// # Safety
+    /// `source` is a valid compact `M` (copying leaves it intact), and
+    /// `message` is `M`'s message id.
+    pub(crate) unsafe fn deliver_copy<M: Compact>(
+        &mut self,
+        recipient: RawID,
+        message: MessageID,
+        spawn: bool,
+        source: *mut M,
+    ) {
+        // SAFETY: `source` is valid (caller).
+        let size = RECORD_HEADER + unsafe { (*source).total_size_bytes() };
+        let Some(entry) = self.entry(recipient.type_id).cloned() else {
+            return self.undeliverable();
+        };
+        match entry {
+            TypeEntry::Class(class) => {
+                let class: &ClassShared = &class;
+                if spawn {
+                    let turns = &mut self.spawn_turns;
+                    let at = recipient.type_id.get() as usize;
+                    if turns.len() <= at {
+                        turns.resize(at + 1, 0);
+                    }
+                    let shard = &class.shards[turns[at] as usize % class.shards.len()];
+                    turns[at] = turns[at].wrapping_add(1);
+                    let machine = self.machine;
+                    let lane = self.lane_into(shard);
+                    // SAFETY: this world is the lane's only writer (the
+                    // system's thread, between turns).
+                    let id = unsafe { class.allocate(shard, lane, machine) };
+                    let lane = self.lane_into(shard);
+                    let tag = MessageID(message.0 | SPAWN_TAG);
+                    // SAFETY: compact source (caller), `size` its size.
+                    if unsafe { write_compacted(shard, lane, tag, id, source, size) } {
+                        self.note_pending(shard);
+                    }
+                } else if recipient.is_broadcast() {
+                    for shard in class.shards.iter() {
+                        let lane = self.lane_into(shard);
+                        // SAFETY: as above.
+                        if unsafe { write_compacted(shard, lane, message, recipient, source, size) }
+                        {
+                            self.note_pending(shard);
+                        }
+                        shard.mark_broadcast();
+                    }
+                } else {
+                    let shard = class.shard_of(recipient.instance);
+                    let lane = self.lane_into(shard);
+                    // SAFETY: as above.
+                    if unsafe { write_compacted(shard, lane, message, recipient, source, size) } {
+                        self.note_pending(shard);
+                    }
+                }
+            }
+            TypeEntry::Trait(t) if recipient.is_broadcast() && !spawn => {
+                let implementors = t.implementors.locked().clone();
+                for class in &implementors {
+                    for shard in class.shards.iter() {
+                        let lane = self.lane_into(shard);
+                        // SAFETY: as above.
+                        if unsafe { write_compacted(shard, lane, message, recipient, source, size) }
+                        {
+                            self.note_pending(shard);
+                        }
+                        shard.mark_broadcast();
+                    }
+                }
+            }
+            TypeEntry::Trait(_) => self.undeliverable(),
+        }
+    }
+}

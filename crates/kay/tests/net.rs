@@ -1,0 +1,412 @@
+//! Networking between processes: the test binary runs itself as 2 or 3
+//! child processes (machines) on 127.0.0.1, each printing what its actors
+//! received; the parent checks every message kind arrived exactly once and
+//! in order, and that lockstep runs repeat exactly.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kay::net::NetConfig;
+use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, MachineID, RawID, TypedID, World};
+
+kay::typed_id!(SinkID);
+
+/// Each machine's actor: counts what arrives and checks per-sender order.
+#[derive(Compact, Clone)]
+struct Sink {
+    id: SinkID,
+    /// Next expected sequence number by (machine, lane) = 2 * machine + lane.
+    next: [u32; 8],
+    out_of_order: u32,
+    received: u32,
+    hellos: u32,
+    greets: u32,
+    /// A running hash of everything received, in order.
+    hash: u64,
+}
+
+#[derive(Compact, Clone)]
+struct SpawnSink {
+    tag: u32,
+}
+
+/// A numbered message; `lane` 0: sent from outside, 1: from a handler.
+#[derive(Compact, Clone)]
+struct Seq {
+    from: u8,
+    lane: u8,
+    seq: u32,
+}
+
+/// Tells a sink to send `count` numbered messages to `to` from its handler.
+#[derive(Compact, Clone)]
+struct Relay {
+    to: SinkID,
+    count: u32,
+    first: u32,
+}
+
+/// A global broadcast to the class.
+#[derive(Compact, Clone)]
+struct Hello {
+    from: u8,
+}
+
+#[kay::actor_trait]
+trait Greeter {
+    fn greet(&mut self, from: u8, world: &mut World);
+}
+
+#[kay::implements]
+impl Greeter for Sink {
+    fn greet(&mut self, from: u8, _: &mut World) {
+        self.greets += 1;
+        self.mix(1000 + u64::from(from));
+    }
+}
+
+impl Sink {
+    fn mix(&mut self, value: u64) {
+        self.hash = (self.hash ^ value).wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+impl Actor for Sink {
+    type ID = SinkID;
+    fn id(&self) -> SinkID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, spawn: &SpawnSink, _: &mut World| Sink {
+                id,
+                next: [0; 8],
+                out_of_order: 0,
+                received: 0,
+                hellos: 0,
+                greets: 0,
+                hash: u64::from(spawn.tag),
+            })
+            .handler(|sink: &mut Sink, seq: &Seq, _: &mut World| {
+                let slot = &mut sink.next[2 * seq.from as usize + seq.lane as usize];
+                if seq.seq != *slot {
+                    sink.out_of_order += 1;
+                }
+                *slot = seq.seq + 1;
+                sink.received += 1;
+                sink.mix(u64::from(seq.seq) << 8 | u64::from(seq.from));
+            })
+            .handler(|sink: &mut Sink, relay: &Relay, world: &mut World| {
+                let from = world.machine().0;
+                for n in 0..relay.count {
+                    world.send(
+                        relay.to,
+                        Seq {
+                            from,
+                            lane: 1,
+                            seq: relay.first + n,
+                        },
+                    );
+                }
+                sink.mix(7);
+            })
+            .handler(|sink: &mut Sink, hello: &Hello, _: &mut World| {
+                sink.hellos += 1;
+                sink.mix(500 + u64::from(hello.from));
+            });
+    }
+}
+
+const TURNS: u64 = 30;
+const PER_TURN: u32 = 500;
+
+/// The same ID on another machine (every machine spawns its first sink
+/// the same way, so only the machine differs).
+fn on(machine: u8, id: SinkID) -> SinkID {
+    let raw = id.as_raw();
+    SinkID::from_raw(RawID::new(
+        raw.type_id,
+        raw.instance,
+        MachineID(machine),
+        raw.version,
+    ))
+}
+
+fn config(machine: u8, addresses: &[SocketAddr], secret: &str) -> Config {
+    let mut net = NetConfig::new(addresses.to_vec(), secret);
+    net.join_timeout = Duration::from_secs(20);
+    Config {
+        machine: MachineID(machine),
+        threads: 2,
+        net: Some(net),
+        ..Config::default()
+    }
+}
+
+/// One machine's run: prints `RESULT machine sinks received out_of_order
+/// hellos greets hash` and each peer's stats.
+fn machine(machine: u8, addresses: Vec<SocketAddr>) {
+    let n = addresses.len() as u8;
+    let mut system = ActorSystem::new(config(machine, &addresses, "the cluster secret"));
+    system.register::<Sink>();
+    system.register_trait::<dyn Greeter>();
+    let mut world = system.world();
+    let sink = world.spawn::<Sink, _>(SpawnSink { tag: 1 });
+    let mut seq = vec![0u32; n as usize];
+    let mut relayed = vec![0u32; n as usize];
+    for turn in 1..=TURNS {
+        if turn <= TURNS - 5 {
+            for other in (0..n).filter(|&m| m != machine) {
+                for _ in 0..PER_TURN {
+                    let at = &mut seq[other as usize];
+                    world.send(
+                        on(other, sink),
+                        Seq {
+                            from: machine,
+                            lane: 0,
+                            seq: *at,
+                        },
+                    );
+                    *at += 1;
+                }
+                world.send(
+                    sink,
+                    Relay {
+                        to: on(other, sink),
+                        count: 100,
+                        first: relayed[other as usize],
+                    },
+                );
+                relayed[other as usize] += 100;
+            }
+        }
+        if turn == 3 {
+            let all = world.global_broadcast::<Sink>();
+            world.send(all, Hello { from: machine });
+            let greeters = world.global_broadcast_trait::<dyn Greeter>();
+            greeters.greet(machine, &mut world);
+        }
+        if turn == 2 {
+            for other in (0..n).filter(|&m| m != machine) {
+                world.spawn_on::<Sink, _>(MachineID(other), SpawnSink { tag: 2 });
+            }
+        }
+        system.turn();
+    }
+    let sinks = system
+        .with_instances::<Sink, _>(|s| (s.received, s.out_of_order, s.hellos, s.greets, s.hash));
+    let received: u32 = sinks.iter().map(|s| s.0).sum();
+    let out_of_order: u32 = sinks.iter().map(|s| s.1).sum();
+    let hellos: u32 = sinks.iter().map(|s| s.2).sum();
+    let greets: u32 = sinks.iter().map(|s| s.3).sum();
+    let hash = sinks.iter().fold(0u64, |h, s| h.rotate_left(5) ^ s.4);
+    println!(
+        "RESULT {machine} {} {received} {out_of_order} {hellos} {greets} {hash}",
+        sinks.len()
+    );
+    let stats = system.net_stats().expect("networked");
+    for peer in &stats.peers {
+        println!(
+            "PEER {machine} {} sent={} received={} dropped={} refused={} bytes={}",
+            peer.machine, peer.sent, peer.received, peer.dropped, peer.refused, peer.bytes_sent
+        );
+    }
+}
+
+/// A class only some machines register (a fingerprint mismatch).
+#[derive(Compact, Clone)]
+struct Extra {
+    id: SinkID,
+}
+
+impl Actor for Extra {
+    type ID = SinkID;
+    fn id(&self) -> SinkID {
+        self.id
+    }
+    fn setup(_: &mut ClassSetup<Self>) {}
+}
+
+/// `n` free ports on 127.0.0.1.
+fn addresses(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("an address"))
+        .collect()
+}
+
+/// Runs `role` in `n` child processes (this test binary, re-run with
+/// `KAY_NET_ROLE`), with `env` set for the machines in it; returns their
+/// outputs by machine.
+fn run_machines(role: &str, n: usize, env: &[(u8, &str, &str)]) -> Vec<Output> {
+    let addresses = addresses(n);
+    let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    let children: Vec<_> = (0..n)
+        .map(|m| {
+            let mut command = Command::new(std::env::current_exe().expect("the test binary"));
+            command
+                .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+                .env("KAY_NET_ROLE", role)
+                .env("KAY_NET_MACHINE", m.to_string())
+                .env("KAY_NET_ADDRESSES", list.join(","));
+            for (machine, key, value) in env {
+                if *machine as usize == m {
+                    command.env(key, value);
+                }
+            }
+            command
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("a child machine")
+        })
+        .collect();
+    children
+        .into_iter()
+        .map(|child| child.wait_with_output().expect("the child's output"))
+        .collect()
+}
+
+/// The child side: what `run_machines` started.
+#[test]
+fn child() {
+    let Ok(role) = std::env::var("KAY_NET_ROLE") else {
+        return;
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .init();
+    let me: u8 = std::env::var("KAY_NET_MACHINE").unwrap().parse().unwrap();
+    let addresses: Vec<SocketAddr> = std::env::var("KAY_NET_ADDRESSES")
+        .unwrap()
+        .split(',')
+        .map(|a| a.parse().unwrap())
+        .collect();
+    match role.as_str() {
+        "exchange" => machine(me, addresses),
+        "refused" => {
+            let secret = std::env::var("KAY_NET_SECRET").unwrap_or("the cluster secret".into());
+            let mut config = config(me, &addresses, &secret);
+            config.net.as_mut().unwrap().join_timeout = Duration::from_secs(3);
+            let mut system = ActorSystem::new(config);
+            system.register::<Sink>();
+            system.register_trait::<dyn Greeter>();
+            if std::env::var("KAY_NET_EXTRA").is_ok() {
+                system.register::<Extra>();
+            }
+            system.turn();
+            let stats = system.net_stats().unwrap();
+            println!("JOINS {}", stats.peers.iter().map(|p| p.joins).sum::<u64>());
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Parses the children's `RESULT` lines: machine → (sinks, received,
+/// out of order, hellos, greets, hash).
+fn results(outputs: &[Output]) -> BTreeMap<u8, (u32, u32, u32, u32, u32, u64)> {
+    let mut results = BTreeMap::new();
+    for output in outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "a machine failed:\n{stdout}\n{stderr}"
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("RESULT ").map(|(_, result)| result))
+            .unwrap_or_else(|| panic!("no result:\n{stdout}\n{stderr}"));
+        let f: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+        results.insert(
+            f[0] as u8,
+            (
+                f[1] as u32,
+                f[2] as u32,
+                f[3] as u32,
+                f[4] as u32,
+                f[5] as u32,
+                f[6],
+            ),
+        );
+    }
+    results
+}
+
+fn exchange(n: usize) -> BTreeMap<u8, (u32, u32, u32, u32, u32, u64)> {
+    let outputs = run_machines("exchange", n, &[]);
+    let results = results(&outputs);
+    let others = n as u32 - 1;
+    let sends_per_peer = (TURNS as u32 - 5) * (PER_TURN + 100);
+    for (machine, &(sinks, received, out_of_order, hellos, greets, _)) in &results {
+        assert_eq!(
+            sinks,
+            1 + others,
+            "machine {machine}: spawned by every peer"
+        );
+        assert_eq!(received, others * sends_per_peer, "machine {machine}");
+        assert_eq!(out_of_order, 0, "machine {machine}: per-sender order");
+        // A machine's own global broadcast (sent before turn 3) reaches its
+        // first sink only: the sinks spawned from other machines arrive in
+        // the same turn, behind it. The others' broadcasts arrive in turn 4
+        // and reach every sink.
+        let expected = 1 + others * (1 + others);
+        assert_eq!(hellos, expected, "machine {machine}: hellos");
+        assert_eq!(greets, expected, "machine {machine}: greets");
+    }
+    results
+}
+
+#[test]
+fn two_machines_exchange_every_kind_of_message() {
+    exchange(2);
+}
+
+#[test]
+fn three_machines_in_lockstep_repeat_exactly() {
+    let first = exchange(3);
+    let second = exchange(3);
+    assert_eq!(first, second, "lockstep runs must give the same state");
+}
+
+#[test]
+fn a_wrong_secret_is_refused_on_both_sides() {
+    let outputs = run_machines("refused", 2, &[(1, "KAY_NET_SECRET", "a guess")]);
+    for (machine, output) in outputs.iter().enumerate() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("JOINS 0"),
+            "machine {machine} joined:\n{stdout}"
+        );
+        assert!(
+            stderr.contains("wrong secret"),
+            "machine {machine} does not say why:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_different_registry_is_refused_naming_the_first_difference() {
+    let outputs = run_machines("refused", 2, &[(1, "KAY_NET_EXTRA", "1")]);
+    for (machine, output) in outputs.iter().enumerate() {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("JOINS 0"),
+            "machine {machine} joined:\n{stdout}"
+        );
+        assert!(
+            stderr.contains("fingerprint mismatch") && stderr.contains("Extra"),
+            "machine {machine} does not name the difference:\n{stderr}"
+        );
+    }
+}
