@@ -752,3 +752,6 @@ impl Drop for Net {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -82,7 +82,7 @@ pub(crate) struct Context {
     pub(crate) events: mpsc::Sender<Event>,
 }
 
-fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+pub(crate) fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .little_endian()
         .length_field_length(4)
@@ -371,7 +371,7 @@ async fn refuse<T>(link: &mut Link, reason: String) -> Result<T, String> {
 /// Runs the handshake (see the module docs of `net`): both sides send a
 /// `Hello`, then a `Proof`; each checks the other's version, machine,
 /// proof and fingerprint. Returns the peer's machine and turn.
-async fn handshake(
+pub(crate) async fn handshake(
     context: &Context,
     link: &mut Link,
     expect: Option<MachineID>,
