@@ -609,52 +609,45 @@ impl Net {
         batches: &[Bytes],
         ops: &[Option<NetOps>],
     ) -> Result<(), String> {
+        let mut messages = Vec::new();
+        for bytes in batches {
+            let Ok(frame::Frame::Batch(batch)) = frame::parse(bytes) else {
+                return Err("a batch frame changed".to_owned());
+            };
+            messages.extend(batch.messages());
+        }
         // First pass: copy every payload 8-aligned into the scratch buffer
         // and validate it there.
-        let mut words = 0;
-        let mut count = 0;
-        for bytes in batches {
-            let Ok(frame::Frame::Batch(batch)) = frame::parse(bytes) else {
-                return Err("a batch frame changed".to_owned());
-            };
-            for message in batch.messages() {
-                words += message.payload.len().div_ceil(8);
-                count += 1;
-            }
-        }
+        let words = messages.iter().map(|m| m.payload.len().div_ceil(8)).sum();
         self.scratch.clear();
         self.scratch.resize(words, 0);
+        let count = messages.len();
         let mut checked = Vec::with_capacity(count);
         let mut at = 0;
-        for bytes in batches {
-            let Ok(frame::Frame::Batch(batch)) = frame::parse(bytes) else {
-                return Err("a batch frame changed".to_owned());
+        for message in messages {
+            let id = message.tag & !SPAWN_TAG;
+            let Some(Some(op)) = ops.get(id as usize) else {
+                return Err(format!("unknown message type {id}"));
             };
-            for message in batch.messages() {
-                let id = message.tag & !SPAWN_TAG;
-                let Some(Some(op)) = ops.get(id as usize) else {
-                    return Err(format!("unknown message type {id}"));
-                };
-                let spawn = message.tag & SPAWN_TAG != 0;
-                let local = message.recipient.machine == self.me;
-                if !spawn && !message.recipient.is_global_broadcast() && !local {
-                    return Err(format!(
-                        "a message for machine {} arrived here",
-                        message.recipient.machine.0
-                    ));
-                }
-                let len = message.payload.len();
-                let slot = &mut self.scratch[at..at + len.div_ceil(8)];
-                // SAFETY: the slot has `len` bytes (rounded up to words);
-                // any bytes are valid `u8`s.
-                let slot =
-                    unsafe { std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<u8>(), len) };
-                slot.copy_from_slice(message.payload);
-                (op.validate)(slot, message.origin as usize)
-                    .map_err(|error| format!("message type {id} failed validation: {error}"))?;
-                checked.push((op, message.recipient, MessageID(id), spawn, at));
-                at += len.div_ceil(8);
+            let spawn = message.tag & SPAWN_TAG != 0;
+            let local = message.recipient.machine == self.me;
+            if !spawn && !message.recipient.is_global_broadcast() && !local {
+                return Err(format!(
+                    "a message for machine {} arrived here",
+                    message.recipient.machine.0
+                ));
             }
+            let len = message.payload.len();
+            let slot = &mut self.scratch[at..at + len.div_ceil(8)];
+            // SAFETY: the slot has `len` bytes (rounded up to words); any
+            // bytes are valid `u8`s.
+            let slot =
+                unsafe { std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<u8>(), len) };
+            slot.copy_from_slice(message.payload);
+            (op.validate)(slot, message.origin as usize)
+                .map_err(|error| format!("message type {id} failed validation: {error}"))?;
+            checked.push((op, message.recipient, MessageID(id), spawn, at));
+            at += len.div_ceil(8);
         }
         // Second pass: deliver.
         let base = self.scratch.as_mut_ptr();

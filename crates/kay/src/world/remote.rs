@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use compact::Compact;
 
 use crate::actor::{Actor, Message};
-use crate::class::ClassShared;
 use crate::class::lanes::SenderLane;
 use crate::id::{MachineID, RawID};
 use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG};
@@ -17,7 +16,7 @@ use crate::registry::{MessageID, TypeEntry};
 use crate::sync::Unpoisoned;
 use crate::world::World;
 
-use super::route::{message_size, write_compacted};
+use super::route::message_size;
 
 impl World {
     /// Writes the message at `source` (of `size` record bytes) into the
@@ -187,58 +186,41 @@ impl World {
             return self.undeliverable();
         };
         match entry {
+            TypeEntry::Class(class) if spawn => {
+                let turns = &mut self.spawn_turns;
+                let at = recipient.type_id.get() as usize;
+                if turns.len() <= at {
+                    turns.resize(at + 1, 0);
+                }
+                let shard = &class.shards[turns[at] as usize % class.shards.len()];
+                turns[at] = turns[at].wrapping_add(1);
+                let machine = self.machine;
+                let lane = self.lane_into(shard);
+                // SAFETY: this world is the lane's only writer (the system's
+                // thread, between turns).
+                let id = unsafe { class.allocate(shard, lane, machine) };
+                let tag = MessageID(message.0 | SPAWN_TAG);
+                // SAFETY: `source` is a compact `M` (caller), `size` its record size.
+                unsafe { self.copy_into(shard, tag, id, source, size) };
+            }
+            TypeEntry::Class(class) if !recipient.is_broadcast() => {
+                let shard = class.shard_of(recipient.instance);
+                // SAFETY: `source` is a compact `M` (caller), `size` its record size.
+                unsafe { self.copy_into(shard, message, recipient, source, size) };
+            }
             TypeEntry::Class(class) => {
-                let class: &ClassShared = &class;
-                if spawn {
-                    let turns = &mut self.spawn_turns;
-                    let at = recipient.type_id.get() as usize;
-                    if turns.len() <= at {
-                        turns.resize(at + 1, 0);
-                    }
-                    let shard = &class.shards[turns[at] as usize % class.shards.len()];
-                    turns[at] = turns[at].wrapping_add(1);
-                    let machine = self.machine;
-                    let lane = self.lane_into(shard);
-                    // SAFETY: this world is the lane's only writer (the
-                    // system's thread, between turns).
-                    let id = unsafe { class.allocate(shard, lane, machine) };
-                    let lane = self.lane_into(shard);
-                    let tag = MessageID(message.0 | SPAWN_TAG);
-                    // SAFETY: compact source (caller), `size` its size.
-                    if unsafe { write_compacted(shard, lane, tag, id, source, size) } {
-                        self.note_pending(shard);
-                    }
-                } else if recipient.is_broadcast() {
-                    for shard in class.shards.iter() {
-                        let lane = self.lane_into(shard);
-                        // SAFETY: as above.
-                        if unsafe { write_compacted(shard, lane, message, recipient, source, size) }
-                        {
-                            self.note_pending(shard);
-                        }
-                        shard.mark_broadcast();
-                    }
-                } else {
-                    let shard = class.shard_of(recipient.instance);
-                    let lane = self.lane_into(shard);
-                    // SAFETY: as above.
-                    if unsafe { write_compacted(shard, lane, message, recipient, source, size) } {
-                        self.note_pending(shard);
-                    }
+                for shard in class.shards.iter() {
+                    // SAFETY: `source` is a compact `M` (caller), `size` its record size.
+                    unsafe { self.copy_into(shard, message, recipient, source, size) };
+                    shard.mark_broadcast();
                 }
             }
             TypeEntry::Trait(t) if recipient.is_broadcast() && !spawn => {
                 let implementors = t.implementors.locked().clone();
-                for class in &implementors {
-                    for shard in class.shards.iter() {
-                        let lane = self.lane_into(shard);
-                        // SAFETY: as above.
-                        if unsafe { write_compacted(shard, lane, message, recipient, source, size) }
-                        {
-                            self.note_pending(shard);
-                        }
-                        shard.mark_broadcast();
-                    }
+                for shard in implementors.iter().flat_map(|class| class.shards.iter()) {
+                    // SAFETY: `source` is a compact `M` (caller), `size` its record size.
+                    unsafe { self.copy_into(shard, message, recipient, source, size) };
+                    shard.mark_broadcast();
                 }
             }
             TypeEntry::Trait(_) => self.undeliverable(),

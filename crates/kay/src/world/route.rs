@@ -63,17 +63,7 @@ impl World {
                     for shard in class.shards.iter() {
                         self.push_copy(shard, message_id, recipient, &compacted);
                     }
-                    #[cfg(feature = "net")]
-                    if recipient.is_global_broadcast() {
-                        // SAFETY: a compact message: copies leave it intact.
-                        unsafe {
-                            self.broadcast_remote(
-                                recipient,
-                                message_id,
-                                (&*compacted as *const M).cast_mut(),
-                            )
-                        };
-                    }
+                    self.also_to_other_machines(recipient, message_id, &compacted);
                 } else {
                     let shard = class.shard_of(recipient.instance);
                     let lane = NonNull::from(self.lane_into(shard));
@@ -99,17 +89,7 @@ impl World {
                     }
                 }
                 drop(implementors);
-                #[cfg(feature = "net")]
-                if recipient.is_global_broadcast() {
-                    // SAFETY: a compact message: copies leave it intact.
-                    unsafe {
-                        self.broadcast_remote(
-                            recipient,
-                            message_id,
-                            (&*compacted as *const M).cast_mut(),
-                        )
-                    };
-                }
+                self.also_to_other_machines(recipient, message_id, &compacted);
             }
             _ => self.undeliverable(),
         }
@@ -161,7 +141,8 @@ impl World {
         }
     }
 
-    /// Copies an already compacted message into a new record for `shard`.
+    /// Copies an already compacted message into a new record for `shard`
+    /// (of a broadcast).
     fn push_copy<M: Compact>(
         &mut self,
         shard: &ShardShared,
@@ -169,16 +150,54 @@ impl World {
         recipient: RawID,
         message: &Compacted<M>,
     ) {
-        let lane = self.lane_into(shard);
         let source = (&**message as *const M).cast_mut();
         let size = message_size(&**message);
-        // SAFETY: `source` is a valid, compact `M`: compacting it copies its
-        // bytes and leaves it intact (compact parts own nothing), so each
-        // copy is an independent value and `message` stays valid.
+        // SAFETY: `source` is a valid, compact `M` of `size` record bytes.
+        unsafe { self.copy_into(shard, message_id, recipient, source, size) };
+        shard.mark_broadcast();
+    }
+
+    /// Copies the compact message at `source` into a new record for
+    /// `shard` through this world's lane into it.
+    ///
+    /// # Safety
+    /// `source` is a valid, compact `M` (compacting it copies its bytes and
+    /// leaves it intact: compact parts own nothing, so each copy is an
+    /// independent value and the source stays valid), and `size` is
+    /// [`message_size`] of it.
+    pub(super) unsafe fn copy_into<M: Compact>(
+        &mut self,
+        shard: &ShardShared,
+        message_id: MessageID,
+        recipient: RawID,
+        source: *mut M,
+        size: usize,
+    ) {
+        let lane = self.lane_into(shard);
+        // SAFETY: forwarded from the caller.
         if unsafe { write_compacted(shard, lane, message_id, recipient, source, size) } {
             self.note_pending(shard);
         }
-        shard.mark_broadcast();
+    }
+
+    /// Sends a global broadcast's message to every other machine as well
+    /// (feature `net`; without it there are none to reach).
+    #[inline]
+    fn also_to_other_machines<M: Compact>(
+        &mut self,
+        recipient: RawID,
+        message_id: MessageID,
+        message: &Compacted<M>,
+    ) {
+        #[cfg(feature = "net")]
+        if recipient.is_global_broadcast() {
+            // SAFETY: a compact message: copies leave it intact.
+            unsafe {
+                self.broadcast_remote(recipient, message_id, (&**message as *const M).cast_mut())
+            };
+        }
+        #[cfg(not(feature = "net"))]
+        let _ = (recipient, message_id, message);
     }
 }
 
