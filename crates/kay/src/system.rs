@@ -306,6 +306,16 @@ impl ActorSystem {
         self.turn()
     }
 
+    /// Whether any other machine is connected (never without the `net`
+    /// feature).
+    fn peers_connected(&self) -> bool {
+        #[cfg(feature = "net")]
+        if let Some(net) = &self.net {
+            return net.any_connected();
+        }
+        false
+    }
+
     /// The number of turns run so far (the last [`Turn::number`]).
     pub fn current_turn(&self) -> u64 {
         self.turn
@@ -322,7 +332,9 @@ impl ActorSystem {
     /// If the system runs out of messages while the future still waits,
     /// every outstanding [`Reply`](crate::Reply) resolves to
     /// [`ReplyError::NoReply`](crate::ReplyError::NoReply) (nobody is left to
-    /// answer it) instead of hanging.
+    /// answer it) instead of hanging. With networking, that happens only
+    /// once no other machine is connected: while one is, its answer may
+    /// still come.
     ///
     /// # Panics
     /// If the system is out of messages, no reply is outstanding, and the
@@ -335,7 +347,10 @@ impl ActorSystem {
                 return output;
             }
             if self.turn().handled == 0 {
-                if self.shared.replies.any_waiting() {
+                if self.shared.replies.any_waiting() && self.peers_connected() {
+                    // Another machine may still answer (feature `net`).
+                    std::thread::sleep(std::time::Duration::from_micros(50));
+                } else if self.shared.replies.any_waiting() {
                     self.shared.replies.fail_waiting(crate::ReplyError::NoReply);
                 } else if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
                     return output;

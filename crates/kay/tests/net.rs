@@ -9,7 +9,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use kay::net::NetConfig;
-use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, MachineID, RawID, TypedID, World};
+use kay::{
+    Actor, ActorSystem, CVec, ClassSetup, Compact, Config, MachineID, RawID, ReplyError, ReplyTo,
+    TypedID, World,
+};
 
 kay::typed_id!(SinkID);
 
@@ -23,6 +26,7 @@ struct Sink {
     received: u32,
     hellos: u32,
     greets: u32,
+    dones: u32,
     /// A running hash of everything received, in order.
     hash: u64,
 }
@@ -46,6 +50,24 @@ struct Relay {
     to: SinkID,
     count: u32,
     first: u32,
+}
+
+/// Sent to every machine once a machine's requests were answered.
+#[derive(Compact, Clone)]
+struct Done;
+
+/// A request across machines: what the sink received so far (a dynamic
+/// answer, validated on arrival).
+#[derive(Compact, Clone)]
+struct Ask {
+    reply: ReplyTo<CVec<u32>>,
+}
+
+impl kay::Request for Ask {
+    type Answer = CVec<u32>;
+    fn reply_to(&self) -> ReplyTo<CVec<u32>> {
+        self.reply
+    }
 }
 
 /// A global broadcast to the class.
@@ -87,6 +109,7 @@ impl Actor for Sink {
                 received: 0,
                 hellos: 0,
                 greets: 0,
+                dones: 0,
                 hash: u64::from(spawn.tag),
             })
             .handler(|sink: &mut Sink, seq: &Seq, _: &mut World| {
@@ -112,6 +135,10 @@ impl Actor for Sink {
                 }
                 sink.mix(7);
             })
+            .request_handler(|sink: &mut Sink, ask: &Ask, world: &mut World| {
+                world.reply(ask.reply, vec![sink.received, sink.hellos].into());
+            })
+            .handler(|sink: &mut Sink, _: &Done, _: &mut World| sink.dones += 1)
             .handler(|sink: &mut Sink, hello: &Hello, _: &mut World| {
                 sink.hellos += 1;
                 sink.mix(500 + u64::from(hello.from));
@@ -197,6 +224,34 @@ fn machine(machine: u8, addresses: Vec<SocketAddr>) {
     }
     let sinks = system
         .with_instances::<Sink, _>(|s| (s.received, s.out_of_order, s.hellos, s.greets, s.hash));
+    // Requests to every other machine: an answer from a live sink, and a
+    // failure from an ID that names nobody there.
+    for other in (0..n).filter(|&m| m != machine) {
+        let (reply_to, reply) = world.request::<CVec<u32>>();
+        world.send(on(other, sink), Ask { reply: reply_to });
+        let answer = system.block_on(reply).expect("an answer");
+        println!("ANSWER {machine} {other} {:?}", &answer[..]);
+        assert_eq!(
+            answer[0],
+            (n as u32 - 1) * (TURNS as u32 - 5) * (PER_TURN + 100)
+        );
+        let raw = sink.as_raw();
+        let nobody = SinkID::from_raw(RawID::new(raw.type_id, 999, MachineID(other), 0));
+        let (reply_to, reply) = world.request::<CVec<u32>>();
+        world.send(nobody, Ask { reply: reply_to });
+        assert_eq!(system.block_on(reply), Err(ReplyError::NoRecipient));
+    }
+    // Stay until every other machine got its answers from this one.
+    let all = world.global_broadcast::<Sink>();
+    world.send(all, Done);
+    while system
+        .with_instances::<Sink, _>(|s| s.dones)
+        .into_iter()
+        .max()
+        < Some(n as u32)
+    {
+        system.turn();
+    }
     let received: u32 = sinks.iter().map(|s| s.0).sum();
     let out_of_order: u32 = sinks.iter().map(|s| s.1).sum();
     let hellos: u32 = sinks.iter().map(|s| s.2).sum();

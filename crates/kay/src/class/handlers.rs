@@ -51,7 +51,7 @@ type Recover = unsafe fn(*mut (), RawID, Box<dyn Any + Send>, &mut ShardState) -
 type Keep = unsafe fn(*const u8, RawID, u16, &Inbox);
 
 /// Fails the reply of a request record (see [`fail_request`]).
-type FailRequest = unsafe fn(*const u8, &World, ReplyError);
+type FailRequest = unsafe fn(*const u8, &mut World, ReplyError);
 
 /// One entry of a class's handler table.
 pub(crate) struct Handler {
@@ -297,7 +297,7 @@ unsafe fn keep<M: Message>(payload: *const u8, recipient: RawID, tag: u16, inbox
 ///
 /// # Safety
 /// `payload` points to a valid compact `M`.
-unsafe fn fail_request<M: Request>(payload: *const u8, world: &World, error: ReplyError) {
+unsafe fn fail_request<M: Request>(payload: *const u8, world: &mut World, error: ReplyError) {
     // SAFETY: a valid `M` (caller).
     let request = unsafe { &*payload.cast::<M>() };
     world.fail_reply(request.reply_to(), error);

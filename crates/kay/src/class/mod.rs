@@ -136,7 +136,7 @@ impl ShardState {
         self.counters.kept += 1;
         if let Some(fail) = handler.fail_request {
             // SAFETY: a request of the handler's type.
-            unsafe { fail(payload, &self.world, ReplyError::SystemPanicked) };
+            unsafe { fail(payload, &mut self.world, ReplyError::SystemPanicked) };
         }
         true
     }

@@ -420,7 +420,7 @@ fn unusual_outcome(
     }
     if let Some(fail) = handler.fail_request {
         // SAFETY: a request of the handler's type.
-        unsafe { fail(payload, &state.world, ReplyError::NoRecipient) };
+        unsafe { fail(payload, &mut state.world, ReplyError::NoRecipient) };
     }
     false
 }
@@ -453,7 +453,7 @@ fn caught_in(
         && let Some(fail) = handler.fail_request
     {
         // SAFETY: a request of the handler's type.
-        unsafe { fail(payload, &state.world, ReplyError::HandlerPanicked) };
+        unsafe { fail(payload, &mut state.world, ReplyError::HandlerPanicked) };
     }
     if state.policy == PanicPolicy::Stop {
         state.panicked = true;

@@ -25,6 +25,16 @@ pub const BATCH_HEADER: usize = FRAME_HEADER + 4 + 8 + 8;
 /// length (4), the message tag (2) and the recipient (8).
 pub const MESSAGE_OVERHEAD: usize = 4 + 2 + 8;
 
+/// The tag of an answer to a request: its payload is a compact
+/// `repr(C)` struct of `token: u64` and the answer; its recipient names
+/// the asking machine.
+pub const ANSWER_TAG: u16 = 0x7FFE;
+
+/// The tag of a failed request: its payload is a `repr(C)` struct of
+/// `token: u64` and `reason: u8` (0 no reply, 1 no recipient, 2 handler
+/// panicked, 3 system panicked), 16 bytes.
+pub const FAILED_TAG: u16 = 0x7FFD;
+
 /// The length of a HMAC-SHA256 proof and of a handshake nonce.
 pub const PROOF_LEN: usize = 32;
 

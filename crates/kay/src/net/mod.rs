@@ -114,6 +114,7 @@ use crate::inbox::record::SPAWN_TAG;
 #[cfg(doc)]
 use crate::registry::Fingerprint;
 use crate::registry::MessageID;
+use crate::reply::{ReplyError, ReplyToken};
 use crate::sync::Unpoisoned;
 use crate::world::World;
 use outbox::Outbox;
@@ -271,6 +272,25 @@ impl NetOps {
             },
         }
     }
+}
+
+/// A message of a peer's turn, checked and ready to deliver.
+enum Checked {
+    /// A message (its type's operations, recipient, id, whether a spawn,
+    /// and where its validated payload is in the scratch buffer).
+    Message(NetOps, RawID, MessageID, bool, usize),
+    /// The answer to one of this machine's requests.
+    Answer(ReplyToken, Box<dyn std::any::Any + Send>),
+    /// A request of this machine that failed there.
+    Failed(ReplyToken, ReplyError),
+}
+
+/// The token at the start of an answer's payload.
+fn token_of(payload: &[u8]) -> Result<ReplyToken, String> {
+    let bits = payload.get(..8).ok_or("an answer shorter than its token")?;
+    Ok(ReplyToken::from_bits(u64::from_le_bytes(
+        bits.try_into().expect("8 bytes"),
+    )))
 }
 
 /// A frame received and not yet applied.
@@ -455,6 +475,14 @@ impl ActorSystem {
 }
 
 impl Net {
+    /// Whether any peer is connected now.
+    pub(crate) fn any_connected(&self) -> bool {
+        self.links
+            .iter()
+            .flatten()
+            .any(|link| link.state.connected.load(Relaxed))
+    }
+
     /// Whether `book`'s peer must be waited for before turn `turn`.
     fn behind(&self, machine: usize, turn: u64, first: bool) -> bool {
         let book = &self.books[machine];
@@ -625,18 +653,6 @@ impl Net {
         let mut checked = Vec::with_capacity(count);
         let mut at = 0;
         for message in messages {
-            let id = message.tag & !SPAWN_TAG;
-            let Some(Some(op)) = ops.get(id as usize) else {
-                return Err(format!("unknown message type {id}"));
-            };
-            let spawn = message.tag & SPAWN_TAG != 0;
-            let local = message.recipient.machine == self.me;
-            if !spawn && !message.recipient.is_global_broadcast() && !local {
-                return Err(format!(
-                    "a message for machine {} arrived here",
-                    message.recipient.machine.0
-                ));
-            }
             let len = message.payload.len();
             let slot = &mut self.scratch[at..at + len.div_ceil(8)];
             // SAFETY: the slot has `len` bytes (rounded up to words); any
@@ -644,25 +660,74 @@ impl Net {
             let slot =
                 unsafe { std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<u8>(), len) };
             slot.copy_from_slice(message.payload);
-            (op.validate)(slot, message.origin as usize)
-                .map_err(|error| format!("message type {id} failed validation: {error}"))?;
-            checked.push((op, message.recipient, MessageID(id), spawn, at));
+            let origin = message.origin as usize;
+            let id = message.tag & !SPAWN_TAG;
+            let to_me = message.recipient.machine == self.me;
+            match message.tag {
+                frame::ANSWER_TAG | frame::FAILED_TAG if !to_me => {
+                    return Err("an answer for another machine arrived here".to_owned());
+                }
+                frame::ANSWER_TAG => {
+                    let token = token_of(slot)?;
+                    let replies = &self.inject.shared.replies;
+                    match replies.decode(token, slot, origin) {
+                        Ok(Some(answer)) => checked.push(Checked::Answer(token, answer)),
+                        Ok(None) => {}
+                        Err(error) => return Err(format!("an answer failed validation: {error}")),
+                    }
+                }
+                frame::FAILED_TAG => {
+                    let error = match (slot.len(), slot.get(8)) {
+                        (16, Some(0)) => ReplyError::NoReply,
+                        (16, Some(1)) => ReplyError::NoRecipient,
+                        (16, Some(2)) => ReplyError::HandlerPanicked,
+                        (16, Some(3)) => ReplyError::SystemPanicked,
+                        _ => return Err("a malformed failed request".to_owned()),
+                    };
+                    checked.push(Checked::Failed(token_of(slot)?, error));
+                }
+                _ => {
+                    let Some(Some(op)) = ops.get(id as usize) else {
+                        return Err(format!("unknown message type {id}"));
+                    };
+                    let spawn = message.tag & SPAWN_TAG != 0;
+                    if !spawn && !message.recipient.is_global_broadcast() && !to_me {
+                        return Err(format!(
+                            "a message for machine {} arrived here",
+                            message.recipient.machine.0
+                        ));
+                    }
+                    (op.validate)(slot, origin)
+                        .map_err(|error| format!("message type {id} failed validation: {error}"))?;
+                    let recipient = message.recipient;
+                    checked.push(Checked::Message(*op, recipient, MessageID(id), spawn, at));
+                }
+            }
             at += len.div_ceil(8);
         }
         // Second pass: deliver.
         let base = self.scratch.as_mut_ptr();
-        for (op, recipient, message, spawn, at) in checked {
-            // SAFETY: validated above as the message type of `op`; the
-            // scratch buffer is not touched until the next turn's delivery.
-            unsafe {
-                (op.deliver)(
-                    &mut self.inject,
-                    recipient,
-                    message,
-                    spawn,
-                    base.add(at).cast(),
-                )
-            };
+        for item in checked {
+            match item {
+                Checked::Message(op, recipient, message, spawn, at) => {
+                    // SAFETY: validated above as the message type of `op`;
+                    // the scratch buffer is not touched until the next
+                    // delivery.
+                    unsafe {
+                        (op.deliver)(
+                            &mut self.inject,
+                            recipient,
+                            message,
+                            spawn,
+                            base.add(at).cast(),
+                        )
+                    };
+                }
+                Checked::Answer(token, answer) => {
+                    self.inject.shared.replies.answer_boxed(token, answer);
+                }
+                Checked::Failed(token, error) => self.inject.shared.replies.fail(token, error),
+            }
         }
         self.books[machine].stats.received += count as u64;
         Ok(())

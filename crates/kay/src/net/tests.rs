@@ -218,6 +218,15 @@ fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
     let reason = fake.refusal(&mut link).expect("a reason");
     assert!(reason.contains("unknown message type 999"), "{reason}");
 
+    // An answer to no open request is ignored; a malformed failure closes.
+    let mut link = join(&fake, &mut system);
+    let me = RawID::new(crate::ShortTypeID::new(0), 0, MachineID(0), 0);
+    fake.send(&mut link, batch(5, frame::ANSWER_TAG, me, &[0; 16], 0));
+    fake.send(&mut link, batch(6, frame::FAILED_TAG, me, &[0; 3], 0));
+    until(&mut system, |s| peer(s).refused == 3);
+    let reason = fake.refusal(&mut link).expect("a reason");
+    assert!(reason.contains("malformed failed request"), "{reason}");
+
     // Garbage, a truncated batch, and a frame over the limit: the network
     // thread closes each connection.
     for garbage in [
@@ -252,7 +261,7 @@ fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
         &mut link,
         batch(20, values.0, to, &values_payload(&[10]), 0x1000),
     );
-    until(&mut system, |s| peer(s).received == 2);
+    until(&mut system, |s| peer(s).received == 3); // with the ignored answer
     assert_eq!(sum(&mut system), 16);
     assert!(peer(&system).joins >= 7);
 }

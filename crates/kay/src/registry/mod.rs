@@ -38,8 +38,9 @@ pub(crate) struct MessageLayout {
     pub(crate) is_static: bool,
 }
 
-/// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)).
-pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFF;
+/// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)
+/// and the two tags of answers on the wire, `0x7FFD` and `0x7FFE`).
+pub(crate) const MAX_MESSAGE_TYPES: usize = 0x7FFD;
 
 /// A registered class or trait, as senders see it.
 #[derive(Clone)]

@@ -66,6 +66,18 @@ pub trait Request: crate::Message {
 pub(crate) struct ReplyToken(u64);
 
 impl ReplyToken {
+    /// The token as the wire carries it.
+    #[cfg(feature = "net")]
+    pub(crate) fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// A token from the wire.
+    #[cfg(feature = "net")]
+    pub(crate) fn from_bits(bits: u64) -> ReplyToken {
+        ReplyToken(bits)
+    }
+
     pub(crate) fn new(index: u32, generation: u32) -> ReplyToken {
         ReplyToken(u64::from(generation) << 32 | u64::from(index))
     }
@@ -77,6 +89,27 @@ impl ReplyToken {
     pub(crate) fn generation(self) -> u32 {
         (self.0 >> 32) as u32
     }
+}
+
+/// An answer as it travels to another machine: the token first (`repr(C)`
+/// fixes the layout), so the receiver finds the awaited type by it.
+#[cfg(feature = "net")]
+#[repr(C)]
+#[derive(Compact)]
+pub(crate) struct WireAnswer<T> {
+    pub(crate) token: u64,
+    pub(crate) answer: T,
+}
+
+/// A failed request as it travels to another machine (see
+/// [`WireAnswer`]): the reason is 0 no reply, 1 no recipient, 2 handler
+/// panicked, 3 system panicked.
+#[cfg(feature = "net")]
+#[repr(C)]
+#[derive(Compact)]
+pub(crate) struct WireFailure {
+    pub(crate) token: u64,
+    pub(crate) reason: u8,
 }
 
 /// The address a handler sends its answer to; part of a request message.

@@ -33,6 +33,24 @@ struct Table {
     slots: Vec<(u32, Slot)>,
     free: Vec<u32>,
     waiting: usize,
+    /// How each slot's answer is taken from the wire (feature `net`), by
+    /// slot index.
+    #[cfg(feature = "net")]
+    decoders: Vec<Decode>,
+}
+
+/// Validates an answer that came from another machine (a compact
+/// `WireAnswer<T>` written at `origin`) and moves its `T` onto the heap.
+#[cfg(feature = "net")]
+pub(crate) type Decode = fn(&[u8], usize) -> Result<Box<dyn Any + Send>, compact::ValidationError>;
+
+#[cfg(feature = "net")]
+fn decode<T: Compact + Send + 'static>(
+    bytes: &[u8],
+    origin: usize,
+) -> Result<Box<dyn Any + Send>, compact::ValidationError> {
+    compact::Compacted::<super::WireAnswer<T>>::from_bytes(bytes, origin)
+        .map(|wire| Box::new(wire.into_inner().answer) as Box<dyn Any + Send>)
 }
 
 impl Table {
@@ -78,6 +96,14 @@ impl Replies {
         let generation = table.slots[index as usize].0;
         table.slots[index as usize].1 = Slot::Waiting(None);
         table.waiting += 1;
+        #[cfg(feature = "net")]
+        {
+            let at = index as usize;
+            if table.decoders.len() <= at {
+                table.decoders.resize(at + 1, decode::<T>);
+            }
+            table.decoders[at] = decode::<T>;
+        }
         let token = ReplyToken::new(index, generation);
         let reply = Reply {
             replies: Arc::clone(self),
@@ -97,6 +123,31 @@ impl Replies {
     /// Delivers an answer (ignored if nobody waits for it any more).
     pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) {
         self.resolve(to.token, Slot::Ready(Box::new(value)));
+    }
+
+    /// Takes an answer to `token` that came from another machine (`bytes`,
+    /// written at `origin`): `Ok(None)` if nobody waits for it any more,
+    /// an error if it is not a valid answer of the awaited type.
+    #[cfg(feature = "net")]
+    pub(crate) fn decode(
+        &self,
+        token: ReplyToken,
+        bytes: &[u8],
+        origin: usize,
+    ) -> Result<Option<Box<dyn Any + Send>>, compact::ValidationError> {
+        let mut table = self.lock();
+        if !matches!(table.slot(token), Some(Slot::Waiting(_))) {
+            return Ok(None);
+        }
+        let decode = table.decoders[token.index() as usize];
+        drop(table);
+        decode(bytes, origin).map(Some)
+    }
+
+    /// Delivers an answer taken with [`decode`](Self::decode).
+    #[cfg(feature = "net")]
+    pub(crate) fn answer_boxed(&self, token: ReplyToken, value: Box<dyn Any + Send>) {
+        self.resolve(token, Slot::Ready(value));
     }
 
     /// Resolves the reply `token` with `error` (if anyone still waits).

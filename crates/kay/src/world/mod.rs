@@ -255,15 +255,27 @@ impl World {
     }
 
     /// Answers a request.
+    /// The answer to a request from another machine travels back to it
+    /// (feature `net`) at the end of the turn.
     pub fn reply<T: Compact + Send>(&mut self, to: ReplyTo<T>, value: T) {
+        let (token, machine) = to.token();
+        if machine != self.machine {
+            return self.reply_remote(token, machine, Ok(value));
+        }
         self.shared.replies.answer(to, value);
     }
 
     /// Resolves the reply of a request that will not be handled.
-    pub(crate) fn fail_reply<T: Compact + Send>(&self, to: ReplyTo<T>, error: crate::ReplyError) {
+    pub(crate) fn fail_reply<T: Compact + Send>(
+        &mut self,
+        to: ReplyTo<T>,
+        error: crate::ReplyError,
+    ) {
         let (token, machine) = to.token();
         if machine == self.machine {
             self.shared.replies.fail(token, error);
+        } else {
+            self.reply_remote::<T>(token, machine, Err(error));
         }
     }
 

@@ -9,10 +9,12 @@ use compact::Compact;
 
 use crate::actor::{Actor, Message};
 use crate::class::lanes::SenderLane;
-use crate::id::{MachineID, RawID};
+use crate::id::{MachineID, RawID, ShortTypeID};
 use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG};
+use crate::net::frame;
 use crate::net::outbox::Outbox;
 use crate::registry::{MessageID, TypeEntry};
+use crate::reply::{ReplyError, ReplyToken, WireAnswer, WireFailure};
 use crate::sync::Unpoisoned;
 use crate::world::World;
 
@@ -77,25 +79,7 @@ impl World {
         message_id: MessageID,
         message: M,
     ) {
-        let size = message_size(&message);
-        let mut message = std::mem::ManuallyDrop::new(message);
-        // SAFETY: the message is moved into the outbox and never dropped
-        // here (if it is not written, it is leaked: compact messages own
-        // nothing but what `Drop` of their containers would free, a
-        // bounded loss for a refused message).
-        let written = unsafe {
-            self.write_remote(
-                recipient.machine,
-                message_id.0,
-                recipient,
-                &mut *message,
-                size,
-            )
-        };
-        if !written {
-            // SAFETY: not moved anywhere: dropped once, here.
-            unsafe { std::mem::ManuallyDrop::drop(&mut message) };
-        }
+        self.send_compact(recipient.machine, message_id.0, recipient, message);
     }
 
     /// Copies the compact message at `source` into every other machine's
@@ -129,6 +113,57 @@ impl World {
         }
     }
 
+    /// Sends the answer (or failure) of a request from `machine` back to it.
+    pub(crate) fn reply_remote<T: Compact + Send>(
+        &mut self,
+        token: ReplyToken,
+        machine: MachineID,
+        answer: Result<T, ReplyError>,
+    ) {
+        let recipient = RawID::new(ShortTypeID::new(0), 0, machine, 0);
+        match answer {
+            Ok(answer) => {
+                let wire = WireAnswer {
+                    token: token.bits(),
+                    answer,
+                };
+                self.send_compact(machine, frame::ANSWER_TAG, recipient, wire);
+            }
+            Err(error) => {
+                let reason: u8 = match error {
+                    ReplyError::NoReply => 0,
+                    ReplyError::NoRecipient => 1,
+                    ReplyError::HandlerPanicked => 2,
+                    ReplyError::SystemPanicked => 3,
+                };
+                let wire = WireFailure {
+                    token: token.bits(),
+                    reason,
+                };
+                self.send_compact(machine, frame::FAILED_TAG, recipient, wire);
+            }
+        }
+    }
+
+    /// Moves `message` into the outbox for `machine` with tag `tag` (or
+    /// drops it, counted, if it cannot go).
+    fn send_compact<M: Compact>(
+        &mut self,
+        machine: MachineID,
+        tag: u16,
+        recipient: RawID,
+        message: M,
+    ) {
+        let size = message_size(&message);
+        let mut message = std::mem::ManuallyDrop::new(message);
+        // SAFETY: moved into the outbox, or dropped below if not.
+        let written = unsafe { self.write_remote(machine, tag, recipient, &mut *message, size) };
+        if !written {
+            // SAFETY: not moved anywhere: dropped once, here.
+            unsafe { std::mem::ManuallyDrop::drop(&mut message) };
+        }
+    }
+
     /// Spawns an instance of `A` on `machine` by sending `message` to its
     /// spawner there (on this machine: [`spawn`](Self::spawn)). The new
     /// instance's ID is given on that machine: its spawner sees it and can
@@ -149,22 +184,7 @@ impl World {
             return self.undeliverable();
         };
         let recipient = RawID::new(type_id, 0, machine, 0);
-        let size = message_size(&message);
-        let mut message = std::mem::ManuallyDrop::new(message);
-        // SAFETY: moved into the outbox (or dropped below if not).
-        let written = unsafe {
-            self.write_remote(
-                machine,
-                message_id.0 | SPAWN_TAG,
-                recipient,
-                &mut *message,
-                size,
-            )
-        };
-        if !written {
-            // SAFETY: not moved anywhere.
-            unsafe { std::mem::ManuallyDrop::drop(&mut message) };
-        }
+        self.send_compact(machine, message_id.0 | SPAWN_TAG, recipient, message);
     }
 
     /// Delivers a message received from another machine, already validated
