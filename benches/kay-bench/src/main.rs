@@ -7,6 +7,8 @@
 //! checks its result and exits non-zero if it is wrong.
 
 mod macro_workloads;
+#[cfg(feature = "net")]
+mod network;
 mod report;
 mod workloads;
 
@@ -49,6 +51,9 @@ struct Args {
     /// and print the resident bytes per actor (W4 runs itself this way).
     #[arg(long, hide = true)]
     w4_rss: Option<String>,
+    /// Internal: run as W5's second machine, with these addresses.
+    #[arg(long, hide = true)]
+    w5_peer: Option<String>,
 }
 
 fn main() {
@@ -59,6 +64,11 @@ fn main() {
         (None, true) => workloads::Scale::Quick,
         (None, false) => workloads::Scale::Full,
     };
+    #[cfg(feature = "net")]
+    if let Some(addresses) = &args.w5_peer {
+        network::peer(addresses);
+        return;
+    }
     if let Some(system) = &args.w4_rss {
         let (resident, peak) = workloads::w4_resident_bytes(system, scale);
         println!("{resident} {peak}");
@@ -67,7 +77,7 @@ fn main() {
     let mut report = Report::new(args.json);
     let wanted =
         |w: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(w));
-    let all: [(&str, Workload); 7] = [
+    let all: &[(&str, Workload)] = &[
         ("W1", workloads::w1_broadcast),
         ("W2", workloads::w2_point_to_point),
         ("W3", workloads::w3_ping_pong),
@@ -75,11 +85,13 @@ fn main() {
         ("W3b", workloads::w3b_two_classes),
         ("W3c", workloads::w3c_two_pairs),
         ("W4", workloads::w4_spawn),
+        #[cfg(feature = "net")]
+        ("W5", network::w5_network),
     ];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let many = args.threads.unwrap_or(cores).max(1);
     let thread_counts: Vec<usize> = if many > 1 { vec![1, many] } else { vec![1] };
-    for (name, run) in all {
+    for &(name, run) in all {
         if !wanted(name) {
             continue;
         }

@@ -27,6 +27,13 @@ pub struct Measurement {
     pub peak_bytes_per_actor: Option<f64>,
     /// The actor's size in bytes (W1, W2; `--actor-bytes`).
     pub actor_bytes: Option<usize>,
+    /// Messages per second end to end (W5).
+    pub msgs_per_s: Option<f64>,
+    /// Bytes on the wire per message, all framing included (W5).
+    pub wire_bytes_per_msg: Option<f64>,
+    /// The median round trip of a request between the machines at low load,
+    /// in microseconds (W5).
+    pub request_rtt_us: Option<f64>,
 }
 
 impl Measurement {
@@ -84,6 +91,9 @@ impl Report {
                 "bytes_per_actor": m.bytes_per_actor,
                 "peak_bytes_per_actor": m.peak_bytes_per_actor,
                 "actor_bytes": m.actor_bytes,
+                "msgs_per_s": m.msgs_per_s,
+                "wire_bytes_per_msg": m.wire_bytes_per_msg,
+                "request_rtt_us": m.request_rtt_us,
             });
             println!("{line}");
         }
@@ -116,8 +126,15 @@ impl Report {
                     && o.threads == 1
                     && m.threads > 1
             });
-            let what = match m.actor_bytes {
-                Some(bytes) if bytes != 32 => format!("{} [{bytes} B actors]", m.what),
+            let what = match (m.actor_bytes, m.msgs_per_s) {
+                (Some(bytes), _) if bytes != 32 => format!("{} [{bytes} B actors]", m.what),
+                (_, Some(rate)) => format!(
+                    "{} [{:.1}M msgs/s, {:.2} B/msg, rtt {:.0} µs]",
+                    m.what,
+                    rate / 1e6,
+                    m.wire_bytes_per_msg.unwrap_or(0.0),
+                    m.request_rtt_us.unwrap_or(0.0)
+                ),
                 _ => m.what.to_string(),
             };
             let speedup = one_thread.map_or(String::new(), |o| {

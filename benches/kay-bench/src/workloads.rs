@@ -52,7 +52,7 @@ pub fn config() -> Config {
 }
 
 /// Fails the run loudly if a workload computed a wrong result.
-fn verify(workload: &str, what: &str, ok: bool) {
+pub fn verify(workload: &str, what: &str, ok: bool) {
     if !ok {
         eprintln!("{workload}: wrong result: {what}");
         std::process::exit(1);
@@ -79,6 +79,9 @@ fn kay_and_plain(
         bytes_per_actor: None,
         peak_bytes_per_actor: None,
         actor_bytes: None,
+        msgs_per_s: None,
+        wire_bytes_per_msg: None,
+        request_rtt_us: None,
     };
     vec![
         base.clone(),
