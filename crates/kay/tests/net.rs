@@ -359,6 +359,8 @@ fn child() {
             let stats = system.net_stats().unwrap();
             println!("JOINS {}", stats.peers.iter().map(|p| p.joins).sum::<u64>());
         }
+        "kill-sender" => kill_sender(addresses),
+        "kill-receiver" => kill_receiver(addresses),
         other => panic!("unknown role {other}"),
     }
 }
@@ -457,4 +459,144 @@ fn a_wrong_secret_is_refused_on_both_sides() {
 #[test]
 fn a_different_registry_is_refused_naming_the_first_difference() {
     refused(("KAY_NET_EXTRA", "1"), &["fingerprint mismatch", "Extra"]);
+}
+
+/// Machine 0 of the kill test: sends 1,000 messages a turn to machine 1's
+/// sink for 3 s (machine 1 is killed and restarted meanwhile), then waits
+/// until every message is accounted for and prints its stats.
+fn kill_sender(addresses: Vec<SocketAddr>) {
+    let mut config = config(0, &addresses, "the cluster secret");
+    let net = config.net.as_mut().unwrap();
+    net.max_turn_distance = 2;
+    net.peer_buffer_bytes = 64 << 10;
+    let mut system = ActorSystem::new(config);
+    system.register::<Sink>();
+    system.register_trait::<dyn Greeter>();
+    let mut world = system.world();
+    let sink = world.spawn::<Sink, _>(SpawnSink { tag: 1 });
+    let start = std::time::Instant::now();
+    let mut at_loss = None;
+    let mut seq = 0;
+    let stats = |system: &ActorSystem| system.net_stats().unwrap().peers[0].clone();
+    while start.elapsed() < Duration::from_secs(3) {
+        for _ in 0..1000 {
+            world.send(
+                on(1, sink),
+                Seq {
+                    from: 0,
+                    lane: 0,
+                    seq,
+                },
+            );
+            seq += 1;
+        }
+        system.turn();
+        let peer = stats(&system);
+        if at_loss.is_none() && peer.joins == 1 && !peer.connected {
+            at_loss = Some(peer.delivered);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let settle = std::time::Instant::now();
+    loop {
+        system.turn();
+        let peer = stats(&system);
+        if peer.sent == peer.delivered + peer.dropped + peer.lost
+            || settle.elapsed() > Duration::from_secs(10)
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let peer = stats(&system);
+    println!(
+        "KILLSTATS {} {} {} {} {} {} {seq}",
+        peer.sent,
+        peer.delivered,
+        peer.dropped,
+        peer.lost,
+        at_loss.expect("machine 1 was lost"),
+        peer.joins
+    );
+}
+
+/// Machine 1 of the kill test: runs until machine 0 is gone, then prints
+/// what its sink received.
+fn kill_receiver(addresses: Vec<SocketAddr>) {
+    let mut system = ActorSystem::new(config(1, &addresses, "the cluster secret"));
+    system.register::<Sink>();
+    system.register_trait::<dyn Greeter>();
+    system.world().spawn::<Sink, _>(SpawnSink { tag: 1 });
+    loop {
+        system.turn();
+        let peer = system.net_stats().unwrap().peers[0].clone();
+        if peer.joins > 0 && !peer.connected {
+            break;
+        }
+    }
+    let received: u32 = system
+        .with_instances::<Sink, _>(|s| s.received)
+        .iter()
+        .sum();
+    println!("RECEIVED {received}");
+}
+
+#[test]
+fn a_peer_killed_and_restarted_rejoins_and_every_message_is_accounted_for() {
+    let addresses = addresses(2);
+    let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
+    let start = |role: &str, machine: u8| {
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env("KAY_NET_ROLE", role)
+            .env("KAY_NET_MACHINE", machine.to_string())
+            .env("KAY_NET_ADDRESSES", list.join(","))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let sender = start("kill-sender", 0);
+    let mut first = start("kill-receiver", 1);
+    std::thread::sleep(Duration::from_millis(800));
+    first.kill().expect("SIGKILL");
+    let _ = first.wait();
+    std::thread::sleep(Duration::from_millis(700));
+    let second = start("kill-receiver", 1);
+    let sender = sender.wait_with_output().unwrap();
+    let second = second.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&sender.stdout);
+    let err = String::from_utf8_lossy(&sender.stderr);
+    let line = out
+        .lines()
+        .find_map(|l| l.split_once("KILLSTATS ").map(|(_, s)| s))
+        .unwrap_or_else(|| panic!("no stats:\n{out}\n{err}"));
+    let f: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+    let (sent, delivered, dropped, lost, at_loss, joins, written) =
+        (f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
+    let out2 = String::from_utf8_lossy(&second.stdout);
+    let received: u64 = out2
+        .lines()
+        .find_map(|l| l.split_once("RECEIVED ").map(|(_, s)| s.parse().unwrap()))
+        .unwrap_or_else(|| panic!("no count:\n{out2}"));
+    eprintln!(
+        "sent {sent} delivered {delivered} dropped {dropped} lost {lost} \
+         (delivered before the kill {at_loss}, after {received}) joins {joins}"
+    );
+    assert_eq!(sent, written, "every message written was sent");
+    assert_eq!(
+        sent,
+        delivered + dropped + lost,
+        "every message accounted for"
+    );
+    assert!(
+        dropped > 0,
+        "the buffer of 64 KiB overflowed while it was down"
+    );
+    assert_eq!(joins, 2, "it rejoined once");
+    assert_eq!(
+        received,
+        delivered - at_loss,
+        "the restarted machine got exactly what was delivered after the loss"
+    );
 }

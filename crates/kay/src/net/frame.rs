@@ -116,6 +116,9 @@ pub enum Frame<'a> {
     TurnEnd {
         /// The sender's turn that ended.
         turn: u64,
+        /// The last turn of the receiver's that the sender applied (an
+        /// acknowledgement: the receiver's messages up to it arrived).
+        applied: u64,
     },
 }
 
@@ -205,11 +208,12 @@ pub fn parse(bytes: &[u8]) -> Result<Frame<'_>, FrameError> {
             .map_err(|_| FrameError::Text),
         4 => parse_batch(bytes).map(Frame::Batch),
         5 => {
-            let turn: [u8; 8] = body
-                .try_into()
-                .map_err(|_| FrameError::Length("a turn end is 8 bytes"))?;
+            if body.len() != 16 {
+                return Err(FrameError::Length("a turn end is 16 bytes"));
+            }
             Ok(Frame::TurnEnd {
-                turn: u64::from_le_bytes(turn),
+                turn: u64_at(body, 0),
+                applied: u64_at(body, 8),
             })
         }
         kind => Err(FrameError::UnknownKind(kind)),
@@ -318,6 +322,14 @@ pub fn hello(hello: &Hello<'_>) -> Vec<u8> {
     out
 }
 
+/// A whole turn-end frame.
+pub fn turn_end(turn: u64, applied: u64) -> Vec<u8> {
+    let mut body = [0; 16];
+    body[..8].copy_from_slice(&turn.to_le_bytes());
+    body[8..].copy_from_slice(&applied.to_le_bytes());
+    simple(Kind::TurnEnd, &body)
+}
+
 /// A whole frame of `kind` with `body` behind its header.
 pub fn simple(kind: Kind, body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(FRAME_HEADER + body.len());
@@ -414,9 +426,13 @@ mod tests {
         wrong.pop();
         assert!(parse(&wrong).is_err());
         assert_eq!(
-            parse(&simple(Kind::TurnEnd, &5u64.to_le_bytes())),
-            Ok(Frame::TurnEnd { turn: 5 })
+            parse(&turn_end(5, 3)),
+            Ok(Frame::TurnEnd {
+                turn: 5,
+                applied: 3
+            })
         );
+        assert!(parse(&simple(Kind::TurnEnd, &5u64.to_le_bytes())).is_err());
         assert!(parse(&simple(Kind::Proof, &[0; 31])).is_err());
     }
 }

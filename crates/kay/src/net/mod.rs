@@ -43,8 +43,14 @@
 //!
 //! A lost connection is redialled with backoff (20 ms doubling to 2 s).
 //! Meanwhile batches for the peer are kept up to
-//! [`NetConfig::peer_buffer_bytes`]; beyond that they are dropped and
-//! counted ([`PeerStats::dropped`], reason "peer lost"). Every frame is
+//! [`NetConfig::peer_buffer_bytes`] and sent when it joins again; beyond
+//! that they are dropped and counted ([`PeerStats::dropped`], reason "peer
+//! lost"). Every turn end acknowledges the peer's turns applied, so each
+//! message sent is eventually counted exactly once: [`delivered`](PeerStats::delivered)
+//! (the peer applied it), [`dropped`](PeerStats::dropped), or
+//! [`lost`](PeerStats::lost) (sent on a connection that ended before the
+//! peer acknowledged it: a peer killed mid-turn loses what it had applied
+//! with the rest of its state). Every frame is
 //! length-checked on arrival and every message validated
 //! (`compact`'s validation) before it reaches an inbox: a malformed frame,
 //! an unknown message type or a payload that fails validation closes that
@@ -77,7 +83,7 @@
 //! | 2 | Proof | `hmac: [u8; 32]` |
 //! | 3 | Refuse | UTF-8 reason |
 //! | 4 | Batch | `count: u32`, `turn: u64`, `base: u64`, then `count` messages |
-//! | 5 | TurnEnd | `turn: u64` |
+//! | 5 | TurnEnd | `turn: u64`, `applied: u64` (the receiver's last turn whose batches the sender applied) |
 //!
 //! A message in a batch is `len: u32`, `tag: u16` (the message id, with
 //! bit 15 set for a spawn), the recipient (`instance: u32`, `type_id: u16`,
@@ -198,12 +204,18 @@ pub struct PeerStats {
     pub joins: u64,
     /// The last turn the peer finished, as far as this machine knows.
     pub turn: u64,
-    /// Messages sent to it (queued for its socket).
+    /// Messages sent to it (written by this machine's actors).
     pub sent: u64,
+    /// Of those, messages it acknowledged (applied).
+    pub delivered: u64,
+    /// Of those, messages sent on a connection that ended before it
+    /// acknowledged them.
+    pub lost: u64,
     /// Messages received from it and delivered.
     pub received: u64,
-    /// Messages to it dropped because it was lost and its buffer was full
-    /// (reason "peer lost").
+    /// Of those, messages dropped because it was lost and its buffer was
+    /// full (reason "peer lost"). The rest of `sent` (not delivered, lost
+    /// or dropped) is on its way or kept for it.
     pub dropped: u64,
     /// Bytes of frames sent to it, with their length prefixes.
     pub bytes_sent: u64,
@@ -303,7 +315,21 @@ enum Pending {
 #[derive(Default)]
 struct Book {
     joined: bool,
+    /// Whether it is connected (as the events so far say).
+    connected: bool,
     epoch: u64,
+    /// The last of its turns whose batches this machine applied (its
+    /// numbering): sent back in each turn end.
+    applied: u64,
+    /// Messages sent on this connection by turn, not yet acknowledged.
+    unacked: VecDeque<(u64, u64)>,
+    /// Messages of kept batches sent when it joined, not yet under a turn
+    /// end.
+    carried: u64,
+    /// Batch frames kept while it is lost (with their messages), and their
+    /// bytes.
+    held: VecDeque<(Vec<u8>, u64)>,
+    held_bytes: usize,
     /// My turns minus theirs when it last joined.
     offset: i64,
     /// The last turn it finished (its numbering).
@@ -410,11 +436,9 @@ impl ActorSystem {
                 .iter()
                 .enumerate()
                 .filter(|&(m, _)| m != net.me.0 as usize)
-                .map(|(m, book)| {
+                .map(|(_, book)| {
                     let mut stats = book.stats.clone();
-                    stats.connected = net.links[m]
-                        .as_ref()
-                        .is_some_and(|link| link.state.connected.load(Relaxed));
+                    stats.connected = book.connected;
                     stats.turn = book.turn;
                     stats
                 })
@@ -486,13 +510,10 @@ impl Net {
     /// Whether `book`'s peer must be waited for before turn `turn`.
     fn behind(&self, machine: usize, turn: u64, first: bool) -> bool {
         let book = &self.books[machine];
-        let connected = self.links[machine]
-            .as_ref()
-            .is_some_and(|link| link.state.connected.load(Relaxed));
         if !book.joined {
             return first;
         }
-        if !connected && book.pending.is_empty() {
+        if !book.connected && book.pending.is_empty() {
             return false;
         }
         let Some(needed) = (turn - 1).checked_sub(self.config.max_turn_distance) else {
@@ -551,10 +572,20 @@ impl Net {
                 let mine = self.turn.load(Relaxed);
                 let book = &mut self.books[machine.0 as usize];
                 book.joined = true;
+                book.connected = true;
                 book.epoch = epoch;
                 book.turn = turn;
+                book.applied = turn;
                 book.offset = mine as i64 - turn as i64;
                 book.stats.joins += 1;
+                // What was kept for it goes first.
+                book.held_bytes = 0;
+                if let Some(link) = &self.links[machine.0 as usize] {
+                    for (bytes, messages) in std::mem::take(&mut book.held) {
+                        book.carried += messages;
+                        send_frame(link, epoch, bytes, &mut book.stats);
+                    }
+                }
                 tracing::info!(
                     machine = self.me.0,
                     peer = machine.0,
@@ -573,10 +604,16 @@ impl Net {
                 }
                 book.stats.bytes_received += bytes.len() as u64 + 4;
                 match frame::parse(&bytes) {
-                    Ok(frame::Frame::TurnEnd { turn }) => {
+                    Ok(frame::Frame::TurnEnd { turn, applied }) => {
                         book.pending.push_back(Pending::End(turn));
                         book.ends += 1;
                         book.turn = turn;
+                        while let Some(&(sent, messages)) = book.unacked.front()
+                            && sent <= applied
+                        {
+                            book.unacked.pop_front();
+                            book.stats.delivered += messages;
+                        }
                     }
                     Ok(frame::Frame::Batch(_)) => book.pending.push_back(Pending::Batch(bytes)),
                     _ => {}
@@ -587,7 +624,11 @@ impl Net {
                 epoch,
                 reason,
             } => {
-                if epoch == self.books[machine.0 as usize].epoch {
+                let book = &mut self.books[machine.0 as usize];
+                if epoch == book.epoch {
+                    book.connected = false;
+                    let unacked: u64 = book.unacked.drain(..).map(|(_, m)| m).sum();
+                    book.stats.lost += unacked + std::mem::take(&mut book.carried);
                     tracing::warn!(
                         machine = self.me.0,
                         peer = machine.0,
@@ -619,7 +660,10 @@ impl Net {
             while let Some(item) = book.pending.pop_front() {
                 match item {
                     Pending::Batch(bytes) => batches.push(bytes),
-                    Pending::End(_) => break,
+                    Pending::End(turn) => {
+                        book.applied = turn;
+                        break;
+                    }
                 }
             }
             book.ends -= 1;
@@ -755,12 +799,13 @@ impl Net {
     /// Sends this turn's batches (from every sender's outboxes, in lane
     /// order) and a turn end to each peer.
     fn send_turn(&mut self, turn: u64, outboxes: &mut [&mut Vec<Outbox>]) {
+        let limit = self.config.peer_buffer_bytes;
         for machine in 0..self.books.len() {
             let Some(link) = &self.links[machine] else {
                 continue;
             };
-            let connected = link.state.connected.load(Relaxed);
             let book = &mut self.books[machine];
+            let mut messages_now = 0;
             for sender in outboxes.iter_mut() {
                 let Some(outbox) = sender.get_mut(machine) else {
                     continue;
@@ -769,31 +814,39 @@ impl Net {
                     continue;
                 }
                 outbox.take_frames(turn, |bytes, messages| {
-                    let queued = link.state.queued.load(Relaxed);
-                    if !connected && queued + bytes.len() > self.config.peer_buffer_bytes {
-                        book.stats.dropped += messages;
-                        return;
-                    }
                     book.stats.sent += messages;
-                    book.stats.bytes_sent += bytes.len() as u64 + 4;
-                    link.state.queued.fetch_add(bytes.len(), Relaxed);
-                    let _ = link.tx.send(Outgoing::Frame {
-                        epoch: None,
-                        bytes: Bytes::from(bytes),
-                    });
+                    if book.connected {
+                        messages_now += messages;
+                        send_frame(link, book.epoch, bytes, &mut book.stats);
+                    } else if book.held_bytes + bytes.len() <= limit {
+                        book.held_bytes += bytes.len();
+                        book.held.push_back((bytes, messages));
+                    } else {
+                        book.stats.dropped += messages;
+                    }
                 });
             }
-            if connected {
-                let bytes = frame::simple(frame::Kind::TurnEnd, &turn.to_le_bytes());
-                book.stats.bytes_sent += bytes.len() as u64 + 4;
-                link.state.queued.fetch_add(bytes.len(), Relaxed);
-                let _ = link.tx.send(Outgoing::Frame {
-                    epoch: Some(book.epoch),
-                    bytes: Bytes::from(bytes),
-                });
+            if book.connected {
+                let messages = messages_now + std::mem::take(&mut book.carried);
+                if messages > 0 {
+                    book.unacked.push_back((turn, messages));
+                }
+                let end = frame::turn_end(turn, book.applied);
+                send_frame(link, book.epoch, end, &mut book.stats);
             }
         }
     }
+}
+
+/// Queues a frame for the connection `epoch` of `link` (a later
+/// connection never sends it: what an ended one did not send is lost).
+fn send_frame(link: &PeerLink, epoch: u64, bytes: Vec<u8>, stats: &mut PeerStats) {
+    stats.bytes_sent += bytes.len() as u64 + 4;
+    link.state.queued.fetch_add(bytes.len(), Relaxed);
+    let _ = link.tx.send(Outgoing::Frame {
+        epoch,
+        bytes: Bytes::from(bytes),
+    });
 }
 
 impl Drop for Net {

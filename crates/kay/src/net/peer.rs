@@ -49,9 +49,8 @@ pub(crate) enum Event {
 
 /// What the system's thread asks of a peer's task.
 pub(crate) enum Outgoing {
-    /// Send a frame; a turn end only on the connection it was meant for
-    /// (`Some(epoch)`), a batch on whichever comes.
-    Frame { epoch: Option<u64>, bytes: Bytes },
+    /// Send a frame on the connection `epoch` (if it ended, never).
+    Frame { epoch: u64, bytes: Bytes },
     /// Close the connection of `epoch`, saying why.
     Close { epoch: u64, reason: String },
 }
@@ -307,7 +306,7 @@ async fn write(
     match out {
         Outgoing::Frame { epoch: only, bytes } => {
             state.queued.fetch_sub(bytes.len(), Relaxed);
-            if only.is_some_and(|only| only != epoch) {
+            if only != epoch {
                 return Ok(());
             }
             link.feed(bytes)

@@ -113,7 +113,7 @@ fn batch(turn: u64, tag: u16, to: RawID, payload: &[u8], origin: u64) -> Vec<Vec
     let mut out = Vec::new();
     frame::batch_header(&mut out, 1, turn, origin);
     frame::put_message(&mut out, tag, to, payload);
-    vec![out, frame::simple(Kind::TurnEnd, &turn.to_le_bytes())]
+    vec![out, frame::turn_end(turn, 0)]
 }
 
 /// A valid `Values` of `values`, compacted at an origin of 0x1000.
