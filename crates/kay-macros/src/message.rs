@@ -110,11 +110,30 @@ pub(crate) fn id_method(
                      valid at once; the instance exists from the next message cycle."
                 ),
             );
+            let name_on = quote::format_ident!("{}_on", name);
+            let machine = local("machine");
+            let params_on = params.clone();
+            let doc_on = format!(
+                " Spawns a `{owner}` with `{owner}::{name}` on `machine` (see \
+                 `World::spawn_on`): its ID is given there."
+            );
             quote! {
                 #attrs
                 #doc
                 #vis fn #name(#(#params,)* #world: &mut ::kay::World) -> Self {
                     ::kay::World::spawn::<#class, #msg>(#world, #msg { #(#names,)* })
+                }
+
+                #(#cfgs)*
+                #[doc = #doc_on]
+                #[inline]
+                #[allow(clippy::too_many_arguments, dead_code)]
+                #vis fn #name_on(
+                    #machine: ::kay::MachineID,
+                    #(#params_on,)*
+                    #world: &mut ::kay::World,
+                ) {
+                    ::kay::World::spawn_on::<#class, #msg>(#world, #machine, #msg { #(#names,)* })
                 }
             }
         }

@@ -66,6 +66,40 @@ impl Counter {
     }
 }
 
+impl Counter {
+    /// A checksum of this counter's state.
+    pub fn checksum(&self) -> u64 {
+        mix(self
+            .history
+            .iter()
+            .map(|&v| u64::from(v))
+            .chain([u64::from(self.count)]))
+    }
+}
+
+impl Logger {
+    /// A checksum of this logger's state.
+    pub fn checksum(&self) -> u64 {
+        mix(self
+            .last_history
+            .iter()
+            .map(|&v| u64::from(v))
+            .chain([u64::from(self.seen)]))
+    }
+
+    /// How many changes it saw, and the last history.
+    pub fn state(&self) -> (u32, Vec<u32>) {
+        (self.seen, self.last_history.to_vec())
+    }
+}
+
+/// FNV-1a over numbers.
+fn mix(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0xcbf2_9ce4_8422_2325, |hash, value| {
+        (hash ^ value).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// Listens to one counter and remembers what it saw.
 #[derive(Compact, Clone)]
 pub struct Logger {
@@ -107,7 +141,13 @@ impl CounterListener for Logger {
 
 /// A system with the counter example's classes and trait registered.
 pub fn system() -> ActorSystem {
-    let mut system = ActorSystem::new(Config::default());
+    system_with(Config::default())
+}
+
+/// [`system`] with a configuration of its own (e.g. a machine of a
+/// topology).
+pub fn system_with(config: Config) -> ActorSystem {
+    let mut system = ActorSystem::new(config);
     system.register::<Counter>();
     system.register::<Logger>();
     system.register_trait::<dyn CounterListener>();

@@ -1,8 +1,40 @@
 //! Runs the counter example: one counter, two loggers, a few increments.
+//!
+//! `counter --machines 3 [--checksum-every N] [--runs R]` runs it as 3
+//! processes instead (see `machines.rs`).
+
+mod machines;
 
 use counter::{CounterID, CounterListenerID, LoggerID};
 
+/// The value of flag `name` in `args`, parsed.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    let at = args.iter().position(|a| a == name)?;
+    let value = args
+        .get(at + 1)
+        .unwrap_or_else(|| panic!("{name} needs a value"));
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}: cannot read {value:?}")),
+    )
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let checksum_every = flag(&args, "--checksum-every").unwrap_or(0);
+    if let Some(machine) = flag::<u8>(&args, "--machine") {
+        let addresses: String = flag(&args, "--addresses").expect("--addresses");
+        return machines::run(machine, &addresses, checksum_every);
+    }
+    if let Some(machines) = flag::<usize>(&args, "--machines") {
+        return machines::launch(machines, checksum_every, flag(&args, "--runs").unwrap_or(1));
+    }
+    single();
+}
+
+/// The example on one machine.
+fn single() {
     let mut system = counter::system();
     let mut world = system.world();
 

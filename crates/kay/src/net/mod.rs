@@ -39,6 +39,11 @@
 //! in machine order, so a run is deterministic for a given topology and
 //! inputs (on any thread counts). A lost peer is not waited for.
 //!
+//! In lockstep, each machine can record a checksum of its own state every
+//! few turns ([`ChecksumLog`]), so that two runs of the same topology, or a
+//! run and its replay, can be compared, and the first turn and machine
+//! where they diverge reported (the demos' `--checksum-every N`).
+//!
 //! # Faults
 //!
 //! A lost connection is redialled with backoff (20 ms doubling to 2 s).
@@ -100,6 +105,7 @@
 //! (instance `u32::MAX - 1`) is delivered to every local instance of the
 //! class or trait by each machine that receives it.
 
+mod checksum;
 pub(crate) mod frame;
 pub(crate) mod outbox;
 mod peer;
@@ -126,6 +132,7 @@ use crate::world::World;
 use outbox::Outbox;
 use peer::{Event, Outgoing, PeerLink};
 
+pub use checksum::{ChecksumLog, Divergence};
 pub use frame::FrameError;
 
 /// How a machine joins the others (the `net` part of

@@ -248,6 +248,25 @@ impl World {
         A::ID::from_raw(id)
     }
 
+    /// Spawns an instance of `A` on `machine` by sending `message` to its
+    /// spawner there (on this machine: [`spawn`](Self::spawn)). The new
+    /// instance's ID is given on that machine: its spawner sees it and can
+    /// tell whoever needs it. Sent at the end of the turn (feature `net`;
+    /// without it, another machine cannot be reached and the message is
+    /// counted as [`Undelivered::OtherMachine`](crate::Undelivered::OtherMachine)),
+    /// spawned in the receiving machine's next turn.
+    ///
+    /// # Panics
+    /// If `A` is not registered.
+    pub fn spawn_on<A: Actor, M: Message>(&mut self, machine: MachineID, message: M) {
+        if machine == self.machine {
+            self.spawn::<A, M>(message);
+            return;
+        }
+        crate::actor::refuse_process_local::<M>();
+        self.spawn_remote::<A, M>(machine, message);
+    }
+
     /// Opens a request: the `ReplyTo` goes into the request message, the
     /// `Reply` resolves when a handler answers it with [`World::reply`].
     pub fn request<T: Compact + Send>(&mut self) -> (ReplyTo<T>, Reply<T>) {

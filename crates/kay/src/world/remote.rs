@@ -164,20 +164,8 @@ impl World {
         }
     }
 
-    /// Spawns an instance of `A` on `machine` by sending `message` to its
-    /// spawner there (on this machine: [`spawn`](Self::spawn)). The new
-    /// instance's ID is given on that machine: its spawner sees it and can
-    /// tell whoever needs it. Sent at the end of the turn, spawned in the
-    /// receiving machine's next turn.
-    ///
-    /// # Panics
-    /// If `A` is not registered.
-    pub fn spawn_on<A: Actor, M: Message>(&mut self, machine: MachineID, message: M) {
-        if machine == self.machine {
-            self.spawn::<A, M>(message);
-            return;
-        }
-        crate::actor::refuse_process_local::<M>();
+    /// Sends a spawn of `A` with `message` to `machine` (see `spawn_on`).
+    pub(crate) fn spawn_remote<A: Actor, M: Message>(&mut self, machine: MachineID, message: M) {
         let type_id = self.type_id_of::<A>();
         let Some(message_id) = self.message_id::<M>() else {
             drop(message);

@@ -286,6 +286,20 @@ impl World {
         self.to_other_machine();
     }
 
+    /// Counts a spawn on another machine, which this build cannot reach
+    /// (no `net` feature), and drops its message.
+    #[cfg(not(feature = "net"))]
+    #[cold]
+    pub(crate) fn spawn_remote<A: crate::actor::Actor, M: Message>(
+        &mut self,
+        _: crate::id::MachineID,
+        message: M,
+    ) {
+        self.type_id_of::<A>();
+        drop(message);
+        self.to_other_machine();
+    }
+
     /// Counts an answer to another machine's request, which this build
     /// cannot reach (no `net` feature), and drops it.
     #[cfg(not(feature = "net"))]
