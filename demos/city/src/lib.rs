@@ -11,8 +11,8 @@
 
 #![allow(missing_docs)] // actor methods document the model; the rest is small
 
-use kay::RawID;
 use kay::prelude::*;
+use kay::{MachineID, RawID, TypedID};
 
 /// Simulated seconds per turn.
 pub const SECONDS_PER_TURN: f32 = 0.5;
@@ -130,10 +130,56 @@ pub fn destination_near(at: u32, size: u32, rng: &mut u64) -> u32 {
 /// Anything that drives on lanes: told when it reached its destination's
 /// intersection, it picks where to go next and enters the lane that leads
 /// there (`next[dir]` leaves this intersection in direction `dir`; bit
-/// `dir` of `exits` says whether that lane exists).
+/// `dir` of `exits` says whether that lane exists). The lanes leaving the
+/// intersection belong to machine `machine`: if that is another one (the
+/// city is split over machines by regions), the vehicle moves there.
 #[kay::actor_trait]
 pub trait Vehicle {
-    fn arrived(&mut self, at: u32, next: [LaneID; 4], exits: u8, world: &mut World);
+    fn arrived(
+        &mut self,
+        at: u32,
+        next: [LaneID; 4],
+        exits: u8,
+        machine: u8,
+        world: &mut World,
+    ) -> Fate;
+
+    /// The vehicle crossed into another machine's region: it goes on there,
+    /// entering `lane` (an ID of that machine) towards `dest`.
+    fn migrate(&mut self, lane: LaneID, dest: u32, world: &mut World) -> Fate;
+}
+
+/// The copy of `lane` on `machine` (every machine builds the whole grid in
+/// the same order, so a lane's ID differs between machines only in its
+/// machine).
+pub fn lane_on(lane: LaneID, machine: u8) -> LaneID {
+    let raw = lane.as_raw();
+    LaneID::from_raw(RawID::new(
+        raw.type_id,
+        raw.instance,
+        MachineID(machine),
+        raw.version,
+    ))
+}
+
+/// Goes on to `lane` (of `machine`, seen from a vehicle on `here`): enters
+/// it, or, if it belongs to another machine, has `spawn_there` spawn the
+/// vehicle on it there and dies here.
+fn drive_on(
+    vehicle: VehicleID,
+    lane: LaneID,
+    dest: u32,
+    machine: u8,
+    world: &mut World,
+    spawn_there: impl FnOnce(LaneID, &mut World),
+) -> Fate {
+    if machine == world.machine().0 {
+        lane.enter(vehicle, dest, world);
+        Fate::Live
+    } else {
+        spawn_there(lane_on(lane, machine), world);
+        Fate::Die
+    }
 }
 
 /// A car: drives from destination to destination, each a few blocks from
@@ -170,15 +216,70 @@ impl Car {
         }
     }
 
+    /// A car that drove in from another machine's region, onto `lane`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn spawn_moved(
+        id: CarID,
+        lane: LaneID,
+        dest: u32,
+        size: u32,
+        trips: u32,
+        turns: u32,
+        rng: u64,
+        world: &mut World,
+    ) -> Car {
+        lane.enter(id.into(), dest, world);
+        Car {
+            id,
+            size,
+            trips,
+            turns,
+            rng,
+        }
+    }
+
     /// The per-turn broadcast.
     pub fn tick(&mut self, _: &mut World) {
         self.turns += 1;
     }
 }
 
+impl Car {
+    /// Goes on to `lane` of `machine` (see [`drive_on`]).
+    fn go(&self, lane: LaneID, dest: u32, machine: u8, world: &mut World) -> Fate {
+        let car = self.clone();
+        drive_on(
+            self.id.into(),
+            lane,
+            dest,
+            machine,
+            world,
+            |there, world| {
+                CarID::spawn_moved_on(
+                    MachineID(machine),
+                    there,
+                    dest,
+                    car.size,
+                    car.trips,
+                    car.turns,
+                    car.rng,
+                    world,
+                );
+            },
+        )
+    }
+}
+
 #[kay::implements]
 impl Vehicle for Car {
-    fn arrived(&mut self, at: u32, next: [LaneID; 4], exits: u8, world: &mut World) {
+    fn arrived(
+        &mut self,
+        at: u32,
+        next: [LaneID; 4],
+        exits: u8,
+        machine: u8,
+        world: &mut World,
+    ) -> Fate {
         self.trips += 1;
         let dest = next_destination(at, self.size, &mut self.rng);
         let dir = heading(at, dest).expect("a new destination differs from here");
@@ -186,7 +287,12 @@ impl Vehicle for Car {
             exits & (1 << dir) != 0,
             "a destination inside the grid has a lane towards it"
         );
-        next[dir as usize].enter(self.id.into(), dest, world);
+        self.go(next[dir as usize], dest, machine, world)
+    }
+
+    fn migrate(&mut self, lane: LaneID, dest: u32, world: &mut World) -> Fate {
+        let machine = lane.as_raw().machine.0;
+        self.go(lane, dest, machine, world)
     }
 }
 
@@ -212,11 +318,53 @@ impl Bus {
             trips: 0,
         }
     }
+
+    /// A bus that drove in from another machine's region, onto `lane`.
+    pub fn spawn_moved(
+        id: BusID,
+        lane: LaneID,
+        stops: &CVec<u32>,
+        next_stop: u32,
+        trips: u32,
+        world: &mut World,
+    ) -> Bus {
+        lane.enter(id.into(), stops[next_stop as usize], world);
+        Bus {
+            id,
+            stops: stops.clone(),
+            next_stop,
+            trips,
+        }
+    }
+}
+
+impl Bus {
+    /// Goes on to `lane` of `machine` (see [`drive_on`]).
+    fn go(&self, lane: LaneID, dest: u32, machine: u8, world: &mut World) -> Fate {
+        let (stops, next_stop, trips) = (self.stops.clone(), self.next_stop, self.trips);
+        drive_on(
+            self.id.into(),
+            lane,
+            dest,
+            machine,
+            world,
+            |there, world| {
+                BusID::spawn_moved_on(MachineID(machine), there, stops, next_stop, trips, world);
+            },
+        )
+    }
 }
 
 #[kay::implements]
 impl Vehicle for Bus {
-    fn arrived(&mut self, at: u32, next: [LaneID; 4], _: u8, world: &mut World) {
+    fn arrived(
+        &mut self,
+        at: u32,
+        next: [LaneID; 4],
+        _: u8,
+        machine: u8,
+        world: &mut World,
+    ) -> Fate {
         self.trips += 1;
         let mut dest = at;
         while dest == at {
@@ -224,7 +372,12 @@ impl Vehicle for Bus {
             dest = self.stops[self.next_stop as usize];
         }
         let dir = heading(at, dest).expect("the next stop differs from here");
-        next[dir as usize].enter(self.id.into(), dest, world);
+        self.go(next[dir as usize], dest, machine, world)
+    }
+
+    fn migrate(&mut self, lane: LaneID, dest: u32, world: &mut World) -> Fate {
+        let machine = lane.as_raw().machine.0;
+        self.go(lane, dest, machine, world)
     }
 }
 
@@ -244,8 +397,10 @@ pub struct Place {
 #[derive(Compact, Clone)]
 pub struct Lane {
     id: LaneID,
-    /// The intersection it leads to (packed).
+    /// The intersection it leads to (packed), and the machine whose region
+    /// that intersection (and the lanes leaving it) is in.
     to: u32,
+    to_machine: u8,
     dir: u8,
     green: bool,
     /// The lanes leaving `to`, by direction, and which exist.
@@ -262,10 +417,11 @@ pub struct Lane {
 
 #[kay::actor]
 impl Lane {
-    pub fn spawn(id: LaneID, to: u32, dir: u8, _: &mut World) -> Lane {
+    pub fn spawn(id: LaneID, to: u32, to_machine: u8, dir: u8, _: &mut World) -> Lane {
         Lane {
             id,
             to,
+            to_machine,
             dir,
             green: false,
             next: [id; 4],
@@ -327,12 +483,19 @@ impl Lane {
                 _ => break,
             }
             let Place { vehicle, dest, .. } = self.places.remove(0);
+            let here = world.machine().0;
             match heading(self.to, dest) {
                 None => {
                     self.trips += 1;
-                    vehicle.arrived(self.to, self.next, self.exits, world);
+                    vehicle.arrived(self.to, self.next, self.exits, self.to_machine, world);
                 }
-                Some(dir) => self.next[dir as usize].enter(vehicle, dest, world),
+                Some(dir) if self.to_machine == here => {
+                    self.next[dir as usize].enter(vehicle, dest, world);
+                }
+                Some(dir) => {
+                    let lane = lane_on(self.next[dir as usize], self.to_machine);
+                    vehicle.migrate(lane, dest, world);
+                }
             }
         }
     }
@@ -510,6 +673,10 @@ pub struct CityConfig {
     pub seed: u64,
     /// Bus lines (each a loop around a rectangle of blocks, 10 buses each).
     pub bus_lines: u32,
+    /// The machines the city is split over (their addresses; empty: this
+    /// one alone), each owning a band of columns, and this machine's index.
+    pub machines: Vec<std::net::SocketAddr>,
+    pub machine: u8,
 }
 
 impl Default for CityConfig {
@@ -521,6 +688,8 @@ impl Default for CityConfig {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             seed: 1,
             bus_lines: 4,
+            machines: Vec::new(),
+            machine: 0,
         }
     }
 }
@@ -544,7 +713,9 @@ pub struct City {
     pub turn: u64,
     pub lanes: usize,
     pub intersections: usize,
+    /// Buses and cars that started on this machine.
     pub buses: usize,
+    pub cars: usize,
 }
 
 /// Registers the city's classes and trait.
@@ -565,14 +736,24 @@ impl City {
             config.width >= 2 && config.height >= 2,
             "the grid needs at least 2 × 2 intersections"
         );
+        let regions = config.machines.len().max(1) as u32;
+        let me = config.machine;
+        let net =
+            (regions > 1).then(|| kay::net::NetConfig::new(config.machines.clone(), "kay's city"));
         let mut system = ActorSystem::new(Config {
             threads: config.threads,
+            machine: MachineID(me),
+            net,
             ..Config::default()
         });
         register(&mut system);
         let mut world = system.world();
         let (w, h) = (config.width, config.height);
         let size = pack(w, h);
+        // Machine `m` owns the intersections of the `m`-th band of columns,
+        // and the lanes that start there (every machine builds the whole
+        // grid, so that lane IDs agree; lanes of other bands stay empty).
+        let owner = |x: u32| (x * regions / w) as u8;
         let collector = CollectorID::spawn(&mut world);
         // Lanes: one from every intersection in every direction that has
         // a neighbour, indexed by (start, direction).
@@ -583,9 +764,9 @@ impl City {
             for x in 0..w {
                 for dir in [EAST, NORTH, WEST, SOUTH] {
                     if let Some((nx, ny)) = neighbour(x, y, dir, w, h) {
-                        let lane = LaneID::spawn(pack(nx, ny), dir, &mut world);
+                        let lane = LaneID::spawn(pack(nx, ny), owner(nx), dir, &mut world);
                         lanes[at(x, y)][dir as usize] = Some(lane);
-                        lane_list.push((lane, pack(nx, ny)));
+                        lane_list.push((lane, pack(nx, ny), x));
                     }
                 }
             }
@@ -641,19 +822,22 @@ impl City {
                 let dest = stops[first as usize];
                 let dir = heading(pack(sx, sy), dest).expect("stops differ");
                 let lane = lanes[at(sx, sy)][dir as usize].expect("a lane towards the stop");
-                BusID::spawn(lane, stops.clone(), first, &mut world);
-                buses += 1;
+                if owner(sx) == me {
+                    BusID::spawn(lane, stops.clone(), first, &mut world);
+                    buses += 1;
+                }
             }
         }
         // Cars: on random lanes, heading a few blocks on, in batches.
         const BATCH: usize = 1 << 16;
         let mut spawned = 0;
+        let mut cars = 0;
         while spawned < config.cars {
             for _ in 0..BATCH.min(config.cars - spawned) {
                 // A third of the cars start nearer the centre (each
                 // coordinate the mean of two uniform draws), so the city
                 // is busier downtown; the rest start anywhere.
-                let (lane, end) = if next_random(&mut rng).is_multiple_of(3) {
+                let (lane, end, start) = if next_random(&mut rng).is_multiple_of(3) {
                     let mut coordinate = |n: u32| {
                         let a = next_random(&mut rng) % u64::from(n);
                         let b = next_random(&mut rng) % u64::from(n);
@@ -662,21 +846,25 @@ impl City {
                     let (x, y) = (coordinate(w), coordinate(h));
                     let dir = (next_random(&mut rng) % 4) as u8;
                     match (lanes[at(x, y)][dir as usize], neighbour(x, y, dir, w, h)) {
-                        (Some(lane), Some((ex, ey))) => (lane, pack(ex, ey)),
+                        (Some(lane), Some((ex, ey))) => (lane, pack(ex, ey), x),
                         // At the grid's edge, the lane back the other way.
                         _ => {
                             let back = (dir + 2) % 4;
                             let lane = lanes[at(x, y)][back as usize]
                                 .expect("a lane one way or the other");
                             let (ex, ey) = neighbour(x, y, back, w, h).expect("its end");
-                            (lane, pack(ex, ey))
+                            (lane, pack(ex, ey), x)
                         }
                     }
                 } else {
                     lane_list[(next_random(&mut rng) % lane_list.len() as u64) as usize]
                 };
                 let dest = next_destination(end, size, &mut rng);
-                CarID::spawn(lane, dest, size, next_random(&mut rng), &mut world);
+                let seed = next_random(&mut rng);
+                if owner(start) == me {
+                    CarID::spawn(lane, dest, size, seed, &mut world);
+                    cars += 1;
+                }
                 spawned += 1;
             }
             system.turn();
@@ -691,6 +879,7 @@ impl City {
             lanes: lane_list.len(),
             intersections,
             buses,
+            cars,
         }
     }
 
@@ -709,7 +898,7 @@ impl City {
         // Every broadcast record reaches every instance of its class: count
         // the deliveries (one per lane, intersection and car), not the
         // records (one per shard).
-        let delivered = self.lanes + self.intersections + self.config.cars;
+        let delivered = self.lanes + self.intersections + self.system.instance_count::<Car>();
         let mut messages = self.system.turn().handled + delivered;
         let second = if report {
             let totals = self

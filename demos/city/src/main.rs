@@ -2,6 +2,7 @@
 //! buses, runs it for a number of turns with a live progress line, and
 //! prints a summary (or, with `--json`, one JSON object).
 
+mod machines;
 mod plots;
 
 use std::path::PathBuf;
@@ -39,6 +40,25 @@ struct Args {
     /// Where to write the pictures (`run.png`, `map.png`).
     #[arg(long, default_value = "target/city")]
     out: PathBuf,
+    /// Split the city over this many processes on 127.0.0.1 (machines of
+    /// one topology in lockstep, each owning a band of columns; a vehicle
+    /// that crosses into another band moves to that machine).
+    #[arg(long, default_value_t = 1)]
+    machines: usize,
+    /// With `--machines`: record every machine's state checksum every N
+    /// turns (0: never), to compare runs.
+    #[arg(long, default_value_t = 0)]
+    checksum_every: u64,
+    /// With `--machines`: run the topology this many times and report the
+    /// first turn and machine where the runs' checksums diverge.
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+    /// Internal: run as machine `I` of `--addresses`.
+    #[arg(long, hide = true)]
+    machine: Option<u8>,
+    /// Internal: the topology's addresses.
+    #[arg(long, hide = true, value_delimiter = ',')]
+    addresses: Vec<std::net::SocketAddr>,
 }
 
 fn parse_size(s: &str) -> Result<(u32, u32), String> {
@@ -69,6 +89,9 @@ fn peak_rss() -> usize {
 
 fn main() {
     let args = Args::parse();
+    if args.machines > 1 && args.machine.is_none() {
+        return machines::launch(&args);
+    }
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -79,8 +102,12 @@ fn main() {
         height: args.size.1,
         threads,
         seed: args.seed,
+        machines: args.addresses.clone(),
+        machine: args.machine.unwrap_or(0),
         ..CityConfig::default()
     };
+    let networked = args.machine.is_some();
+    let mut checksums = kay::net::ChecksumLog::default();
     let stop = Arc::new(AtomicBool::new(false));
     {
         let stop = Arc::clone(&stop);
@@ -95,7 +122,7 @@ fn main() {
     let build_time = build_start.elapsed();
     let rss_built = peak_rss();
 
-    let bar = if args.json {
+    let bar = if args.json || networked {
         ProgressBar::hidden()
     } else {
         let bar = if args.turns == 0 {
@@ -132,6 +159,13 @@ fn main() {
         }
         let figures = city.step();
         messages += figures.messages;
+        if args.checksum_every > 0 && city.turn.is_multiple_of(args.checksum_every) {
+            checksums.record(
+                city.turn,
+                kay::MachineID(config_machine(&args)),
+                city.checksum(),
+            );
+        }
         if let Some(second) = figures.second {
             let turns = city.turn - second_start.1;
             let wall = second_start.0.elapsed().as_secs_f64();
@@ -178,6 +212,34 @@ fn main() {
     let bytes_per_agent = rss_built as f64 / agents.max(1) as f64;
     let checksum = city.checksum();
     let trips = city.car_trips();
+    if networked {
+        // One machine of several: its checksums and figures, for the
+        // launcher (see `machines.rs`).
+        print!("{checksums}");
+        let net = city.system.net_stats().expect("networked");
+        let (sent, received) = net
+            .peers
+            .iter()
+            .fold((0, 0), |(s, r), p| (s + p.sent, r + p.received));
+        println!(
+            "{}",
+            serde_json::json!({
+                "machine": config_machine(&args),
+                "cars": city.system.instance_count::<city::Car>(),
+                "cars_started": city.cars,
+                "buses": city.buses,
+                "turns": turns,
+                "turns_per_s": turns_per_s,
+                "msgs_per_s": msgs_per_s,
+                "peak_rss_mb": peak as f64 / 1e6,
+                "trips": trips,
+                "checksum": format!("{checksum:016x}"),
+                "net_sent": sent,
+                "net_received": received,
+            })
+        );
+        return;
+    }
     let pictures = draw(&args, &city, &timeline, threads);
     if args.json {
         println!(
@@ -238,6 +300,11 @@ fn main() {
             println!("{name:>16}  {value}");
         }
     }
+}
+
+/// This process's machine (0 alone).
+fn config_machine(args: &Args) -> u8 {
+    args.machine.unwrap_or(0)
 }
 
 /// Draws `run.png` and `map.png` into `--out`; says where, or why not.

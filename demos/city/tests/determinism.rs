@@ -12,6 +12,7 @@ fn run(threads: usize, seed: u64) -> (u64, Vec<String>, u64) {
         threads,
         seed,
         bus_lines: 2,
+        ..CityConfig::default()
     });
     let mut seconds = Vec::new();
     for _ in 0..120 {
