@@ -361,6 +361,8 @@ fn child() {
         }
         "kill-sender" => kill_sender(addresses),
         "kill-receiver" => kill_receiver(addresses),
+        "link-sender" => link_sender(addresses),
+        "link-receiver" => kill_receiver(addresses),
         other => panic!("unknown role {other}"),
     }
 }
@@ -599,4 +601,175 @@ fn a_peer_killed_and_restarted_rejoins_and_every_message_is_accounted_for() {
         delivered - at_loss,
         "the restarted machine got exactly what was delivered after the loss"
     );
+}
+
+/// Machine 0 of the link test: like the kill test's sender, for 4 s.
+fn link_sender(addresses: Vec<SocketAddr>) {
+    let mut config = config(0, &addresses, "the cluster secret");
+    config.net.as_mut().unwrap().max_turn_distance = 2;
+    let mut system = ActorSystem::new(config);
+    system.register::<Sink>();
+    system.register_trait::<dyn Greeter>();
+    let mut world = system.world();
+    let sink = world.spawn::<Sink, _>(SpawnSink { tag: 1 });
+    let start = std::time::Instant::now();
+    let mut seq = 0;
+    let mut turns = 0;
+    while start.elapsed() < Duration::from_secs(4) {
+        for _ in 0..100 {
+            world.send(
+                on(1, sink),
+                Seq {
+                    from: 0,
+                    lane: 0,
+                    seq,
+                },
+            );
+            seq += 1;
+        }
+        system.turn();
+        turns += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let settle = std::time::Instant::now();
+    let stats = |system: &ActorSystem| system.net_stats().unwrap().peers[0].clone();
+    while {
+        let peer = stats(&system);
+        peer.sent != peer.delivered + peer.dropped + peer.lost
+            && settle.elapsed() < Duration::from_secs(20)
+    } {
+        system.turn();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let peer = stats(&system);
+    println!(
+        "LINKSTATS {} {} {} {} {} {seq} {turns}",
+        peer.sent, peer.delivered, peer.dropped, peer.lost, peer.joins
+    );
+}
+
+/// Runs `command` (an `ip` invocation), panicking with its output if it fails.
+fn ip(args: &[&str]) {
+    let output = Command::new("ip").args(args).output().expect("ip runs");
+    assert!(
+        output.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Two network namespaces joined by a veth pair, removed when dropped.
+struct Namespaces {
+    names: [String; 2],
+}
+
+impl Namespaces {
+    /// Creates them, or says why it cannot (no root, no `ip netns`).
+    fn new() -> Result<Namespaces, String> {
+        let tag = std::process::id();
+        let names = [format!("kay-a{tag}"), format!("kay-b{tag}")];
+        let probe = Command::new("ip")
+            .args(["netns", "add", &names[0]])
+            .output()
+            .map_err(|e| format!("no `ip` command: {e}"))?;
+        if !probe.status.success() {
+            return Err(format!(
+                "cannot create a network namespace (root is needed): {}",
+                String::from_utf8_lossy(&probe.stderr).trim()
+            ));
+        }
+        let namespaces = Namespaces { names };
+        let [a, b] = &namespaces.names;
+        ip(&["netns", "add", b]);
+        let (va, vb) = (format!("ka{tag}"), format!("kb{tag}"));
+        ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb]);
+        ip(&["link", "set", &va, "netns", a]);
+        ip(&["link", "set", &vb, "netns", b]);
+        ip(&["-n", a, "addr", "add", "10.77.0.1/24", "dev", &va]);
+        ip(&["-n", b, "addr", "add", "10.77.0.2/24", "dev", &vb]);
+        for (ns, dev) in [(a, &va), (b, &vb)] {
+            ip(&["-n", ns, "link", "set", dev, "up"]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        Ok(namespaces)
+    }
+
+    /// Takes machine 0's end of the link down (`up: false`) or up.
+    fn link(&self, up: bool) {
+        let device = format!("ka{}", std::process::id());
+        ip(&[
+            "-n",
+            &self.names[0],
+            "link",
+            "set",
+            &device,
+            if up { "up" } else { "down" },
+        ]);
+    }
+}
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
+#[test]
+fn machines_in_two_network_namespaces_survive_a_cut_link() {
+    let namespaces = match Namespaces::new() {
+        Ok(namespaces) => namespaces,
+        Err(why) => {
+            println!("skipped: {why}");
+            return;
+        }
+    };
+    let addresses = ["10.77.0.1:7801", "10.77.0.2:7802"].join(",");
+    let start = |role: &str, machine: usize| {
+        Command::new("ip")
+            .args(["netns", "exec", &namespaces.names[machine]])
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+            .env("KAY_NET_ROLE", role)
+            .env("KAY_NET_MACHINE", machine.to_string())
+            .env("KAY_NET_ADDRESSES", &addresses)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let sender = start("link-sender", 0);
+    let receiver = start("link-receiver", 1);
+    std::thread::sleep(Duration::from_millis(1000));
+    namespaces.link(false);
+    std::thread::sleep(Duration::from_millis(1000));
+    namespaces.link(true);
+    let sender = sender.wait_with_output().unwrap();
+    let receiver = receiver.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&sender.stdout);
+    let err = String::from_utf8_lossy(&sender.stderr);
+    let line = out
+        .lines()
+        .find_map(|l| l.split_once("LINKSTATS ").map(|(_, s)| s))
+        .unwrap_or_else(|| panic!("no stats:\n{out}\n{err}"));
+    let f: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+    let (sent, delivered, dropped, lost, joins, written) = (f[0], f[1], f[2], f[3], f[4], f[5]);
+    let out2 = String::from_utf8_lossy(&receiver.stdout);
+    let received: u64 = out2
+        .lines()
+        .find_map(|l| l.split_once("RECEIVED ").map(|(_, s)| s.parse().unwrap()))
+        .unwrap_or_else(|| panic!("no count:\n{out2}"));
+    eprintln!(
+        "sent {sent} delivered {delivered} dropped {dropped} lost {lost} joins {joins}, \
+         received {received}, turns {}",
+        f[6]
+    );
+    assert_eq!(sent, written);
+    assert_eq!(
+        sent,
+        delivered + dropped + lost,
+        "every message accounted for"
+    );
+    assert_eq!(received, delivered, "what arrived is what was acknowledged");
 }

@@ -265,3 +265,37 @@ fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
     assert_eq!(sum(&mut system), 16);
     assert!(peer(&system).joins >= 7);
 }
+
+#[test]
+fn a_message_larger_than_a_frame_is_refused_at_send_and_counted() {
+    let addresses = vec![free_address(), free_address()];
+    let mut config = NetConfig::new(addresses, "secret");
+    config.max_frame_bytes = 1 << 16;
+    config.join_timeout = Duration::ZERO;
+    let mut system = ActorSystem::new(Config {
+        threads: 1,
+        net: Some(config),
+        ..Config::default()
+    });
+    system.register::<Sink>();
+    system.connect().expect("binds");
+    let mut world = system.world();
+    let local = world.spawn::<Sink, _>(Spawn).as_raw();
+    let remote = SinkID::from_raw(RawID::new(local.type_id, 0, MachineID(1), 0));
+    world.send(
+        remote,
+        Values {
+            values: vec![7; 1 << 15].into(),
+        },
+    );
+    world.send(
+        remote,
+        Values {
+            values: vec![7; 10].into(),
+        },
+    );
+    system.turn();
+    let stats = system.net_stats().expect("networked");
+    assert_eq!(stats.too_large, 1);
+    assert_eq!(stats.peers[0].sent, 1, "the small one is kept for the peer");
+}
