@@ -220,6 +220,13 @@ fn machine(machine: u8, addresses: Vec<SocketAddr>) {
                 world.spawn_on::<Sink, _>(MachineID(other), SpawnSink { tag: 2 });
             }
         }
+        if turn == 4 {
+            // Trait dispatch to one instance on another machine.
+            for other in (0..n).filter(|&m| m != machine) {
+                let greeter = GreeterID::from_raw(on(other, sink).as_raw());
+                greeter.greet(machine, &mut world);
+            }
+        }
         system.turn();
     }
     let sinks = system
@@ -363,6 +370,7 @@ fn child() {
         "kill-receiver" => kill_receiver(addresses),
         "link-sender" => link_sender(addresses),
         "link-receiver" => kill_receiver(addresses),
+        "distance" => distance(me, addresses),
         other => panic!("unknown role {other}"),
     }
 }
@@ -417,7 +425,8 @@ fn exchange(n: usize) -> BTreeMap<u8, (u32, u32, u32, u32, u32, u64)> {
         // and reach every sink.
         let expected = 1 + others * (1 + others);
         assert_eq!(hellos, expected, "machine {machine}: hellos");
-        assert_eq!(greets, expected, "machine {machine}: greets");
+        // Plus one greet through a trait ID from every other machine.
+        assert_eq!(greets, expected + others, "machine {machine}: greets");
     }
     results
 }
@@ -772,4 +781,43 @@ fn machines_in_two_network_namespaces_survive_a_cut_link() {
         "every message accounted for"
     );
     assert_eq!(received, delivered, "what arrived is what was acknowledged");
+}
+
+/// The turn distance test: machine 1 takes 4 ms per turn, machine 0 none;
+/// machine 0 prints the largest lead it ever had (its finished turns minus
+/// machine 1's) over 100 turns.
+fn distance(me: u8, addresses: Vec<SocketAddr>) {
+    let mut config = config(me, &addresses, "the cluster secret");
+    config.net.as_mut().unwrap().max_turn_distance = 3;
+    let mut system = ActorSystem::new(config);
+    system.register::<Sink>();
+    system.register_trait::<dyn Greeter>();
+    let mut lead = 0;
+    for _ in 0..100 {
+        system.turn();
+        if me == 1 {
+            std::thread::sleep(Duration::from_millis(4));
+        } else {
+            let peer = system.net_stats().unwrap().peers[0].turn;
+            lead = lead.max(system.current_turn() as i64 - peer as i64);
+        }
+    }
+    println!("LEAD {lead}");
+}
+
+#[test]
+fn a_fast_machine_never_runs_further_ahead_than_the_distance() {
+    let outputs = run_machines("distance", 2, &[]);
+    let out = String::from_utf8_lossy(&outputs[0].stdout);
+    let lead: i64 = out
+        .lines()
+        .find_map(|l| l.split_once("LEAD ").map(|(_, s)| s.parse().unwrap()))
+        .unwrap_or_else(|| panic!("no lead:\n{out}"));
+    // Before turn T it waits for the peer's turn T - 1 - 3: after it, it
+    // is at most 4 ahead of what it knows of the peer.
+    assert!(lead <= 4, "machine 0 ran {lead} turns ahead");
+    assert!(
+        lead >= 2,
+        "machine 0 was never ahead ({lead}): the test shows nothing"
+    );
 }
