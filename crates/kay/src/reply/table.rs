@@ -31,6 +31,10 @@ pub(crate) struct Replies {
 #[derive(Default)]
 struct Table {
     slots: Vec<(u32, Slot)>,
+    /// The answer type each slot awaits, by slot index: an answer of
+    /// another type (a `ReplyTo` forged in a message from another machine)
+    /// is discarded instead of reaching the asker.
+    types: Vec<std::any::TypeId>,
     free: Vec<u32>,
     waiting: usize,
     /// How each slot's answer is taken from the wire (feature `net`), by
@@ -96,6 +100,11 @@ impl Replies {
         let generation = table.slots[index as usize].0;
         table.slots[index as usize].1 = Slot::Waiting(None);
         table.waiting += 1;
+        let at = index as usize;
+        if table.types.len() <= at {
+            table.types.resize(at + 1, std::any::TypeId::of::<()>());
+        }
+        table.types[at] = std::any::TypeId::of::<T>();
         #[cfg(feature = "net")]
         {
             let at = index as usize;
@@ -121,8 +130,12 @@ impl Replies {
     }
 
     /// Delivers an answer (ignored if nobody waits for it any more).
+    /// Answers of another type than the awaited one are discarded.
     pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) {
-        self.resolve(to.token, Slot::Ready(Box::new(value)));
+        let awaited = self.lock().types.get(to.token.index() as usize).copied();
+        if awaited == Some(std::any::TypeId::of::<T>()) {
+            self.resolve(to.token, Slot::Ready(Box::new(value)));
+        }
     }
 
     /// Takes an answer to `token` that came from another machine (`bytes`,
@@ -246,5 +259,29 @@ impl Replies {
         }
         drop(table);
         wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_of_another_type_than_awaited_is_discarded() {
+        let replies = Arc::new(Replies::default());
+        let (to, reply) = replies.open::<u64>(MachineID(0));
+        // The same token, claimed to await a `u32` (as a ReplyTo forged in
+        // a message from another machine would).
+        let forged = ReplyTo::<u32> {
+            token: to.token,
+            machine: to.machine,
+            _value: PhantomData,
+        };
+        replies.answer(forged, 7u32);
+        assert!(replies.any_waiting(), "still waiting for a u64");
+        replies.answer(to, 9u64);
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut reply = std::pin::pin!(reply);
+        assert_eq!(reply.as_mut().poll(&mut cx), Poll::Ready(Ok(9)));
     }
 }
