@@ -7,7 +7,7 @@
 //! all of them arrived. Then, at low load, the median round trip of a
 //! request. Machines run in lockstep (the default).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -154,15 +154,7 @@ pub fn w5_network(scale: Scale, reps: usize) -> Vec<Measurement> {
     let per_turn = total.min(100_000) as u32;
     let turns = total.div_ceil(u64::from(per_turn));
     let total = turns * u64::from(per_turn);
-    let addresses: Vec<SocketAddr> = {
-        let listeners: Vec<TcpListener> = (0..2)
-            .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-            .collect();
-        listeners
-            .iter()
-            .map(|l| l.local_addr().expect("an address"))
-            .collect()
-    };
+    let addresses = kay::net::loopback_addresses(2);
     let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
     let mut child = Command::new(std::env::current_exe().expect("this binary"))
         .args(["--w5-peer", &list.join(",")])

@@ -4,7 +4,7 @@
 //! in order, and that lockstep runs repeat exactly.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -291,22 +291,11 @@ impl Actor for Extra {
     fn setup(_: &mut ClassSetup<Self>) {}
 }
 
-/// `n` free ports on 127.0.0.1.
-fn addresses(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("an address"))
-        .collect()
-}
-
 /// Runs `role` in `n` child processes (this test binary, re-run with
 /// `KAY_NET_ROLE`), with `env` set for the machines in it; returns their
 /// outputs by machine.
 fn run_machines(role: &str, n: usize, env: &[(u8, &str, &str)]) -> Vec<Output> {
-    let addresses = addresses(n);
+    let addresses = kay::net::loopback_addresses(n);
     let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
     let children: Vec<_> = (0..n)
         .map(|m| {
@@ -472,27 +461,35 @@ fn a_different_registry_is_refused_naming_the_first_difference() {
     refused(("KAY_NET_EXTRA", "1"), &["fingerprint mismatch", "Extra"]);
 }
 
-/// Machine 0 of the kill test: sends 1,000 messages a turn to machine 1's
-/// sink for 3 s (machine 1 is killed and restarted meanwhile), then waits
-/// until every message is accounted for and prints its stats.
-fn kill_sender(addresses: Vec<SocketAddr>) {
+/// Machine 0 of the fault tests: sends `per_turn` numbered messages a
+/// turn (5 ms apart) to machine 1's sink for `seconds`, calling `watch`
+/// after each turn; then runs turns until every message is accounted for
+/// (delivered, dropped or lost; at most 20 s more). Prints `STATS sent
+/// delivered dropped lost joins written turns` and what `watch` returns.
+fn fault_sender(
+    addresses: Vec<SocketAddr>,
+    peer_buffer_bytes: usize,
+    seconds: u64,
+    per_turn: u32,
+    mut watch: impl FnMut(&kay::net::PeerStats) -> u64,
+) {
     let mut config = config(0, &addresses, "the cluster secret");
     let net = config.net.as_mut().unwrap();
     net.max_turn_distance = 2;
-    net.peer_buffer_bytes = 64 << 10;
+    net.peer_buffer_bytes = peer_buffer_bytes;
     let mut system = ActorSystem::new(config);
     system.register::<Sink>();
     system.register_trait::<dyn Greeter>();
     let mut world = system.world();
     let sink = world.spawn::<Sink, _>(SpawnSink { tag: 1 });
-    let start = std::time::Instant::now();
-    let mut at_loss = None;
-    let mut seq = 0;
     let stats = |system: &ActorSystem| system.net_stats().unwrap().peers[0].clone();
-    while start.elapsed() < Duration::from_secs(3) {
-        for _ in 0..1000 {
+    let (mut seq, mut turns, mut watched) = (0, 0, 0);
+    let start = std::time::Instant::now();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        for _ in 0..per_turn {
+            let to = on(1, sink);
             world.send(
-                on(1, sink),
+                to,
                 Seq {
                     from: 0,
                     lane: 0,
@@ -502,36 +499,39 @@ fn kill_sender(addresses: Vec<SocketAddr>) {
             seq += 1;
         }
         system.turn();
-        let peer = stats(&system);
-        if at_loss.is_none() && peer.joins == 1 && !peer.connected {
-            at_loss = Some(peer.delivered);
-        }
+        turns += 1;
+        watched = watch(&stats(&system));
         std::thread::sleep(Duration::from_millis(5));
     }
     let settle = std::time::Instant::now();
-    loop {
+    let mut peer = stats(&system);
+    while peer.sent != peer.delivered + peer.dropped + peer.lost
+        && settle.elapsed() < Duration::from_secs(20)
+    {
         system.turn();
-        let peer = stats(&system);
-        if peer.sent == peer.delivered + peer.dropped + peer.lost
-            || settle.elapsed() > Duration::from_secs(10)
-        {
-            break;
-        }
         std::thread::sleep(Duration::from_millis(5));
+        peer = stats(&system);
     }
-    let peer = stats(&system);
     println!(
-        "KILLSTATS {} {} {} {} {} {} {seq}",
-        peer.sent,
-        peer.delivered,
-        peer.dropped,
-        peer.lost,
-        at_loss.expect("machine 1 was lost"),
-        peer.joins
+        "STATS {} {} {} {} {} {seq} {turns} {watched}",
+        peer.sent, peer.delivered, peer.dropped, peer.lost, peer.joins
     );
 }
 
-/// Machine 1 of the kill test: runs until machine 0 is gone, then prints
+/// Machine 0 of the kill test: 1,000 messages a turn for 3 s, a 64 KiB
+/// buffer for machine 1 while it is gone; watches what was delivered when
+/// machine 1 was first lost.
+fn kill_sender(addresses: Vec<SocketAddr>) {
+    let mut at_loss = None;
+    fault_sender(addresses, 64 << 10, 3, 1000, |peer| {
+        if at_loss.is_none() && peer.joins == 1 && !peer.connected {
+            at_loss = Some(peer.delivered);
+        }
+        at_loss.unwrap_or(u64::MAX)
+    });
+}
+
+/// Machine 1 of the fault tests: runs until machine 0 is gone, then prints
 /// what its sink received.
 fn kill_receiver(addresses: Vec<SocketAddr>) {
     let mut system = ActorSystem::new(config(1, &addresses, "the cluster secret"));
@@ -552,109 +552,114 @@ fn kill_receiver(addresses: Vec<SocketAddr>) {
     println!("RECEIVED {received}");
 }
 
+/// Starts `role` as machine `machine` of `addresses` (in network namespace
+/// `namespace`, if given).
+fn start_machine(
+    role: &str,
+    machine: usize,
+    addresses: &str,
+    namespace: Option<&str>,
+) -> std::process::Child {
+    let test = std::env::current_exe().unwrap();
+    let mut command = match namespace {
+        Some(namespace) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", namespace]).arg(test);
+            command
+        }
+        None => Command::new(test),
+    };
+    command
+        .args(["--exact", "child", "--nocapture", "--test-threads=1"])
+        .env("KAY_NET_ROLE", role)
+        .env("KAY_NET_MACHINE", machine.to_string())
+        .env("KAY_NET_ADDRESSES", addresses)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The numbers behind `prefix` in a child's stdout.
+fn numbers_after(output: &Output, prefix: &str) -> Vec<u64> {
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    out.lines()
+        .find_map(|l| l.split_once(prefix).map(|(_, s)| s))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{out}\n{err}"))
+        .split(' ')
+        .map(|x| x.parse().unwrap())
+        .collect()
+}
+
+/// What the sender of a fault test counted.
+struct FaultStats {
+    sent: u64,
+    delivered: u64,
+    dropped: u64,
+    lost: u64,
+    joins: u64,
+    written: u64,
+    turns: u64,
+    watched: u64,
+}
+
+impl FaultStats {
+    fn of(sender: &Output) -> FaultStats {
+        let f = numbers_after(sender, "STATS ");
+        FaultStats {
+            sent: f[0],
+            delivered: f[1],
+            dropped: f[2],
+            lost: f[3],
+            joins: f[4],
+            written: f[5],
+            turns: f[6],
+            watched: f[7],
+        }
+    }
+}
+
 #[test]
 fn a_peer_killed_and_restarted_rejoins_and_every_message_is_accounted_for() {
-    let addresses = addresses(2);
+    let addresses = kay::net::loopback_addresses(2);
     let list: Vec<String> = addresses.iter().map(|a| a.to_string()).collect();
-    let start = |role: &str, machine: u8| {
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-            .env("KAY_NET_ROLE", role)
-            .env("KAY_NET_MACHINE", machine.to_string())
-            .env("KAY_NET_ADDRESSES", list.join(","))
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let sender = start("kill-sender", 0);
-    let mut first = start("kill-receiver", 1);
+    let list = list.join(",");
+    let sender = start_machine("kill-sender", 0, &list, None);
+    let mut first = start_machine("kill-receiver", 1, &list, None);
     std::thread::sleep(Duration::from_millis(800));
     first.kill().expect("SIGKILL");
     let _ = first.wait();
     std::thread::sleep(Duration::from_millis(700));
-    let second = start("kill-receiver", 1);
-    let sender = sender.wait_with_output().unwrap();
-    let second = second.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&sender.stdout);
-    let err = String::from_utf8_lossy(&sender.stderr);
-    let line = out
-        .lines()
-        .find_map(|l| l.split_once("KILLSTATS ").map(|(_, s)| s))
-        .unwrap_or_else(|| panic!("no stats:\n{out}\n{err}"));
-    let f: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
-    let (sent, delivered, dropped, lost, at_loss, joins, written) =
-        (f[0], f[1], f[2], f[3], f[4], f[5], f[6]);
-    let out2 = String::from_utf8_lossy(&second.stdout);
-    let received: u64 = out2
-        .lines()
-        .find_map(|l| l.split_once("RECEIVED ").map(|(_, s)| s.parse().unwrap()))
-        .unwrap_or_else(|| panic!("no count:\n{out2}"));
+    let second = start_machine("kill-receiver", 1, &list, None);
+    let s = FaultStats::of(&sender.wait_with_output().unwrap());
+    let received = numbers_after(&second.wait_with_output().unwrap(), "RECEIVED ")[0];
     eprintln!(
-        "sent {sent} delivered {delivered} dropped {dropped} lost {lost} \
-         (delivered before the kill {at_loss}, after {received}) joins {joins}"
+        "sent {} delivered {} dropped {} lost {} (delivered before the kill {}, after {received}) \
+         joins {}",
+        s.sent, s.delivered, s.dropped, s.lost, s.watched, s.joins
     );
-    assert_eq!(sent, written, "every message written was sent");
+    assert_eq!(s.sent, s.written, "every message written was sent");
     assert_eq!(
-        sent,
-        delivered + dropped + lost,
+        s.sent,
+        s.delivered + s.dropped + s.lost,
         "every message accounted for"
     );
     assert!(
-        dropped > 0,
+        s.dropped > 0,
         "the buffer of 64 KiB overflowed while it was down"
     );
-    assert_eq!(joins, 2, "it rejoined once");
+    assert_eq!(s.joins, 2, "it rejoined once");
     assert_eq!(
         received,
-        delivered - at_loss,
+        s.delivered - s.watched,
         "the restarted machine got exactly what was delivered after the loss"
     );
 }
 
-/// Machine 0 of the link test: like the kill test's sender, for 4 s.
+/// Machine 0 of the link test: 100 messages a turn for 4 s.
 fn link_sender(addresses: Vec<SocketAddr>) {
-    let mut config = config(0, &addresses, "the cluster secret");
-    config.net.as_mut().unwrap().max_turn_distance = 2;
-    let mut system = ActorSystem::new(config);
-    system.register::<Sink>();
-    system.register_trait::<dyn Greeter>();
-    let mut world = system.world();
-    let sink = world.spawn::<Sink, _>(SpawnSink { tag: 1 });
-    let start = std::time::Instant::now();
-    let mut seq = 0;
-    let mut turns = 0;
-    while start.elapsed() < Duration::from_secs(4) {
-        for _ in 0..100 {
-            world.send(
-                on(1, sink),
-                Seq {
-                    from: 0,
-                    lane: 0,
-                    seq,
-                },
-            );
-            seq += 1;
-        }
-        system.turn();
-        turns += 1;
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let settle = std::time::Instant::now();
-    let stats = |system: &ActorSystem| system.net_stats().unwrap().peers[0].clone();
-    while {
-        let peer = stats(&system);
-        peer.sent != peer.delivered + peer.dropped + peer.lost
-            && settle.elapsed() < Duration::from_secs(20)
-    } {
-        system.turn();
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let peer = stats(&system);
-    println!(
-        "LINKSTATS {} {} {} {} {} {seq} {turns}",
-        peer.sent, peer.delivered, peer.dropped, peer.lost, peer.joins
-    );
+    fault_sender(addresses, 64 << 20, 4, 100, |_| 0);
 }
 
 /// Runs `command` (an `ip` invocation), panicking with its output if it fails.
@@ -735,52 +740,29 @@ fn machines_in_two_network_namespaces_survive_a_cut_link() {
         }
     };
     let addresses = ["10.77.0.1:7801", "10.77.0.2:7802"].join(",");
-    let start = |role: &str, machine: usize| {
-        Command::new("ip")
-            .args(["netns", "exec", &namespaces.names[machine]])
-            .arg(std::env::current_exe().unwrap())
-            .args(["--exact", "child", "--nocapture", "--test-threads=1"])
-            .env("KAY_NET_ROLE", role)
-            .env("KAY_NET_MACHINE", machine.to_string())
-            .env("KAY_NET_ADDRESSES", &addresses)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let sender = start("link-sender", 0);
-    let receiver = start("link-receiver", 1);
+    let [a, b] = &namespaces.names;
+    let sender = start_machine("link-sender", 0, &addresses, Some(a));
+    let receiver = start_machine("link-receiver", 1, &addresses, Some(b));
     std::thread::sleep(Duration::from_millis(1000));
     namespaces.link(false);
     std::thread::sleep(Duration::from_millis(1000));
     namespaces.link(true);
-    let sender = sender.wait_with_output().unwrap();
-    let receiver = receiver.wait_with_output().unwrap();
-    let out = String::from_utf8_lossy(&sender.stdout);
-    let err = String::from_utf8_lossy(&sender.stderr);
-    let line = out
-        .lines()
-        .find_map(|l| l.split_once("LINKSTATS ").map(|(_, s)| s))
-        .unwrap_or_else(|| panic!("no stats:\n{out}\n{err}"));
-    let f: Vec<u64> = line.split(' ').map(|x| x.parse().unwrap()).collect();
-    let (sent, delivered, dropped, lost, joins, written) = (f[0], f[1], f[2], f[3], f[4], f[5]);
-    let out2 = String::from_utf8_lossy(&receiver.stdout);
-    let received: u64 = out2
-        .lines()
-        .find_map(|l| l.split_once("RECEIVED ").map(|(_, s)| s.parse().unwrap()))
-        .unwrap_or_else(|| panic!("no count:\n{out2}"));
+    let s = FaultStats::of(&sender.wait_with_output().unwrap());
+    let received = numbers_after(&receiver.wait_with_output().unwrap(), "RECEIVED ")[0];
     eprintln!(
-        "sent {sent} delivered {delivered} dropped {dropped} lost {lost} joins {joins}, \
-         received {received}, turns {}",
-        f[6]
+        "sent {} delivered {} dropped {} lost {} joins {}, received {received}, turns {}",
+        s.sent, s.delivered, s.dropped, s.lost, s.joins, s.turns
     );
-    assert_eq!(sent, written);
+    assert_eq!(s.sent, s.written);
     assert_eq!(
-        sent,
-        delivered + dropped + lost,
+        s.sent,
+        s.delivered + s.dropped + s.lost,
         "every message accounted for"
     );
-    assert_eq!(received, delivered, "what arrived is what was acknowledged");
+    assert_eq!(
+        received, s.delivered,
+        "what arrived is what was acknowledged"
+    );
 }
 
 /// The turn distance test: machine 1 takes 4 ms per turn, machine 0 none;

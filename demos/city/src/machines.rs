@@ -4,7 +4,6 @@
 //! with the totals; with `--runs 2` it runs the topology twice and reports
 //! whether (and where first) the runs' checksums diverge.
 
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 use kay::net::ChecksumLog;
@@ -15,15 +14,10 @@ use crate::Args;
 pub fn launch(args: &Args) {
     let mut logs = Vec::new();
     for run in 1..=args.runs.max(1) {
-        let addresses: Vec<String> = {
-            let listeners: Vec<TcpListener> = (0..args.machines)
-                .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-                .collect();
-            listeners
-                .iter()
-                .map(|l| l.local_addr().expect("an address").to_string())
-                .collect()
-        };
+        let addresses: Vec<String> = kay::net::loopback_addresses(args.machines)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let threads = args.threads.unwrap_or(1).to_string();
         let children: Vec<_> = (0..args.machines)
             .map(|m| {

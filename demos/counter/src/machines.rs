@@ -9,7 +9,7 @@
 //! and reports the first turn and machine where the runs diverge (none in
 //! lockstep).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::Command;
 
 use counter::{CounterID, CounterListenerID, LoggerID};
@@ -24,15 +24,10 @@ const TURNS: u64 = 12;
 pub fn launch(machines: usize, checksum_every: u64, runs: usize) {
     let mut logs: Vec<ChecksumLog> = Vec::new();
     for run in 1..=runs {
-        let addresses: Vec<String> = {
-            let listeners: Vec<TcpListener> = (0..machines)
-                .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-                .collect();
-            listeners
-                .iter()
-                .map(|l| l.local_addr().expect("an address").to_string())
-                .collect()
-        };
+        let addresses: Vec<String> = kay::net::loopback_addresses(machines)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let children: Vec<_> = (0..machines)
             .map(|m| {
                 Command::new(std::env::current_exe().expect("this program"))

@@ -157,6 +157,21 @@ pub struct NetConfig {
     pub join_timeout: Duration,
 }
 
+/// `n` addresses on 127.0.0.1 with ports that were free a moment ago (the
+/// operating system picked them): a topology for tests and demos that run
+/// every machine on this one. Another program could take a port before a
+/// machine binds it; `connect` then says so.
+pub fn loopback_addresses(n: usize) -> Vec<SocketAddr> {
+    // Every listener stays open until all ports are picked, so they differ.
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port on 127.0.0.1"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound listener's address"))
+        .collect()
+}
+
 impl NetConfig {
     /// A topology of `machines` sharing `secret`, in lockstep, with the
     /// default limits (16 MiB frames, 64 MiB kept per lost peer, 60 s to

@@ -3,7 +3,7 @@
 //! connection with a reason, delivers nothing of its turn, and the system
 //! keeps running and accepts the peer again.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -48,12 +48,6 @@ impl Actor for Sink {
                 sink.sum += values.values.iter().map(|&v| u64::from(v)).sum::<u64>();
             });
     }
-}
-
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
 }
 
 type Link = Framed<TcpStream, tokio_util::codec::LengthDelimitedCodec>;
@@ -158,7 +152,7 @@ fn peer(system: &ActorSystem) -> PeerStats {
 #[test]
 fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let addresses = vec![free_address(), free_address()];
+    let addresses = super::loopback_addresses(2);
     let mut config = NetConfig::new(addresses.clone(), "secret");
     config.max_frame_bytes = 1 << 20;
     config.join_timeout = Duration::from_secs(20);
@@ -268,7 +262,7 @@ fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
 
 #[test]
 fn a_message_larger_than_a_frame_is_refused_at_send_and_counted() {
-    let addresses = vec![free_address(), free_address()];
+    let addresses = super::loopback_addresses(2);
     let mut config = NetConfig::new(addresses, "secret");
     config.max_frame_bytes = 1 << 16;
     config.join_timeout = Duration::ZERO;
