@@ -101,20 +101,11 @@ pub fn launch(args: &Args) {
         }
         logs.push(log);
     }
-    if let [first, rest @ ..] = &logs[..] {
-        for (run, other) in rest.iter().enumerate() {
-            match first.first_divergence(other) {
-                Some(divergence) => {
-                    println!("run {} vs run 1: {divergence}", run + 2);
-                    std::process::exit(1);
-                }
-                None => println!(
-                    "run {} vs run 1: the same checksums ({} records) on every machine at every \
-                     recorded turn",
-                    run + 2,
-                    first.records().len()
-                ),
-            }
+    match kay::net::compare_runs(&logs) {
+        Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
+        Err(lines) => {
+            lines.iter().for_each(|line| println!("{line}"));
+            std::process::exit(1);
         }
     }
 }

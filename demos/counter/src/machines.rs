@@ -54,18 +54,11 @@ pub fn launch(machines: usize, checksum_every: u64, runs: usize) {
         }
         logs.push(log);
     }
-    if let [first, rest @ ..] = &logs[..] {
-        for (run, other) in rest.iter().enumerate() {
-            match first.first_divergence(other) {
-                Some(divergence) => {
-                    println!("run {} vs run 1: {divergence}", run + 2);
-                    std::process::exit(1);
-                }
-                None => println!(
-                    "run {} vs run 1: identical checksums on every machine at every turn",
-                    run + 2
-                ),
-            }
+    match kay::net::compare_runs(&logs) {
+        Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
+        Err(lines) => {
+            lines.iter().for_each(|line| println!("{line}"));
+            std::process::exit(1);
         }
     }
 }

@@ -120,6 +120,44 @@ impl ChecksumLog {
     }
 }
 
+/// Compares runs of one topology with the first: a line per later run,
+/// saying it agrees with the first at every record, or where it first
+/// diverges; `Err` with the lines if any run diverges.
+///
+/// ```
+/// # use kay::net::{ChecksumLog, compare_runs};
+/// # use kay::MachineID;
+/// let mut a = ChecksumLog::default();
+/// a.record(4, MachineID(0), 1);
+/// assert!(compare_runs(&[a.clone(), a.clone()]).is_ok());
+/// let mut b = ChecksumLog::default();
+/// b.record(4, MachineID(0), 2);
+/// assert!(compare_runs(&[a, b]).unwrap_err()[0].contains("turn 4 on machine 0"));
+/// ```
+pub fn compare_runs(runs: &[ChecksumLog]) -> Result<Vec<String>, Vec<String>> {
+    let Some((first, rest)) = runs.split_first() else {
+        return Ok(Vec::new());
+    };
+    let mut diverged = false;
+    let lines = rest
+        .iter()
+        .enumerate()
+        .map(|(at, run)| match first.first_divergence(run) {
+            Some(divergence) => {
+                diverged = true;
+                format!("run {} vs run 1: {divergence}", at + 2)
+            }
+            None => format!(
+                "run {} vs run 1: the same checksums ({} records) on every machine at every \
+                 recorded turn",
+                at + 2,
+                first.records.len()
+            ),
+        })
+        .collect();
+    if diverged { Err(lines) } else { Ok(lines) }
+}
+
 impl fmt::Display for ChecksumLog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (turn, machine, checksum) in self.records() {

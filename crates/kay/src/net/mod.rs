@@ -132,7 +132,7 @@ use crate::world::World;
 use outbox::Outbox;
 use peer::{Event, Outgoing, PeerLink};
 
-pub use checksum::{ChecksumLog, Divergence};
+pub use checksum::{ChecksumLog, Divergence, compare_runs};
 pub use frame::FrameError;
 
 /// How a machine joins the others (the `net` part of
