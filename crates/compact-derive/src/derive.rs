@@ -16,11 +16,18 @@ pub(crate) struct Body {
     pub(crate) is_static: TokenStream,
     /// The value of `PROCESS_LOCAL`.
     pub(crate) process_local: TokenStream,
+    /// The value of `PADDING_FREE`.
+    pub(crate) padding_free: TokenStream,
     /// The body of `is_still_compact(&self)`.
     pub(crate) is_still_compact: TokenStream,
     /// The body of `dynamic_size_bytes(&self)`.
     pub(crate) dynamic_size_bytes: TokenStream,
-    /// Statements of `compact` that run after the static part was copied to `dest`.
+    /// The body of `compact`. A value with padding is copied field by
+    /// field (and each dynamic part placed) from `source` to `dest`, so
+    /// that `dest`'s padding bytes are never written and stay initialised
+    /// where `dest` was (a whole-value copy would carry the source's
+    /// uninitialised padding into buffers that are later read as bytes:
+    /// outboxes, `Compacted::as_bytes`); one without is copied whole.
     pub(crate) compact: TokenStream,
     /// The body of `decompact(source)` (inside an `unsafe` block).
     pub(crate) decompact: TokenStream,
@@ -104,6 +111,7 @@ fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
     let Body {
         is_static,
         process_local,
+        padding_free,
         is_still_compact,
         dynamic_size_bytes,
         compact,
@@ -133,6 +141,7 @@ fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
             unsafe impl #impl_generics #krate::Compact for #ident #ty_generics #where_clause {
                 const IS_STATIC: ::core::primitive::bool = #is_static;
                 const PROCESS_LOCAL: ::core::primitive::bool = #process_local;
+                const PADDING_FREE: ::core::primitive::bool = #padding_free;
 
                 #[inline]
                 fn is_still_compact(&self) -> ::core::primitive::bool {
@@ -150,12 +159,10 @@ fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
                     #new_dynamic_part: *mut ::core::primitive::u8,
                 ) {
                     // SAFETY: the caller upholds `Compact::compact`'s contract: `source`
-                    // and `dest` are equal or disjoint, and `new_dynamic_part` has room
-                    // for `dynamic_size_bytes` bytes, which the fields fill in order.
+                    // and `dest` are equal or disjoint, so are their fields, and
+                    // `new_dynamic_part` has room for `dynamic_size_bytes` bytes, which
+                    // the fields fill in order.
                     unsafe {
-                        if !::core::ptr::eq(#source, #dest) {
-                            ::core::ptr::copy_nonoverlapping(#source, #dest, 1);
-                        }
                         #compact
                     }
                 }

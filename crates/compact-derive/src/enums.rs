@@ -72,6 +72,8 @@ pub(crate) fn body(krate: &Path, input: &DeriveInput, data: &DataEnum) -> syn::R
     let is_static = fields::all_static(krate, variants.iter().flat_map(|info| &info.fields));
 
     Ok(Body {
+        // The bytes between the tag and a variant's fields are padding.
+        padding_free: quote!(false),
         is_static,
         process_local: fields::any_process_local(
             krate,
@@ -83,7 +85,7 @@ pub(crate) fn body(krate: &Path, input: &DeriveInput, data: &DataEnum) -> syn::R
         dynamic_size_bytes: per_variant(&variants, quote!(self), |info| {
             fields::sum_dynamic_size(krate, &info.fields, binding)
         }),
-        compact: compact(krate, &variants),
+        compact: compact(krate, input, &tag, &variants),
         decompact: decompact(krate, &variants),
         validate: validate(krate, input, &tag, &variants),
         helper_items: shadows(input, &tag, &variants),
@@ -132,15 +134,53 @@ fn per_variant(
     quote!(match #scrutinee { #(#arms)* })
 }
 
-/// `compact`: after the bitwise copy, compact the active variant's fields in place.
-fn compact(krate: &Path, variants: &[VariantInfo<'_>]) -> TokenStream {
-    let dest = local("dest");
-    per_variant(variants, quote!(&mut *#dest), |info| {
-        fields::compact_in_place(krate, &info.fields, |field| {
-            let binding = &field.binding;
-            quote!(::core::ptr::from_mut(#binding))
-        })
-    })
+/// `compact`: copy the tag, then compact the active variant's fields one by
+/// one, from `source` to `dest` at the offsets of its layout shadow (as
+/// `validate` finds them): the padding between tag and fields is never
+/// written (see the struct case).
+fn compact(
+    krate: &Path,
+    input: &DeriveInput,
+    tag: &Ident,
+    variants: &[VariantInfo<'_>],
+) -> TokenStream {
+    let (source, dest, tag_value) = (local("source"), local("dest"), local("__compact_tag"));
+    let (_, ty_generics, _) = input.generics.split_for_impl();
+    let consts = discriminant_consts(tag, variants);
+    let place = |base: &Ident, info: &VariantInfo<'_>, field: &Field<'_>| {
+        let shadow = info
+            .shadow
+            .as_ref()
+            .expect("a variant with fields has a shadow");
+        let index = Index::from(shadow_index(field, &info.fields));
+        let ty = field.ty;
+        quote! {
+            #base
+                .cast::<::core::primitive::u8>()
+                .add(::core::mem::offset_of!(#shadow #ty_generics, #index))
+                .cast::<#ty>()
+        }
+    };
+    let arms = variants.iter().map(|info| {
+        let discriminant = &info.discriminant;
+        let fields = fields::compact_each(
+            krate,
+            &info.fields,
+            |field| place(&source, info, field),
+            |field| place(&dest, info, field),
+        );
+        quote! {
+            if #tag_value == #discriminant {
+                #fields
+            }
+        }
+    });
+    quote! {
+        #consts
+        let #tag_value: ::core::primitive::#tag = #source.cast::<::core::primitive::#tag>().read();
+        #dest.cast::<::core::primitive::#tag>().write(#tag_value);
+        #(#arms)*
+    }
 }
 
 /// `decompact`: rebuild the active variant from its decompacted fields.

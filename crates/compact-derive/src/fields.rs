@@ -170,6 +170,59 @@ pub(crate) fn compact_in_place(
     }
 }
 
+/// Statements that compact every field from `source_place` to `dest_place`
+/// (equal, or disjoint), static fields too, laying the dynamic parts out in
+/// declaration order behind `new_dynamic_part`. Padding between the fields
+/// is never written.
+pub(crate) fn compact_each(
+    krate: &Path,
+    fields: &[Field<'_>],
+    source_place: impl Fn(&Field<'_>) -> TokenStream,
+    dest_place: impl Fn(&Field<'_>) -> TokenStream,
+) -> TokenStream {
+    if fields.is_empty() {
+        return TokenStream::new();
+    }
+    let new_dynamic_part = local("new_dynamic_part");
+    let offset = local("__compact_offset");
+    let (from, to) = (local("__compact_from"), local("__compact_to"));
+    let size = local("__compact_size");
+    let steps = fields.iter().enumerate().map(|(i, field)| {
+        let ty = field.ty;
+        let compact = as_compact(krate, ty);
+        let (source_place, dest_place) = (source_place(field), dest_place(field));
+        // Whether a later field has a dynamic part to place behind this
+        // one's: a constant. The last dynamic field's size is never
+        // needed, which keeps compacting a deep chain (`Node(CVec<Tree>)`)
+        // linear instead of measuring the rest of the chain at every level.
+        let later = fields[i + 1..].iter().map(|f| {
+            let compact = as_compact(krate, f.ty);
+            quote!(!#compact::IS_STATIC)
+        });
+        let later = quote!(false #(|| #later)*);
+        quote! {
+            let #from: *mut #ty = #source_place;
+            let #to: *mut #ty = #dest_place;
+            if #compact::IS_STATIC {
+                #compact::compact(#from, #to, #new_dynamic_part);
+            } else {
+                // The size must be taken before the field is moved.
+                let #size = if #later {
+                    #compact::dynamic_size_bytes(&*#from)
+                } else {
+                    0
+                };
+                #compact::compact(#from, #to, #new_dynamic_part.add(#offset));
+                #offset += #size;
+            }
+        }
+    });
+    quote! {
+        let mut #offset: ::core::primitive::usize = 0;
+        #(#steps)*
+    }
+}
+
 /// `member: Ty::decompact(ptr),` for every field; `place` gives a `*const Field`.
 pub(crate) fn decompact_each(
     krate: &Path,
@@ -209,4 +262,18 @@ fn and_all(terms: impl Iterator<Item = TokenStream>) -> TokenStream {
     } else {
         quote!(#(#terms)&&*)
     }
+}
+
+/// `PADDING_FREE` of a struct or variant: no bytes between or after the
+/// fields (their sizes add up to the whole) and none inside any field.
+pub(crate) fn padding_free(krate: &Path, fields: &[Field<'_>]) -> TokenStream {
+    let sizes = fields.iter().map(|f| {
+        let ty = f.ty;
+        quote!(::core::mem::size_of::<#ty>())
+    });
+    let inner = fields.iter().map(|f| {
+        let compact = as_compact(krate, f.ty);
+        quote!(#compact::PADDING_FREE)
+    });
+    quote!(::core::mem::size_of::<Self>() == 0 #(+ #sizes)* #(&& #inner)*)
 }

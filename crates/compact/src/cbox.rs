@@ -67,6 +67,8 @@ impl<T: Default> Default for CBox<T> {
 // SAFETY: exactly the layout of the inner one-element `CVec<T>`; `validate`
 // also checks that it holds exactly one element, which `Deref` relies on.
 unsafe impl<T: Compact> Compact for CBox<T> {
+    const PADDING_FREE: bool = true;
+
     fn is_still_compact(&self) -> bool {
         self.0.is_still_compact()
     }

@@ -338,6 +338,7 @@ impl<K: Hash + Eq, V> FromIterator<(K, V)> for CHashMap<K, V> {
 // entries, so lookups never trust received index data.
 unsafe impl<K: Compact + Hash + Eq, V: Compact> Compact for CHashMap<K, V> {
     const IS_STATIC: bool = false;
+    const PADDING_FREE: bool = true;
 
     fn is_still_compact(&self) -> bool {
         self.entries.is_still_compact() && self.index.is_still_compact()

@@ -119,15 +119,22 @@ unsafe impl<T: Compact> Compact for COption<T> {
     }
 
     unsafe fn compact(source: *mut Self, dest: *mut Self, new_dynamic_part: *mut u8) {
-        // SAFETY: valid, equal-or-disjoint pointers (caller); after the bitwise
-        // move the payload is compacted in place at `dest`.
+        // The tag, then the payload: the padding between them is never
+        // written, so it stays initialised where `dest` was (see the
+        // derive's field-by-field `compact`).
+        // SAFETY: valid, equal-or-disjoint pointers (caller); the tag is the
+        // first byte of a `repr(C, u8)` enum, and with tag 1 the payload sits
+        // at the offset of `SomeLayout::value` in both.
         unsafe {
-            if source != dest {
-                std::ptr::copy_nonoverlapping(source, dest, 1);
-            }
-            if let COption::Some(inner) = &mut *dest {
-                let inner: *mut T = inner;
-                T::compact(inner, inner, new_dynamic_part);
+            let tag = source.cast::<u8>().read();
+            dest.cast::<u8>().write(tag);
+            if tag == 1 {
+                let value = std::mem::offset_of!(SomeLayout<T>, value);
+                T::compact(
+                    source.cast::<u8>().add(value).cast::<T>(),
+                    dest.cast::<u8>().add(value).cast::<T>(),
+                    new_dynamic_part,
+                );
             }
         }
     }

@@ -181,6 +181,8 @@ impl std::str::FromStr for CString {
 // SAFETY: exactly the layout of the inner `CVec<u8>`; `validate` adds the
 // UTF-8 check that `as_str` relies on.
 unsafe impl Compact for CString {
+    const PADDING_FREE: bool = true;
+
     fn is_still_compact(&self) -> bool {
         self.0.is_still_compact()
     }

@@ -494,6 +494,9 @@ impl<T: Compact> IntoIterator for CVec<T> {
 // followed by the dynamic parts of the elements in index order; `compact`,
 // `dynamic_size_bytes`, `decompact` and `validate` all walk that layout.
 unsafe impl<T: Compact> Compact for CVec<T> {
+    // A pointer and two `u32`s: no padding (`compact` writes it whole).
+    const PADDING_FREE: bool = true;
+
     fn is_still_compact(&self) -> bool {
         self.cap == COMPACT
             && (T::IS_STATIC || crate::deep::guard(|| self.iter().all(T::is_still_compact)))
@@ -518,7 +521,7 @@ unsafe impl<T: Compact> Compact for CVec<T> {
         // `new_dynamic_part`, disjoint from the old elements: first room for
         // `len` elements, then each element's dynamic part in order.
         unsafe {
-            if T::IS_STATIC {
+            if T::IS_STATIC && T::PADDING_FREE {
                 std::ptr::copy_nonoverlapping(ptr.as_ptr(), new_elems, len);
             } else {
                 // Elements may nest further containers (see `deep`).

@@ -14,6 +14,7 @@ macro_rules! static_compact {
         // their size is a valid value, so `validate` has nothing to check.
         unsafe impl Compact for $t {
             const IS_STATIC: bool = true;
+            const PADDING_FREE: bool = true;
             #[inline(always)]
             fn is_still_compact(&self) -> bool { true }
             #[inline(always)]
@@ -61,6 +62,7 @@ macro_rules! checked_static_compact {
         // is not a valid value of the type before anyone reads it as one.
         unsafe impl Compact for $t {
             const IS_STATIC: bool = true;
+            const PADDING_FREE: bool = true;
             #[inline(always)]
             fn is_still_compact(&self) -> bool {
                 true
@@ -107,6 +109,7 @@ checked_static_compact!(char, u32, |c| if char::from_u32(c).is_some() {
 // SAFETY: a zero-sized marker: nothing to copy, nothing to check.
 unsafe impl<T: 'static> Compact for PhantomData<T> {
     const IS_STATIC: bool = true;
+    const PADDING_FREE: bool = true;
     fn is_still_compact(&self) -> bool {
         true
     }
@@ -128,6 +131,7 @@ unsafe impl<T: 'static> Compact for PhantomData<T> {
 unsafe impl<T: Compact, const N: usize> Compact for [T; N] {
     const IS_STATIC: bool = T::IS_STATIC;
     const PROCESS_LOCAL: bool = T::PROCESS_LOCAL;
+    const PADDING_FREE: bool = T::PADDING_FREE;
 
     fn is_still_compact(&self) -> bool {
         T::IS_STATIC || self.iter().all(T::is_still_compact)
@@ -182,6 +186,8 @@ macro_rules! tuple_compact {
         unsafe impl<$($name: Compact),+> Compact for ($($name,)+) {
             const IS_STATIC: bool = $($name::IS_STATIC)&&+;
             const PROCESS_LOCAL: bool = $($name::PROCESS_LOCAL)||+;
+            const PADDING_FREE: bool = $($name::PADDING_FREE)&&+
+                && size_of::<Self>() == 0 $(+ size_of::<$name>())+;
 
             fn is_still_compact(&self) -> bool {
                 $(self.$idx.is_still_compact())&&+

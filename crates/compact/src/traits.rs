@@ -69,6 +69,14 @@ pub unsafe trait Compact: Sized {
     /// for a message).
     const PROCESS_LOCAL: bool = false;
 
+    /// Whether the static part has no padding bytes anywhere (nested
+    /// fields included), so that copying it whole writes only initialised
+    /// bytes. Derived structs compute it from their fields; a type that
+    /// keeps the default `false` is compacted field by field, leaving the
+    /// padding bytes of the destination as they were (see
+    /// `#[derive(Compact)]`), which keeps compacted bytes readable.
+    const PADDING_FREE: bool = false;
+
     /// Whether all dynamic parts still sit in compact form (none spilled to the heap).
     fn is_still_compact(&self) -> bool;
 

@@ -8,7 +8,8 @@ use std::fmt::Debug;
 use std::mem::ManuallyDrop;
 
 use compact::{
-    CString, CVec, Compact, ValidationError, compact_align, static_size_bytes, validate_in_place,
+    CString, CVec, Compact, Compacted, ValidationError, compact_align, static_size_bytes,
+    validate_in_place,
 };
 
 /// A zeroed, suitably aligned byte buffer for one compact `T`.
@@ -534,4 +535,110 @@ fn nested_invalid_tag_is_rejected() {
             value: 77
         }
     );
+}
+
+/// A struct with padding between and after its fields, nested in another.
+#[derive(Compact, Clone, Debug, PartialEq)]
+struct Padded {
+    small: u8,
+    big: u64,
+    name: CString,
+    last: u16,
+}
+
+/// An enum whose variants have padding between the tag and their fields.
+#[derive(Compact, Clone, Debug, PartialEq)]
+#[repr(u8)]
+enum PaddedEnum {
+    Wide(u64),
+    Named { x: u16, s: CString },
+    Empty,
+}
+
+#[derive(Compact, Clone, Debug, PartialEq)]
+struct HoldsPadded {
+    flag: bool,
+    inner: Padded,
+    list: CVec<Padded>,
+    choices: CVec<PaddedEnum>,
+    maybe: compact::COption<Padded>,
+    pairs: CVec<(u8, u64)>,
+    tight: Tight,
+}
+
+/// No padding anywhere: copied whole.
+#[derive(Compact, Clone, Debug, PartialEq)]
+struct Tight {
+    a: u32,
+    b: u16,
+    c: u8,
+    d: u8,
+    e: [u64; 2],
+}
+
+// `PADDING_FREE` follows the layout (checked when this test compiles).
+const _: () = {
+    assert!(Tight::PADDING_FREE);
+    assert!(<(u32, u32)>::PADDING_FREE);
+    assert!(!<(u8, u64)>::PADDING_FREE);
+    assert!(!Padded::PADDING_FREE);
+    assert!(!HoldsPadded::PADDING_FREE);
+    assert!(!PaddedEnum::PADDING_FREE);
+};
+
+/// A derived struct is compacted field by field: the padding bytes of the
+/// (zeroed) buffer are never written, so its bytes can be read, hashed or
+/// sent (under Miri, a whole-struct copy would carry the source's
+/// uninitialised padding into them, and reading them is undefined).
+#[test]
+fn padding_bytes_of_a_compacted_struct_stay_initialised() {
+    let value = HoldsPadded {
+        flag: true,
+        inner: Padded {
+            small: 1,
+            big: 2,
+            name: "padded".into(),
+            last: 3,
+        },
+        list: vec![
+            Padded {
+                small: 4,
+                big: 5,
+                name: "x".into(),
+                last: 6,
+            };
+            3
+        ]
+        .into(),
+        choices: vec![
+            PaddedEnum::Wide(7),
+            PaddedEnum::Named {
+                x: 8,
+                s: "nine".into(),
+            },
+            PaddedEnum::Empty,
+        ]
+        .into(),
+        maybe: compact::COption::Some(Padded {
+            small: 10,
+            big: 11,
+            name: "y".into(),
+            last: 12,
+        }),
+        pairs: vec![(1, 2), (3, 4)].into(),
+        tight: Tight {
+            a: 1,
+            b: 2,
+            c: 3,
+            d: 4,
+            e: [5, 6],
+        },
+    };
+    let compacted = Compacted::new(value.clone());
+    // Every byte is a readable `u8` (Miri checks the reads).
+    let sum: u64 = compacted.as_bytes().iter().map(|&b| u64::from(b)).sum();
+    assert!(sum > 0);
+    let copy = Compacted::<HoldsPadded>::from_bytes(compacted.as_bytes(), compacted.origin())
+        .expect("valid");
+    assert_eq!(*copy, value);
 }
