@@ -48,6 +48,12 @@
 //!   cannot be validated; use [`COption`] in values that cross machines or
 //!   files. Enums deriving `Compact` need an integer `#[repr(..)]` for the
 //!   same reason.
+//! - Compacting never writes a padding byte of the destination: derived
+//!   types with padding are compacted field by field
+//!   ([`Compact::PADDING_FREE`] says which may be copied whole), so bytes
+//!   compacted into initialised memory (a zeroed buffer, as
+//!   [`Compacted`] uses) stay initialised and can be read, hashed or sent.
+//!   `std::option::Option` is the exception (copied whole).
 //! - A compact container moved out of its byte range (for example with
 //!   `std::mem::take`) keeps pointing into it; clone it to keep it longer than
 //!   the owner of the byte range (see [`Compact`]).
