@@ -41,6 +41,12 @@ mod imp {
         pub fn get_or_init(&self, init: impl FnOnce() -> Box<T>) -> &T {
             self.0.get_or_init(init)
         }
+
+        /// The value, if it was made.
+        #[inline]
+        pub fn get(&self) -> Option<&T> {
+            self.0.get().map(|value| &**value)
+        }
     }
 
     /// `std::cell::UnsafeCell` behind loom's closure-based API.
@@ -130,6 +136,13 @@ mod imp {
             self.value.store(value, Ordering::Release);
             // SAFETY: just made and published; see above.
             unsafe { &*value }
+        }
+
+        /// The value, if it was made.
+        pub fn get(&self) -> Option<&T> {
+            let value = self.value.load(Ordering::Acquire);
+            // SAFETY: as in `get_or_init`.
+            (!value.is_null()).then(|| unsafe { &*value })
         }
     }
 

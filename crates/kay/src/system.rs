@@ -11,14 +11,13 @@ use crate::actor::Actor;
 use crate::class::Class;
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::SenderLane;
-use crate::class::lanes::{AllShards, GlobalShard, ShardShared};
+use crate::class::lanes::{AllShards, RaisedLane};
 use crate::config::Config;
 use crate::cycle::panic::PanicReport;
 use crate::cycle::pool::Job;
 use crate::registry::MessageID;
 use crate::store::InstanceStore;
 use crate::world::{Shared, World};
-use std::ptr::NonNull;
 
 /// The actor system of one machine: owns every instance store and inbox.
 ///
@@ -102,16 +101,17 @@ pub struct ActorSystem {
     /// This cycle's shards to handle (kept to reuse its allocation).
     pub(crate) jobs: Vec<Job>,
     /// Every shard by global shard index (its handlers send on lane
-    /// `1 + global`): its shared part, for the quick scan of pending flags
-    /// at the start of a cycle, and its class's type id.
-    pub(crate) global_shards: Vec<(NonNull<ShardShared>, u16)>,
+    /// `1 + global`), as the job that handles it: its shared part (for the
+    /// scan of pending flags at the start of a cycle), the shard and its
+    /// class's handlers, all in `classes`.
+    pub(crate) global_shards: Vec<Job>,
     /// What all shards share, e.g. pending flags over groups of global
     /// shards: a cycle visits only the groups where a shard got records, so
     /// idle classes cost nothing.
     pub(crate) all: Arc<AllShards>,
-    /// The shards the last cycle's handlers made pending (from their
+    /// The lanes the last cycle's handlers made pending (from their
     /// worlds' lists), for the next cycle.
-    pub(crate) raised: Vec<GlobalShard>,
+    pub(crate) raised: Vec<RaisedLane>,
     /// Message cycles run so far (that had work).
     pub(crate) cycle: u64,
     /// Turns run so far.

@@ -282,7 +282,7 @@ fn push_unshared(shard: &ShardModel, lane: usize, message: [u8; 3]) {
                 }
             })
     };
-    lane_model.mark_pending(&shard.shared);
+    lane_model.mark_pending();
 }
 
 /// Drains a lane up to `until`, checking every record.
@@ -355,8 +355,6 @@ fn hand_off_model(snapshot_early: bool) {
                 unsafe { lane.inbox.reclaim() };
                 lane.take_pending();
             }
-            shard.shared.take_lane_group(0);
-            shard.shared.take_pending();
         }
         // Cycle 0's input from the outside: two messages into shard 0 (a
         // chunk's worth), one into shard 1; each travels on for 2 hops.
@@ -366,19 +364,18 @@ fn hand_off_model(snapshot_early: bool) {
         let mut delivered: Vec<Vec<(u16, [u8; 3])>> = vec![Vec::new(); SHARDS];
         let mut cycles = 0;
         loop {
-            // Between cycles: the system takes flags and snapshots.
+            // Between cycles: the system takes flags and snapshots (the
+            // runtime finds the raised lanes in its senders' lists; the
+            // model looks at every lane).
             let mut work: Vec<(usize, Vec<(usize, Position)>)> = Vec::new();
             for (s, shard) in shards.iter().enumerate() {
-                if !shard.shared.take_pending() {
-                    continue;
-                }
-                // All lanes of the model are in the first group of lanes.
-                assert!(shard.shared.take_lane_group(0));
-                let lanes = (shard.lanes())
+                let lanes: Vec<_> = (shard.lanes())
                     .filter(|(_, lane)| lane.take_pending())
                     .map(|(l, lane)| (l, lane.inbox.snapshot()))
                     .collect();
-                work.push((s, lanes));
+                if !lanes.is_empty() {
+                    work.push((s, lanes));
+                }
             }
             if work.is_empty() {
                 break;

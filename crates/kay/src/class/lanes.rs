@@ -18,11 +18,13 @@
 //!
 //! # Protocol
 //! - Writers (`World`s) push with the single-writer reservation, then raise
-//!   the lane's [`PendingFlag`] (a plain store of `true`), and on a cycle's
-//!   first push into the lane its group's and the shard's flags; whoever
-//!   raised the shard's flag tells the system (`World::note_pending`).
+//!   the lane's [`PendingFlag`] (a plain store of `true`). A cycle's first
+//!   push into a lane tells the system (`World::note_pending`): a shard's
+//!   handlers list the lane in their world, which the system reads after
+//!   the cycle; outside code raises the shard's flag and its group's.
 //! - At the start of a message cycle (no writer runs), the system takes the
-//!   pending shards and lanes, clears the flags and snapshots those inboxes.
+//!   listed lanes and the outside lanes of the raised shards, clears their
+//!   flags and snapshots those inboxes.
 //! - In the cycle, each shard drains its snapshots; its handlers push into
 //!   the lanes they own. After the join, the system reclaims drained inboxes
 //!   and hands freed IDs back to their lanes.
@@ -168,6 +170,41 @@ impl GlobalShard {
 
 const GROUP: usize = PENDING_GROUP;
 
+/// A lane that got the first record of a cycle from a shard's handlers,
+/// listed in their world for the system to take (see
+/// `World::note_pending`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RaisedLane {
+    /// The receiving shard's global index (high half) and the sender lane
+    /// (low half): sorted by it, a cycle's lanes come in global shard
+    /// order, each shard's in lane order.
+    pub(crate) key: u64,
+    /// The lane (none for a shard raised only to resume kept records, that
+    /// has no outside lane).
+    pub(crate) lane: Option<NonNull<Lane>>,
+}
+
+impl RaisedLane {
+    /// `lane`, of sender lane `sender`, into `shard`.
+    #[inline]
+    pub(crate) fn new(
+        shard: GlobalShard,
+        sender: SenderLane,
+        lane: Option<NonNull<Lane>>,
+    ) -> RaisedLane {
+        RaisedLane {
+            key: (shard.0 as u64) << 32 | sender.0 as u64,
+            lane,
+        }
+    }
+
+    /// The receiving shard.
+    #[inline]
+    pub(crate) fn shard(self) -> GlobalShard {
+        GlobalShard((self.key >> 32) as u32)
+    }
+}
+
 /// `GROUP` lanes, each created on first use.
 type LaneGroup = Vec<OnceBox<Lane>>;
 
@@ -226,15 +263,12 @@ impl Lane {
         }
     }
 
-    /// Marks the lane (and its group of lanes, and its shard) as having
-    /// records to handle. Only the first push of a cycle goes past the
-    /// lane's own flag. Returns whether the shard's flag was just raised:
-    /// the sender then tells the system (see `World::note_pending`).
+    /// Marks the lane as having records to handle. Returns whether its
+    /// flag was just raised (the cycle's first push into it): the sender
+    /// then tells the system (see `World::note_pending`).
     #[inline]
-    pub fn mark_pending(&self, shard: &ShardShared) -> bool {
+    pub fn mark_pending(&self) -> bool {
         self.pending.raise()
-            && shard.lane_groups.raise(self.index.get() as usize)
-            && shard.pending.raise()
     }
 
     /// An instance number and version in `shard` for a spawn from this
@@ -287,17 +321,17 @@ pub struct ShardShared {
     /// `SenderLane::of(global)`.
     pub(crate) global: GlobalShard,
     groups: Box<[OnceBox<LaneGroup>]>,
-    /// Raised with the first pending lane of each group of lanes.
-    lane_groups: PendingGroups,
     /// What the system's shards share (flags over groups of shards).
     all: Arc<AllShards>,
     /// The blocks of local instance numbers and their owners.
     blocks: Mutex<Blocks>,
     /// Raised when a lane took a block (the shard settles after the cycle).
     settle: PendingFlag,
-    /// The lanes created so far, and a counter of changes to that list.
+    /// The lanes created so far, and how many there are.
     lanes_in_use: Mutex<Vec<SenderLane>>,
-    lanes_changed: AtomicU32,
+    lane_count: AtomicU32,
+    /// Raised by outside code (with its group's flag in `all`), or by the
+    /// system for a shard that must resume kept records.
     pending: PendingFlag,
     /// Raised with `pending` when a broadcast record was pushed: a hint for
     /// estimating the shard's work (see `Shard::estimated_work`).
@@ -328,12 +362,11 @@ impl ShardShared {
             groups: (0..MAX_LANES as usize / GROUP)
                 .map(|_| OnceBox::new())
                 .collect(),
-            lane_groups: PendingGroups::new(MAX_LANES as usize),
             all,
             blocks: Mutex::new(Blocks::new(shard, shards)),
             settle: PendingFlag::new(),
             lanes_in_use: Mutex::new(Vec::new()),
-            lanes_changed: AtomicU32::new(0),
+            lane_count: AtomicU32::new(0),
             pending: PendingFlag::new(),
             broadcast: PendingFlag::new(),
             inbox_chunk,
@@ -341,10 +374,13 @@ impl ShardShared {
         }
     }
 
-    /// How many inbox chunks the class keeps for reuse over all its lanes
-    /// (`Config::inbox_retain_bytes`).
-    pub(crate) fn retain_chunks(&self) -> usize {
-        self.inbox_retain / self.inbox_chunk
+    /// How many finished inbox chunks each lane into this shard keeps for
+    /// reuse: its even share of the class's retention budget
+    /// (`Config::inbox_retain_bytes`, split over the class's shards and
+    /// each shard's lanes), at least one. Between cycles only.
+    pub(crate) fn keep_chunks(&self) -> usize {
+        let lanes = self.lane_count.load(Ordering::Relaxed).max(1) as usize;
+        (self.inbox_retain / self.inbox_chunk / (self.shards as usize * lanes)).max(1)
     }
 
     /// Whether instance number `instance` lives in this shard.
@@ -362,14 +398,15 @@ impl ShardShared {
             let mut in_use = self.lanes_in_use.locked();
             let at = in_use.partition_point(|l| *l < lane);
             in_use.insert(at, lane);
-            self.lanes_changed.fetch_add(1, Ordering::Release);
+            self.lane_count.fetch_add(1, Ordering::Relaxed);
             Box::new(Lane::new(lane, self.inbox_chunk, self.inbox_retain))
         })
     }
 
-    /// Whether the shard's flag is raised (it stays). Between cycles only.
-    pub(crate) fn is_pending(&self) -> bool {
-        self.pending.is_set()
+    /// The inbox of sender lane `lane` into this shard, if it was created.
+    pub(crate) fn existing_lane(&self, lane: SenderLane) -> Option<&Lane> {
+        let at = lane.get() as usize;
+        self.groups[at / GROUP].get()?[at % GROUP].get()
     }
 
     /// Notes that a broadcast record was pushed into this shard.
@@ -384,29 +421,12 @@ impl ShardShared {
         self.broadcast.take()
     }
 
-    /// Whether any lane got records since the last call; clears the flag.
+    /// Whether outside code sent into this shard (or the system wants it
+    /// to resume kept records) since the last call; clears the flag.
     /// Called only between message cycles.
     #[inline]
     pub fn take_pending(&self) -> bool {
         self.pending.take()
-    }
-
-    /// The lanes that exist, in lane order, if the set changed since `seen`
-    /// (a count of changes the caller keeps).
-    #[inline]
-    pub fn lanes_if_changed(&self, seen: &mut u32) -> Option<Vec<NonNull<Lane>>> {
-        let now = self.lanes_changed.load(Ordering::Acquire);
-        if now == *seen {
-            return None;
-        }
-        *seen = now;
-        let lanes = self.lanes_in_use.locked().clone();
-        Some(
-            lanes
-                .into_iter()
-                .map(|l| NonNull::from(self.lane(l)))
-                .collect(),
-        )
     }
 
     /// Hands the numbers of dead instances `ids` (of this shard) back to
@@ -495,22 +515,8 @@ impl ShardShared {
     #[inline]
     pub(crate) fn raise_from_outside(&self) {
         if self.pending.raise() {
-            self.raised_from_outside();
+            self.all.raise_from_outside(self.global);
         }
-    }
-
-    /// Tells the system that outside code just raised this shard's flag
-    /// (see [`Lane::mark_pending`]).
-    #[inline]
-    pub(crate) fn raised_from_outside(&self) {
-        self.all.raise_from_outside(self.global);
-    }
-
-    /// Whether a lane of group `group` got records since the last call;
-    /// clears the flag. Called only between message cycles.
-    #[inline]
-    pub fn take_lane_group(&self, group: usize) -> bool {
-        self.lane_groups.take(group)
     }
 
     /// Bytes of inbox chunks held by all lanes (for statistics).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::cycle::panic::{Caught, PanicPolicy};
 use crate::id::RawID;
-use crate::inbox::{Inbox, PENDING_GROUP, Position};
+use crate::inbox::{Inbox, Position};
 use crate::reply::ReplyError;
 use crate::store::Store;
 use crate::world::World;
@@ -46,7 +46,9 @@ pub(crate) struct ClassCounters {
 /// A class as the system owns it.
 pub(crate) struct Class {
     pub(crate) shared: Arc<ClassShared>,
-    pub(crate) handlers: HandlerTable,
+    /// Boxed, and `shards` never resized: the system's table of shards
+    /// points at both.
+    pub(crate) handlers: Box<HandlerTable>,
     pub(crate) shards: Vec<Shard>,
 }
 
@@ -55,14 +57,9 @@ pub(crate) struct Shard {
     pub(crate) store: Store,
     /// What dispatching its records uses and changes.
     pub(crate) state: ShardState,
-    /// This cycle's work: lanes to drain, each up to its snapshot.
+    /// This cycle's work: lanes to drain, each up to its snapshot, in lane
+    /// order.
     pub(crate) work: Vec<(NonNull<Lane>, Position)>,
-    /// The lanes into this shard, in lane order, and the change counter seen.
-    pub(crate) lanes: Vec<NonNull<Lane>>,
-    /// `lanes` by group of lanes: each group's number and where its lanes
-    /// end in `lanes` (they begin where the previous group's end).
-    pub(crate) lane_groups: Vec<(usize, usize)>,
-    pub(crate) lanes_seen: u32,
     /// Whether the next cycle starts by handling the kept records (set by
     /// the system when it leaves the panicked state).
     pub(crate) resume: bool,
@@ -71,8 +68,6 @@ pub(crate) struct Shard {
     pub(crate) resuming: Option<(Box<Inbox>, Position)>,
     /// Records taken from inboxes in this cycle (handled, kept or dropped).
     pub(crate) taken: usize,
-    /// Finished inbox chunks each lane into this shard keeps for reuse.
-    pub(crate) keep_chunks: usize,
 }
 
 /// The part of a shard that dispatching a record uses: one pointer for the
@@ -150,47 +145,21 @@ impl ShardState {
 unsafe impl Send for Shard {}
 
 impl Shard {
-    /// Takes this cycle's work from the lanes into this shard (whose shared
-    /// part is `shared`): every pending lane up to its current end, in lane
-    /// order. Returns whether there is any. Called between cycles only.
+    /// Adds `lane`'s records to this cycle's work, up to its end, if it
+    /// got any since the last cycle began (and takes its flag). Lanes are
+    /// added in lane order. Returns whether it had records. Called between
+    /// cycles only.
     #[inline]
-    pub(crate) fn take_work(&mut self, shared: &ShardShared) -> bool {
-        debug_assert!(self.work.is_empty(), "the last cycle's work was reclaimed");
-        if let Some(lanes) = shared.lanes_if_changed(&mut self.lanes_seen) {
-            self.lanes = lanes;
-            self.lane_groups.clear();
-            for (at, lane) in self.lanes.iter().enumerate() {
-                // SAFETY: lanes live as long as their class (see `Send` above).
-                let group = unsafe { lane.as_ref() }.index().get() as usize / PENDING_GROUP;
-                match self.lane_groups.last_mut() {
-                    Some((last, end)) if *last == group => *end = at + 1,
-                    _ => self.lane_groups.push((group, at + 1)),
-                }
-            }
-            // This shard's lanes' even share of the class's retention
-            // budget, at least a chunk each (see `reclaim_work`).
-            self.keep_chunks = (shared.retain_chunks()
-                / (shared.shards as usize * self.lanes.len().max(1)))
-            .max(1);
+    pub(crate) fn take_lane(&mut self, lane: NonNull<Lane>) -> bool {
+        // SAFETY: lanes live as long as their class (see `Send` above).
+        let lane_ref = unsafe { lane.as_ref() };
+        // A pending lane got records since the last cycle began, and
+        // nothing drained them since: it has work up to its end.
+        let pending = lane_ref.take_pending();
+        if pending {
+            self.work.push((lane, lane_ref.inbox.snapshot()));
         }
-        // Only the groups of lanes where records arrived are visited.
-        let mut start = 0;
-        for &(group, end) in &self.lane_groups {
-            if shared.take_lane_group(group) {
-                for &lane_ptr in &self.lanes[start..end] {
-                    // SAFETY: lanes live as long as their class (see `Send`).
-                    let lane = unsafe { lane_ptr.as_ref() };
-                    // A pending lane got records since the last cycle
-                    // began, and nothing drained them since: it has work up
-                    // to its end.
-                    if lane.take_pending() {
-                        self.work.push((lane_ptr, lane.inbox.snapshot()));
-                    }
-                }
-            }
-            start = end;
-        }
-        self.resume || !self.work.is_empty()
+        pending
     }
 
     /// A rough estimate of this cycle's work in nanoseconds, to decide
@@ -218,18 +187,20 @@ impl Shard {
 
     /// Recycles the inbox memory this cycle's work has finished, keeping
     /// this shard's lanes' share of the class's retention budget
-    /// (`Config::inbox_retain_bytes`, split evenly over the class's shards
-    /// and each shard's lanes, at least one chunk per lane) and freeing the
-    /// rest.
+    /// ([`ShardShared::keep_chunks`]) and freeing the rest.
     ///
     /// # Safety
     /// Between cycles: no drain or push of these lanes is in progress, and
     /// no record slice from them is alive.
     #[inline]
-    pub(crate) unsafe fn reclaim_work(&mut self) {
+    pub(crate) unsafe fn reclaim_work(&mut self, shared: &ShardShared) {
         for (lane, _) in &self.work {
             // SAFETY: lanes live as long as their class; exclusive (caller).
-            unsafe { lane.as_ref().inbox.reclaim_keeping(self.keep_chunks) };
+            unsafe {
+                lane.as_ref()
+                    .inbox
+                    .reclaim_keeping_with(|| shared.keep_chunks())
+            };
         }
         self.work.clear();
     }

@@ -4,15 +4,17 @@
 //! cycle began; what handlers send meanwhile waits for the next cycle. A
 //! cycle goes step by step:
 //!
-//! 1. **Take the work** (between cycles, on the system's thread). Each shard
-//!    whose pending flag was raised since the last cycle began is visited,
-//!    in global shard order, and no other: the last cycle's handlers listed
-//!    the shards they raised in their worlds, outside code raised the flags
-//!    of groups of 64 shards. A visited shard's lanes (one per sender: the
-//!    outside, or one shard's handlers) that got records — found through
-//!    flags per group of 64 lanes — become its *work*, each up to a
-//!    snapshot of its end, in lane order (`Shard::take_work`). Each such
-//!    shard is one *job*.
+//! 1. **Take the work** (between cycles, on the system's thread). The
+//!    lanes (one per sender: the outside, or one shard's handlers) that got
+//!    records since the last cycle began are gathered: the last cycle's
+//!    handlers listed the lanes they raised in their worlds (a lane is
+//!    listed by the first push into it in a cycle); outside code raised
+//!    its shards' flags, in groups of 64 shards, and the raised shards
+//!    bring their outside lane. Sorted by (global shard, lane), each lane
+//!    becomes *work* of its shard up to a snapshot of its end
+//!    (`Shard::take_lane`); each shard with work is one *job*. Idle shards
+//!    and idle lanes are never visited, so cycles cost the same beside a
+//!    thousand idle classes.
 //! 2. **Run the jobs.** One job runs right on the calling thread; several
 //!    are handed out one at a time to the calling thread and the pool's
 //!    helpers ([`pool`]), each shard on exactly one thread. A shard drains
@@ -43,7 +45,7 @@ pub(crate) mod panic;
 pub(crate) mod pool;
 
 use crate::ActorSystem;
-use crate::class::lanes::{GlobalShard, ShardShared};
+use crate::class::lanes::{GlobalShard, RaisedLane, SenderLane};
 use crate::cycle::panic::{PanicPolicy, PanicReport};
 use crate::cycle::pool::{Job, helpers_pay, run_shared};
 use crate::inbox::PENDING_GROUP;
@@ -73,48 +75,48 @@ impl ActorSystem {
             "this ActorSystem cannot run on: a panic escaped an earlier message cycle outside any handler; drop it"
         );
         let ActorSystem {
-            classes,
             jobs,
             global_shards,
             all,
             raised,
             ..
         } = self;
-        // Between cycles: take what each pending shard must handle, in
-        // global shard order. The shards raised by handlers are listed (by
-        // the last cycle's jobs); those raised from outside are found by
-        // their groups' flags. Idle shards are never visited.
+        // Between cycles: take what each pending shard must handle. The
+        // lanes raised by handlers are listed (by the last cycle's jobs);
+        // the shards raised from outside are found by their groups' flags,
+        // and bring their outside lane. Idle shards are never visited.
         all.take_outside(|group| {
             let start = group * PENDING_GROUP;
-            for (at, &(shard, _)) in shards_of_group(global_shards, group).iter().enumerate() {
+            for (at, job) in shards_of_group(global_shards, group).iter().enumerate() {
                 // SAFETY: shards live in their class's `Arc<ClassShared>`,
                 // kept by `classes` for the system's lifetime.
-                if unsafe { shard.as_ref() }.is_pending() {
-                    raised.push(GlobalShard::new((start + at) as u32));
+                let shared = unsafe { job.shared.as_ref() };
+                if shared.take_pending() {
+                    let global = GlobalShard::new((start + at) as u32);
+                    // A shard resuming kept records may have no outside lane.
+                    let lane = shared.existing_lane(SenderLane::OUTSIDE);
+                    raised.push(RaisedLane::new(
+                        global,
+                        SenderLane::OUTSIDE,
+                        lane.map(NonNull::from),
+                    ));
                 }
             }
         });
+        // In global shard order, each shard's lanes in lane order.
         if raised.len() > 1 {
-            raised.sort_unstable();
-            raised.dedup();
+            raised.sort_unstable_by_key(|raised| raised.key);
         }
-        for global in raised.drain(..) {
-            let (shard_ptr, type_id) = global_shards[global.index()];
-            // SAFETY: as above.
-            let shard = unsafe { shard_ptr.as_ref() };
-            if !shard.take_pending() {
-                continue;
-            }
-            let Some(class) = classes[type_id as usize].as_mut() else {
-                continue;
-            };
-            let state = &mut class.shards[shard.shard as usize];
-            if state.take_work(shard) {
-                jobs.push(Job {
-                    handlers: NonNull::from(&class.handlers),
-                    shard: NonNull::from(state),
-                    shared: shard_ptr,
-                });
+        for raised in raised.drain(..) {
+            let job = global_shards[raised.shard().index()];
+            // SAFETY: between cycles the shards are borrowed by nobody else
+            // (`jobs` is empty); they live in `classes`.
+            let shard = unsafe { &mut *job.shard.as_ptr() };
+            let took = raised.lane.is_some_and(|lane| shard.take_lane(lane));
+            // The first of the shard's lanes with records (or its kept
+            // records to resume) makes it a job.
+            if (took || shard.resume) && jobs.last().is_none_or(|last| last.shard != job.shard) {
+                jobs.push(job);
             }
         }
         if jobs.is_empty() {
@@ -140,10 +142,10 @@ impl ActorSystem {
         // inbox memory, free dead IDs, collect panics.
         let global_shards = &self.global_shards;
         self.all.take_settle(|group| {
-            for &(shard, _) in shards_of_group(global_shards, group) {
+            for job in shards_of_group(global_shards, group) {
                 // SAFETY: shards live as long as the system; the workers
                 // have joined, so no lane's writer runs.
-                unsafe { shard.as_ref().settle() };
+                unsafe { job.shared.as_ref().settle() };
             }
         });
         let mut handled = 0;
@@ -168,8 +170,9 @@ impl ActorSystem {
             caught |= !shard.state.caught.is_empty();
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
-            // thread), and no record slice is alive.
-            unsafe { shard.reclaim_work() };
+            // thread), and no record slice is alive; the shared part lives
+            // as long as the class.
+            unsafe { shard.reclaim_work(job.shared.as_ref()) };
             if !shard.state.died.is_empty() {
                 // SAFETY: between cycles (see above); shards live as long
                 // as the system.
@@ -256,10 +259,7 @@ impl ActorSystem {
 }
 
 /// The entries of `global_shards` in group `group` of pending flags.
-fn shards_of_group(
-    global_shards: &[(NonNull<ShardShared>, u16)],
-    group: usize,
-) -> &[(NonNull<ShardShared>, u16)] {
+fn shards_of_group(global_shards: &[Job], group: usize) -> &[Job] {
     let start = group * PENDING_GROUP;
     &global_shards[start..global_shards.len().min(start + PENDING_GROUP)]
 }

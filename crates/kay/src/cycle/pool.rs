@@ -7,6 +7,7 @@ use std::ptr::NonNull;
 use crate::class::{HandlerTable, Shard, ShardShared};
 
 /// One shard to handle in a message cycle, with its class's handlers.
+#[derive(Clone, Copy)]
 pub(crate) struct Job {
     pub(crate) handlers: NonNull<HandlerTable>,
     pub(crate) shard: NonNull<Shard>,

@@ -668,11 +668,37 @@ impl Inbox {
     ///
     /// As for [`reclaim`](Inbox::reclaim).
     pub unsafe fn reclaim_keeping(&self, pool_limit: usize) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reclaim_keeping_with(|| pool_limit) }
+    }
+
+    /// Like [`reclaim_keeping`](Inbox::reclaim_keeping), with the limit
+    /// asked for only if a chunk was finished (most cycles finish none).
+    ///
+    /// # Safety
+    ///
+    /// As for [`reclaim`](Inbox::reclaim).
+    #[inline]
+    pub unsafe fn reclaim_keeping_with(&self, pool_limit: impl FnOnce() -> usize) {
         let reading = self.read.chunk.load(Relaxed);
-        let mut chunk = self.read.oldest.load(Relaxed);
+        let chunk = self.read.oldest.load(Relaxed);
         if chunk == reading {
             return;
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.reclaim_chunks(chunk, reading, pool_limit()) }
+    }
+
+    /// Pools or frees the finished chunks from `chunk` up to the reader's
+    /// chunk `reading`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`reclaim`](Inbox::reclaim); `chunk` is the oldest chunk not
+    /// reclaimed yet and `reading` the reader's, read by the caller just
+    /// now.
+    #[inline(never)]
+    unsafe fn reclaim_chunks(&self, mut chunk: *mut Chunk, reading: *mut Chunk, pool_limit: usize) {
         // Count the pool: the chunks after the tail.
         let mut last = self.tail.load(Relaxed);
         let mut pooled = 0;

@@ -17,7 +17,8 @@ use std::sync::{Arc, RwLock};
 use crate::actor::{Actor, ActorTrait, Message};
 use crate::class::handlers::MessageDebug;
 use crate::class::lanes::{GlobalShard, MAX_LANES, SenderLane};
-use crate::class::{Class, ClassShared, Handler, HandlerTable, Shard, ShardState};
+use crate::class::{Class, ClassShared, Handler, Shard, ShardState};
+use crate::cycle::pool::Job;
 use crate::error::Error;
 use crate::id::ShortTypeID;
 use crate::store::{ActorOps, Store};
@@ -159,13 +160,6 @@ impl ActorSystem {
             self.config.inbox_chunk_size,
             self.config.inbox_retain_bytes,
         ));
-        self.global_shards.extend(
-            shared
-                .shards
-                .iter()
-                .map(|s| (NonNull::from(s), type_id.get())),
-        );
-        self.all.set_lanes(1 + self.global_shards.len() as u32);
         let added = self.add_type(key, TypeEntry::Class(Arc::clone(&shared)));
         debug_assert_eq!(added, type_id);
         let ident: String = name
@@ -193,21 +187,27 @@ impl ActorSystem {
                     store,
                     state,
                     work: Vec::new(),
-                    lanes: Vec::new(),
-                    lane_groups: Vec::new(),
-                    lanes_seen: 0,
                     resume: false,
                     resuming: None,
                     taken: 0,
-                    keep_chunks: 1,
                 }
             })
             .collect();
-        let class = Class {
+        let mut class = Class {
             shared,
-            handlers: HandlerTable::default(),
+            handlers: Box::default(),
             shards,
         };
+        // The heap parts of `class` stay where they are when it moves.
+        self.global_shards
+            .extend(class.shards.iter_mut().zip(class.shared.shards.iter()).map(
+                |(shard, shared)| Job {
+                    handlers: NonNull::from(&*class.handlers),
+                    shard: NonNull::from(shard),
+                    shared: NonNull::from(shared),
+                },
+            ));
+        self.all.set_lanes(1 + self.global_shards.len() as u32);
         let at = type_id.get() as usize;
         if self.classes.len() <= at {
             self.classes.resize_with(at + 1, || None);

@@ -14,7 +14,7 @@ use compact::Compact;
 use rustc_hash::FxHashMap;
 
 use crate::actor::{Actor, ActorTrait, Message};
-use crate::class::lanes::{GlobalShard, SenderLane};
+use crate::class::lanes::{RaisedLane, SenderLane};
 use crate::class::{ClassShared, Lane};
 use crate::id::{MachineID, RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
@@ -61,9 +61,9 @@ pub struct World {
     pub(crate) lanes: Vec<Option<NonNull<Lane>>>,
     /// Round-robin counters for spreading spawns over shards, by class.
     pub(crate) spawn_turns: Vec<u32>,
-    /// The shards whose pending flag this world raised in this cycle (a
-    /// shard's world only; the system collects them after the cycle).
-    pub(crate) raised: Vec<GlobalShard>,
+    /// The lanes this world raised in this cycle (a shard's world only;
+    /// the system takes them after the cycle).
+    pub(crate) raised: Vec<RaisedLane>,
     /// The last single-instance route (see [`Route`]).
     pub(crate) last_route: Option<Route>,
     pub(crate) types: Vec<Option<TypeEntry>>,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use compact::{Compact, Compacted, static_size_bytes};
 
 use crate::actor::Message;
-use crate::class::lanes::SenderLane;
+use crate::class::lanes::{RaisedLane, SenderLane};
 use crate::class::{ClassShared, Lane, ShardShared};
 use crate::id::{RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{RECORD_HEADER, write_header};
@@ -46,8 +46,8 @@ impl World {
             if shard.owns(recipient.instance) {
                 // SAFETY: as above.
                 let lane = unsafe { route.lane.as_ref() };
-                if write_record(shard, lane, message_id, recipient, message) {
-                    self.note_pending(shard);
+                if write_record(lane, message_id, recipient, message) {
+                    self.note_pending(shard, route.lane);
                 }
                 return;
             }
@@ -73,9 +73,8 @@ impl World {
                         lane,
                     });
                     // SAFETY: lanes live as long as `shared` (see above).
-                    let lane = unsafe { lane.as_ref() };
-                    if write_record(shard, lane, message_id, recipient, message) {
-                        self.note_pending(shard);
+                    if write_record(unsafe { lane.as_ref() }, message_id, recipient, message) {
+                        self.note_pending(shard, lane);
                     }
                 }
             }
@@ -121,23 +120,26 @@ impl World {
         recipient: RawID,
         message: M,
     ) {
-        let lane = self.lane_into(shard);
-        if write_record(shard, lane, message_id, recipient, message) {
-            self.note_pending(shard);
+        let lane = NonNull::from(self.lane_into(shard));
+        // SAFETY: lanes live as long as their class, which `shared` keeps alive.
+        if write_record(unsafe { lane.as_ref() }, message_id, recipient, message) {
+            self.note_pending(shard, lane);
         }
     }
 
-    /// Tells the system that `shard` has records from now on (its flag was
-    /// just raised, by this world's first push into it in this cycle): a
-    /// shard's world notes it in its list, which the system reads after
-    /// the cycle; outside worlds raise the flags the system scans (once
-    /// per turn, as outside code sends between turns).
+    /// Tells the system that this world's `lane` into `shard` has records
+    /// from now on (its flag was just raised, by the cycle's first push
+    /// into it): a shard's world lists the lane, and the system takes the
+    /// list after the cycle; outside worlds raise the shard's flags, which
+    /// the system scans (once per turn, as outside code sends between
+    /// turns).
     #[inline]
-    pub(super) fn note_pending(&mut self, shard: &ShardShared) {
+    pub(super) fn note_pending(&mut self, shard: &ShardShared, lane: NonNull<Lane>) {
         if self.lane == SenderLane::OUTSIDE {
-            shard.raised_from_outside();
+            shard.raise_from_outside();
         } else {
-            self.raised.push(shard.global);
+            self.raised
+                .push(RaisedLane::new(shard.global, self.lane, Some(lane)));
         }
     }
 
@@ -173,10 +175,11 @@ impl World {
         source: *mut M,
         size: usize,
     ) {
-        let lane = self.lane_into(shard);
-        // SAFETY: forwarded from the caller.
-        if unsafe { write_compacted(shard, lane, message_id, recipient, source, size) } {
-            self.note_pending(shard);
+        let lane = NonNull::from(self.lane_into(shard));
+        // SAFETY: forwarded from the caller; lanes live as long as their
+        // class, which `shared` keeps alive.
+        if unsafe { write_compacted(lane.as_ref(), message_id, recipient, source, size) } {
+            self.note_pending(shard, lane);
         }
     }
 
@@ -208,14 +211,12 @@ fn compacted_message<M: Message>(message: M) -> Compacted<M> {
     Compacted::new(message)
 }
 
-/// Compacts `message` into a new record in `lane` (of `shard`). Inlined
-/// into every send: the message is built and written in place. Returns
-/// whether the shard's pending flag was just raised (see
-/// `World::note_pending`).
+/// Compacts `message` into a new record in `lane`. Inlined into every
+/// send: the message is built and written in place. Returns whether the
+/// lane's pending flag was just raised (see `World::note_pending`).
 #[inline(always)]
 #[must_use]
 fn write_record<M: Compact>(
-    shard: &ShardShared,
     lane: &Lane,
     message_id: MessageID,
     recipient: RawID,
@@ -227,7 +228,7 @@ fn write_record<M: Compact>(
     let mut message = std::mem::ManuallyDrop::new(message);
     // SAFETY: `message` is valid and moved into the record, never dropped
     // here; `size` is its size.
-    unsafe { write_compacted(shard, lane, message_id, recipient, &mut *message, size) }
+    unsafe { write_compacted(lane, message_id, recipient, &mut *message, size) }
 }
 
 /// The size of a record holding `message`; refuses (panics on) an
@@ -242,18 +243,17 @@ pub(super) fn message_size<M: Compact>(message: &M) -> usize {
         }
 }
 
-/// Compacts the message at `source` into a new record in `lane` (of `shard`).
+/// Compacts the message at `source` into a new record in `lane`.
 ///
 /// # Safety
 ///
 /// `source` points to a valid `M` that is either moved into the record (the
 /// caller forgets it) or compact (copying leaves it intact), and `size` is
-/// [`message_size`] of it. Returns whether the shard's pending flag was
+/// [`message_size`] of it. Returns whether the lane's pending flag was
 /// just raised.
 #[inline(always)]
 #[must_use]
 pub(super) unsafe fn write_compacted<M: Compact>(
-    shard: &ShardShared,
     lane: &Lane,
     message_id: MessageID,
     recipient: RawID,
@@ -272,7 +272,7 @@ pub(super) unsafe fn write_compacted<M: Compact>(
     // lane belongs to one shard's handlers (run by one thread at a time) or
     // to the outside (the system's thread, `World` being `!Send`).
     unsafe { lane.inbox.push_with_unshared(size, message_id.0, write) };
-    lane.mark_pending(shard)
+    lane.mark_pending()
 }
 
 impl World {
