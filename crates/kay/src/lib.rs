@@ -78,6 +78,7 @@ mod stats;
 mod store;
 mod sync;
 mod system;
+pub mod timer;
 mod world;
 
 #[doc(hidden)]
@@ -117,6 +118,7 @@ pub use registry::{Difference, Fingerprint};
 pub use reply::{Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats, Undelivered};
 pub use system::{ActorSystem, MAX_PANIC_REPORTS, Turn};
+pub use timer::TimerID;
 pub use world::World;
 
 /// Everything the usual actor code needs: `use kay::prelude::*;`.

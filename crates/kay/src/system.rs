@@ -1,7 +1,7 @@
 //! [`ActorSystem`]: registration, message cycles and statistics.
 
 use std::marker::PhantomData;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chunky::Storage;
@@ -17,6 +17,8 @@ use crate::cycle::panic::PanicReport;
 use crate::cycle::pool::Job;
 use crate::registry::MessageID;
 use crate::store::InstanceStore;
+use crate::sync::Unpoisoned;
+use crate::timer::Timers;
 use crate::world::{Shared, World};
 
 /// The actor system of one machine: owns every instance store and inbox.
@@ -130,6 +132,10 @@ pub struct ActorSystem {
     /// Every message type by id: its type name and layout (for the
     /// fingerprint).
     pub(crate) message_types: Vec<(&'static str, crate::registry::MessageLayout)>,
+    /// Timers waiting to fire (see [`crate::timer`]), and the outside
+    /// world that sends their messages.
+    pub(crate) timers: Timers,
+    timer_world: Option<World>,
     /// How to take each message type from the wire, by message id.
     #[cfg(feature = "net")]
     pub(crate) message_net_ops: Vec<Option<crate::net::NetOps>>,
@@ -175,6 +181,9 @@ impl ActorSystem {
             replies: Arc::default(),
             undeliverable: AtomicU64::new(0),
             other_machine: AtomicU64::new(0),
+            turn: AtomicU64::new(0),
+            outside_timer_ops: std::sync::Mutex::new(Vec::new()),
+            outside_timer_count: AtomicU64::new(0),
             #[cfg(feature = "net")]
             net: config
                 .net
@@ -207,6 +216,8 @@ impl ActorSystem {
             panics: 0,
             message_debug: FxHashMap::default(),
             message_types: Vec::new(),
+            timers: Timers::default(),
+            timer_world: None,
             #[cfg(feature = "net")]
             message_net_ops: Vec::new(),
             #[cfg(feature = "net")]
@@ -224,8 +235,9 @@ impl ActorSystem {
     /// [`Config::max_cycles_per_call`] cycles ran (then
     /// [`Turn::messages_left`] says so, and a `tracing` warning too).
     ///
-    /// A turn is one step of your loop and kay's unit of time: timers,
-    /// snapshots and the exchange with other machines (as they come) happen
+    /// A turn is one step of your loop and kay's unit of time: timers
+    /// ([`World::send_after`], [`World::send_every`]) fire at the start of
+    /// a turn, and the exchange with other machines (feature `net`) happens
     /// once per turn, between its message cycles and the next turn's.
     /// [`current_turn`](Self::current_turn) counts them. A simulation's
     /// main loop is
@@ -250,10 +262,30 @@ impl ActorSystem {
         #[cfg(feature = "net")]
         self.net_before_turn();
         self.turn += 1;
+        self.shared.turn.store(self.turn, Ordering::Relaxed);
+        self.fire_timers();
         let turn = self.local_turn();
         #[cfg(feature = "net")]
         self.net_after_turn();
         turn
+    }
+
+    /// Applies the timer operations of outside worlds, then sends the
+    /// messages of the timers due now (at the start of a turn).
+    fn fire_timers(&mut self) {
+        let ops = std::mem::take(&mut *self.shared.outside_timer_ops.locked());
+        self.timers.apply(ops);
+        if self.timers.due(self.turn) {
+            let world = self
+                .timer_world
+                .get_or_insert_with(|| World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE));
+            self.timers.fire(self.turn, world);
+        }
+    }
+
+    /// Timers waiting to fire (see [`World::send_after`]).
+    pub fn pending_timers(&self) -> usize {
+        self.timers.len()
     }
 
     /// The message cycles of a turn (see [`turn`](Self::turn)).

@@ -168,6 +168,9 @@ impl ActorSystem {
                 }
             }
             caught |= !shard.state.caught.is_empty();
+            if !shard.state.world.timer_ops.is_empty() {
+                self.timers.apply(shard.state.world.timer_ops.drain(..));
+            }
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
             // thread), and no record slice is alive; the shared part lives

@@ -8,7 +8,7 @@ use std::any::TypeId;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use compact::Compact;
 use rustc_hash::FxHashMap;
@@ -21,7 +21,9 @@ use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
 use crate::registry::{MessageID, TypeEntry};
 use crate::reply::{Reply, ReplyTo};
 use crate::sync::Unpoisoned;
+use crate::timer::TimerOp;
 use route::Route;
+pub(crate) use route::compacted_message;
 
 /// What every [`World`] of a system shares.
 pub(crate) struct Shared {
@@ -37,6 +39,12 @@ pub(crate) struct Shared {
     pub(crate) undeliverable: AtomicU64,
     /// Of those, messages to another machine.
     pub(crate) other_machine: AtomicU64,
+    /// The current turn (set by the system between turns), for timers.
+    pub(crate) turn: AtomicU64,
+    /// Timers set and cancelled by outside worlds since the system last
+    /// took them, in order, and how many outside timers were set.
+    pub(crate) outside_timer_ops: Mutex<Vec<TimerOp>>,
+    pub(crate) outside_timer_count: AtomicU64,
     /// What sending to other machines needs (feature `net`, with a topology).
     #[cfg(feature = "net")]
     pub(crate) net: Option<Arc<crate::net::NetShared>>,
@@ -66,6 +74,10 @@ pub struct World {
     pub(crate) raised: Vec<RaisedLane>,
     /// The last single-instance route (see [`Route`]).
     pub(crate) last_route: Option<Route>,
+    /// A shard's world's timer operations in this cycle, in order (the
+    /// system applies them after the cycle), and its count of timers set.
+    pub(crate) timer_ops: Vec<TimerOp>,
+    pub(crate) timer_count: u64,
     pub(crate) types: Vec<Option<TypeEntry>>,
     pub(crate) type_ids: FxHashMap<TypeId, ShortTypeID>,
     pub(crate) message_ids: FxHashMap<TypeId, MessageID>,
@@ -88,6 +100,8 @@ impl World {
             spawn_turns: Vec::new(),
             raised: Vec::new(),
             last_route: None,
+            timer_ops: Vec::new(),
+            timer_count: 0,
             types: Vec::new(),
             type_ids: FxHashMap::default(),
             message_ids: FxHashMap::default(),

@@ -60,10 +60,7 @@ impl World {
                 let class = unsafe { &*class };
                 if recipient.is_broadcast() {
                     let compacted = compacted_message(message);
-                    for shard in class.shards.iter() {
-                        self.push_copy(shard, message_id, recipient, &compacted);
-                    }
-                    self.also_to_other_machines(recipient, message_id, &compacted);
+                    self.broadcast_copies(recipient, message_id, &compacted);
                 } else {
                     let shard = class.shard_of(recipient.instance);
                     let lane = NonNull::from(self.lane_into(shard));
@@ -78,20 +75,75 @@ impl World {
                     }
                 }
             }
-            Some(TypeEntry::Trait(t)) if recipient.is_broadcast() => {
-                let t = Arc::clone(t);
-                let implementors = t.implementors.locked();
+            Some(TypeEntry::Trait(_)) if recipient.is_broadcast() => {
                 let compacted = compacted_message(message);
-                for class in implementors.iter() {
-                    for shard in class.shards.iter() {
-                        self.push_copy(shard, message_id, recipient, &compacted);
-                    }
-                }
-                drop(implementors);
-                self.also_to_other_machines(recipient, message_id, &compacted);
+                self.broadcast_copies(recipient, message_id, &compacted);
             }
             _ => self.undeliverable(),
         }
+    }
+
+    /// Sends a copy of the compact `message` to `recipient`, as
+    /// [`send`](Self::send) sends a message (for messages kept to be sent
+    /// again: timers).
+    pub(crate) fn send_copy<M: Message>(&mut self, recipient: RawID, message: &Compacted<M>) {
+        let Some(message_id) = self.message_id::<M>() else {
+            return self.undeliverable();
+        };
+        let source = (&**message as *const M).cast_mut();
+        let size = message_size(&**message);
+        if recipient.machine != self.machine && !recipient.is_global_broadcast() {
+            // SAFETY: a compact message: the copy leaves it intact.
+            #[cfg(feature = "net")]
+            unsafe {
+                self.write_remote(recipient.machine, message_id.0, recipient, source, size)
+            };
+            #[cfg(not(feature = "net"))]
+            self.to_other_machine();
+            return;
+        }
+        if recipient.is_broadcast() {
+            return self.broadcast_copies(recipient, message_id, message);
+        }
+        match self.entry(recipient.type_id) {
+            Some(TypeEntry::Class(class)) => {
+                let class = Arc::clone(class);
+                let shard = class.shard_of(recipient.instance);
+                // SAFETY: `source` is a compact `M` of `size` record bytes.
+                unsafe { self.copy_into(shard, message_id, recipient, source, size) };
+            }
+            _ => self.undeliverable(),
+        }
+    }
+
+    /// Copies a broadcast's compacted message into every shard of its
+    /// class (or of every implementor of its trait), and of every other
+    /// machine if it is a global broadcast.
+    fn broadcast_copies<M: Message>(
+        &mut self,
+        recipient: RawID,
+        message_id: MessageID,
+        message: &Compacted<M>,
+    ) {
+        match self.entry(recipient.type_id) {
+            Some(TypeEntry::Class(class)) => {
+                let class = Arc::clone(class);
+                for shard in class.shards.iter() {
+                    self.push_copy(shard, message_id, recipient, message);
+                }
+            }
+            Some(TypeEntry::Trait(t)) => {
+                let t = Arc::clone(t);
+                let implementors = t.implementors.locked();
+                for class in implementors.iter() {
+                    for shard in class.shards.iter() {
+                        self.push_copy(shard, message_id, recipient, message);
+                    }
+                }
+            }
+            None => return self.undeliverable(),
+        }
+        self.also_to_other_machines(recipient, message_id, message);
     }
 
     /// This world's lane into `shard`.
@@ -205,7 +257,7 @@ impl World {
 }
 
 /// `message` compacted once, to be copied into the inboxes of a broadcast.
-fn compacted_message<M: Message>(message: M) -> Compacted<M> {
+pub(crate) fn compacted_message<M: Message>(message: M) -> Compacted<M> {
     // Measured while still owned: refused before anything is moved.
     message_size(&message);
     Compacted::new(message)

@@ -1,0 +1,221 @@
+//! Timers in simulation time: a message sent after `n` turns, or every `n`
+//! turns until cancelled.
+//!
+//! Time in kay is the [turn](crate::ActorSystem::turn). A timer set while
+//! turn `T` runs (or between turn `T` and the next, from outside handlers)
+//! with [`World::send_after`]`(n, ..)` delivers its message at the start of
+//! turn `T + n`, before that turn's first message cycle, as if outside code
+//! had sent it then; [`World::send_every`]`(n, ..)` delivers it at the start
+//! of turns `T + n`, `T + 2n`, … until [`World::cancel_timer`].
+//!
+//! # Determinism
+//! Timers fire on the same turn and in the same order on any thread count,
+//! and in lockstep runs on any machine: a handler's timer operations (sets
+//! and cancels) wait in its shard's world until the end of the message
+//! cycle, when the system applies them in global shard order (each shard's
+//! in the order its handlers made them), after those made from outside
+//! handlers since the last cycle. Timers that are due on the same turn fire
+//! in the order they were set (a repeating timer counts as set again each
+//! time it fires). A [`TimerID`] names its timer by the sender lane that set
+//! it and a count in that lane, so IDs are deterministic too.
+//!
+//! # State
+//! Timers are data the system owns: the recipient, the message in compact
+//! form, the turn it is due and its period, not closures. A cancelled timer is forgotten; cancelling one that fired
+//! (once) or was never set does nothing. Timers are local to the machine
+//! that set them (their messages may go to any machine).
+
+use std::collections::BTreeMap;
+
+use compact::{Compact, Compacted};
+use rustc_hash::FxHashMap;
+
+use crate::actor::Message;
+use crate::class::lanes::SenderLane;
+use crate::id::{RawID, TypedID};
+use crate::sync::Unpoisoned;
+use crate::world::World;
+
+/// Names a timer of its system (see [`World::send_every`]), to cancel it.
+#[derive(Compact, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct TimerID(u64);
+
+impl TimerID {
+    /// The timer number `count` of sender lane `lane`.
+    fn new(lane: SenderLane, count: u64) -> TimerID {
+        TimerID(u64::from(lane.get()) << 48 | (count & ((1 << 48) - 1)))
+    }
+}
+
+/// A change to the system's timers, made by a world and applied by the
+/// system (see the module docs).
+pub(crate) enum TimerOp {
+    Set(Timer),
+    Cancel(TimerID),
+}
+
+/// A timer as the system keeps it.
+pub(crate) struct Timer {
+    id: TimerID,
+    /// The turn at whose start it fires next.
+    due: u64,
+    /// 0 for a timer that fires once, else the turns between firings.
+    every: u64,
+    recipient: RawID,
+    message: Box<dyn TimerMessage>,
+}
+
+/// A timer's message in compact form, sent again each time it fires.
+trait TimerMessage: Send {
+    fn send(&self, world: &mut World, recipient: RawID);
+}
+
+impl<M: Message> TimerMessage for Compacted<M> {
+    fn send(&self, world: &mut World, recipient: RawID) {
+        world.send_copy(recipient, self);
+    }
+}
+
+impl World {
+    /// Sends `message` to `recipient` at the start of the turn `turns`
+    /// turns from now (at least 1: the next turn); see [`crate::timer`].
+    /// Returns the timer's ID, to cancel it before it fires.
+    pub fn send_after<M: Message>(
+        &mut self,
+        turns: u64,
+        recipient: impl TypedID,
+        message: M,
+    ) -> TimerID {
+        self.set_timer(turns, 0, recipient.as_raw(), message)
+    }
+
+    /// Sends `message` to `recipient` every `turns` turns (at least 1),
+    /// starting `turns` turns from now, until [`cancel_timer`](Self::cancel_timer);
+    /// see [`crate::timer`].
+    pub fn send_every<M: Message>(
+        &mut self,
+        turns: u64,
+        recipient: impl TypedID,
+        message: M,
+    ) -> TimerID {
+        let turns = turns.max(1);
+        self.set_timer(turns, turns, recipient.as_raw(), message)
+    }
+
+    /// Cancels a timer: it does not fire from the next turn on. Cancelling
+    /// a timer that already fired for the last time, or of another system,
+    /// does nothing.
+    pub fn cancel_timer(&mut self, timer: TimerID) {
+        self.timer_op(TimerOp::Cancel(timer));
+    }
+
+    fn set_timer<M: Message>(
+        &mut self,
+        turns: u64,
+        every: u64,
+        recipient: RawID,
+        message: M,
+    ) -> TimerID {
+        crate::actor::refuse_process_local::<M>();
+        let compacted = crate::world::compacted_message(message);
+        let id = TimerID::new(self.lane, self.next_timer_count());
+        let due = self
+            .shared
+            .turn
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .saturating_add(turns.max(1));
+        self.timer_op(TimerOp::Set(Timer {
+            id,
+            due,
+            every,
+            recipient,
+            message: Box::new(compacted),
+        }));
+        id
+    }
+
+    /// The next count for a timer of this world's lane.
+    fn next_timer_count(&mut self) -> u64 {
+        if self.lane == SenderLane::OUTSIDE {
+            self.shared
+                .outside_timer_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        } else {
+            self.timer_count += 1;
+            self.timer_count
+        }
+    }
+
+    fn timer_op(&mut self, op: TimerOp) {
+        if self.lane == SenderLane::OUTSIDE {
+            self.shared.outside_timer_ops.locked().push(op);
+        } else {
+            self.timer_ops.push(op);
+        }
+    }
+}
+
+/// The system's timers, by the turn they are due.
+#[derive(Default)]
+pub(crate) struct Timers {
+    /// By (due turn, order set): firing order.
+    queue: BTreeMap<(u64, u64), Timer>,
+    /// Where each pending timer is in `queue`.
+    by_id: FxHashMap<TimerID, (u64, u64)>,
+    /// How many timers were set (and set again, when repeating).
+    set: u64,
+}
+
+impl Timers {
+    /// Applies `ops`, in order.
+    pub(crate) fn apply(&mut self, ops: impl IntoIterator<Item = TimerOp>) {
+        for op in ops {
+            match op {
+                TimerOp::Set(timer) => self.insert(timer),
+                TimerOp::Cancel(id) => {
+                    if let Some(key) = self.by_id.remove(&id) {
+                        self.queue.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+
+    fn insert(&mut self, timer: Timer) {
+        let key = (timer.due, self.set);
+        self.set += 1;
+        self.by_id.insert(timer.id, key);
+        self.queue.insert(key, timer);
+    }
+
+    /// Sends the messages of the timers due at turn `turn` through `world`
+    /// (an outside world), in order; repeating ones are set again.
+    pub(crate) fn fire(&mut self, turn: u64, world: &mut World) {
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > turn {
+                break;
+            }
+            let mut timer = entry.remove();
+            timer.message.send(world, timer.recipient);
+            if timer.every == 0 {
+                self.by_id.remove(&timer.id);
+            } else {
+                timer.due = turn + timer.every;
+                self.insert(timer);
+            }
+        }
+    }
+
+    /// Whether a timer is due at turn `turn`.
+    #[inline]
+    pub(crate) fn due(&self, turn: u64) -> bool {
+        self.queue
+            .first_key_value()
+            .is_some_and(|(key, _)| key.0 <= turn)
+    }
+
+    /// Timers waiting to fire.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+}
