@@ -194,7 +194,7 @@
 //!         world.send(self, __kay_Counter_increment_by { amount });
 //!     }
 //!     pub fn count(self, world: &mut ::kay::World) -> ::kay::Reply<u32> {
-//!         let (to, reply) = world.request::<u32>();
+//!         let (to, reply) = world.request_to::<u32>(self);
 //!         world.send(self, __kay_Counter_count { __kay_reply: to });
 //!         reply
 //!     }

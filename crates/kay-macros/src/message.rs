@@ -156,7 +156,7 @@ pub(crate) fn id_method(
                 #attrs
                 #doc
                 #vis fn #name(self, #(#params,)* #world: &mut ::kay::World) -> ::kay::Reply<#ty> {
-                    let (#to, #reply) = ::kay::World::request::<#ty>(#world);
+                    let (#to, #reply) = ::kay::World::request_to::<#ty>(#world, self);
                     ::kay::World::send(#world, self, #msg { #(#names,)* __kay_reply: #to });
                     #reply
                 }

@@ -13,6 +13,11 @@ pub struct Config {
     /// `tracing` warning). The bound keeps a loop of actors that never
     /// falls quiet from stalling the caller's loop.
     pub max_cycles_per_call: usize,
+    /// How many turns after the turn it was sent in a request times out
+    /// unanswered (its `Reply` then resolves to
+    /// [`ReplyError::TimedOut`](crate::ReplyError::TimedOut)); 0: never.
+    /// [`Reply::timeout`](crate::Reply::timeout) sets it per request.
+    pub request_timeout_turns: u64,
     /// The size of inbox chunks in bytes (a power of two); larger messages
     /// get chunks of their own.
     pub inbox_chunk_size: usize,
@@ -44,6 +49,7 @@ impl Default for Config {
         Config {
             machine: MachineID(0),
             max_cycles_per_call: 1_000,
+            request_timeout_turns: 1_000,
             inbox_chunk_size: 1 << 16,
             inbox_retain_bytes: 64 << 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),

@@ -115,7 +115,7 @@ pub use kay_macros::{actor, actor_trait, implements};
 pub use registry::ClassSetup;
 pub use registry::MessageID;
 pub use registry::{Difference, Fingerprint};
-pub use reply::{Reply, ReplyError, ReplyTo, Request};
+pub use reply::{Collect, Continue, Reduce, Reply, ReplyError, ReplyTo, Request};
 pub use stats::{ClassStats, Stats, Undelivered};
 pub use system::{ActorSystem, MAX_PANIC_REPORTS, Turn};
 pub use timer::TimerID;
@@ -132,6 +132,6 @@ pub use world::World;
 pub mod prelude {
     pub use crate::{
         ActorSystem, ActorTrait, CHashMap, COption, CString, CVec, Compact, Config, Fate, Reply,
-        TypedID, World,
+        ReplyError, TypedID, World,
     };
 }

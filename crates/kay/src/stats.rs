@@ -55,6 +55,12 @@ pub struct Stats {
     pub undeliverable: u64,
     /// Of those, messages to another machine.
     pub other_machine: u64,
+    /// Answers to requests that came when nothing waited for them any
+    /// more: after the request timed out or its `Reply` was dropped (or
+    /// forged ones); counted, not delivered.
+    pub late_replies: u64,
+    /// Timers waiting to fire.
+    pub pending_timers: usize,
 }
 
 /// Counters of one class.
@@ -209,6 +215,8 @@ impl crate::ActorSystem {
             classes,
             undeliverable: self.shared.undeliverable.load(Ordering::Relaxed),
             other_machine: self.shared.other_machine.load(Ordering::Relaxed),
+            late_replies: self.shared.replies.late(),
+            pending_timers: self.timers.len(),
         }
     }
 }

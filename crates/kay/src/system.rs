@@ -19,7 +19,7 @@ use crate::registry::MessageID;
 use crate::store::InstanceStore;
 use crate::sync::Unpoisoned;
 use crate::timer::Timers;
-use crate::world::{Shared, World};
+use crate::world::{Partial, Shared, World};
 
 /// The actor system of one machine: owns every instance store and inbox.
 ///
@@ -132,10 +132,14 @@ pub struct ActorSystem {
     /// Every message type by id: its type name and layout (for the
     /// fingerprint).
     pub(crate) message_types: Vec<(&'static str, crate::registry::MessageLayout)>,
-    /// Timers waiting to fire (see [`crate::timer`]), and the outside
-    /// world that sends their messages.
+    /// Timers waiting to fire (see [`crate::timer`]).
     pub(crate) timers: Timers,
-    timer_world: Option<World>,
+    /// The partials of gathered requests taken from this cycle's jobs (see
+    /// [`crate::reply`]).
+    pub(crate) gathered: Vec<Partial>,
+    /// The outside world through which the system itself sends: timers'
+    /// messages, partials, continuations of requests that timed out.
+    system_world: Option<World>,
     /// How to take each message type from the wire, by message id.
     #[cfg(feature = "net")]
     pub(crate) message_net_ops: Vec<Option<crate::net::NetOps>>,
@@ -178,7 +182,7 @@ impl ActorSystem {
             type_ids: RwLock::new(FxHashMap::default()),
             message_ids: RwLock::new(FxHashMap::default()),
             message_names: RwLock::new(Vec::new()),
-            replies: Arc::default(),
+            replies: Arc::new(crate::reply::Replies::new(config.request_timeout_turns)),
             undeliverable: AtomicU64::new(0),
             other_machine: AtomicU64::new(0),
             turn: AtomicU64::new(0),
@@ -217,7 +221,8 @@ impl ActorSystem {
             message_debug: FxHashMap::default(),
             message_types: Vec::new(),
             timers: Timers::default(),
-            timer_world: None,
+            gathered: Vec::new(),
+            system_world: None,
             #[cfg(feature = "net")]
             message_net_ops: Vec::new(),
             #[cfg(feature = "net")]
@@ -265,6 +270,7 @@ impl ActorSystem {
         self.shared.turn.store(self.turn, Ordering::Relaxed);
         self.fire_timers();
         let turn = self.local_turn();
+        self.expire_requests();
         #[cfg(feature = "net")]
         self.net_after_turn();
         turn
@@ -276,10 +282,62 @@ impl ActorSystem {
         let ops = std::mem::take(&mut *self.shared.outside_timer_ops.locked());
         self.timers.apply(ops);
         if self.timers.due(self.turn) {
-            let world = self
-                .timer_world
-                .get_or_insert_with(|| World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE));
+            let world = Self::system_world(&mut self.system_world, &self.shared);
             self.timers.fire(self.turn, world);
+        }
+    }
+
+    /// The system's own outside world (see `system_world`).
+    fn system_world<'w>(world: &'w mut Option<World>, shared: &Arc<Shared>) -> &'w mut World {
+        world.get_or_insert_with(|| World::new(Arc::clone(shared), SenderLane::OUTSIDE))
+    }
+
+    /// Fails the requests whose timeout passed with this turn.
+    fn expire_requests(&mut self) {
+        let expired = self.shared.replies.expire(self.turn);
+        if !expired.is_empty() {
+            let world = Self::system_world(&mut self.system_world, &self.shared);
+            for resolved in expired {
+                world.send_resolved(resolved);
+            }
+        }
+    }
+
+    /// Delivers the partials of gathered requests this cycle's jobs made:
+    /// those of one request (and asking machine) joined into one, in job
+    /// order, then to the reply table, or to the asking machine.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn deliver_partials(&mut self) {
+        let mut joined: Vec<Partial> = Vec::new();
+        for partial in self.gathered.drain(..) {
+            let same = joined.iter_mut().find(|p| {
+                p.token == partial.token
+                    && p.machine == partial.machine
+                    && p.answers.answer_type() == partial.answers.answer_type()
+            });
+            match same {
+                Some(into) => into.answers.append(partial.answers),
+                None => joined.push(partial),
+            }
+        }
+        let me = self.shared.machine;
+        let world = Self::system_world(&mut self.system_world, &self.shared);
+        for Partial {
+            token,
+            machine,
+            answers,
+        } in joined
+        {
+            if machine == me {
+                let answer = answers.answer_type();
+                let resolved =
+                    (world.shared.replies).partial(token, answer, me, answers.into_any());
+                world.send_resolved(resolved);
+            } else {
+                #[cfg(feature = "net")]
+                answers.send_to(world, token, machine);
+            }
         }
     }
 

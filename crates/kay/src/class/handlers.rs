@@ -53,6 +53,10 @@ type Keep = unsafe fn(*const u8, RawID, u16, &Inbox);
 /// Fails the reply of a request record (see [`fail_request`]).
 type FailRequest = unsafe fn(*const u8, &mut World, ReplyError);
 
+/// Starts the world's partial of a request record to a broadcast ID (see
+/// [`open_partial`]).
+type OpenPartial = unsafe fn(*const u8, &mut World);
+
 /// One entry of a class's handler table.
 pub(crate) struct Handler {
     pub(crate) kind: HandlerKind,
@@ -66,6 +70,9 @@ pub(crate) struct Handler {
     /// For requests: resolves the asker's `Reply` with an error when the
     /// record is dropped or kept.
     pub(crate) fail_request: Option<FailRequest>,
+    /// For requests: starts the shard's (possibly empty) partial of a
+    /// request to a broadcast ID before its instances answer.
+    pub(crate) open_partial: Option<OpenPartial>,
     /// Formats the message for panic reports, if its `Debug` was registered.
     pub(crate) debug_message: Option<MessageDebug>,
     data: *const (),
@@ -95,6 +102,7 @@ impl Handler {
             recover,
             keep: keep::<M>,
             fail_request: None,
+            open_partial: None,
             debug_message: None,
             data,
             _closure: closure,
@@ -117,6 +125,7 @@ impl Handler {
             recover: recover_spawn,
             keep: keep::<M>,
             fail_request: None,
+            open_partial: None,
             debug_message: None,
             data,
             _closure: closure,
@@ -126,6 +135,7 @@ impl Handler {
     /// Marks the handler as answering requests of type `M`.
     pub(crate) fn fail_request_for<M: Request>(&mut self) {
         self.fail_request = Some(fail_request::<M>);
+        self.open_partial = Some(open_partial::<M>);
     }
 
     /// Runs the handler; returns [`DELIVERED`] if a recipient existed, plus
@@ -291,6 +301,21 @@ unsafe fn keep<M: Message>(payload: *const u8, recipient: RawID, tag: u16, inbox
     };
     // SAFETY: single writer (caller).
     unsafe { inbox.push_with_unshared(size, tag, write) };
+}
+
+/// A broadcast request's record reaches a shard: the shard's partial of
+/// its answers starts (empty), so that the asker gets one partial from
+/// this machine even if no instance is here to answer.
+///
+/// # Safety
+/// `payload` points to a valid `M`.
+unsafe fn open_partial<M: Request>(payload: *const u8, world: &mut World) {
+    // SAFETY: a valid `M` (caller).
+    let request = unsafe { &*payload.cast::<M>() };
+    let (token, machine) = request.reply_to().token();
+    if token.is_gather() {
+        world.gather::<M::Answer>(token, machine);
+    }
 }
 
 /// Resolves the reply of the request `M` at `payload` with `error`.

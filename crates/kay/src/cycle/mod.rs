@@ -171,6 +171,9 @@ impl ActorSystem {
             if !shard.state.world.timer_ops.is_empty() {
                 self.timers.apply(shard.state.world.timer_ops.drain(..));
             }
+            if !shard.state.world.partials.is_empty() {
+                self.gathered.append(&mut shard.state.world.partials);
+            }
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this
             // thread), and no record slice is alive; the shared part lives
@@ -186,6 +189,9 @@ impl ActorSystem {
             self.collect_panics();
         }
         self.jobs.clear();
+        if !self.gathered.is_empty() {
+            self.deliver_partials();
+        }
         handled
     }
 

@@ -315,6 +315,9 @@ enum Checked {
     Message(NetOps, RawID, MessageID, bool, usize),
     /// The answer to one of this machine's requests.
     Answer(ReplyToken, Box<dyn std::any::Any + Send>),
+    /// The peer's partial (its answers, of the type with this id) of one
+    /// of this machine's requests to a broadcast ID.
+    Partial(ReplyToken, std::any::TypeId, Box<dyn std::any::Any + Send>),
     /// A request of this machine that failed there.
     Failed(ReplyToken, ReplyError),
 }
@@ -657,6 +660,11 @@ impl Net {
                         "kay net: lost machine {}: {reason}",
                         machine.0
                     );
+                    // Its answers will not come: the requests waiting for
+                    // them fail, naming it.
+                    for resolved in self.inject.shared.replies.lost(machine) {
+                        self.inject.send_resolved(resolved);
+                    }
                 }
             }
         }
@@ -736,8 +744,12 @@ impl Net {
                 frame::ANSWER_TAG => {
                     let token = token_of(slot)?;
                     let replies = &self.inject.shared.replies;
-                    match replies.decode(token, slot, origin) {
-                        Ok(Some(answer)) => checked.push(Checked::Answer(token, answer)),
+                    let partial = token.is_gather();
+                    match replies.decode(token, slot, origin, partial) {
+                        Ok(Some((answer, value))) if partial => {
+                            checked.push(Checked::Partial(token, answer, value));
+                        }
+                        Ok(Some((_, value))) => checked.push(Checked::Answer(token, value)),
                         Ok(None) => {}
                         Err(error) => return Err(format!("an answer failed validation: {error}")),
                     }
@@ -790,9 +802,18 @@ impl Net {
                     };
                 }
                 Checked::Answer(token, answer) => {
-                    self.inject.shared.replies.answer_boxed(token, answer);
+                    let resolved = self.inject.shared.replies.answer_boxed(token, answer);
+                    self.inject.send_resolved(resolved);
                 }
-                Checked::Failed(token, error) => self.inject.shared.replies.fail(token, error),
+                Checked::Partial(token, answer, value) => {
+                    let from = MachineID(machine as u8);
+                    let resolved = (self.inject.shared.replies).partial(token, answer, from, value);
+                    self.inject.send_resolved(resolved);
+                }
+                Checked::Failed(token, error) => {
+                    let resolved = self.inject.shared.replies.fail(token, error);
+                    self.inject.send_resolved(resolved);
+                }
             }
         }
         self.books[machine].stats.received += count as u64;

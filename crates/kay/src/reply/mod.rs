@@ -3,11 +3,42 @@
 //!
 //! A request is an ordinary message carrying a `ReplyTo<T>`; its handler
 //! answers with [`World::reply`](crate::World::reply). The asker holds the
-//! matching [`Reply<T>`], a `Future` that resolves when the answer arrives.
-//! [`ActorSystem::block_on`](crate::ActorSystem::block_on) drives message
-//! cycles until a future completes; if the system runs out of messages while
+//! matching [`Reply<T>`], a `Future` that resolves when the answer arrives,
+//! from this machine or another. Await it from any executor (it is `Send`:
+//! e.g. a tokio task while another thread runs turns), or drive it with
+//! [`ActorSystem::block_on`](crate::ActorSystem::block_on), which runs
+//! turns until it completes; if the system runs out of messages while
 //! replies are still outstanding, nobody can answer them any more, and they
 //! resolve to [`ReplyError::NoReply`] instead of hanging.
+//!
+//! # Map-reduce
+//! A request to a broadcast ID (local or global, of a class or a trait) is
+//! answered by every instance it reaches: [`Reply::reduce`] folds the
+//! answers into one value, [`Reply::collect`] gathers them. Each machine
+//! the broadcast reaches gathers its instances' answers in the message
+//! cycle that handles it and sends **one** partial (possibly empty); the
+//! asker knows how many partials to expect from the topology (this machine
+//! for a local broadcast, every machine for a global one), so it never
+//! guesses and never waits for stragglers. The fold runs on the asking
+//! machine, so it may be any closure; the partials carry the answers
+//! (`T` bytes each), so messages grow with machines, bytes with instances.
+//!
+//! # Inside handlers
+//! A handler must not wait. It sends the request and names a message that
+//! takes the answer: [`Reply::then_send`]. The pending message is data in
+//! the system's reply table (compact, like every message), not a closure
+//! in the actor's state.
+//!
+//! # Errors instead of hangs
+//! A request resolves to a [`ReplyError`] when its recipient does not exist
+//! or its handler panicked, when the machine it went to is lost, when the
+//! system is panicked, or when it is not answered within its timeout in
+//! turns ([`Config::request_timeout_turns`](crate::Config::request_timeout_turns),
+//! or per request with [`Reply::timeout`]). An answer that comes after
+//! its request was resolved is counted
+//! ([`Stats::late_replies`](crate::Stats::late_replies)), not delivered.
+//!
+//! The reply table's states are described in its module (`reply/table.rs`).
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -19,12 +50,15 @@ use compact::Compact;
 
 mod table;
 
-pub(crate) use table::Replies;
+pub(crate) use table::{Continuation, Replies, Resolved};
 
-use crate::id::MachineID;
+use crate::World;
+use crate::id::{MachineID, RawID, TypedID};
 
-/// Why a [`Reply`] resolved without a value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a [`Reply`] resolved without a value (compact, so that a
+/// continuation message can carry it: see [`Reply::then_send`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Compact)]
+#[repr(u8)]
 pub enum ReplyError {
     /// The system ran out of messages before anyone answered: the recipient
     /// did not exist, had no handler for the request, or never replied.
@@ -44,6 +78,23 @@ pub enum ReplyError {
         "no reply: the system is panicked, so the request was kept instead of handled (see ActorSystem::panic_reports)"
     )]
     SystemPanicked,
+    /// No answer came by the end of turn `turn` (the request's timeout).
+    #[error("no reply: the request timed out at the end of turn {turn}")]
+    TimedOut {
+        /// The turn at whose end it timed out.
+        turn: u64,
+    },
+    /// The machine the request went to (or, for a broadcast, one whose
+    /// partial was missing) was lost before it answered.
+    #[error("no reply: machine {} was lost before it answered", machine.0)]
+    PeerLost {
+        /// The machine that was lost.
+        machine: MachineID,
+    },
+    /// The request went to a broadcast ID, so it has many answers: use
+    /// [`Reply::reduce`] or [`Reply::collect`] instead of awaiting it.
+    #[error("a request to a broadcast ID has many answers: use Reply::reduce or Reply::collect")]
+    Broadcast,
 }
 
 /// A message that asks for an answer: it carries the [`ReplyTo`] its handler
@@ -61,7 +112,9 @@ pub trait Request: crate::Message {
 }
 
 /// Names one outstanding reply in its system's table: the slot's index
-/// and its generation (so a token of a slot reused since is stale).
+/// (low 32 bits), its generation (31 bits: a token of a slot reused since
+/// is stale), and whether it gathers the answers of a broadcast (the top
+/// bit).
 #[derive(Compact, Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub(crate) struct ReplyToken(u64);
 
@@ -78,8 +131,15 @@ impl ReplyToken {
         ReplyToken(bits)
     }
 
-    pub(crate) fn new(index: u32, generation: u32) -> ReplyToken {
-        ReplyToken(u64::from(generation) << 32 | u64::from(index))
+    /// The generations a slot goes through before they repeat.
+    pub(crate) const GENERATION_MASK: u32 = (1 << 31) - 1;
+
+    pub(crate) fn new(index: u32, generation: u32, gather: bool) -> ReplyToken {
+        ReplyToken(
+            u64::from(gather) << 63
+                | u64::from(generation & Self::GENERATION_MASK) << 32
+                | u64::from(index),
+        )
     }
 
     pub(crate) fn index(self) -> u32 {
@@ -87,7 +147,13 @@ impl ReplyToken {
     }
 
     pub(crate) fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
+        (self.0 >> 32) as u32 & Self::GENERATION_MASK
+    }
+
+    /// Whether the request went to a broadcast ID (its answers come as
+    /// partials, one per machine).
+    pub(crate) fn is_gather(self) -> bool {
+        self.0 >> 63 != 0
     }
 }
 
@@ -99,6 +165,17 @@ impl ReplyToken {
 pub(crate) struct WireAnswer<T> {
     pub(crate) token: u64,
     pub(crate) answer: T,
+}
+
+/// A machine's partial of a request to a broadcast ID (see
+/// [`crate::reply`]) as it travels to the asker: every answer of its
+/// instances.
+#[cfg(feature = "net")]
+#[repr(C)]
+#[derive(Compact)]
+pub(crate) struct WirePartial<T> {
+    pub(crate) token: u64,
+    pub(crate) answers: compact::CVec<T>,
 }
 
 /// A failed request as it travels to another machine (see
@@ -143,7 +220,9 @@ impl<T: 'static> std::fmt::Debug for ReplyTo<T> {
 ///
 /// Await it from any executor, or drive it with
 /// [`ActorSystem::block_on`](crate::ActorSystem::block_on). Inside handlers,
-/// don't wait: send the `ReplyTo` of a request of your own instead.
+/// don't wait: [`then_send`](Self::then_send) its answer on to an actor.
+/// A request to a broadcast ID has many answers: [`reduce`](Self::reduce)
+/// or [`collect`](Self::collect) them.
 #[must_use = "a Reply does nothing unless awaited or driven with block_on"]
 pub struct Reply<T> {
     replies: Arc<Replies>,
@@ -155,7 +234,185 @@ impl<T: 'static> Future for Reply<T> {
     type Output = Result<T, ReplyError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.replies.poll(self.token, cx)
+        self.replies
+            .poll::<T>(self.token, false, cx)
+            .map(|answer| answer.map(|mut one| one.pop().expect("one answer")))
+    }
+}
+
+impl<T: Compact + Send + 'static> Reply<T> {
+    /// Every answer: of each instance the request reached if it went to a
+    /// broadcast ID (in machine order, and on each machine in shard and
+    /// instance order), else the one answer.
+    pub fn collect(self) -> Collect<T> {
+        Collect { reply: self }
+    }
+
+    /// Folds every answer (see [`collect`](Self::collect)) into `init`
+    /// with `f`, e.g. `.reduce(0, |sum, n| sum + n)`.
+    pub fn reduce<R, F: FnMut(R, T) -> R>(self, init: R, f: F) -> Reduce<T, R, F> {
+        Reduce {
+            reply: self,
+            fold: Some((init, f)),
+        }
+    }
+
+    /// Times the request out `turns` turns after the current one (instead
+    /// of after [`Config::request_timeout_turns`](crate::Config::request_timeout_turns);
+    /// 0: never). The `Reply` then resolves to [`ReplyError::TimedOut`].
+    pub fn timeout(self, turns: u64, world: &World) -> Self {
+        self.replies
+            .set_timeout(self.token, world.current_turn(), turns);
+        self
+    }
+
+    /// Sends `message` to `recipient` once the answer is there, with the
+    /// answer (or the error) put into it by [`Continue::answered`]: how a
+    /// handler asks without waiting. The pending message is data in the
+    /// system's reply table, like a timer's, not a closure.
+    ///
+    /// ```
+    /// use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, Continue, ReplyError, ReplyTo, World};
+    ///
+    /// kay::typed_id!(pub CounterID);
+    /// kay::typed_id!(pub AuditorID);
+    ///
+    /// #[derive(Compact, Clone)]
+    /// pub struct Counter { id: CounterID, count: u32 }
+    /// #[derive(Compact, Clone)]
+    /// pub struct Count { reply: ReplyTo<u32> }
+    /// impl kay::Request for Count {
+    ///     type Answer = u32;
+    ///     fn reply_to(&self) -> ReplyTo<u32> { self.reply }
+    /// }
+    ///
+    /// #[derive(Compact, Clone)]
+    /// pub struct Auditor { id: AuditorID, seen: Option<u32> }
+    /// /// Asks the counter for its count ...
+    /// #[derive(Compact, Clone)]
+    /// pub struct Audit { counter: CounterID }
+    /// /// ... and gets it in this message: the continuation.
+    /// #[derive(Compact, Clone)]
+    /// pub struct Counted { count: Option<u32> }
+    /// impl Continue<u32> for Counted {
+    ///     fn answered(&mut self, answer: Result<u32, ReplyError>) {
+    ///         self.count = answer.ok();
+    ///     }
+    /// }
+    ///
+    /// impl Actor for Counter {
+    ///     type ID = CounterID;
+    ///     fn id(&self) -> CounterID { self.id }
+    ///     fn setup(class: &mut ClassSetup<Self>) {
+    ///         class
+    ///             .spawner(|id, count: &u32, _: &mut World| Counter { id, count: *count })
+    ///             .request_handler(|c: &mut Counter, m: &Count, world: &mut World| {
+    ///                 world.reply(m.reply, c.count)
+    ///             });
+    ///     }
+    /// }
+    /// impl Actor for Auditor {
+    ///     type ID = AuditorID;
+    ///     fn id(&self) -> AuditorID { self.id }
+    ///     fn setup(class: &mut ClassSetup<Self>) {
+    ///         class
+    ///             .spawner(|id, _: &(), _: &mut World| Auditor { id, seen: None })
+    ///             .handler(|a: &mut Auditor, m: &Audit, world: &mut World| {
+    ///                 let (reply_to, reply) = world.request_to::<u32>(m.counter);
+    ///                 world.send(m.counter, Count { reply: reply_to });
+    ///                 reply.then_send(a.id, Counted { count: None }, world);
+    ///             })
+    ///             .handler(|a: &mut Auditor, m: &Counted, _: &mut World| a.seen = m.count);
+    ///     }
+    /// }
+    ///
+    /// let mut system = ActorSystem::new(Config::default());
+    /// system.register::<Counter>();
+    /// system.register::<Auditor>();
+    /// let mut world = system.world();
+    /// let counter = world.spawn::<Counter, _>(7u32);
+    /// let auditor = world.spawn::<Auditor, _>(());
+    /// world.send(auditor, Audit { counter });
+    /// system.process_all_messages();
+    /// assert_eq!(system.with_instances::<Auditor, _>(|a| a.seen), vec![Some(7)]);
+    /// ```
+    pub fn then_send<M: Continue<T>>(self, recipient: impl TypedID, message: M, world: &mut World) {
+        crate::actor::refuse_process_local::<M>();
+        let next = Box::new(Next::<T, M> {
+            recipient: recipient.as_raw(),
+            message: crate::world::compacted_message(message),
+            _answer: PhantomData,
+        });
+        let resolved = self.replies.continue_with(self.token, next);
+        // The slot now belongs to the continuation, not to this `Reply`.
+        std::mem::forget(self);
+        world.send_resolved(resolved);
+    }
+}
+
+/// A message that takes the answer to a request (see [`Reply::then_send`]).
+pub trait Continue<T>: crate::Message {
+    /// Puts the answer (or why there is none) into the message.
+    fn answered(&mut self, answer: Result<T, ReplyError>);
+}
+
+/// A pending [`Reply::then_send`].
+struct Next<T, M: crate::Message> {
+    recipient: RawID,
+    message: compact::Compacted<M>,
+    _answer: PhantomData<fn() -> T>,
+}
+
+impl<T: 'static, M: Continue<T>> Continuation for Next<T, M> {
+    fn send(
+        self: Box<Self>,
+        world: &mut World,
+        answer: Result<Box<dyn std::any::Any>, ReplyError>,
+    ) {
+        let mut message = self.message.into_inner();
+        message.answered(answer.map(|value| {
+            *value
+                .downcast::<T>()
+                .expect("an answer of the requested type")
+        }));
+        world.send(self.recipient, message);
+    }
+}
+
+/// Every answer to a request (see [`Reply::collect`]).
+#[must_use = "a Collect does nothing unless awaited or driven with block_on"]
+pub struct Collect<T> {
+    reply: Reply<T>,
+}
+
+impl<T: 'static> Future for Collect<T> {
+    type Output = Result<Vec<T>, ReplyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let reply = &self.reply;
+        reply.replies.poll::<T>(reply.token, true, cx)
+    }
+}
+
+// Nothing of a `Reduce` is pinned: its fold is moved out once, its reply
+// used by reference.
+impl<T, R, F> Unpin for Reduce<T, R, F> {}
+
+/// The answers to a request folded into one value (see [`Reply::reduce`]).
+#[must_use = "a Reduce does nothing unless awaited or driven with block_on"]
+pub struct Reduce<T, R, F> {
+    reply: Reply<T>,
+    fold: Option<(R, F)>,
+}
+
+impl<T: 'static, R, F: FnMut(R, T) -> R> Future for Reduce<T, R, F> {
+    type Output = Result<R, ReplyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let answers = std::task::ready!(this.reply.replies.poll::<T>(this.reply.token, true, cx));
+        let (init, f) = this.fold.take().expect("polled after completion");
+        Poll::Ready(answers.map(|answers| answers.into_iter().fold(init, f)))
     }
 }
 

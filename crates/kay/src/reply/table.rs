@@ -1,67 +1,205 @@
 //! The table of outstanding replies: each open request has a slot, found
 //! by its token, that the answer (or an error) fills and the asker's
 //! [`Reply`] future takes.
+//!
+//! # States of a slot
+//! ```text
+//!             open                      answer / last partial
+//!   Free ───────────────▶ Waiting ──────────────────────────▶ Ready ──┐
+//!     ▲   (a broadcast:   Gathering      fail / timeout /            │ poll takes it
+//!     │    one partial    Continue ─┐    peer lost                   │ (Reply dropped:
+//!     │    per machine)      │      └──────────────────────▶ Failed ─┤  freed at once)
+//!     │                      │ Reply dropped                         │
+//!     │                      ▼                                       │
+//!     └────────────────── Abandoned ◀── answer, fail, timeout ───────┘
+//! ```
+//! - **Waiting**: a request to one instance; its answer makes it *Ready*.
+//! - **Gathering**: a request to a broadcast ID. Every machine the
+//!   broadcast reaches sends exactly one *partial* (all its instances'
+//!   answers, gathered per message cycle; possibly none), so the table
+//!   knows from the topology how many to expect: this machine for a local
+//!   broadcast, every machine of the topology for a global one. The last
+//!   partial makes it *Ready* with every answer, in machine order.
+//! - **Continue**: a request asked from a handler with
+//!   [`Reply::then_send`]: no future waits; the answer (or the error) goes
+//!   into a message that is sent on at once, by whoever resolves the slot.
+//! - **Failed**: the recipient did not exist or its handler panicked, the
+//!   system was panicked, the request timed out (in turns), or the machine
+//!   it went to was lost.
+//! - A slot is freed when its future takes the outcome, or at once if the
+//!   `Reply` was dropped (*Abandoned*); its generation then changes, so a
+//!   token of the old request names nothing. Answers that come for a slot
+//!   that no longer waits (late, after a timeout; for an abandoned
+//!   request; or forged) are counted, not delivered.
+//!
+//! Each operation is O(1) but [`Replies::expire`] and [`Replies::lost`],
+//! which scan the slots, and only on turns when a deadline passed or a
+//! machine was lost.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use compact::Compact;
 
 use super::{Reply, ReplyError, ReplyTo, ReplyToken};
-use crate::id::MachineID;
+use crate::id::{MachineID, RawID};
 use crate::sync::Unpoisoned;
 
-enum Slot {
+/// An answer (a `T`) or the answers of a partial (a `Vec<T>`), boxed.
+type AnyAnswer = Box<dyn Any + Send>;
+
+/// A set of machines (by id).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub(crate) struct Machines([u64; 4]);
+
+impl Machines {
+    fn one(machine: MachineID) -> Machines {
+        let mut set = Machines::default();
+        set.insert(machine);
+        set
+    }
+
+    fn first(count: usize) -> Machines {
+        let mut set = Machines::default();
+        for m in 0..count.min(256) {
+            set.insert(MachineID(m as u8));
+        }
+        set
+    }
+
+    fn insert(&mut self, machine: MachineID) {
+        self.0[machine.0 as usize / 64] |= 1 << (machine.0 % 64);
+    }
+
+    fn remove(&mut self, machine: MachineID) -> bool {
+        let (word, bit) = (machine.0 as usize / 64, 1 << (machine.0 % 64));
+        let had = self.0[word] & bit != 0;
+        self.0[word] &= !bit;
+        had
+    }
+
+    fn contains(&self, machine: MachineID) -> bool {
+        self.0[machine.0 as usize / 64] & 1 << (machine.0 % 64) != 0
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0 == [0; 4]
+    }
+}
+
+/// A continuation ([`Reply::then_send`]): the message that takes the
+/// answer, and where it goes.
+pub(crate) trait Continuation: Send {
+    /// Puts `answer` (a `T` of the request, boxed) or `error` into the
+    /// message and sends it through `world`.
+    fn send(self: Box<Self>, world: &mut crate::World, answer: Result<Box<dyn Any>, ReplyError>);
+}
+
+enum State {
+    Free,
     Waiting(Option<Waker>),
+    Gathering {
+        waker: Option<Waker>,
+        /// The machines whose partial has not come yet.
+        left: Machines,
+        /// The partials that came (each a `Vec<T>`), with their machine.
+        parts: Vec<(MachineID, Box<dyn Any + Send>)>,
+    },
+    Continue(Box<dyn Continuation>),
+    /// A `T` (or, gathered, a `Vec<T>`).
     Ready(Box<dyn Any + Send>),
     Failed(ReplyError),
     /// The `Reply` was dropped; an answer is discarded.
     Abandoned,
-    Free,
 }
 
-/// Outstanding replies of one system.
-#[derive(Default)]
-pub(crate) struct Replies {
-    inner: Mutex<Table>,
-}
-
-#[derive(Default)]
-struct Table {
-    slots: Vec<(u32, Slot)>,
-    /// The answer type each slot awaits, by slot index: an answer of
-    /// another type (a `ReplyTo` forged in a message from another machine)
-    /// is discarded instead of reaching the asker.
-    types: Vec<std::any::TypeId>,
-    free: Vec<u32>,
-    waiting: usize,
-    /// How each slot's answer is taken from the wire (feature `net`), by
-    /// slot index.
+/// What a slot knows of its request besides its state.
+struct Slot {
+    generation: u32,
+    state: State,
+    /// The answer type: an answer of another type (a `ReplyTo` forged in a
+    /// message from another machine) is discarded.
+    answer: TypeId,
+    /// The machine a request to one instance went to (for `lost`).
+    #[cfg_attr(not(feature = "net"), allow(dead_code))]
+    target: MachineID,
+    /// The turn at whose end the request times out (`u64::MAX`: never).
+    deadline: u64,
+    /// Joins the partials of a gathered request (`Vec<T>`s) into one.
+    concat: fn(Vec<AnyAnswer>) -> AnyAnswer,
+    /// How the answer (or a partial) is taken from the wire.
     #[cfg(feature = "net")]
-    decoders: Vec<Decode>,
+    decode: Decode,
 }
 
 /// Validates an answer that came from another machine (a compact
-/// `WireAnswer<T>` written at `origin`) and moves its `T` onto the heap.
+/// `WireAnswer<T>`, or for a gathered request a `WirePartial<T>`, written
+/// at `origin`) and moves its `T` (or `Vec<T>`) onto the heap.
 #[cfg(feature = "net")]
-pub(crate) type Decode = fn(&[u8], usize) -> Result<Box<dyn Any + Send>, compact::ValidationError>;
+pub(crate) type Decode =
+    fn(&[u8], usize, bool) -> Result<Box<dyn Any + Send>, compact::ValidationError>;
 
 #[cfg(feature = "net")]
 fn decode<T: Compact + Send + 'static>(
     bytes: &[u8],
     origin: usize,
+    partial: bool,
 ) -> Result<Box<dyn Any + Send>, compact::ValidationError> {
-    compact::Compacted::<super::WireAnswer<T>>::from_bytes(bytes, origin)
-        .map(|wire| Box::new(wire.into_inner().answer) as Box<dyn Any + Send>)
+    if partial {
+        compact::Compacted::<super::WirePartial<T>>::from_bytes(bytes, origin)
+            .map(|wire| Box::new(wire.into_inner().answers.into_vec()) as Box<dyn Any + Send>)
+    } else {
+        compact::Compacted::<super::WireAnswer<T>>::from_bytes(bytes, origin)
+            .map(|wire| Box::new(wire.into_inner().answer) as Box<dyn Any + Send>)
+    }
 }
+
+fn concat<T: Send + 'static>(parts: Vec<Box<dyn Any + Send>>) -> Box<dyn Any + Send> {
+    let mut all: Vec<T> = Vec::new();
+    for part in parts {
+        let part = part
+            .downcast::<Vec<T>>()
+            .expect("partials of the awaited type");
+        if all.is_empty() {
+            all = *part;
+        } else {
+            all.extend(*part);
+        }
+    }
+    Box::new(all)
+}
+
+/// Outstanding replies of one system.
+pub(crate) struct Replies {
+    inner: Mutex<Table>,
+    /// The earliest deadline of any open request (`u64::MAX`: none): read
+    /// without the lock at every turn's end.
+    earliest: AtomicU64,
+    /// The default timeout of requests, in turns (0: none).
+    default_timeout: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slots waiting or gathering (what a future waits for).
+    waiting: usize,
+    /// Answers and partials that came when nothing waited for them.
+    late: u64,
+}
+
+/// A request's outcome taken from its slot, and a continuation to send
+/// with it (see [`Replies::answer`]).
+pub(crate) type Resolved = Option<(Box<dyn Continuation>, Result<Box<dyn Any>, ReplyError>)>;
 
 impl Table {
     fn slot(&mut self, token: ReplyToken) -> Option<&mut Slot> {
-        let (index, generation) = (token.index() as usize, token.generation());
-        match self.slots.get_mut(index) {
-            Some((g, slot)) if *g == generation => Some(slot),
+        match self.slots.get_mut(token.index() as usize) {
+            Some(slot) if slot.generation == token.generation() => Some(slot),
             _ => None,
         }
     }
@@ -69,51 +207,154 @@ impl Table {
     fn release(&mut self, token: ReplyToken) {
         let index = token.index();
         let Some(slot) = self.slot(token) else { return };
-        let was_waiting = matches!(slot, Slot::Waiting(_));
-        *slot = Slot::Free;
+        let was_waiting = matches!(slot.state, State::Waiting(_) | State::Gathering { .. });
+        slot.state = State::Free;
+        slot.generation = slot.generation.wrapping_add(1) & ReplyToken::GENERATION_MASK;
         if was_waiting {
             self.waiting -= 1;
         }
-        self.slots[index as usize].0 = self.slots[index as usize].0.wrapping_add(1);
         self.free.push(index);
+    }
+
+    /// Puts `outcome` into the slot of `token` if it waits for one, and
+    /// wakes its task; frees an abandoned slot; counts an outcome nobody
+    /// waits for. Returns a continuation to send with the outcome.
+    fn resolve(
+        &mut self,
+        token: ReplyToken,
+        outcome: Result<Box<dyn Any + Send>, ReplyError>,
+    ) -> Resolved {
+        let Some(slot) = self.slot(token) else {
+            // (A failure of a request nobody waits for is no late answer.)
+            self.late += u64::from(outcome.is_ok());
+            return None;
+        };
+        match &mut slot.state {
+            State::Waiting(_) | State::Gathering { .. } => {
+                let state = match outcome {
+                    Ok(value) => State::Ready(value),
+                    Err(error) => State::Failed(error),
+                };
+                let waker = match std::mem::replace(&mut slot.state, state) {
+                    State::Waiting(waker) | State::Gathering { waker, .. } => waker,
+                    _ => unreachable!(),
+                };
+                self.waiting -= 1;
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                None
+            }
+            State::Continue(_) => {
+                let State::Continue(next) = std::mem::replace(&mut slot.state, State::Free) else {
+                    unreachable!()
+                };
+                self.release_now(token);
+                Some((next, outcome.map(|value| value as Box<dyn Any>)))
+            }
+            State::Abandoned => {
+                self.late += u64::from(outcome.is_ok());
+                self.release(token);
+                None
+            }
+            State::Free | State::Ready(_) | State::Failed(_) => {
+                self.late += u64::from(outcome.is_ok());
+                None
+            }
+        }
+    }
+
+    /// Frees the slot of `token` (whose state was taken already).
+    fn release_now(&mut self, token: ReplyToken) {
+        if let Some(slot) = self.slot(token) {
+            slot.state = State::Free;
+            slot.generation = slot.generation.wrapping_add(1) & ReplyToken::GENERATION_MASK;
+            self.free.push(token.index());
+        }
+    }
+
+    /// Fails every slot `fails` picks (with the error it returns).
+    fn fail_where(&mut self, mut fails: impl FnMut(&Slot) -> Option<ReplyError>) -> Vec<Resolved> {
+        let mut failed = Vec::new();
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            if let Some(error) = fails(slot) {
+                let token = ReplyToken::new(index as u32, slot.generation, false);
+                failed.push(self.resolve(token, Err(error)));
+            }
+        }
+        failed
     }
 }
 
 impl Replies {
+    /// A table whose requests time out after `default_timeout` turns (0:
+    /// never).
+    pub(crate) fn new(default_timeout: u64) -> Replies {
+        Replies {
+            inner: Mutex::default(),
+            earliest: AtomicU64::new(u64::MAX),
+            default_timeout,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.locked()
     }
 
-    /// A new outstanding reply.
+    /// A new outstanding reply for a request to `recipient`, sent in turn
+    /// `turn` from machine `me`, in a topology of `machines` machines.
     pub(crate) fn open<T: Compact + Send>(
         self: &Arc<Self>,
-        machine: MachineID,
+        me: MachineID,
+        recipient: RawID,
+        turn: u64,
+        machines: usize,
     ) -> (ReplyTo<T>, Reply<T>) {
+        let gather = recipient.is_broadcast();
+        let deadline = match self.default_timeout {
+            0 => u64::MAX,
+            timeout => turn.saturating_add(timeout),
+        };
+        let state = if gather {
+            State::Gathering {
+                waker: None,
+                left: if recipient.is_global_broadcast() {
+                    Machines::first(machines.max(1))
+                } else {
+                    Machines::one(recipient.machine)
+                },
+                parts: Vec::new(),
+            }
+        } else {
+            State::Waiting(None)
+        };
         let mut table = self.lock();
+        let slot = Slot {
+            generation: 0,
+            state,
+            answer: TypeId::of::<T>(),
+            target: recipient.machine,
+            deadline,
+            concat: concat::<T>,
+            #[cfg(feature = "net")]
+            decode: decode::<T>,
+        };
         let index = match table.free.pop() {
-            Some(i) => i,
+            Some(index) => {
+                let generation = table.slots[index as usize].generation;
+                table.slots[index as usize] = Slot { generation, ..slot };
+                index
+            }
             None => {
-                table.slots.push((0, Slot::Free));
+                table.slots.push(slot);
                 (table.slots.len() - 1) as u32
             }
         };
-        let generation = table.slots[index as usize].0;
-        table.slots[index as usize].1 = Slot::Waiting(None);
         table.waiting += 1;
-        let at = index as usize;
-        if table.types.len() <= at {
-            table.types.resize(at + 1, std::any::TypeId::of::<()>());
-        }
-        table.types[at] = std::any::TypeId::of::<T>();
-        #[cfg(feature = "net")]
-        {
-            let at = index as usize;
-            if table.decoders.len() <= at {
-                table.decoders.resize(at + 1, decode::<T>);
-            }
-            table.decoders[at] = decode::<T>;
-        }
-        let token = ReplyToken::new(index, generation);
+        let token = ReplyToken::new(index, table.slots[index as usize].generation, gather);
+        drop(table);
+        self.earliest.fetch_min(deadline, Relaxed);
         let reply = Reply {
             replies: Arc::clone(self),
             token,
@@ -122,101 +363,231 @@ impl Replies {
         (
             ReplyTo {
                 token,
-                machine,
+                machine: me,
                 _value: PhantomData,
             },
             reply,
         )
     }
 
-    /// Delivers an answer (ignored if nobody waits for it any more).
-    /// Answers of another type than the awaited one are discarded.
-    pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) {
-        let awaited = self.lock().types.get(to.token.index() as usize).copied();
-        if awaited == Some(std::any::TypeId::of::<T>()) {
-            self.resolve(to.token, Slot::Ready(Box::new(value)));
+    /// Delivers an answer (ignored, and counted, if nothing waits for it,
+    /// or if it is of another type than the awaited one). Returns a
+    /// continuation to send it with.
+    pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) -> Resolved {
+        let mut table = self.lock();
+        match table.slot(to.token) {
+            Some(slot) if slot.answer == TypeId::of::<T>() => {
+                if matches!(slot.state, State::Gathering { .. }) {
+                    // A single answer for a broadcast: only partials count.
+                    table.late += 1;
+                    return None;
+                }
+                table.resolve(to.token, Ok(Box::new(value)))
+            }
+            _ => {
+                table.late += 1;
+                None
+            }
         }
     }
 
-    /// Takes an answer to `token` that came from another machine (`bytes`,
-    /// written at `origin`): `Ok(None)` if nobody waits for it any more,
-    /// an error if it is not a valid answer of the awaited type.
+    /// Delivers machine `from`'s partial (a `Vec<T>`) of a gathered
+    /// request. Returns a continuation to send the gathered answers with.
+    pub(crate) fn partial(
+        &self,
+        token: ReplyToken,
+        answer: TypeId,
+        from: MachineID,
+        part: Box<dyn Any + Send>,
+    ) -> Resolved {
+        let mut table = self.lock();
+        let Some(slot) = table.slot(token) else {
+            table.late += 1;
+            return None;
+        };
+        let concat = slot.concat;
+        match &mut slot.state {
+            State::Gathering { left, parts, .. }
+                if slot.answer == answer && left.contains(from) =>
+            {
+                left.remove(from);
+                parts.push((from, part));
+                if !left.is_empty() {
+                    return None;
+                }
+                let mut parts = std::mem::take(parts);
+                parts.sort_by_key(|(machine, _)| machine.0);
+                let all = concat(parts.into_iter().map(|(_, part)| part).collect());
+                table.resolve(token, Ok(all))
+            }
+            State::Abandoned => {
+                table.release(token);
+                None
+            }
+            _ => {
+                table.late += 1;
+                None
+            }
+        }
+    }
+
+    /// Takes an answer (or a partial) to `token` that came from another
+    /// machine (`bytes`, written at `origin`): `Ok(None)` if nobody waits
+    /// for it any more (counted), an error if it is not a valid answer of
+    /// the awaited type.
     #[cfg(feature = "net")]
     pub(crate) fn decode(
         &self,
         token: ReplyToken,
         bytes: &[u8],
         origin: usize,
-    ) -> Result<Option<Box<dyn Any + Send>>, compact::ValidationError> {
+        partial: bool,
+    ) -> Result<Option<(TypeId, AnyAnswer)>, compact::ValidationError> {
         let mut table = self.lock();
-        if !matches!(table.slot(token), Some(Slot::Waiting(_))) {
+        let waits = table.slot(token).and_then(|slot| match slot.state {
+            State::Waiting(_) | State::Continue(_) if !partial => Some((slot.decode, slot.answer)),
+            State::Gathering { .. } if partial => Some((slot.decode, slot.answer)),
+            _ => None,
+        });
+        let Some((decode, answer)) = waits else {
+            table.late += 1;
             return Ok(None);
-        }
-        let decode = table.decoders[token.index() as usize];
+        };
         drop(table);
-        decode(bytes, origin).map(Some)
+        decode(bytes, origin, partial).map(|value| Some((answer, value)))
     }
 
     /// Delivers an answer taken with [`decode`](Self::decode).
     #[cfg(feature = "net")]
-    pub(crate) fn answer_boxed(&self, token: ReplyToken, value: Box<dyn Any + Send>) {
-        self.resolve(token, Slot::Ready(value));
+    pub(crate) fn answer_boxed(&self, token: ReplyToken, value: Box<dyn Any + Send>) -> Resolved {
+        self.lock().resolve(token, Ok(value))
     }
 
     /// Resolves the reply `token` with `error` (if anyone still waits).
-    pub(crate) fn fail(&self, token: ReplyToken, error: ReplyError) {
-        self.resolve(token, Slot::Failed(error));
+    pub(crate) fn fail(&self, token: ReplyToken, error: ReplyError) -> Resolved {
+        self.lock().resolve(token, Err(error))
     }
 
-    /// Puts `outcome` (ready or failed) into the slot of `token` if it
-    /// still waits, and wakes its task; frees an abandoned slot.
-    fn resolve(&self, token: ReplyToken, outcome: Slot) {
+    /// Fails the requests whose deadline is turn `turn` or earlier with
+    /// [`ReplyError::TimedOut`]. Cheap unless one is due.
+    pub(crate) fn expire(&self, turn: u64) -> Vec<Resolved> {
+        if self.earliest.load(Relaxed) > turn {
+            return Vec::new();
+        }
         let mut table = self.lock();
-        match table.slot(token) {
-            Some(slot @ Slot::Waiting(_)) => {
-                let Slot::Waiting(waker) = std::mem::replace(slot, outcome) else {
-                    unreachable!()
-                };
+        let failed = table.fail_where(|slot| {
+            (slot.deadline <= turn && waits(&slot.state)).then_some(ReplyError::TimedOut {
+                turn: slot.deadline,
+            })
+        });
+        let earliest = (table.slots.iter())
+            .filter(|slot| waits(&slot.state))
+            .map(|slot| slot.deadline)
+            .min()
+            .unwrap_or(u64::MAX);
+        self.earliest.store(earliest, Relaxed);
+        failed
+    }
+
+    /// Fails the requests that wait for machine `machine` (a request to one
+    /// of its instances, or a gathered one still missing its partial) with
+    /// [`ReplyError::PeerLost`].
+    #[cfg(feature = "net")]
+    pub(crate) fn lost(&self, machine: MachineID) -> Vec<Resolved> {
+        let mut table = self.lock();
+        table.fail_where(|slot| {
+            let waits_for_it = match &slot.state {
+                State::Waiting(_) | State::Continue(_) => slot.target == machine,
+                State::Gathering { left, .. } => left.contains(machine),
+                _ => false,
+            };
+            waits_for_it.then_some(ReplyError::PeerLost { machine })
+        })
+    }
+
+    /// Changes the timeout of the request `token` to `turns` turns after
+    /// turn `turn` (0: never).
+    pub(crate) fn set_timeout(&self, token: ReplyToken, turn: u64, turns: u64) {
+        let deadline = match turns {
+            0 => u64::MAX,
+            turns => turn.saturating_add(turns),
+        };
+        if let Some(slot) = self.lock().slot(token) {
+            slot.deadline = deadline;
+        }
+        self.earliest.fetch_min(deadline, Relaxed);
+    }
+
+    /// Makes the request `token` a continuation: its outcome goes into
+    /// `next` (see [`Reply::then_send`]). Returns `next` back with the
+    /// outcome if the request is resolved already.
+    pub(crate) fn continue_with(&self, token: ReplyToken, next: Box<dyn Continuation>) -> Resolved {
+        let mut table = self.lock();
+        let Some(slot) = table.slot(token) else {
+            return Some((next, Err(ReplyError::NoReply)));
+        };
+        match std::mem::replace(&mut slot.state, State::Free) {
+            State::Waiting(_) => {
+                slot.state = State::Continue(next);
                 table.waiting -= 1;
-                drop(table);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
+                None
             }
-            Some(Slot::Abandoned) => table.release(token),
-            _ => {}
+            State::Ready(value) => {
+                table.release_now(token);
+                Some((next, Ok(value as Box<dyn Any>)))
+            }
+            State::Failed(error) => {
+                table.release_now(token);
+                Some((next, Err(error)))
+            }
+            other => {
+                // Gathering (not for `then_send`) or taken: put it back.
+                slot.state = other;
+                Some((next, Err(ReplyError::NoReply)))
+            }
         }
     }
 
-    /// Whether any reply is still outstanding.
     /// Polls the reply with `token` for a value of type `T` (see
-    /// [`Reply`]'s `Future` impl).
+    /// [`Reply`]'s `Future` impl); `all` polls a gathered request for
+    /// every answer (a `Vec<T>`), or a single one as a `Vec` of one.
     pub(crate) fn poll<T: 'static>(
         &self,
         token: ReplyToken,
+        all: bool,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<T, ReplyError>> {
+    ) -> Poll<Result<Vec<T>, ReplyError>> {
         let mut table = self.lock();
         let Some(slot) = table.slot(token) else {
             return Poll::Ready(Err(ReplyError::NoReply));
         };
-        match slot {
-            Slot::Waiting(waker) => {
+        if token.is_gather() && !all {
+            return Poll::Ready(Err(ReplyError::Broadcast));
+        }
+        match &mut slot.state {
+            State::Waiting(waker) | State::Gathering { waker, .. } => {
                 *waker = Some(cx.waker().clone());
                 Poll::Pending
             }
-            Slot::Ready(_) | Slot::Failed(_) => {
-                let taken = std::mem::replace(slot, Slot::Free);
+            State::Ready(_) | State::Failed(_) => {
+                let taken = std::mem::replace(&mut slot.state, State::Free);
                 table.release(token);
                 Poll::Ready(match taken {
-                    Slot::Ready(value) => Ok(*value
-                        .downcast::<T>()
-                        .expect("a reply of the requested type")),
-                    Slot::Failed(error) => Err(error),
+                    State::Ready(value) if token.is_gather() => Ok(*value
+                        .downcast::<Vec<T>>()
+                        .expect("answers of the requested type")),
+                    State::Ready(value) => Ok(vec![
+                        *value
+                            .downcast::<T>()
+                            .expect("a reply of the requested type"),
+                    ]),
+                    State::Failed(error) => Err(error),
                     _ => unreachable!(),
                 })
             }
-            Slot::Abandoned | Slot::Free => Poll::Ready(Err(ReplyError::NoReply)),
+            State::Continue(_) | State::Abandoned | State::Free => {
+                Poll::Ready(Err(ReplyError::NoReply))
+            }
         }
     }
 
@@ -225,51 +596,55 @@ impl Replies {
     pub(crate) fn abandon(&self, token: ReplyToken) {
         let mut table = self.lock();
         if let Some(slot) = table.slot(token) {
-            if let Slot::Waiting(_) = slot {
-                *slot = Slot::Abandoned;
-                table.waiting -= 1;
-            } else if !matches!(slot, Slot::Free) {
-                table.release(token);
+            match slot.state {
+                State::Waiting(_) | State::Gathering { .. } => {
+                    slot.state = State::Abandoned;
+                    table.waiting -= 1;
+                }
+                State::Ready(_) | State::Failed(_) => table.release(token),
+                State::Continue(_) | State::Abandoned | State::Free => {}
             }
         }
     }
 
+    /// Whether any future still waits for an answer.
     pub(crate) fn any_waiting(&self) -> bool {
         self.lock().waiting > 0
     }
 
-    /// Fails every outstanding reply (nobody is left to answer).
+    /// Answers and partials that came when nothing waited for them.
+    pub(crate) fn late(&self) -> u64 {
+        self.lock().late
+    }
+
+    /// Fails every request a future waits for (nobody is left to answer).
     pub(crate) fn fail_waiting(&self, error: ReplyError) {
         let mut table = self.lock();
-        let mut wakers = Vec::new();
-        let mut abandoned = Vec::new();
-        for (index, (generation, slot)) in table.slots.iter_mut().enumerate() {
-            match slot {
-                Slot::Waiting(waker) => {
-                    wakers.extend(waker.take());
-                    *slot = Slot::Failed(error.clone());
-                }
-                Slot::Abandoned => abandoned.push(ReplyToken::new(index as u32, *generation)),
-                _ => {}
-            }
-        }
-        table.waiting = 0;
-        for token in abandoned {
-            table.release(token);
-        }
-        drop(table);
-        wakers.into_iter().for_each(Waker::wake);
+        let failed = table.fail_where(|slot| {
+            matches!(slot.state, State::Waiting(_) | State::Gathering { .. }).then(|| error.clone())
+        });
+        debug_assert!(failed.iter().all(Option::is_none));
     }
+}
+
+/// Whether a request in `state` still waits for its outcome.
+fn waits(state: &State) -> bool {
+    matches!(
+        state,
+        State::Waiting(_) | State::Gathering { .. } | State::Continue(_)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::ShortTypeID;
 
     #[test]
     fn an_answer_of_another_type_than_awaited_is_discarded() {
-        let replies = Arc::new(Replies::default());
-        let (to, reply) = replies.open::<u64>(MachineID(0));
+        let replies = Arc::new(Replies::new(0));
+        let to_one = RawID::new(ShortTypeID::new(1), 0, MachineID(0), 0);
+        let (to, reply) = replies.open::<u64>(MachineID(0), to_one, 0, 1);
         // The same token, claimed to await a `u32` (as a ReplyTo forged in
         // a message from another machine would).
         let forged = ReplyTo::<u32> {
@@ -277,9 +652,10 @@ mod tests {
             machine: to.machine,
             _value: PhantomData,
         };
-        replies.answer(forged, 7u32);
+        assert!(replies.answer(forged, 7u32).is_none());
         assert!(replies.any_waiting(), "still waiting for a u64");
-        replies.answer(to, 9u64);
+        assert_eq!(replies.late(), 1);
+        assert!(replies.answer(to, 9u64).is_none());
         let mut cx = Context::from_waker(Waker::noop());
         let mut reply = std::pin::pin!(reply);
         assert_eq!(reply.as_mut().poll(&mut cx), Poll::Ready(Ok(9)));

@@ -19,11 +19,54 @@ use crate::class::{ClassShared, Lane};
 use crate::id::{MachineID, RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
 use crate::registry::{MessageID, TypeEntry};
-use crate::reply::{Reply, ReplyTo};
+use crate::reply::{Reply, ReplyTo, ReplyToken};
 use crate::sync::Unpoisoned;
 use crate::timer::TimerOp;
 use route::Route;
 pub(crate) use route::compacted_message;
+
+/// The answers of one world's instances to one gathered request (see
+/// [`crate::reply`]) in one message cycle.
+pub(crate) struct Partial {
+    pub(crate) token: ReplyToken,
+    /// The asking machine.
+    pub(crate) machine: MachineID,
+    pub(crate) answers: Box<dyn Answers>,
+}
+
+/// A `Vec<T>` of answers, whatever `T` is.
+pub(crate) trait Answers: Send {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+    /// `TypeId::of::<T>()`.
+    fn answer_type(&self) -> TypeId;
+    /// Appends `other`'s answers (if they are of the same type).
+    fn append(&mut self, other: Box<dyn Answers>);
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+    /// Sends the answers to `machine` as one partial of `token`.
+    #[cfg(feature = "net")]
+    fn send_to(self: Box<Self>, world: &mut World, token: ReplyToken, machine: MachineID);
+}
+
+impl<T: Compact + Send + 'static> Answers for Vec<T> {
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+    fn answer_type(&self) -> TypeId {
+        TypeId::of::<T>()
+    }
+    fn append(&mut self, mut other: Box<dyn Answers>) {
+        if let Some(other) = other.as_any_mut().downcast_mut::<Vec<T>>() {
+            self.append(other);
+        }
+    }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+    #[cfg(feature = "net")]
+    fn send_to(self: Box<Self>, world: &mut World, token: ReplyToken, machine: MachineID) {
+        world.send_partial(token, machine, *self);
+    }
+}
 
 /// What every [`World`] of a system shares.
 pub(crate) struct Shared {
@@ -74,6 +117,9 @@ pub struct World {
     pub(crate) raised: Vec<RaisedLane>,
     /// The last single-instance route (see [`Route`]).
     pub(crate) last_route: Option<Route>,
+    /// The answers gathered in this cycle for requests to broadcast IDs
+    /// (the system takes them after the cycle).
+    pub(crate) partials: Vec<Partial>,
     /// A shard's world's timer operations in this cycle, in order (the
     /// system applies them after the cycle), and its count of timers set.
     pub(crate) timer_ops: Vec<TimerOp>,
@@ -100,6 +146,7 @@ impl World {
             spawn_turns: Vec::new(),
             raised: Vec::new(),
             last_route: None,
+            partials: Vec::new(),
             timer_ops: Vec::new(),
             timer_count: 0,
             types: Vec::new(),
@@ -283,19 +330,55 @@ impl World {
 
     /// Opens a request: the `ReplyTo` goes into the request message, the
     /// `Reply` resolves when a handler answers it with [`World::reply`].
+    /// For a request to an ID you know, prefer
+    /// [`request_to`](Self::request_to): it also fails the `Reply` if that
+    /// ID's machine is lost, and gathers the answers of a broadcast.
     pub fn request<T: Compact + Send>(&mut self) -> (ReplyTo<T>, Reply<T>) {
-        self.shared.replies.open(self.machine)
+        let me = RawID::new(ShortTypeID::new(0), 0, self.machine, 0);
+        self.request_to(me)
+    }
+
+    /// Opens a request to `recipient` (see [`request`](Self::request)): to
+    /// one instance, or to a broadcast ID, whose answers the `Reply`
+    /// gathers (see [`Reply::reduce`]).
+    pub fn request_to<T: Compact + Send>(
+        &mut self,
+        recipient: impl TypedID,
+    ) -> (ReplyTo<T>, Reply<T>) {
+        let turn = self.current_turn();
+        let machines = self.machines();
+        (self.shared.replies).open(self.machine, recipient.as_raw(), turn, machines)
+    }
+
+    /// The current turn (see [`ActorSystem::turn`](crate::ActorSystem::turn)).
+    pub fn current_turn(&self) -> u64 {
+        self.shared.turn.load(Ordering::Relaxed)
+    }
+
+    /// The machines of the topology (1 without networking).
+    fn machines(&self) -> usize {
+        #[cfg(feature = "net")]
+        if let Some(net) = &self.shared.net {
+            return net.machines;
+        }
+        1
     }
 
     /// Answers a request.
     /// The answer to a request from another machine travels back to it
-    /// (feature `net`) at the end of the turn.
-    pub fn reply<T: Compact + Send>(&mut self, to: ReplyTo<T>, value: T) {
+    /// (feature `net`) at the end of the turn; the answers of a request to
+    /// a broadcast ID are gathered per machine and message cycle, and go
+    /// back as one partial.
+    pub fn reply<T: Compact + Send + 'static>(&mut self, to: ReplyTo<T>, value: T) {
         let (token, machine) = to.token();
+        if token.is_gather() {
+            return self.gather(token, machine).push(value);
+        }
         if machine != self.machine {
             return self.reply_remote(token, machine, Ok(value));
         }
-        self.shared.replies.answer(to, value);
+        let resolved = self.shared.replies.answer(to, value);
+        self.send_resolved(resolved);
     }
 
     /// Resolves the reply of a request that will not be handled.
@@ -306,10 +389,48 @@ impl World {
     ) {
         let (token, machine) = to.token();
         if machine == self.machine {
-            self.shared.replies.fail(token, error);
+            let resolved = self.shared.replies.fail(token, error);
+            self.send_resolved(resolved);
         } else {
             self.reply_remote::<T>(token, machine, Err(error));
         }
+    }
+
+    /// Sends a continuation (see [`Reply::then_send`]) with the outcome
+    /// of its request, if one was resolved.
+    #[inline]
+    pub(crate) fn send_resolved(&mut self, resolved: crate::reply::Resolved) {
+        if let Some((next, outcome)) = resolved {
+            next.send(self, outcome);
+        }
+    }
+
+    /// This world's partial of the gathered request `token` from `machine`
+    /// (made empty on first use; see [`crate::reply`]).
+    pub(crate) fn gather<T: Compact + Send + 'static>(
+        &mut self,
+        token: ReplyToken,
+        machine: MachineID,
+    ) -> &mut Vec<T> {
+        // (Another answer type under the same token, of a forged
+        // `ReplyTo`, is gathered apart, and discarded when delivered.)
+        let answer = TypeId::of::<T>();
+        let at = match self.partials.iter().rposition(|p| {
+            p.token == token && p.machine == machine && p.answers.answer_type() == answer
+        }) {
+            Some(at) => at,
+            None => {
+                self.partials.push(Partial {
+                    token,
+                    machine,
+                    answers: Box::new(Vec::<T>::new()),
+                });
+                self.partials.len() - 1
+            }
+        };
+        (self.partials[at].answers.as_any_mut())
+            .downcast_mut()
+            .expect("a partial of answers of type T")
     }
 
     pub(crate) fn undeliverable(&self) {

@@ -14,7 +14,7 @@ use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG};
 use crate::net::frame;
 use crate::net::outbox::Outbox;
 use crate::registry::{MessageID, TypeEntry};
-use crate::reply::{ReplyError, ReplyToken, WireAnswer, WireFailure};
+use crate::reply::{ReplyError, ReplyToken, WireAnswer, WireFailure, WirePartial};
 use crate::sync::Unpoisoned;
 use crate::world::World;
 
@@ -131,10 +131,11 @@ impl World {
             }
             Err(error) => {
                 let reason: u8 = match error {
-                    ReplyError::NoReply => 0,
                     ReplyError::NoRecipient => 1,
                     ReplyError::HandlerPanicked => 2,
                     ReplyError::SystemPanicked => 3,
+                    // (The answering side meets none of the others.)
+                    _ => 0,
                 };
                 let wire = WireFailure {
                     token: token.bits(),
@@ -143,6 +144,22 @@ impl World {
                 self.send_compact(machine, frame::FAILED_TAG, recipient, wire);
             }
         }
+    }
+
+    /// Sends this machine's partial of the gathered request `token` (see
+    /// [`crate::reply`]) to the asking machine.
+    pub(crate) fn send_partial<T: Compact + Send>(
+        &mut self,
+        token: ReplyToken,
+        machine: MachineID,
+        answers: Vec<T>,
+    ) {
+        let recipient = RawID::new(ShortTypeID::new(0), 0, machine, 0);
+        let wire = WirePartial {
+            token: token.bits(),
+            answers: answers.into(),
+        };
+        self.send_compact(machine, frame::ANSWER_TAG, recipient, wire);
     }
 
     /// Moves `message` into the outbox for `machine` with tag `tag` (or
