@@ -360,6 +360,8 @@ fn child() {
         "link-sender" => link_sender(addresses),
         "link-receiver" => kill_receiver(addresses),
         "distance" => distance(me, addresses),
+        "reduce" => reduce(me, addresses),
+        "hang" => hang(me, addresses),
         other => panic!("unknown role {other}"),
     }
 }
@@ -802,4 +804,219 @@ fn a_fast_machine_never_runs_further_ahead_than_the_distance() {
         lead >= 2,
         "machine 0 was never ahead ({lead}): the test shows nothing"
     );
+}
+
+// ------------------------------------------------------------ map-reduce
+
+kay::typed_id!(NumID);
+
+/// A number, spread over the machines: what map-reduce gathers.
+#[derive(Compact, Clone)]
+struct Num {
+    id: NumID,
+    value: u64,
+}
+
+#[derive(Compact, Clone)]
+struct SpawnNum {
+    value: u64,
+}
+
+/// Asks a `Num` for its value.
+#[derive(Compact, Clone)]
+struct Value {
+    reply: ReplyTo<u64>,
+}
+
+impl kay::Request for Value {
+    type Answer = u64;
+    fn reply_to(&self) -> ReplyTo<u64> {
+        self.reply
+    }
+}
+
+/// A request whose handler kills its own process with SIGKILL: the peer
+/// dies in the middle of answering.
+#[derive(Compact, Clone)]
+struct Hang {
+    reply: ReplyTo<u64>,
+}
+
+impl kay::Request for Hang {
+    type Answer = u64;
+    fn reply_to(&self) -> ReplyTo<u64> {
+        self.reply
+    }
+}
+
+impl Actor for Num {
+    type ID = NumID;
+    fn id(&self) -> NumID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, spawn: &SpawnNum, _: &mut World| Num {
+                id,
+                value: spawn.value,
+            })
+            .request_handler(|num: &mut Num, value: &Value, world: &mut World| {
+                world.reply(value.reply, num.value)
+            })
+            .request_handler(|_: &mut Num, _: &Hang, _: &mut World| {
+                let status = Command::new("kill")
+                    .args(["-9", &std::process::id().to_string()])
+                    .status();
+                panic!("still alive after kill -9: {status:?}");
+            });
+    }
+}
+
+/// The numbers spread over the machines.
+const NUMS: u64 = 100_000;
+
+/// A system with the classes of the map-reduce roles, its first sink, and
+/// this machine's share of the numbers (every `n`-th from `me` on).
+fn numbers(me: u8, addresses: &[SocketAddr]) -> (ActorSystem, World, SinkID, NumID) {
+    let n = addresses.len() as u64;
+    let mut system = ActorSystem::new(config(me, addresses, "the cluster secret"));
+    system.register::<Sink>();
+    system.register_trait::<dyn Greeter>();
+    system.register::<Num>();
+    let mut world = system.world();
+    let sink = world.spawn::<Sink, _>(SpawnSink { tag: 1 });
+    let mut first = None;
+    for value in (u64::from(me)..NUMS).step_by(n as usize) {
+        let id = world.spawn::<Num, _>(SpawnNum { value });
+        first.get_or_insert(id);
+    }
+    // Every machine has spawned its numbers once the first turns are done
+    // (lockstep: a request sent after them reaches them all).
+    system.turn();
+    system.turn();
+    (
+        system,
+        world,
+        sink,
+        first.expect("numbers on every machine"),
+    )
+}
+
+/// Broadcasts `Done` and runs turns until every machine's `Done` arrived.
+fn finish(system: &mut ActorSystem, world: &mut World, machines: usize) {
+    let all = world.global_broadcast::<Sink>();
+    world.send(all, Done);
+    while system.with_instances::<Sink, _>(|s| s.dones)[0] < machines as u32 {
+        system.turn();
+    }
+}
+
+/// Machine 0 map-reduces over every machine's numbers; prints `SUM`,
+/// `COLLECTED` (count, whether each number came once) and `THEIRS` (the
+/// sum over machine 1's numbers only, through its local broadcast ID).
+fn reduce(me: u8, addresses: Vec<SocketAddr>) {
+    let n = addresses.len();
+    let (mut system, mut world, _, _) = numbers(me, &addresses);
+    if me == 0 {
+        let all = world.global_broadcast::<Num>();
+        let (reply_to, reply) = world.request_to::<u64>(all);
+        world.send(all, Value { reply: reply_to });
+        let sum = system.block_on(reply.reduce(0, |sum, v| sum + v));
+        println!("SUM {}", sum.expect("a sum"));
+        let (reply_to, reply) = world.request_to::<u64>(all);
+        world.send(all, Value { reply: reply_to });
+        let mut every = system.block_on(reply.collect()).expect("every number");
+        every.sort_unstable();
+        let once = every.iter().copied().eq(0..NUMS);
+        println!("COLLECTED {} {}", every.len(), u8::from(once));
+        let type_id = all.as_raw().type_id;
+        let theirs = NumID::from_raw(RawID::local_broadcast(type_id, MachineID(1)));
+        let (reply_to, reply) = world.request_to::<u64>(theirs);
+        world.send(theirs, Value { reply: reply_to });
+        let sum = system.block_on(reply.reduce(0, |sum, v| sum + v));
+        println!("THEIRS {}", sum.expect("machine 1's sum"));
+        let late = system.stats().late_replies;
+        println!("LATE {late}");
+    }
+    finish(&mut system, &mut world, n);
+}
+
+fn expect_line(output: &Output, prefix: &str) -> String {
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    out.lines()
+        .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest.to_owned()))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{out}\n{err}"))
+}
+
+fn map_reduce_over(n: usize) {
+    let outputs = run_machines("reduce", n, &[]);
+    for output in &outputs {
+        assert!(
+            output.status.success(),
+            "a machine failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let first = &outputs[0];
+    assert_eq!(
+        expect_line(first, "SUM "),
+        (NUMS * (NUMS - 1) / 2).to_string()
+    );
+    assert_eq!(expect_line(first, "COLLECTED "), format!("{NUMS} 1"));
+    let theirs: u64 = (1..NUMS).step_by(n).sum();
+    assert_eq!(expect_line(first, "THEIRS "), theirs.to_string());
+    assert_eq!(expect_line(first, "LATE "), "0");
+}
+
+#[test]
+fn map_reduce_over_100_000_numbers_on_two_machines() {
+    map_reduce_over(2);
+}
+
+#[test]
+fn map_reduce_over_100_000_numbers_on_three_machines() {
+    map_reduce_over(3);
+}
+
+/// Machine 0 asks machine 1's first number a question that kills machine 1
+/// (SIGKILL) while it handles it, and map-reduces over every machine at the
+/// same time; prints both outcomes (`HANG`, `REDUCE`).
+fn hang(me: u8, addresses: Vec<SocketAddr>) {
+    let (mut system, mut world, _, first) = numbers(me, &addresses);
+    if me == 0 {
+        let mut theirs = first.as_raw();
+        theirs.machine = MachineID(1);
+        let theirs = NumID::from_raw(theirs);
+        let (reply_to, hang) = world.request_to::<u64>(theirs);
+        world.send(theirs, Hang { reply: reply_to });
+        let all = world.global_broadcast::<Num>();
+        let (reply_to, reduce) = world.request_to::<u64>(all);
+        world.send(all, Value { reply: reply_to });
+        println!("HANG {:?}", system.block_on(hang));
+        println!(
+            "REDUCE {:?}",
+            system.block_on(reduce.reduce(0, |a, b| a + b))
+        );
+    } else {
+        loop {
+            system.turn();
+        }
+    }
+}
+
+#[test]
+fn a_peer_killed_mid_request_fails_the_request_naming_it() {
+    let outputs = run_machines("hang", 2, &[]);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        outputs[1].status.signal(),
+        Some(9),
+        "machine 1 was killed with SIGKILL:\n{}",
+        String::from_utf8_lossy(&outputs[1].stderr)
+    );
+    let lost = "Err(PeerLost { machine: MachineID(1) })";
+    assert_eq!(expect_line(&outputs[0], "HANG "), lost);
+    assert_eq!(expect_line(&outputs[0], "REDUCE "), lost);
 }
