@@ -6,6 +6,7 @@
 //! object per measurement (field names are a stable contract). Every run
 //! checks its result and exits non-zero if it is wrong.
 
+mod futures;
 mod macro_workloads;
 #[cfg(feature = "net")]
 mod network;
@@ -54,6 +55,9 @@ struct Args {
     /// Internal: run as W5's second machine, with these addresses.
     #[arg(long, hide = true)]
     w5_peer: Option<String>,
+    /// Internal: run as `reduce`'s second machine (`n;addresses`).
+    #[arg(long, hide = true)]
+    reduce_peer: Option<String>,
 }
 
 fn main() {
@@ -67,6 +71,13 @@ fn main() {
     #[cfg(feature = "net")]
     if let Some(addresses) = &args.w5_peer {
         network::peer(addresses);
+        return;
+    }
+    #[cfg(feature = "net")]
+    if let Some(peer) = &args.reduce_peer {
+        let threads = args.threads.unwrap_or(1);
+        workloads::THREADS.store(threads, std::sync::atomic::Ordering::Relaxed);
+        futures::reduce_peer(peer);
         return;
     }
     if let Some(system) = &args.w4_rss {
@@ -87,6 +98,9 @@ fn main() {
         ("W4", workloads::w4_spawn),
         #[cfg(feature = "net")]
         ("W5", network::w5_network),
+        ("request", futures::request),
+        #[cfg(feature = "net")]
+        ("reduce", futures::reduce),
     ];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let many = args.threads.unwrap_or(cores).max(1);

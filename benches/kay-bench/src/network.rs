@@ -229,5 +229,6 @@ pub fn w5_network(scale: Scale, reps: usize) -> Vec<Measurement> {
         msgs_per_s: Some(total as f64 / elapsed),
         wire_bytes_per_msg: Some(wire_bytes_per_msg),
         request_rtt_us: Some(rtts[rtts.len() / 2]),
+        ratio_to_broadcast: None,
     }]
 }

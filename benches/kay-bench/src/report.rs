@@ -34,9 +34,33 @@ pub struct Measurement {
     /// The median round trip of a request between the machines at low load,
     /// in microseconds (W5).
     pub request_rtt_us: Option<f64>,
+    /// The time against a broadcast to the same number of instances on one
+    /// machine, in the same run (`reduce`).
+    pub ratio_to_broadcast: Option<f64>,
 }
 
 impl Measurement {
+    /// A measurement with no optional field set (fill in the rest).
+    pub fn empty() -> Measurement {
+        Measurement {
+            workload: "",
+            what: "",
+            system: "kay",
+            threads: 1,
+            n: 0,
+            median_s: 0.0,
+            items: 1,
+            plain_s: None,
+            bytes_per_actor: None,
+            peak_bytes_per_actor: None,
+            actor_bytes: None,
+            msgs_per_s: None,
+            wire_bytes_per_msg: None,
+            request_rtt_us: None,
+            ratio_to_broadcast: None,
+        }
+    }
+
     fn per_item_ns(&self) -> f64 {
         self.median_s * 1e9 / self.items as f64
     }
@@ -94,6 +118,7 @@ impl Report {
                 "msgs_per_s": m.msgs_per_s,
                 "wire_bytes_per_msg": m.wire_bytes_per_msg,
                 "request_rtt_us": m.request_rtt_us,
+                "ratio_to_broadcast": m.ratio_to_broadcast,
             });
             println!("{line}");
         }
@@ -128,6 +153,11 @@ impl Report {
             });
             let what = match (m.actor_bytes, m.msgs_per_s) {
                 (Some(bytes), _) if bytes != 32 => format!("{} [{bytes} B actors]", m.what),
+                _ if m.ratio_to_broadcast.is_some() => format!(
+                    "{} [{:.2}× a broadcast]",
+                    m.what,
+                    m.ratio_to_broadcast.unwrap_or(0.0)
+                ),
                 (_, Some(rate)) => format!(
                     "{} [{:.1}M msgs/s, {:.2} B/msg, rtt {:.0} µs]",
                     m.what,

@@ -82,6 +82,7 @@ fn kay_and_plain(
         msgs_per_s: None,
         wire_bytes_per_msg: None,
         request_rtt_us: None,
+        ratio_to_broadcast: None,
     };
     vec![
         base.clone(),

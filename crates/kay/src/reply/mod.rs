@@ -50,6 +50,7 @@ use compact::Compact;
 
 mod table;
 
+use table::Answers;
 pub(crate) use table::{Continuation, Replies, Resolved};
 
 use crate::World;
@@ -234,9 +235,15 @@ impl<T: 'static> Future for Reply<T> {
     type Output = Result<T, ReplyError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.replies
-            .poll::<T>(self.token, false, cx)
-            .map(|answer| answer.map(|mut one| one.pop().expect("one answer")))
+        if self.token.is_gather() {
+            return Poll::Ready(Err(ReplyError::Broadcast));
+        }
+        self.replies.poll::<T>(self.token, cx).map(|answer| {
+            answer.map(|answer| match answer {
+                Answers::One(answer) => answer,
+                Answers::All(_) => unreachable!("a request to one instance"),
+            })
+        })
     }
 }
 
@@ -390,7 +397,12 @@ impl<T: 'static> Future for Collect<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let reply = &self.reply;
-        reply.replies.poll::<T>(reply.token, true, cx)
+        reply.replies.poll::<T>(reply.token, cx).map(|answers| {
+            answers.map(|answers| match answers {
+                Answers::One(answer) => vec![answer],
+                Answers::All(answers) => answers,
+            })
+        })
     }
 }
 
@@ -410,9 +422,12 @@ impl<T: 'static, R, F: FnMut(R, T) -> R> Future for Reduce<T, R, F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let answers = std::task::ready!(this.reply.replies.poll::<T>(this.reply.token, true, cx));
-        let (init, f) = this.fold.take().expect("polled after completion");
-        Poll::Ready(answers.map(|answers| answers.into_iter().fold(init, f)))
+        let answers = std::task::ready!(this.reply.replies.poll::<T>(this.reply.token, cx));
+        let (init, mut f) = this.fold.take().expect("polled after completion");
+        Poll::Ready(answers.map(|answers| match answers {
+            Answers::One(answer) => f(init, answer),
+            Answers::All(answers) => answers.into_iter().fold(init, f),
+        }))
     }
 }
 

@@ -192,6 +192,12 @@ struct Table {
     late: u64,
 }
 
+/// What a request got: one answer, or every answer of a gathered one.
+pub(crate) enum Answers<T> {
+    One(T),
+    All(Vec<T>),
+}
+
 /// A request's outcome taken from its slot, and a continuation to send
 /// with it (see [`Replies::answer`]).
 pub(crate) type Resolved = Option<(Box<dyn Continuation>, Result<Box<dyn Any>, ReplyError>)>;
@@ -548,22 +554,17 @@ impl Replies {
         }
     }
 
-    /// Polls the reply with `token` for a value of type `T` (see
-    /// [`Reply`]'s `Future` impl); `all` polls a gathered request for
-    /// every answer (a `Vec<T>`), or a single one as a `Vec` of one.
+    /// Polls the reply with `token` for its answer: a `T`, or every `T` of
+    /// a gathered request (see [`Reply`]'s `Future` impl).
     pub(crate) fn poll<T: 'static>(
         &self,
         token: ReplyToken,
-        all: bool,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Vec<T>, ReplyError>> {
+    ) -> Poll<Result<Answers<T>, ReplyError>> {
         let mut table = self.lock();
         let Some(slot) = table.slot(token) else {
             return Poll::Ready(Err(ReplyError::NoReply));
         };
-        if token.is_gather() && !all {
-            return Poll::Ready(Err(ReplyError::Broadcast));
-        }
         match &mut slot.state {
             State::Waiting(waker) | State::Gathering { waker, .. } => {
                 *waker = Some(cx.waker().clone());
@@ -573,14 +574,16 @@ impl Replies {
                 let taken = std::mem::replace(&mut slot.state, State::Free);
                 table.release(token);
                 Poll::Ready(match taken {
-                    State::Ready(value) if token.is_gather() => Ok(*value
-                        .downcast::<Vec<T>>()
-                        .expect("answers of the requested type")),
-                    State::Ready(value) => Ok(vec![
+                    State::Ready(value) if token.is_gather() => Ok(Answers::All(
+                        *value
+                            .downcast::<Vec<T>>()
+                            .expect("answers of the requested type"),
+                    )),
+                    State::Ready(value) => Ok(Answers::One(
                         *value
                             .downcast::<T>()
                             .expect("a reply of the requested type"),
-                    ]),
+                    )),
                     State::Failed(error) => Err(error),
                     _ => unreachable!(),
                 })
