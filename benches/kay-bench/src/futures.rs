@@ -51,6 +51,20 @@ impl kay::Request for Value {
     }
 }
 
+/// Asks a `Num` for its value as a [`kay::Sum`]: answers that combine on
+/// each machine.
+#[derive(Compact, Clone)]
+pub struct Total {
+    reply: ReplyTo<kay::Sum<u64>>,
+}
+
+impl kay::Request for Total {
+    type Answer = kay::Sum<u64>;
+    fn reply_to(&self) -> ReplyTo<kay::Sum<u64>> {
+        self.reply
+    }
+}
+
 /// The broadcast of the baseline of `reduce`: every `Num` adds its value.
 #[derive(Compact, Clone)]
 pub struct Touch;
@@ -69,6 +83,9 @@ impl Actor for Num {
             })
             .request_handler(|num: &mut Num, value: &Value, world: &mut World| {
                 world.reply(value.reply, num.value)
+            })
+            .request_handler(|num: &mut Num, total: &Total, world: &mut World| {
+                world.reply(total.reply, kay::Sum(num.value))
             })
             .handler(|num: &mut Num, _: &Touch, _: &mut World| {
                 num.touched = num.touched.wrapping_add(num.value)
@@ -160,7 +177,7 @@ mod network {
     use kay::net::NetConfig;
     use kay::{ActorSystem, Config, MachineID, World};
 
-    use super::{MakeNum, Num, Touch, Value};
+    use super::{MakeNum, Num, Total, Touch, Value};
     use crate::report::{Measurement, median, timed};
     use crate::workloads::{Scale, config, threads, verify};
 
@@ -212,12 +229,35 @@ mod network {
             }
             system.turn();
             let all = world.local_broadcast::<Num>();
-            median(reps, || {
+            let b = median(reps, || {
                 timed(|| {
                     world.send(all, Touch);
                     system.turn();
                 })
-            })
+            });
+            let l = median(reps, || {
+                timed(|| {
+                    let (reply_to, reply) = world.request_to::<u64>(all);
+                    world.send(all, Value { reply: reply_to });
+                    system.block_on(reply.reduce(0, |sum, v| sum + v)).unwrap();
+                })
+            });
+            let c = median(reps, || {
+                timed(|| {
+                    let (reply_to, reply) = world.request_to(all);
+                    world.send(all, Total { reply: reply_to });
+                    system
+                        .block_on(reply.reduce(kay::Sum(0), |a, b| a + b))
+                        .unwrap();
+                })
+            });
+            eprintln!(
+                "DIAG broadcast {:.3} ms, local reduce {:.3} ms, combined {:.3} ms",
+                b * 1e3,
+                l * 1e3,
+                c * 1e3
+            );
+            b
         };
         let addresses = kay::net::loopback_addresses(2);
         let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
@@ -232,9 +272,10 @@ mod network {
         let mut sums = Vec::new();
         let reduce_s = median(reps, || {
             timed(|| {
-                let (reply_to, reply) = world.request_to::<u64>(all);
-                world.send(all, Value { reply: reply_to });
-                sums.push(system.block_on(reply.reduce(0, |sum, v| sum + v)));
+                let (reply_to, reply) = world.request_to(all);
+                world.send(all, Total { reply: reply_to });
+                let sum = system.block_on(reply.reduce(kay::Sum(0), |a, b| a + b));
+                sums.push(sum.map(|sum| sum.0));
             })
         });
         verify(

@@ -115,7 +115,9 @@ pub use kay_macros::{actor, actor_trait, implements};
 pub use registry::ClassSetup;
 pub use registry::MessageID;
 pub use registry::{Difference, Fingerprint};
-pub use reply::{Collect, Continue, Reduce, Reply, ReplyError, ReplyTo, Request};
+pub use reply::{
+    Collect, Combine, Continue, Max, Min, Reduce, Reply, ReplyError, ReplyTo, Request, Sum,
+};
 pub use stats::{ClassStats, Stats, Undelivered};
 pub use system::{ActorSystem, MAX_PANIC_REPORTS, Turn};
 pub use timer::TimerID;

@@ -16,10 +16,11 @@ use crate::config::Config;
 use crate::cycle::panic::PanicReport;
 use crate::cycle::pool::Job;
 use crate::registry::MessageID;
+use crate::reply::gather::Partial;
 use crate::store::InstanceStore;
 use crate::sync::Unpoisoned;
 use crate::timer::Timers;
-use crate::world::{Partial, Shared, World};
+use crate::world::{Shared, World};
 
 /// The actor system of one machine: owns every instance store and inbox.
 ///
@@ -185,6 +186,11 @@ impl ActorSystem {
             replies: Arc::new(crate::reply::Replies::new(config.request_timeout_turns)),
             undeliverable: AtomicU64::new(0),
             other_machine: AtomicU64::new(0),
+            combines: std::sync::Mutex::new(
+                crate::reply::gather::built_in_combines()
+                    .into_iter()
+                    .collect(),
+            ),
             turn: AtomicU64::new(0),
             outside_timer_ops: std::sync::Mutex::new(Vec::new()),
             outside_timer_count: AtomicU64::new(0),
@@ -339,6 +345,17 @@ impl ActorSystem {
                 answers.send_to(world, token, machine);
             }
         }
+    }
+
+    /// Lets answers of type `T` to requests to broadcast IDs combine on
+    /// each machine (see [`Combine`](crate::Combine)): every machine then
+    /// sends one value per request instead of every answer. [`Sum`](crate::Sum),
+    /// [`Min`](crate::Min) and [`Max`](crate::Max) of the primitive numbers
+    /// are registered from the start. Register the same types on every
+    /// machine.
+    pub fn register_combine<T: crate::Combine>(&mut self) {
+        let (answer, combine) = crate::reply::gather::combine_fn::<T>();
+        self.shared.combines.locked().insert(answer, combine);
     }
 
     /// Timers waiting to fire (see [`World::send_after`]).

@@ -47,6 +47,45 @@ impl kay::Request for Hold {
 #[derive(Compact, Clone)]
 pub struct Release;
 
+/// Asks for the count as a [`kay::Sum`]: answers combine on each machine.
+#[derive(Compact, Clone)]
+pub struct Total {
+    reply: ReplyTo<kay::Sum<u64>>,
+}
+
+impl kay::Request for Total {
+    type Answer = kay::Sum<u64>;
+    fn reply_to(&self) -> ReplyTo<kay::Sum<u64>> {
+        self.reply
+    }
+}
+
+/// A user's own combining answer: how many answered, and their total.
+#[derive(Compact, Clone, Copy, Debug, PartialEq)]
+pub struct Tally {
+    count: u64,
+    total: u64,
+}
+
+impl kay::Combine for Tally {
+    fn combine(&mut self, other: Tally) {
+        self.count += other.count;
+        self.total += other.total;
+    }
+}
+
+#[derive(Compact, Clone)]
+pub struct Census {
+    reply: ReplyTo<Tally>,
+}
+
+impl kay::Request for Census {
+    type Answer = Tally;
+    fn reply_to(&self) -> ReplyTo<Tally> {
+        self.reply
+    }
+}
+
 #[derive(Compact, Clone)]
 pub struct Die;
 
@@ -69,6 +108,16 @@ impl Actor for Counter {
                 world.reply(m.reply, c.count)
             })
             .request_handler(|c: &mut Counter, m: &Hold, _: &mut World| c.held = Some(m.reply))
+            .request_handler(|c: &mut Counter, m: &Total, world: &mut World| {
+                world.reply(m.reply, kay::Sum(c.count))
+            })
+            .request_handler(|c: &mut Counter, m: &Census, world: &mut World| {
+                let tally = Tally {
+                    count: 1,
+                    total: c.count,
+                };
+                world.reply(m.reply, tally)
+            })
             .handler(|c: &mut Counter, _: &Release, world: &mut World| {
                 if let Some(reply) = c.held.take() {
                     world.reply(reply, c.count);
@@ -356,4 +405,39 @@ fn a_reply_is_awaited_from_a_tokio_task_while_another_thread_runs_turns() {
     runner.join().unwrap();
     assert_eq!(answers.0, (0..10).map(|i| i * 10).collect::<Vec<u64>>());
     assert_eq!(answers.1, 450);
+}
+
+#[test]
+fn answers_that_combine_are_one_value_per_machine() {
+    for threads in [1, 2] {
+        let mut system = system(threads);
+        system.register_combine::<Tally>();
+        let mut world = system.world();
+        let n = 10_000u64;
+        for i in 0..n {
+            world.spawn::<Counter, _>(i);
+        }
+        system.turn();
+        let all = world.local_broadcast::<Counter>();
+        let (reply_to, reply) = world.request_to(all);
+        world.send(all, Total { reply: reply_to });
+        let sum = system.block_on(reply.reduce(kay::Sum(0), |a, b| a + b));
+        assert_eq!(sum, Ok(kay::Sum(n * (n - 1) / 2)));
+        // Collected: one combined value for this (the only) machine.
+        let (reply_to, reply) = world.request_to(all);
+        world.send(all, Total { reply: reply_to });
+        let partials = system.block_on(reply.collect());
+        assert_eq!(partials, Ok(vec![kay::Sum(n * (n - 1) / 2)]));
+        // A user's own type, registered.
+        let (reply_to, reply) = world.request_to(all);
+        world.send(all, Census { reply: reply_to });
+        let tally = system.block_on(reply.collect());
+        assert_eq!(
+            tally,
+            Ok(vec![Tally {
+                count: n,
+                total: n * (n - 1) / 2
+            }])
+        );
+    }
 }

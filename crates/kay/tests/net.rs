@@ -835,6 +835,19 @@ impl kay::Request for Value {
     }
 }
 
+/// Asks a `Num` for its value as a `Sum`: combined on each machine.
+#[derive(Compact, Clone)]
+struct Total {
+    reply: ReplyTo<kay::Sum<u64>>,
+}
+
+impl kay::Request for Total {
+    type Answer = kay::Sum<u64>;
+    fn reply_to(&self) -> ReplyTo<kay::Sum<u64>> {
+        self.reply
+    }
+}
+
 /// A request whose handler kills its own process with SIGKILL: the peer
 /// dies in the middle of answering.
 #[derive(Compact, Clone)]
@@ -862,6 +875,9 @@ impl Actor for Num {
             })
             .request_handler(|num: &mut Num, value: &Value, world: &mut World| {
                 world.reply(value.reply, num.value)
+            })
+            .request_handler(|num: &mut Num, total: &Total, world: &mut World| {
+                world.reply(total.reply, kay::Sum(num.value))
             })
             .request_handler(|_: &mut Num, _: &Hang, _: &mut World| {
                 let status = Command::new("kill")
@@ -935,6 +951,12 @@ fn reduce(me: u8, addresses: Vec<SocketAddr>) {
         world.send(theirs, Value { reply: reply_to });
         let sum = system.block_on(reply.reduce(0, |sum, v| sum + v));
         println!("THEIRS {}", sum.expect("machine 1's sum"));
+        // Combined on each machine: one partial per machine.
+        let (reply_to, reply) = world.request_to(all);
+        world.send(all, Total { reply: reply_to });
+        let partials = system.block_on(reply.collect()).expect("partial sums");
+        let sum: u64 = partials.iter().map(|s| s.0).sum();
+        println!("COMBINED {sum} {}", partials.len());
         let late = system.stats().late_replies;
         println!("LATE {late}");
     }
@@ -967,6 +989,10 @@ fn map_reduce_over(n: usize) {
     assert_eq!(expect_line(first, "COLLECTED "), format!("{NUMS} 1"));
     let theirs: u64 = (1..NUMS).step_by(n).sum();
     assert_eq!(expect_line(first, "THEIRS "), theirs.to_string());
+    assert_eq!(
+        expect_line(first, "COMBINED "),
+        format!("{} {n}", NUMS * (NUMS - 1) / 2)
+    );
     assert_eq!(expect_line(first, "LATE "), "0");
 }
 

@@ -172,7 +172,7 @@ impl ActorSystem {
                 self.timers.apply(shard.state.world.timer_ops.drain(..));
             }
             if !shard.state.world.partials.is_empty() {
-                self.gathered.append(&mut shard.state.world.partials);
+                shard.state.world.take_partials(&mut self.gathered);
             }
             // SAFETY: no drain runs and no push is in flight (shard worlds
             // only push while their shard runs; outside worlds live on this

@@ -48,7 +48,10 @@ use std::task::{Context, Poll};
 
 use compact::Compact;
 
+pub(crate) mod gather;
 mod table;
+
+pub use gather::{Combine, Max, Min, Sum};
 
 use table::Answers;
 pub(crate) use table::{Continuation, Replies, Resolved};

@@ -19,54 +19,12 @@ use crate::class::{ClassShared, Lane};
 use crate::id::{MachineID, RawID, ShortTypeID, TypedID};
 use crate::inbox::record::{SPAWN_TAG, UNKNOWN};
 use crate::registry::{MessageID, TypeEntry};
+use crate::reply::gather::{Gathered, LastGathered, Partial};
 use crate::reply::{Reply, ReplyTo, ReplyToken};
 use crate::sync::Unpoisoned;
 use crate::timer::TimerOp;
 use route::Route;
 pub(crate) use route::compacted_message;
-
-/// The answers of one world's instances to one gathered request (see
-/// [`crate::reply`]) in one message cycle.
-pub(crate) struct Partial {
-    pub(crate) token: ReplyToken,
-    /// The asking machine.
-    pub(crate) machine: MachineID,
-    pub(crate) answers: Box<dyn Answers>,
-}
-
-/// A `Vec<T>` of answers, whatever `T` is.
-pub(crate) trait Answers: Send {
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
-    /// `TypeId::of::<T>()`.
-    fn answer_type(&self) -> TypeId;
-    /// Appends `other`'s answers (if they are of the same type).
-    fn append(&mut self, other: Box<dyn Answers>);
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
-    /// Sends the answers to `machine` as one partial of `token`.
-    #[cfg(feature = "net")]
-    fn send_to(self: Box<Self>, world: &mut World, token: ReplyToken, machine: MachineID);
-}
-
-impl<T: Compact + Send + 'static> Answers for Vec<T> {
-    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
-        self
-    }
-    fn answer_type(&self) -> TypeId {
-        TypeId::of::<T>()
-    }
-    fn append(&mut self, mut other: Box<dyn Answers>) {
-        if let Some(other) = other.as_any_mut().downcast_mut::<Vec<T>>() {
-            self.append(other);
-        }
-    }
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
-    }
-    #[cfg(feature = "net")]
-    fn send_to(self: Box<Self>, world: &mut World, token: ReplyToken, machine: MachineID) {
-        world.send_partial(token, machine, *self);
-    }
-}
 
 /// What every [`World`] of a system shares.
 pub(crate) struct Shared {
@@ -82,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) undeliverable: AtomicU64,
     /// Of those, messages to another machine.
     pub(crate) other_machine: AtomicU64,
+    /// How answers of each type combine (see [`crate::reply::Combine`]).
+    pub(crate) combines: Mutex<FxHashMap<TypeId, crate::reply::gather::CombineFn>>,
     /// The current turn (set by the system between turns), for timers.
     pub(crate) turn: AtomicU64,
     /// Timers set and cancelled by outside worlds since the system last
@@ -120,6 +80,8 @@ pub struct World {
     /// The answers gathered in this cycle for requests to broadcast IDs
     /// (the system takes them after the cycle).
     pub(crate) partials: Vec<Partial>,
+    /// Where the last gathered answer went (see `reply`).
+    pub(crate) last_gathered: Option<LastGathered>,
     /// A shard's world's timer operations in this cycle, in order (the
     /// system applies them after the cycle), and its count of timers set.
     pub(crate) timer_ops: Vec<TimerOp>,
@@ -147,6 +109,7 @@ impl World {
             raised: Vec::new(),
             last_route: None,
             partials: Vec::new(),
+            last_gathered: None,
             timer_ops: Vec::new(),
             timer_count: 0,
             types: Vec::new(),
@@ -369,10 +332,21 @@ impl World {
     /// (feature `net`) at the end of the turn; the answers of a request to
     /// a broadcast ID are gathered per machine and message cycle, and go
     /// back as one partial.
+    #[inline]
     pub fn reply<T: Compact + Send + 'static>(&mut self, to: ReplyTo<T>, value: T) {
         let (token, machine) = to.token();
         if token.is_gather() {
-            return self.gather(token, machine).push(value);
+            if let Some(last) = self.last_gathered
+                && last.token == token
+                && last.machine == machine
+                && last.answer == TypeId::of::<T>()
+            {
+                // SAFETY: `at` is the `Gathered<T>` (its type was checked)
+                // boxed in `self.partials`, alive: the system takes the
+                // partials only with `take_partials`, which forgets `at`.
+                return unsafe { (*last.at.cast::<Gathered<T>>()).add(value) };
+            }
+            return self.gather::<T>(token, machine).add(value);
         }
         if machine != self.machine {
             return self.reply_remote(token, machine, Ok(value));
@@ -406,12 +380,15 @@ impl World {
     }
 
     /// This world's partial of the gathered request `token` from `machine`
-    /// (made empty on first use; see [`crate::reply`]).
+    /// (made empty on first use; see [`crate::reply`]), which the next
+    /// answers of the same request go to at once.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn gather<T: Compact + Send + 'static>(
         &mut self,
         token: ReplyToken,
         machine: MachineID,
-    ) -> &mut Vec<T> {
+    ) -> &mut Gathered<T> {
         // (Another answer type under the same token, of a forged
         // `ReplyTo`, is gathered apart, and discarded when delivered.)
         let answer = TypeId::of::<T>();
@@ -420,17 +397,31 @@ impl World {
         }) {
             Some(at) => at,
             None => {
+                let combine = self.shared.combines.locked().get(&answer).copied();
                 self.partials.push(Partial {
                     token,
                     machine,
-                    answers: Box::new(Vec::<T>::new()),
+                    answers: Box::new(Gathered::<T>::new(combine)),
                 });
                 self.partials.len() - 1
             }
         };
-        (self.partials[at].answers.as_any_mut())
-            .downcast_mut()
-            .expect("a partial of answers of type T")
+        let at = self.partials[at].answers.as_mut_ptr();
+        self.last_gathered = Some(LastGathered {
+            token,
+            machine,
+            answer,
+            at,
+        });
+        // SAFETY: the partial's answers are a `Gathered<T>` (the type was
+        // matched or just made), boxed in `self.partials`.
+        unsafe { &mut *at.cast::<Gathered<T>>() }
+    }
+
+    /// Takes this world's partials (after a message cycle).
+    pub(crate) fn take_partials(&mut self, into: &mut Vec<Partial>) {
+        self.last_gathered = None;
+        into.append(&mut self.partials);
     }
 
     pub(crate) fn undeliverable(&self) {
