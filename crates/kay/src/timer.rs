@@ -102,6 +102,61 @@ impl World {
         self.set_timer(turns, turns, recipient.as_raw(), message)
     }
 
+    /// Runs `sends` with every message it sends (through `self`) delayed
+    /// by `turns` turns, as with [`send_after`](Self::send_after): the way
+    /// to time the sends of the ID methods `#[kay::actor]` generates, e.g.
+    /// `world.after(3, |world| signal.switch(world))`. Returns the timers,
+    /// one per message sent. (Spawns inside are not delayed.)
+    pub fn after(&mut self, turns: u64, sends: impl FnOnce(&mut World)) -> Vec<TimerID> {
+        self.delayed_scope(turns.max(1), 0, sends)
+    }
+
+    /// Like [`after`](Self::after), but every message sent inside is sent
+    /// again every `turns` turns, as with [`send_every`](Self::send_every),
+    /// until its timer is cancelled.
+    pub fn every(&mut self, turns: u64, sends: impl FnOnce(&mut World)) -> Vec<TimerID> {
+        let turns = turns.max(1);
+        self.delayed_scope(turns, turns, sends)
+    }
+
+    fn delayed_scope(
+        &mut self,
+        turns: u64,
+        every: u64,
+        sends: impl FnOnce(&mut World),
+    ) -> Vec<TimerID> {
+        let outer = (self.delay, self.home, std::mem::take(&mut self.delayed));
+        self.delay = Some((turns, every));
+        self.home = u16::MAX;
+        // Restored also if `sends` panics.
+        struct Restore<'w> {
+            world: &'w mut World,
+            outer: Option<Scope>,
+        }
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                if let Some((delay, home, delayed)) = self.outer.take() {
+                    self.world.delay = delay;
+                    self.world.home = home;
+                    self.world.delayed = delayed;
+                }
+            }
+        }
+        let restore = Restore {
+            world: self,
+            outer: Some(outer),
+        };
+        sends(restore.world);
+        std::mem::take(&mut restore.world.delayed)
+    }
+
+    /// A send inside [`after`](Self::after) or [`every`](Self::every).
+    pub(crate) fn send_delayed<M: Message>(&mut self, recipient: RawID, message: M) {
+        let (turns, every) = self.delay.expect("inside World::after");
+        let id = self.set_timer(turns, every, recipient, message);
+        self.delayed.push(id);
+    }
+
     /// Cancels a timer: it does not fire from the next turn on. Cancelling
     /// a timer that already fired for the last time, or of another system,
     /// does nothing.
@@ -154,6 +209,10 @@ impl World {
         }
     }
 }
+
+/// What a world's [`World::after`] scope changes: its delay, its home
+/// machine, and the timers its sends became.
+type Scope = (Option<(u64, u64)>, u16, Vec<TimerID>);
 
 /// The system's timers, by the turn they are due.
 #[derive(Default)]

@@ -236,3 +236,51 @@ fn timers_fire_identically_on_any_thread_count() {
     assert_eq!(run(2), one);
     assert_eq!(run(3), one);
 }
+
+/// A signal written with `#[kay::actor]`: its handlers' messages are
+/// generated, so its timers go through `World::after` / `World::every`.
+#[derive(Compact, Clone)]
+pub struct Signal {
+    id: SignalID,
+    switches: kay::CVec<u64>,
+}
+
+#[kay::actor]
+impl Signal {
+    pub fn spawn(id: SignalID, _: &mut World) -> Signal {
+        Signal {
+            id,
+            switches: kay::CVec::new(),
+        }
+    }
+
+    pub fn switch(&mut self, world: &mut World) {
+        self.switches.push(world.current_turn());
+    }
+
+    /// Switches every `period` turns from now on (a timer set by a handler).
+    pub fn start(&mut self, period: u64, world: &mut World) {
+        let id = self.id;
+        let timers = world.every(period, |world| id.switch(world));
+        assert_eq!(timers.len(), 1);
+    }
+}
+
+#[test]
+fn the_sends_of_generated_id_methods_are_delayed_with_after_and_every() {
+    let mut system = system(1);
+    system.register::<Signal>();
+    let mut world = system.world();
+    let signal = SignalID::spawn(&mut world);
+    system.turn(); // turn 1
+    let once = world.after(2, |world| signal.switch(world)); // due at 3
+    assert_eq!(once.len(), 1);
+    signal.start(4, &mut world); // handled in turn 2: switches at 6, 10, ..
+    // Sends outside the scope are not delayed.
+    signal.switch(&mut world); // turn 2
+    for _ in 2..=11 {
+        system.turn();
+    }
+    let switches = system.with_instances::<Signal, _>(|s| s.switches.to_vec());
+    assert_eq!(switches, vec![vec![2, 3, 6, 10]]);
+}

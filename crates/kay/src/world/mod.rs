@@ -64,8 +64,16 @@ pub(crate) struct Shared {
 /// flight on another thread.
 pub struct World {
     pub(crate) shared: Arc<Shared>,
-    /// `shared.machine`, kept here: every send compares with it.
+    /// `shared.machine`, kept here.
     pub(crate) machine: MachineID,
+    /// The machine every send compares with: `machine`, or inside
+    /// [`after`](Self::after) a value that names no machine (so that
+    /// every send leaves the fast path, and is delayed).
+    pub(crate) home: u16,
+    /// Inside [`after`](Self::after): the turns sends are delayed by, how
+    /// often they repeat, and the timers they became.
+    pub(crate) delay: Option<(u64, u64)>,
+    pub(crate) delayed: Vec<crate::TimerID>,
     /// The sender lane: 0 outside handlers, `1 + global shard` inside.
     pub(crate) lane: SenderLane,
     /// This world's lane into each shard, by global shard index.
@@ -102,6 +110,9 @@ impl World {
     pub(crate) fn new(shared: Arc<Shared>, lane: SenderLane) -> World {
         World {
             machine: shared.machine,
+            home: u16::from(shared.machine.0),
+            delay: None,
+            delayed: Vec::new(),
             shared,
             lane,
             lanes: Vec::new(),

@@ -33,8 +33,10 @@ impl World {
         let Some(message_id) = self.message_id::<M>() else {
             return self.undeliverable();
         };
-        if recipient.machine != self.machine && !recipient.is_global_broadcast() {
-            return self.send_remote(recipient, message_id, message);
+        // (Inside `World::after`, `home` names no machine: every send takes
+        // the slow path, which delays it.)
+        if u16::from(recipient.machine.0) != self.home && !recipient.is_global_broadcast() {
+            return self.send_elsewhere(recipient, message_id, message);
         }
         if let Some(route) = self.last_route
             && route.type_id == recipient.type_id
@@ -59,6 +61,9 @@ impl World {
                 // never removed) and by `shared`; pushing touches neither.
                 let class = unsafe { &*class };
                 if recipient.is_broadcast() {
+                    if self.delay.is_some() {
+                        return self.send_delayed(recipient, message);
+                    }
                     let compacted = compacted_message(message);
                     self.broadcast_copies(recipient, message_id, &compacted);
                 } else {
@@ -76,11 +81,25 @@ impl World {
                 }
             }
             Some(TypeEntry::Trait(_)) if recipient.is_broadcast() => {
+                if self.delay.is_some() {
+                    return self.send_delayed(recipient, message);
+                }
                 let compacted = compacted_message(message);
                 self.broadcast_copies(recipient, message_id, &compacted);
             }
             _ => self.undeliverable(),
         }
+    }
+
+    /// A send off the fast path: delayed (inside [`World::after`]), or to
+    /// another machine.
+    #[cold]
+    #[inline(never)]
+    fn send_elsewhere<M: Message>(&mut self, recipient: RawID, message_id: MessageID, message: M) {
+        if self.delay.is_some() {
+            return self.send_delayed(recipient, message);
+        }
+        self.send_remote(recipient, message_id, message);
     }
 
     /// Sends a copy of the compact `message` to `recipient`, as
