@@ -1,6 +1,7 @@
 //! The city: a grid of intersections joined by one-way lanes, and vehicles
-//! (cars and buses) driving on them. Lanes, intersections, cars, buses and
-//! the statistics collector are all actors; they talk only by messages.
+//! (cars and buses) driving on them. Lanes, intersections, cars and buses
+//! are all actors; they talk only by messages. Signals switch on timers in
+//! simulation time; the city's figures are a map-reduce over the lanes.
 //!
 //! The model is data-oriented (see `demos/city/README.md`): a lane keeps
 //! the queue of vehicles on it (ID, destination, position: 16 bytes each)
@@ -26,7 +27,7 @@ pub const MAX_STEP: f32 = 13.9 * SECONDS_PER_TURN;
 pub const CROSSINGS_PER_TURN: usize = 1;
 /// Turns a signal phase lasts (15 s).
 pub const PHASE_TURNS: u16 = 30;
-/// Turns between two reports to the collector (one simulated second).
+/// Turns between two reports of the lanes (one simulated second).
 pub const REPORT_TURNS: u64 = (1.0 / SECONDS_PER_TURN) as u64;
 /// How far (in blocks, each axis) a new destination lies from where a car
 /// arrived.
@@ -144,9 +145,10 @@ pub trait Vehicle {
         world: &mut World,
     ) -> Fate;
 
-    /// The vehicle crossed into another machine's region: it goes on there,
-    /// entering `lane` (an ID of that machine) towards `dest`.
-    fn migrate(&mut self, lane: LaneID, dest: u32, world: &mut World) -> Fate;
+    /// The vehicle crossed into another machine's region (in turn
+    /// `crossed`): it goes on there, entering `lane` (an ID of that
+    /// machine) towards `dest`.
+    fn migrate(&mut self, lane: LaneID, dest: u32, crossed: u64, world: &mut World) -> Fate;
 }
 
 /// The copy of `lane` on `machine` (every machine builds the whole grid in
@@ -162,19 +164,23 @@ pub fn lane_on(lane: LaneID, machine: u8) -> LaneID {
     ))
 }
 
-/// Goes on to `lane` (of `machine`, seen from a vehicle on `here`): enters
-/// it, or, if it belongs to another machine, has `spawn_there` spawn the
-/// vehicle on it there and dies here.
+/// Goes on to `lane` (of `machine`), having left the last lane in turn
+/// `crossed`: enters it, or, if it belongs to another machine, has
+/// `spawn_there` spawn the vehicle on it there and dies here. Either way it
+/// joins the lane's queue two turns after `crossed` (see `Lane::enter`).
+#[allow(clippy::too_many_arguments)]
 fn drive_on(
     vehicle: VehicleID,
+    serial: u32,
     lane: LaneID,
     dest: u32,
     machine: u8,
+    crossed: u64,
     world: &mut World,
     spawn_there: impl FnOnce(LaneID, &mut World),
 ) -> Fate {
     if machine == world.machine().0 {
-        lane.enter(vehicle, dest, world);
+        lane.enter(vehicle, dest, serial, crossed, world);
         Fate::Live
     } else {
         spawn_there(lane_on(lane, machine), world);
@@ -187,6 +193,8 @@ fn drive_on(
 #[derive(Compact, Clone)]
 pub struct Car {
     id: CarID,
+    /// Which car this is, on any machine (IDs change when it moves).
+    serial: u32,
     /// The grid's size, packed like a coordinate.
     size: u32,
     trips: u32,
@@ -200,15 +208,17 @@ impl Car {
     /// A car that starts at the back of `lane`, heading for `dest`.
     pub fn spawn(
         id: CarID,
+        serial: u32,
         lane: LaneID,
         dest: u32,
         size: u32,
         seed: u64,
         world: &mut World,
     ) -> Car {
-        lane.enter(id.into(), dest, world);
+        lane.enter(id.into(), dest, serial, 0, world);
         Car {
             id,
+            serial,
             size,
             trips: 0,
             turns: 0,
@@ -220,17 +230,20 @@ impl Car {
     #[allow(clippy::too_many_arguments)]
     pub fn spawn_moved(
         id: CarID,
+        serial: u32,
         lane: LaneID,
         dest: u32,
+        crossed: u64,
         size: u32,
         trips: u32,
         turns: u32,
         rng: u64,
         world: &mut World,
     ) -> Car {
-        lane.enter(id.into(), dest, world);
+        lane.enter(id.into(), dest, serial, crossed, world);
         Car {
             id,
+            serial,
             size,
             trips,
             turns,
@@ -246,19 +259,23 @@ impl Car {
 
 impl Car {
     /// Goes on to `lane` of `machine` (see [`drive_on`]).
-    fn go(&self, lane: LaneID, dest: u32, machine: u8, world: &mut World) -> Fate {
+    fn go(&self, lane: LaneID, dest: u32, machine: u8, crossed: u64, world: &mut World) -> Fate {
         let car = self.clone();
         drive_on(
             self.id.into(),
+            self.serial,
             lane,
             dest,
             machine,
+            crossed,
             world,
             |there, world| {
                 CarID::spawn_moved_on(
                     MachineID(machine),
+                    car.serial,
                     there,
                     dest,
+                    crossed,
                     car.size,
                     car.trips,
                     car.turns,
@@ -287,12 +304,13 @@ impl Vehicle for Car {
             exits & (1 << dir) != 0,
             "a destination inside the grid has a lane towards it"
         );
-        self.go(next[dir as usize], dest, machine, world)
+        let crossed = world.current_turn();
+        self.go(next[dir as usize], dest, machine, crossed, world)
     }
 
-    fn migrate(&mut self, lane: LaneID, dest: u32, world: &mut World) -> Fate {
+    fn migrate(&mut self, lane: LaneID, dest: u32, crossed: u64, world: &mut World) -> Fate {
         let machine = lane.as_raw().machine.0;
-        self.go(lane, dest, machine, world)
+        self.go(lane, dest, machine, crossed, world)
     }
 }
 
@@ -300,6 +318,8 @@ impl Vehicle for Car {
 #[derive(Compact, Clone)]
 pub struct Bus {
     id: BusID,
+    /// Which bus this is, on any machine (IDs change when it moves).
+    serial: u32,
     stops: CVec<u32>,
     next_stop: u32,
     trips: u32,
@@ -309,10 +329,18 @@ pub struct Bus {
 impl Bus {
     /// A bus on the line through `stops`, starting at the back of `lane`
     /// towards stop `first`.
-    pub fn spawn(id: BusID, lane: LaneID, stops: &CVec<u32>, first: u32, world: &mut World) -> Bus {
-        lane.enter(id.into(), stops[first as usize], world);
+    pub fn spawn(
+        id: BusID,
+        serial: u32,
+        lane: LaneID,
+        stops: &CVec<u32>,
+        first: u32,
+        world: &mut World,
+    ) -> Bus {
+        lane.enter(id.into(), stops[first as usize], serial, 0, world);
         Bus {
             id,
+            serial,
             stops: stops.clone(),
             next_stop: first,
             trips: 0,
@@ -320,17 +348,21 @@ impl Bus {
     }
 
     /// A bus that drove in from another machine's region, onto `lane`.
+    #[allow(clippy::too_many_arguments)]
     pub fn spawn_moved(
         id: BusID,
+        serial: u32,
         lane: LaneID,
         stops: &CVec<u32>,
         next_stop: u32,
+        crossed: u64,
         trips: u32,
         world: &mut World,
     ) -> Bus {
-        lane.enter(id.into(), stops[next_stop as usize], world);
+        lane.enter(id.into(), stops[next_stop as usize], serial, crossed, world);
         Bus {
             id,
+            serial,
             stops: stops.clone(),
             next_stop,
             trips,
@@ -340,16 +372,28 @@ impl Bus {
 
 impl Bus {
     /// Goes on to `lane` of `machine` (see [`drive_on`]).
-    fn go(&self, lane: LaneID, dest: u32, machine: u8, world: &mut World) -> Fate {
+    fn go(&self, lane: LaneID, dest: u32, machine: u8, crossed: u64, world: &mut World) -> Fate {
         let (stops, next_stop, trips) = (self.stops.clone(), self.next_stop, self.trips);
+        let serial = self.serial;
         drive_on(
             self.id.into(),
+            serial,
             lane,
             dest,
             machine,
+            crossed,
             world,
             |there, world| {
-                BusID::spawn_moved_on(MachineID(machine), there, stops, next_stop, trips, world);
+                BusID::spawn_moved_on(
+                    MachineID(machine),
+                    serial,
+                    there,
+                    stops,
+                    next_stop,
+                    crossed,
+                    trips,
+                    world,
+                );
             },
         )
     }
@@ -372,12 +416,13 @@ impl Vehicle for Bus {
             dest = self.stops[self.next_stop as usize];
         }
         let dir = heading(at, dest).expect("the next stop differs from here");
-        self.go(next[dir as usize], dest, machine, world)
+        let crossed = world.current_turn();
+        self.go(next[dir as usize], dest, machine, crossed, world)
     }
 
-    fn migrate(&mut self, lane: LaneID, dest: u32, world: &mut World) -> Fate {
+    fn migrate(&mut self, lane: LaneID, dest: u32, crossed: u64, world: &mut World) -> Fate {
         let machine = lane.as_raw().machine.0;
-        self.go(lane, dest, machine, world)
+        self.go(lane, dest, machine, crossed, world)
     }
 }
 
@@ -390,6 +435,19 @@ pub struct Place {
     pub vehicle: VehicleID,
     pub dest: u32,
     pub pos: f32,
+    /// The vehicle's serial number (see `Lane::enter`).
+    pub serial: u32,
+}
+
+/// A vehicle on its way onto a lane: it left its last lane in turn
+/// `crossed`, and joins the queue at the lane's tick two turns later (see
+/// `Lane::enter`).
+#[derive(Compact, Clone, Copy, Debug, PartialEq)]
+pub struct Arrival {
+    pub vehicle: VehicleID,
+    pub dest: u32,
+    pub serial: u32,
+    pub crossed: u64,
 }
 
 /// A one-way lane from one intersection to the next, with the queue of
@@ -397,6 +455,8 @@ pub struct Place {
 #[derive(Compact, Clone)]
 pub struct Lane {
     id: LaneID,
+    /// The machine whose region the lane starts in (it reports there).
+    home: u8,
     /// The intersection it leads to (packed), and the machine whose region
     /// that intersection (and the lanes leaving it) is in.
     to: u32,
@@ -407,6 +467,9 @@ pub struct Lane {
     next: [LaneID; 4],
     exits: u8,
     places: CVec<Place>,
+    arriving: CVec<Arrival>,
+    /// The figures of the last simulated second (taken at its last tick).
+    last_second: Totals,
     /// Since the last report: metres driven, vehicle-turns, vehicle-turns
     /// spent standing, trips completed here.
     driven: f32,
@@ -417,9 +480,10 @@ pub struct Lane {
 
 #[kay::actor]
 impl Lane {
-    pub fn spawn(id: LaneID, to: u32, to_machine: u8, dir: u8, _: &mut World) -> Lane {
+    pub fn spawn(id: LaneID, home: u8, to: u32, to_machine: u8, dir: u8, _: &mut World) -> Lane {
         Lane {
             id,
+            home,
             to,
             to_machine,
             dir,
@@ -427,6 +491,8 @@ impl Lane {
             next: [id; 4],
             exits: 0,
             places: CVec::new(),
+            arriving: CVec::new(),
+            last_second: Totals::default(),
             driven: 0.0,
             vehicle_turns: 0,
             standing: 0,
@@ -440,13 +506,27 @@ impl Lane {
         self.exits = exits;
     }
 
-    /// A vehicle joins the back of the queue.
-    pub fn enter(&mut self, vehicle: VehicleID, dest: u32, _: &mut World) {
-        let pos = match self.places.last() {
-            Some(last) => (last.pos - GAP).min(0.0),
-            None => 0.0,
-        };
-        self.places.push(Place { vehicle, dest, pos });
+    /// A vehicle that left its last lane in turn `crossed` joins the back
+    /// of the queue at the lane's tick two turns later, with the others of
+    /// that turn in the order of their serial numbers. That a crossing
+    /// takes the same time and lands in the same order wherever the lanes
+    /// are (on this machine: the message arrives in the same turn; from
+    /// another machine: in the next) makes the city's figures the same on
+    /// any number of machines.
+    pub fn enter(
+        &mut self,
+        vehicle: VehicleID,
+        dest: u32,
+        serial: u32,
+        crossed: u64,
+        _: &mut World,
+    ) {
+        self.arriving.push(Arrival {
+            vehicle,
+            dest,
+            serial,
+            crossed,
+        });
     }
 
     /// The signal at the lane's end changed.
@@ -458,6 +538,28 @@ impl Lane {
     /// ahead (or the stop line) lets it; on green, the first ones cross
     /// and go on to their next lane (or arrive).
     pub fn tick(&mut self, world: &mut World) {
+        let now = world.current_turn();
+        if !self.arriving.is_empty() {
+            self.admit(now);
+        }
+        self.drive(world);
+        if now.is_multiple_of(REPORT_TURNS) && self.home == world.machine().0 {
+            self.close_second();
+        }
+    }
+
+    /// This lane's figures of the last simulated second: a request, asked
+    /// of every lane at once each second (a map-reduce: see `City::step`).
+    /// Lanes report on their home machine only (their copies elsewhere
+    /// stay empty).
+    pub fn figures(&self, _: &mut World) -> Totals {
+        self.last_second
+    }
+}
+
+impl Lane {
+    /// Moves the vehicles, and lets the first ones cross on green.
+    fn drive(&mut self, world: &mut World) {
         if self.places.is_empty() {
             return;
         }
@@ -482,7 +584,12 @@ impl Lane {
                 Some(lead) if lead.pos >= LANE_LENGTH => {}
                 _ => break,
             }
-            let Place { vehicle, dest, .. } = self.places.remove(0);
+            let Place {
+                vehicle,
+                dest,
+                serial,
+                ..
+            } = self.places.remove(0);
             let here = world.machine().0;
             match heading(self.to, dest) {
                 None => {
@@ -490,26 +597,27 @@ impl Lane {
                     vehicle.arrived(self.to, self.next, self.exits, self.to_machine, world);
                 }
                 Some(dir) if self.to_machine == here => {
-                    self.next[dir as usize].enter(vehicle, dest, world);
+                    let turn = world.current_turn();
+                    self.next[dir as usize].enter(vehicle, dest, serial, turn, world);
                 }
                 Some(dir) => {
                     let lane = lane_on(self.next[dir as usize], self.to_machine);
-                    vehicle.migrate(lane, dest, world);
+                    vehicle.migrate(lane, dest, world.current_turn(), world);
                 }
             }
         }
     }
 
-    /// Sends this lane's figures since the last report to `collector`.
-    pub fn report(&mut self, collector: CollectorID, world: &mut World) {
-        collector.lane_figures(
-            self.places.len() as u32,
-            self.vehicle_turns,
-            self.standing,
-            self.driven,
-            self.trips,
-            world,
-        );
+    /// Takes the figures since the last second as the last second's.
+    fn close_second(&mut self) {
+        self.last_second = Totals {
+            vehicles: self.places.len() as u64,
+            vehicle_turns: u64::from(self.vehicle_turns),
+            standing: u64::from(self.standing),
+            driven_mm: (f64::from(self.driven) * 1000.0).round() as u64,
+            trips: u64::from(self.trips),
+            reports: 1,
+        };
         self.driven = 0.0;
         self.vehicle_turns = 0;
         self.standing = 0;
@@ -517,17 +625,47 @@ impl Lane {
     }
 }
 
+impl Lane {
+    /// Moves the vehicles that crossed two turns ago or earlier (before
+    /// turn `now - 1`) from `arriving` to the back of the queue, by serial.
+    fn admit(&mut self, now: u64) {
+        let mut due: Vec<Arrival> = self
+            .arriving
+            .iter()
+            .filter(|a| a.crossed + 2 <= now)
+            .copied()
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        self.arriving.retain(|a| a.crossed + 2 > now);
+        due.sort_unstable_by_key(|a| a.serial);
+        for a in due {
+            let pos = match self.places.last() {
+                Some(last) => (last.pos - GAP).min(0.0),
+                None => 0.0,
+            };
+            self.places.push(Place {
+                vehicle: a.vehicle,
+                dest: a.dest,
+                pos,
+                serial: a.serial,
+            });
+        }
+    }
+}
+
 // ---------------------------------------------------------------- intersections
 
 /// An intersection with a signal: east–west and north–south get green in
-/// turn, each for `PHASE_TURNS`.
+/// turn, each for `PHASE_TURNS` (a timer in simulation time switches it).
 #[derive(Compact, Clone)]
 pub struct Intersection {
     id: IntersectionID,
     at: u32,
     /// 0: east–west green; 1: north–south green.
     phase: u8,
-    timer: u16,
+    switches: u32,
     /// The lanes that end here, by the direction they drive, and which
     /// exist.
     incoming: [LaneID; 4],
@@ -553,21 +691,27 @@ impl Intersection {
             id,
             at,
             phase: ((x + y) % 2) as u8,
-            timer: ((x * 7 + y * 3) % u32::from(PHASE_TURNS)) as u16,
+            switches: 0,
             incoming,
             entries,
         };
         intersection.set_signals(world);
+        // The first switch comes after what is left of a phase that began
+        // `offset` turns ago; then one every `PHASE_TURNS`.
+        let offset = (x * 7 + y * 3) % u32::from(PHASE_TURNS);
+        let first = u64::from(u32::from(PHASE_TURNS) - offset);
+        world.after(first, |world| id.switch(world));
         intersection
     }
 
-    /// The per-turn broadcast: the signal's clock.
-    pub fn tick(&mut self, world: &mut World) {
-        self.timer += 1;
-        if self.timer >= PHASE_TURNS {
-            self.timer = 0;
-            self.phase ^= 1;
-            self.set_signals(world);
+    /// The signal's timer: the other direction gets green.
+    pub fn switch(&mut self, world: &mut World) {
+        self.phase ^= 1;
+        self.switches += 1;
+        self.set_signals(world);
+        if self.switches == 1 {
+            let id = self.id;
+            world.every(u64::from(PHASE_TURNS), |world| id.switch(world));
         }
     }
 }
@@ -586,25 +730,40 @@ impl Intersection {
 
 // ---------------------------------------------------------------- statistics
 
-/// Adds up the lanes' reports: the city's figures, once per simulated
-/// second.
-#[derive(Compact, Clone)]
-pub struct Collector {
-    id: CollectorID,
-    pub totals: Totals,
-}
-
-/// Figures summed over every lane since the last reset.
-#[derive(Compact, Clone, Copy, Default, Debug, PartialEq)]
+/// Figures summed over every lane since the last report (see
+/// `Lane::figures`): integers, so that their sum is the same in any order,
+/// on any number of machines.
+#[derive(Compact, Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
 pub struct Totals {
     /// Vehicles on lanes at the reports.
     pub vehicles: u64,
     pub vehicle_turns: u64,
     pub standing: u64,
-    /// Metres driven.
-    pub driven: f64,
+    /// Millimetres driven.
+    pub driven_mm: u64,
     pub trips: u64,
+    /// Lanes that reported.
     pub reports: u64,
+}
+
+impl kay::Combine for Totals {
+    fn combine(&mut self, other: Totals) {
+        *self = *self + other;
+    }
+}
+
+impl std::ops::Add for Totals {
+    type Output = Totals;
+    fn add(self, o: Totals) -> Totals {
+        Totals {
+            vehicles: self.vehicles + o.vehicles,
+            vehicle_turns: self.vehicle_turns + o.vehicle_turns,
+            standing: self.standing + o.standing,
+            driven_mm: self.driven_mm + o.driven_mm,
+            trips: self.trips + o.trips,
+            reports: self.reports + o.reports,
+        }
+    }
 }
 
 impl Totals {
@@ -613,7 +772,8 @@ impl Totals {
         if self.vehicle_turns == 0 {
             return 0.0;
         }
-        self.driven / (self.vehicle_turns as f64 * f64::from(SECONDS_PER_TURN)) * 3.6
+        self.driven_mm as f64 / 1000.0 / (self.vehicle_turns as f64 * f64::from(SECONDS_PER_TURN))
+            * 3.6
     }
 
     /// The share of vehicle-turns spent standing.
@@ -622,39 +782,6 @@ impl Totals {
             return 0.0;
         }
         self.standing as f64 / self.vehicle_turns as f64
-    }
-}
-
-#[kay::actor]
-impl Collector {
-    pub fn spawn(id: CollectorID, _: &mut World) -> Collector {
-        Collector {
-            id,
-            totals: Totals::default(),
-        }
-    }
-
-    pub fn lane_figures(
-        &mut self,
-        vehicles: u32,
-        vehicle_turns: u32,
-        standing: u32,
-        driven: f32,
-        trips: u32,
-        _: &mut World,
-    ) {
-        let t = &mut self.totals;
-        t.vehicles += u64::from(vehicles);
-        t.vehicle_turns += u64::from(vehicle_turns);
-        t.standing += u64::from(standing);
-        t.driven += f64::from(driven);
-        t.trips += u64::from(trips);
-        t.reports += 1;
-    }
-
-    /// The figures since the last call, and a fresh start.
-    pub fn take(&mut self, _: &mut World) -> Totals {
-        std::mem::take(&mut self.totals)
     }
 }
 
@@ -704,11 +831,16 @@ pub struct TurnFigures {
     pub second: Option<Totals>,
 }
 
+/// A map-reduce of the lanes' figures in flight.
+type Report = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Totals, ReplyError>>>>;
+
 /// A running city: the actor system and what the driver needs.
 pub struct City {
     pub system: ActorSystem,
     world: World,
-    collector: CollectorID,
+    /// The figures of the seconds asked for and not answered yet (the
+    /// first machine asks; see `step`).
+    reports: std::collections::VecDeque<Report>,
     pub config: CityConfig,
     pub turn: u64,
     pub lanes: usize,
@@ -724,7 +856,7 @@ pub fn register(system: &mut ActorSystem) {
     system.register::<Intersection>();
     system.register::<Car>();
     system.register::<Bus>();
-    system.register::<Collector>();
+    system.register_combine::<Totals>();
     system.register_trait::<dyn Vehicle>();
 }
 
@@ -754,7 +886,6 @@ impl City {
         // and the lanes that start there (every machine builds the whole
         // grid, so that lane IDs agree; lanes of other bands stay empty).
         let owner = |x: u32| (x * regions / w) as u8;
-        let collector = CollectorID::spawn(&mut world);
         // Lanes: one from every intersection in every direction that has
         // a neighbour, indexed by (start, direction).
         let at = |x: u32, y: u32| (y * w + x) as usize;
@@ -764,7 +895,8 @@ impl City {
             for x in 0..w {
                 for dir in [EAST, NORTH, WEST, SOUTH] {
                     if let Some((nx, ny)) = neighbour(x, y, dir, w, h) {
-                        let lane = LaneID::spawn(pack(nx, ny), owner(nx), dir, &mut world);
+                        let home = owner(x);
+                        let lane = LaneID::spawn(home, pack(nx, ny), owner(nx), dir, &mut world);
                         lanes[at(x, y)][dir as usize] = Some(lane);
                         lane_list.push((lane, pack(nx, ny), x));
                     }
@@ -817,13 +949,14 @@ impl City {
             let stops: CVec<u32> =
                 vec![pack(x0, y0), pack(x1, y0), pack(x1, y1), pack(x0, y1)].into();
             for bus in 0..10u32 {
+                let serial = u32::MAX - (line * 10 + bus);
                 let first = bus % 4;
                 let (sx, sy) = unpack(stops[((first + 3) % 4) as usize]);
                 let dest = stops[first as usize];
                 let dir = heading(pack(sx, sy), dest).expect("stops differ");
                 let lane = lanes[at(sx, sy)][dir as usize].expect("a lane towards the stop");
                 if owner(sx) == me {
-                    BusID::spawn(lane, stops.clone(), first, &mut world);
+                    BusID::spawn(serial, lane, stops.clone(), first, &mut world);
                     buses += 1;
                 }
             }
@@ -862,7 +995,7 @@ impl City {
                 let dest = next_destination(end, size, &mut rng);
                 let seed = next_random(&mut rng);
                 if owner(start) == me {
-                    CarID::spawn(lane, dest, size, seed, &mut world);
+                    CarID::spawn(spawned as u32, lane, dest, size, seed, &mut world);
                     cars += 1;
                 }
                 spawned += 1;
@@ -873,7 +1006,7 @@ impl City {
         City {
             system,
             world,
-            collector,
+            reports: Default::default(),
             config,
             turn: 0,
             lanes: lane_list.len(),
@@ -883,34 +1016,57 @@ impl City {
         }
     }
 
-    /// One turn: the signals' clocks, every lane and every car are ticked
-    /// (three broadcasts); every simulated second the lanes report.
+    /// One turn: every lane and every car are ticked (two broadcasts;
+    /// the signals switch on timers). Every simulated second the first
+    /// machine asks every lane for its figures, on every machine: one
+    /// map-reduce, whose answer comes in the same turn on one machine and
+    /// in the next on several.
     pub fn step(&mut self) -> TurnFigures {
         self.turn += 1;
         let world = &mut self.world;
-        IntersectionID::local_broadcast(world).tick(world);
         LaneID::local_broadcast(world).tick(world);
         CarID::local_broadcast(world).tick(world);
-        let report = self.turn.is_multiple_of(REPORT_TURNS);
-        if report {
-            LaneID::local_broadcast(world).report(self.collector, world);
+        if self.turn.is_multiple_of(REPORT_TURNS) && self.config.machine == 0 {
+            let lanes = LaneID::global_broadcast(world);
+            let figures = lanes.figures(world).reduce(Totals::default(), |a, b| a + b);
+            self.reports.push_back(Box::pin(figures));
         }
         // Every broadcast record reaches every instance of its class: count
-        // the deliveries (one per lane, intersection and car), not the
-        // records (one per shard).
-        let delivered = self.lanes + self.intersections + self.system.instance_count::<Car>();
-        let mut messages = self.system.turn().handled + delivered;
-        let second = if report {
-            let totals = self
-                .system
-                .block_on(self.collector.take(&mut self.world))
-                .expect("the collector answers");
-            messages += 2;
-            Some(totals)
-        } else {
-            None
-        };
-        TurnFigures { messages, second }
+        // the deliveries (one per lane and car), not the records (one per
+        // shard).
+        let delivered = self.lanes + self.system.instance_count::<Car>();
+        let messages = self.system.turn().handled + delivered;
+        TurnFigures {
+            messages,
+            second: self.answered(),
+        }
+    }
+
+    /// The figures of the oldest second asked for, if they came.
+    fn answered(&mut self) -> Option<Totals> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let report = self.reports.front_mut()?;
+        match report.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(totals) => {
+                self.reports.pop_front();
+                Some(totals.expect("every lane answers"))
+            }
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// Runs quiet turns (no ticks: nothing moves) until the figures of
+    /// every second asked for came, on every machine alike (two turns:
+    /// the others' answers take one); returns them.
+    pub fn finish(&mut self) -> Vec<Totals> {
+        let mut seconds = Vec::new();
+        for _ in 0..2 {
+            self.system.turn();
+            while let Some(totals) = self.answered() {
+                seconds.push(totals);
+            }
+        }
+        seconds
     }
 
     /// A hash of every actor's state (in ID order): the same seed gives the
@@ -949,11 +1105,11 @@ impl City {
         }
         let mut signals = self
             .system
-            .with_instances::<Intersection, _>(|i| (i.id.0, i.phase, i.timer));
+            .with_instances::<Intersection, _>(|i| (i.id.0, i.phase, i.switches));
         signals.sort_unstable_by_key(|i| i.0);
-        for (id, phase, timer) in signals {
+        for (id, phase, switches) in signals {
             hash.raw(id);
-            hash.u64(u64::from(phase) << 16 | u64::from(timer));
+            hash.u64(u64::from(phase) << 32 | u64::from(switches));
         }
         let mut buses = self
             .system

@@ -98,6 +98,16 @@ pub fn launch(args: &Args) {
             println!(
                 "  city: {cars} cars, {trips} trips, {slowest:.1} turns/s (the slowest machine)"
             );
+            // Machine 0 asks every lane for its figures each second (a
+            // map-reduce over all machines): the same as on one machine.
+            let f = &machines[0]["figures"];
+            println!(
+                "  figures: {} s, {:.1} km driven, {} trips at lane ends, digest {}",
+                f["seconds"],
+                f["driven_mm"].as_f64().unwrap_or(0.0) / 1e6,
+                f["trips"],
+                f["digest"].as_str().unwrap_or("?"),
+            );
         }
         logs.push(log);
     }

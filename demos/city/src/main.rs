@@ -150,6 +150,7 @@ fn main() {
     let mut messages = 0usize;
     let mut last = Totals::default();
     let mut all = Totals::default();
+    let mut seconds: Vec<Totals> = Vec::new();
     let mut window = (Instant::now(), 0u64, 0usize);
     let mut timeline = plots::Timeline { points: Vec::new() };
     let mut second_start = (Instant::now(), 0u64);
@@ -177,12 +178,8 @@ fn main() {
             ));
             second_start = (Instant::now(), city.turn);
             last = second;
-            all.vehicles += second.vehicles;
-            all.vehicle_turns += second.vehicle_turns;
-            all.standing += second.standing;
-            all.driven += second.driven;
-            all.trips += second.trips;
-            all.reports += 1;
+            all = all + second;
+            seconds.push(second);
         }
         bar.set_position(city.turn);
         let elapsed = window.0.elapsed();
@@ -203,6 +200,12 @@ fn main() {
     }
     let run_time = start.elapsed();
     bar.finish_and_clear();
+    // The figures of the last seconds, still on their way.
+    for second in city.finish() {
+        all = all + second;
+        seconds.push(second);
+    }
+    let figures = Figures::of(&seconds);
 
     let turns = city.turn;
     let turns_per_s = turns as f64 / run_time.as_secs_f64();
@@ -234,6 +237,7 @@ fn main() {
                 "peak_rss_mb": peak as f64 / 1e6,
                 "trips": trips,
                 "checksum": format!("{checksum:016x}"),
+                "figures": figures.json(),
                 "net_sent": sent,
                 "net_received": received,
             })
@@ -247,7 +251,7 @@ fn main() {
              \"threads\":{threads},\"turns\":{turns},\"turns_per_s\":{turns_per_s:.3},\
              \"msgs_per_s\":{msgs_per_s:.0},\"peak_rss_mb\":{:.1},\"bytes_per_agent\":{bytes_per_agent:.1},\
              \"avg_speed\":{:.3},\"waiting_share\":{:.4},\"trips\":{trips},\"build_s\":{:.3},\
-             \"seed\":{},\"checksum\":\"{checksum:016x}\"}}",
+             \"seed\":{},\"checksum\":\"{checksum:016x}\",\"figures\":{}}}",
             args.agents,
             city.buses,
             city.lanes,
@@ -257,6 +261,7 @@ fn main() {
             all.waiting_share(),
             build_time.as_secs_f64(),
             args.seed,
+            figures.json(),
         );
     } else {
         let rows = [
@@ -293,12 +298,68 @@ fn main() {
                 format!("{:.1}% of vehicle-turns", 100.0 * all.waiting_share()),
             ),
             ("trips completed", trips.to_string()),
+            ("figures", figures.text()),
             ("checksum", format!("{checksum:016x} (seed {})", args.seed)),
             ("pictures", pictures),
         ];
         for (name, value) in rows {
             println!("{name:>16}  {value}");
         }
+    }
+}
+
+/// The city's figures over the run, from the lanes' map-reduce each
+/// simulated second: the same on any number of machines.
+struct Figures {
+    seconds: usize,
+    all: Totals,
+    /// FNV-1a over every second's figures, in order.
+    digest: u64,
+}
+
+impl Figures {
+    fn of(seconds: &[Totals]) -> Figures {
+        let mut digest = 0xcbf2_9ce4_8422_2325u64;
+        let mut all = Totals::default();
+        for second in seconds {
+            all = all + *second;
+            for v in [
+                second.vehicles,
+                second.vehicle_turns,
+                second.standing,
+                second.driven_mm,
+                second.trips,
+                second.reports,
+            ] {
+                digest = (digest ^ v).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        Figures {
+            seconds: seconds.len(),
+            all,
+            digest,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seconds": self.seconds,
+            "vehicle_turns": self.all.vehicle_turns,
+            "standing": self.all.standing,
+            "driven_mm": self.all.driven_mm,
+            "trips": self.all.trips,
+            "digest": format!("{:016x}", self.digest),
+        })
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "{} s: {:.1} km driven, {} trips at lane ends, digest {:016x}",
+            self.seconds,
+            self.all.driven_mm as f64 / 1e6,
+            self.all.trips,
+            self.digest
+        )
     }
 }
 

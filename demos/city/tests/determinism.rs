@@ -34,3 +34,51 @@ fn same_seed_same_city_on_1_and_2_threads() {
     let other = run(2, 8);
     assert_ne!(other.0, one.0, "another seed, another city");
 }
+
+/// The city's figures (a map-reduce over the lanes every simulated second)
+/// of one seed and grid are the same on 1, 2 and 3 machines (processes on
+/// 127.0.0.1, in lockstep), as on 1 and 2 threads: a vehicle crossing
+/// between lanes takes the same time and lands in the same order wherever
+/// the lanes are.
+#[test]
+fn figures_are_the_same_on_one_two_and_three_machines() {
+    let city = env!("CARGO_BIN_EXE_city");
+    let figures = |machines: usize| -> serde_json::Value {
+        let mut command = std::process::Command::new(city);
+        command.args([
+            "--agents", "20000", "--size", "30x30", "--turns", "160", "--json",
+        ]);
+        if machines > 1 {
+            command.args(["--machines", &machines.to_string()]);
+        } else {
+            command.args([
+                "--threads",
+                "2",
+                "--out",
+                std::env::temp_dir().to_str().unwrap(),
+            ]);
+        }
+        let output = command.output().expect("the city runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{text}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let last: serde_json::Value = text
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no figures:\n{text}"));
+        if machines > 1 {
+            last["per_machine"][0]["figures"].clone()
+        } else {
+            last["figures"].clone()
+        }
+    };
+    let one = figures(1);
+    assert_eq!(one["seconds"], 80, "{one}");
+    assert!(one["trips"].as_u64().unwrap() > 0, "{one}");
+    assert_eq!(figures(2), one);
+    assert_eq!(figures(3), one);
+}
