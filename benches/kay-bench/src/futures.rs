@@ -177,7 +177,7 @@ mod network {
     use kay::net::NetConfig;
     use kay::{ActorSystem, Config, MachineID, World};
 
-    use super::{MakeNum, Num, Total, Touch, Value};
+    use super::{MakeNum, Num, Total, Touch};
     use crate::report::{Measurement, median, timed};
     use crate::workloads::{Scale, config, threads, verify};
 
@@ -229,35 +229,12 @@ mod network {
             }
             system.turn();
             let all = world.local_broadcast::<Num>();
-            let b = median(reps, || {
+            median(reps, || {
                 timed(|| {
                     world.send(all, Touch);
                     system.turn();
                 })
-            });
-            let l = median(reps, || {
-                timed(|| {
-                    let (reply_to, reply) = world.request_to::<u64>(all);
-                    world.send(all, Value { reply: reply_to });
-                    system.block_on(reply.reduce(0, |sum, v| sum + v)).unwrap();
-                })
-            });
-            let c = median(reps, || {
-                timed(|| {
-                    let (reply_to, reply) = world.request_to(all);
-                    world.send(all, Total { reply: reply_to });
-                    system
-                        .block_on(reply.reduce(kay::Sum(0), |a, b| a + b))
-                        .unwrap();
-                })
-            });
-            eprintln!(
-                "DIAG broadcast {:.3} ms, local reduce {:.3} ms, combined {:.3} ms",
-                b * 1e3,
-                l * 1e3,
-                c * 1e3
-            );
-            b
+            })
         };
         let addresses = kay::net::loopback_addresses(2);
         let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();

@@ -173,6 +173,17 @@ impl World {
     ) -> TimerID {
         crate::actor::refuse_process_local::<M>();
         let compacted = crate::world::compacted_message(message);
+        self.set_timer_compacted(turns, every, recipient, compacted)
+    }
+
+    /// Sets a timer for a message compacted already.
+    pub(crate) fn set_timer_compacted<M: Message>(
+        &mut self,
+        turns: u64,
+        every: u64,
+        recipient: RawID,
+        compacted: Compacted<M>,
+    ) -> TimerID {
         let id = TimerID::new(self.lane, self.next_timer_count());
         let due = self
             .shared

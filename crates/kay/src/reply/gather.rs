@@ -112,6 +112,42 @@ pub(crate) fn built_in_combines() -> Vec<(TypeId, CombineFn)> {
     numbers!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64)
 }
 
+/// Combines `value` into `into` right here if `T` is one of the built-in
+/// combines ([`Sum`], [`Min`], [`Max`] of a primitive number; users cannot
+/// give those another `Combine`), so that the handler's loop inlines it;
+/// returns whether it did. For any other `T` the compiler folds this to
+/// `false` (the type checks are constants).
+#[inline(always)]
+fn built_in<T: 'static>(into: &mut T, value: &T) -> bool {
+    macro_rules! numbers {
+        ($($t:ty),*) => {$(
+            if let (Some(into), Some(value)) = (
+                (into as &mut dyn Any).downcast_mut::<Sum<$t>>(),
+                (value as &dyn Any).downcast_ref::<Sum<$t>>(),
+            ) {
+                into.combine(*value);
+                return true;
+            }
+            if let (Some(into), Some(value)) = (
+                (into as &mut dyn Any).downcast_mut::<Min<$t>>(),
+                (value as &dyn Any).downcast_ref::<Min<$t>>(),
+            ) {
+                into.combine(*value);
+                return true;
+            }
+            if let (Some(into), Some(value)) = (
+                (into as &mut dyn Any).downcast_mut::<Max<$t>>(),
+                (value as &dyn Any).downcast_ref::<Max<$t>>(),
+            ) {
+                into.combine(*value);
+                return true;
+            }
+        )*};
+    }
+    numbers!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize, f32, f64);
+    false
+}
+
 /// The answers of type `T` one world gathered for one request: every one,
 /// or (with a combine) at most one, combined.
 pub(crate) struct Gathered<T> {
@@ -134,6 +170,9 @@ impl<T: Compact + Send + 'static> Gathered<T> {
     pub(crate) fn add(&mut self, value: T) {
         match (self.combine, self.answers.first_mut()) {
             (Some(combine), Some(into)) => {
+                if built_in(into, &value) {
+                    return;
+                }
                 let mut value = ManuallyDrop::new(value);
                 // SAFETY: `combine` is `T`'s (looked up by its `TypeId`);
                 // both are valid `T`s, and `value` is moved in (never

@@ -20,8 +20,19 @@
 //! asker knows how many partials to expect from the topology (this machine
 //! for a local broadcast, every machine for a global one), so it never
 //! guesses and never waits for stragglers. The fold runs on the asking
-//! machine, so it may be any closure; the partials carry the answers
-//! (`T` bytes each), so messages grow with machines, bytes with instances.
+//! machine, so it may be any closure. Answers of a type that
+//! [combines](Combine) ([`Sum`], [`Min`], [`Max`] of numbers, or a type of
+//! yours registered with
+//! [`ActorSystem::register_combine`](crate::ActorSystem::register_combine))
+//! are combined as they come, so each machine's partial is one value:
+//! traffic grows with machines, not with instances. Other answers travel
+//! all (`T` bytes each): one message per machine, bytes per instance.
+//!
+//! A request to a *global* broadcast on several machines reaches every
+//! machine in the same turn, the asking one included: the turn after the
+//! one it goes out at the end of (the asker's own copy waits on a timer).
+//! So every machine answers at the same point of the simulation, and at
+//! the same time rather than one after another.
 //!
 //! # Inside handlers
 //! A handler must not wait. It sends the request and names a message that

@@ -90,6 +90,9 @@ pub struct World {
     pub(crate) partials: Vec<Partial>,
     /// Where the last gathered answer went (see `reply`).
     pub(crate) last_gathered: Option<LastGathered>,
+    /// A global broadcast a request was just opened to (see
+    /// `send_gathered`).
+    pub(crate) gather_next: Option<RawID>,
     /// A shard's world's timer operations in this cycle, in order (the
     /// system applies them after the cycle), and its count of timers set.
     pub(crate) timer_ops: Vec<TimerOp>,
@@ -121,6 +124,7 @@ impl World {
             last_route: None,
             partials: Vec::new(),
             last_gathered: None,
+            gather_next: None,
             timer_ops: Vec::new(),
             timer_count: 0,
             types: Vec::new(),
@@ -321,7 +325,13 @@ impl World {
     ) -> (ReplyTo<T>, Reply<T>) {
         let turn = self.current_turn();
         let machines = self.machines();
-        (self.shared.replies).open(self.machine, recipient.as_raw(), turn, machines)
+        let recipient = recipient.as_raw();
+        if recipient.is_global_broadcast() && machines > 1 {
+            // The request that follows reaches every machine in the next
+            // turn, this one's instances too (see `send_gathered`).
+            self.gather_next = Some(recipient);
+        }
+        (self.shared.replies).open(self.machine, recipient, turn, machines)
     }
 
     /// The current turn (see [`ActorSystem::turn`](crate::ActorSystem::turn)).

@@ -64,6 +64,9 @@ impl World {
                     if self.delay.is_some() {
                         return self.send_delayed(recipient, message);
                     }
+                    if self.gather_next.take_if(|r| *r == recipient).is_some() {
+                        return self.send_gathered(recipient, message_id, message);
+                    }
                     let compacted = compacted_message(message);
                     self.broadcast_copies(recipient, message_id, &compacted);
                 } else {
@@ -84,11 +87,37 @@ impl World {
                 if self.delay.is_some() {
                     return self.send_delayed(recipient, message);
                 }
+                if self.gather_next.take_if(|r| *r == recipient).is_some() {
+                    return self.send_gathered(recipient, message_id, message);
+                }
                 let compacted = compacted_message(message);
                 self.broadcast_copies(recipient, message_id, &compacted);
             }
             _ => self.undeliverable(),
         }
+    }
+
+    /// A request to a global broadcast ID (on several machines): it reaches
+    /// every machine in the next turn, this one included (its own copy
+    /// goes out on a timer), so that every machine answers in the same
+    /// turn: a map-reduce sees all of them at the same point of the
+    /// simulation, and they answer at the same time instead of one after
+    /// the other.
+    #[cold]
+    #[inline(never)]
+    fn send_gathered<M: Message>(&mut self, recipient: RawID, message_id: MessageID, message: M) {
+        let compacted = compacted_message(message);
+        self.also_to_other_machines(recipient, message_id, &compacted);
+        let here = RawID::local_broadcast(recipient.type_id, self.machine);
+        // The others apply it at the start of the turn after the one it
+        // goes out at the end of: the next turn from outside handlers
+        // (whose current turn is the last one), this one from a handler.
+        let turns = if self.lane == SenderLane::OUTSIDE {
+            2
+        } else {
+            1
+        };
+        self.set_timer_compacted(turns, 0, here, compacted);
     }
 
     /// A send off the fast path: delayed (inside [`World::after`]), or to
