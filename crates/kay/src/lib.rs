@@ -41,6 +41,15 @@
 //!   quiet, or until [`Config::max_cycles_per_call`] cycles ran; then
 //!   [`Turn::messages_left`] says so (and a `tracing` warning), and the rest
 //!   waits for the next turn.
+//! - Time is counted in turns: timers ([`World::send_after`],
+//!   [`World::send_every`], and [`World::after`] for the ID methods the
+//!   macros generate) fire at the start of a turn, the same on any thread
+//!   count; requests time out after a number of turns.
+//! - Futures ([`mod@reply`] docs): a [`Reply`] is awaited from any executor
+//!   or with [`ActorSystem::block_on`]; a request to a broadcast ID is
+//!   answered by every instance and [reduced](Reply::reduce) or
+//!   [collected](Reply::collect), one partial per machine; handlers never
+//!   wait, they [continue with a message](Reply::then_send).
 //!
 //! # Limits
 //!
@@ -55,6 +64,7 @@
 //! | message size | 1 GiB minus 16 bytes | sending panics |
 //! | actor and message alignment | 8 bytes | registration panics |
 //! | cycles per turn | [`Config::max_cycles_per_call`] (1,000) | the turn ends with [`Turn::messages_left`] |
+//! | turns a request waits for its answer | [`Config::request_timeout_turns`] (1,000), or [`Reply::timeout`] | the `Reply` resolves to [`ReplyError::TimedOut`] |
 //! | panic reports kept | [`MAX_PANIC_REPORTS`] (64) | further panics are counted only |
 //!
 //! The architecture behind these numbers is in `docs/architecture.md`.
@@ -73,7 +83,7 @@ mod inbox;
 pub mod net;
 mod prefetch;
 mod registry;
-mod reply;
+pub mod reply;
 mod stats;
 mod store;
 mod sync;

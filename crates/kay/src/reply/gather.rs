@@ -244,3 +244,54 @@ pub(crate) struct LastGathered {
     /// takes only together with this).
     pub(crate) at: *mut (),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compact::CVec;
+
+    /// A combining answer that owns heap memory: combining moves `other`
+    /// in through the type-erased function (Miri checks the move and the
+    /// drops).
+    #[derive(Compact, Clone, Debug, PartialEq)]
+    struct Seen(CVec<u32>);
+
+    impl Combine for Seen {
+        fn combine(&mut self, other: Seen) {
+            self.0.extend(other.0.iter().copied());
+        }
+    }
+
+    fn answers<T: Compact + Send + 'static>(partial: Box<dyn Answers>) -> Vec<T> {
+        *partial.into_any().downcast::<Vec<T>>().expect("a Vec<T>")
+    }
+
+    #[test]
+    fn answers_combine_through_the_registered_function_or_are_kept() {
+        let (_, seen) = combine_fn::<Seen>();
+        let mut first = Gathered::<Seen>::new(Some(seen));
+        first.add(Seen(vec![1, 2].into()));
+        first.add(Seen(vec![3].into()));
+        let mut second = Box::new(Gathered::<Seen>::new(Some(seen)));
+        second.add(Seen(vec![4].into()));
+        let mut first: Box<dyn Answers> = Box::new(first);
+        first.append(second);
+        // Another type is not appended (a forged token's answers).
+        first.append(Box::new(Gathered::<u32>::new(None)));
+        assert_eq!(answers::<Seen>(first), vec![Seen(vec![1, 2, 3, 4].into())]);
+
+        let sum = built_in_combines()
+            .into_iter()
+            .find(|(t, _)| *t == TypeId::of::<Sum<u64>>())
+            .map(|(_, f)| f);
+        let mut sums = Gathered::<Sum<u64>>::new(sum);
+        (1..=10).for_each(|n| sums.add(Sum(n)));
+        assert_eq!(answers::<Sum<u64>>(Box::new(sums)), vec![Sum(55)]);
+
+        let mut kept = Gathered::<CVec<u8>>::new(None);
+        kept.add(vec![1u8].into());
+        kept.add(vec![2u8, 3].into());
+        let kept = answers::<CVec<u8>>(Box::new(kept));
+        assert_eq!(kept.len(), 2);
+    }
+}

@@ -364,9 +364,10 @@ impl<T: Compact + Send + 'static> Reply<T> {
             message: crate::world::compacted_message(message),
             _answer: PhantomData,
         });
+        // The slot now belongs to the continuation: dropping this `Reply`
+        // leaves it alone (`abandon` ignores a continued slot, and one
+        // resolved already was freed).
         let resolved = self.replies.continue_with(self.token, next);
-        // The slot now belongs to the continuation, not to this `Reply`.
-        std::mem::forget(self);
         world.send_resolved(resolved);
     }
 }
