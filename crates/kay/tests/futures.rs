@@ -441,3 +441,67 @@ fn answers_that_combine_are_one_value_per_machine() {
         );
     }
 }
+
+// A request to every implementor of an actor trait (written with the
+// macros): both classes' instances answer, combined per machine.
+
+#[kay::actor_trait]
+pub trait Weighed {
+    fn weight(&mut self, world: &mut World) -> kay::Sum<u64>;
+}
+
+#[derive(Compact, Clone)]
+pub struct Crate {
+    id: CrateID,
+    kg: u64,
+}
+
+#[kay::actor]
+impl Crate {
+    pub fn spawn(id: CrateID, kg: u64, _: &mut World) -> Crate {
+        Crate { id, kg }
+    }
+}
+
+#[kay::implements]
+impl Weighed for Crate {
+    fn weight(&mut self, _: &mut World) -> kay::Sum<u64> {
+        kay::Sum(self.kg)
+    }
+}
+
+#[derive(Compact, Clone)]
+pub struct Barrel {
+    id: BarrelID,
+    litres: u64,
+}
+
+#[kay::actor]
+impl Barrel {
+    pub fn spawn(id: BarrelID, litres: u64, _: &mut World) -> Barrel {
+        Barrel { id, litres }
+    }
+}
+
+#[kay::implements]
+impl Weighed for Barrel {
+    fn weight(&mut self, _: &mut World) -> kay::Sum<u64> {
+        kay::Sum(self.litres * 2)
+    }
+}
+
+#[test]
+fn a_request_to_every_implementor_of_a_trait_is_reduced() {
+    let mut system = system(2);
+    system.register::<Crate>();
+    system.register::<Barrel>();
+    let mut world = system.world();
+    for kg in 1..=100 {
+        CrateID::spawn(kg, &mut world);
+        BarrelID::spawn(kg, &mut world);
+    }
+    system.turn();
+    let all = WeighedID::local_broadcast(&mut world);
+    let total = system.block_on(all.weight(&mut world).reduce(kay::Sum(0), |a, b| a + b));
+    assert_eq!(total, Ok(kay::Sum(5050 * 3)));
+}
