@@ -217,6 +217,7 @@ impl World {
             self.shared.outside_timer_ops.locked().push(op);
         } else {
             self.timer_ops.push(op);
+            self.after_cycle = true;
         }
     }
 }

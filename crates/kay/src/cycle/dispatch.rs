@@ -279,8 +279,8 @@ fn handle_record(
     if state.panicked && state.keep(handler, tag, recipient, payload) {
         return;
     }
-    if let Some(open) = handler.open_partial
-        && recipient.is_broadcast()
+    if recipient.is_broadcast()
+        && let Some(open) = handler.open_partial
     {
         // SAFETY: the payload is a valid message of the handler's type.
         unsafe { open(payload, &mut state.world) };

@@ -168,10 +168,11 @@ impl ActorSystem {
                 }
             }
             caught |= !shard.state.caught.is_empty();
-            if !shard.state.world.timer_ops.is_empty() {
+            // Timers set and answers gathered (one flag for both, so that
+            // cycles of neither pay one check).
+            if shard.state.world.after_cycle {
+                shard.state.world.after_cycle = false;
                 self.timers.apply(shard.state.world.timer_ops.drain(..));
-            }
-            if !shard.state.world.partials.is_empty() {
                 shard.state.world.take_partials(&mut self.gathered);
             }
             // SAFETY: no drain runs and no push is in flight (shard worlds

@@ -90,6 +90,9 @@ pub struct World {
     pub(crate) partials: Vec<Partial>,
     /// Where the last gathered answer went (see `reply`).
     pub(crate) last_gathered: Option<LastGathered>,
+    /// Whether this (shard's) world set timers or gathered answers in this
+    /// cycle: the system takes them after it.
+    pub(crate) after_cycle: bool,
     /// A global broadcast a request was just opened to (see
     /// `send_gathered`).
     pub(crate) gather_next: Option<RawID>,
@@ -124,6 +127,7 @@ impl World {
             last_route: None,
             partials: Vec::new(),
             last_gathered: None,
+            after_cycle: false,
             gather_next: None,
             timer_ops: Vec::new(),
             timer_count: 0,
@@ -424,6 +428,7 @@ impl World {
                     machine,
                     answers: Box::new(Gathered::<T>::new(combine)),
                 });
+                self.after_cycle = true;
                 self.partials.len() - 1
             }
         };
