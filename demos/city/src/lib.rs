@@ -1026,7 +1026,11 @@ impl City {
         let world = &mut self.world;
         LaneID::local_broadcast(world).tick(world);
         CarID::local_broadcast(world).tick(world);
-        if self.turn.is_multiple_of(REPORT_TURNS) && self.config.machine == 0 {
+        // Asked in the turn whose tick ends a second (when lanes take their
+        // figures; on several machines they answer in the next turn, which
+        // ends none, so they give the same figures).
+        let ends_second = (self.system.current_turn() + 1).is_multiple_of(REPORT_TURNS);
+        if ends_second && self.config.machine == 0 {
             let lanes = LaneID::global_broadcast(world);
             let figures = lanes.figures(world).reduce(Totals::default(), |a, b| a + b);
             self.reports.push_back(Box::pin(figures));
