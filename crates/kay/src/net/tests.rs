@@ -36,6 +36,19 @@ struct Values {
     values: CVec<u32>,
 }
 
+/// Asks a sink for its sum.
+#[derive(Compact, Clone)]
+struct Total {
+    reply: crate::ReplyTo<u64>,
+}
+
+impl crate::Request for Total {
+    type Answer = u64;
+    fn reply_to(&self) -> crate::ReplyTo<u64> {
+        self.reply
+    }
+}
+
 impl Actor for Sink {
     type ID = SinkID;
     fn id(&self) -> SinkID {
@@ -46,6 +59,9 @@ impl Actor for Sink {
             .spawner(|id, _: &Spawn, _: &mut World| Sink { id, sum: 0 })
             .handler(|sink: &mut Sink, values: &Values, _: &mut World| {
                 sink.sum += values.values.iter().map(|&v| u64::from(v)).sum::<u64>();
+            })
+            .request_handler(|sink: &mut Sink, total: &Total, world: &mut World| {
+                world.reply(total.reply, sink.sum)
             });
     }
 }
@@ -122,6 +138,21 @@ fn values_payload(values: &[u32]) -> Vec<u8> {
     let pointer = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
     let rebased = pointer - origin + 0x1000;
     bytes[0..8].copy_from_slice(&rebased.to_le_bytes());
+    bytes
+}
+
+/// A valid partial of the gathered request `token` with `answers`,
+/// compacted at an origin of 0x1000.
+fn partial_payload(token: u64, answers: &[u64]) -> Vec<u8> {
+    let value = compact::Compacted::new(crate::reply::WirePartial {
+        token,
+        answers: answers.to_vec().into(),
+    });
+    let origin = value.origin() as u64;
+    // Rebase the vector's pointer (right behind the 8-byte token).
+    let mut bytes = value.as_bytes().to_vec();
+    let pointer = u64::from_le_bytes(bytes[8..16].try_into().unwrap());
+    bytes[8..16].copy_from_slice(&(pointer - origin + 0x1000).to_le_bytes());
     bytes
 }
 
@@ -258,6 +289,52 @@ fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
     until(&mut system, |s| peer(s).received == 3); // with the ignored answer
     assert_eq!(sum(&mut system), 16);
     assert!(peer(&system).joins >= 7);
+
+    // Requests to every sink, on both machines. The fake's partial of the
+    // first comes malformed: the connection closes, nothing is taken, and
+    // the request fails naming the lost machine. The second's comes valid
+    // (the request completes, in machine order), then once more (late).
+    let mut world = system.world();
+    let all = world.global_broadcast::<Sink>();
+    let ask = |world: &mut World| {
+        let (reply_to, reply) = world.request_to::<u64>(all);
+        world.send(all, Total { reply: reply_to });
+        (reply_to.token().0.bits(), reply.collect())
+    };
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut outcome = |system: &mut ActorSystem, reply: &mut crate::Collect<u64>| {
+        (0..2_000)
+            .find_map(|_| {
+                system.turn();
+                std::thread::sleep(Duration::from_millis(5));
+                match std::pin::Pin::new(&mut *reply).poll(&mut cx) {
+                    std::task::Poll::Ready(answers) => Some(answers),
+                    std::task::Poll::Pending => None,
+                }
+            })
+            .expect("the request completes")
+    };
+    let (token, mut first) = ask(&mut world);
+    let mut bad = partial_payload(token, &[7, 8]);
+    bad[8..16].copy_from_slice(&0xdead_0000u64.to_le_bytes());
+    let refused = peer(&system).refused;
+    fake.send(&mut link, batch(30, frame::ANSWER_TAG, me, &bad, 0x1000));
+    until(&mut system, |s| peer(s).refused == refused + 1);
+    let reason = fake.refusal(&mut link).expect("a reason");
+    assert!(reason.contains("answer failed validation"), "{reason}");
+    assert_eq!(
+        outcome(&mut system, &mut first),
+        Err(crate::ReplyError::PeerLost {
+            machine: MachineID(1)
+        })
+    );
+    let mut link = join(&fake, &mut system);
+    let (token, mut second) = ask(&mut world);
+    let good = partial_payload(token, &[7, 8]);
+    fake.send(&mut link, batch(31, frame::ANSWER_TAG, me, &good, 0x1000));
+    assert_eq!(outcome(&mut system, &mut second), Ok(vec![16, 7, 8]));
+    fake.send(&mut link, batch(32, frame::ANSWER_TAG, me, &good, 0x1000));
+    until(&mut system, |s| s.stats().late_replies == 1);
 }
 
 #[test]
