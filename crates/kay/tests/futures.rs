@@ -226,11 +226,15 @@ fn a_broadcast_request_reduces_and_collects_every_answer() {
         let all = world.local_broadcast::<Counter>();
         let sum = system.block_on(count(&mut world, all).reduce(0, |sum, n| sum + n));
         assert_eq!(sum, Ok(n * (n - 1) / 2), "{threads} threads");
-        let mut every = system
-            .block_on(count(&mut world, all).collect())
+        let every = system
+            .block_on(count(&mut world, all).collect::<Vec<_>>())
             .expect("answers");
-        every.sort_unstable();
-        assert!(every.iter().copied().eq(0..n), "{threads} threads");
+        assert_eq!(every.len() as u64, n);
+        // Into any collection: a set (every number once).
+        let set = system
+            .block_on(count(&mut world, all).collect::<std::collections::BTreeSet<_>>())
+            .expect("answers");
+        assert!(set.iter().copied().eq(0..n), "{threads} threads");
         // Awaited directly, a broadcast request says how to get its answers.
         let direct = system.block_on(count(&mut world, all));
         assert_eq!(direct, Err(ReplyError::Broadcast));

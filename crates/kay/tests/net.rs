@@ -941,7 +941,9 @@ fn reduce(me: u8, addresses: Vec<SocketAddr>) {
         println!("SUM {}", sum.expect("a sum"));
         let (reply_to, reply) = world.request_to::<u64>(all);
         world.send(all, Value { reply: reply_to });
-        let mut every = system.block_on(reply.collect()).expect("every number");
+        let mut every = system
+            .block_on(reply.collect::<Vec<_>>())
+            .expect("every number");
         every.sort_unstable();
         let once = every.iter().copied().eq(0..NUMS);
         println!("COLLECTED {} {}", every.len(), u8::from(once));
@@ -954,7 +956,9 @@ fn reduce(me: u8, addresses: Vec<SocketAddr>) {
         // Combined on each machine: one partial per machine.
         let (reply_to, reply) = world.request_to(all);
         world.send(all, Total { reply: reply_to });
-        let partials = system.block_on(reply.collect()).expect("partial sums");
+        let partials = system
+            .block_on(reply.collect::<Vec<_>>())
+            .expect("partial sums");
         let sum: u64 = partials.iter().map(|s| s.0).sum();
         println!("COMBINED {sum} {}", partials.len());
         let late = system.stats().late_replies;

@@ -302,7 +302,7 @@ fn bad_frames_and_messages_close_the_connection_and_lose_nothing_else() {
         (reply_to.token().0.bits(), reply.collect())
     };
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    let mut outcome = |system: &mut ActorSystem, reply: &mut crate::Collect<u64>| {
+    let mut outcome = |system: &mut ActorSystem, reply: &mut crate::Collect<u64, Vec<u64>>| {
         (0..2_000)
             .find_map(|_| {
                 system.turn();

@@ -265,8 +265,13 @@ impl<T: Compact + Send + 'static> Reply<T> {
     /// Every answer: of each instance the request reached if it went to a
     /// broadcast ID (in machine order, and on each machine in shard and
     /// instance order), else the one answer.
-    pub fn collect(self) -> Collect<T> {
-        Collect { reply: self }
+    /// Into any collection, like `Iterator::collect`:
+    /// `.collect::<Vec<_>>()`, a `HashSet`, a `BTreeMap` of pairs.
+    pub fn collect<C: FromIterator<T>>(self) -> Collect<T, C> {
+        Collect {
+            reply: self,
+            _into: PhantomData,
+        }
     }
 
     /// Folds every answer (see [`collect`](Self::collect)) into `init`
@@ -403,19 +408,20 @@ impl<T: 'static, M: Continue<T>> Continuation for Next<T, M> {
 
 /// Every answer to a request (see [`Reply::collect`]).
 #[must_use = "a Collect does nothing unless awaited or driven with block_on"]
-pub struct Collect<T> {
+pub struct Collect<T, C> {
     reply: Reply<T>,
+    _into: PhantomData<fn() -> C>,
 }
 
-impl<T: 'static> Future for Collect<T> {
-    type Output = Result<Vec<T>, ReplyError>;
+impl<T: 'static, C: FromIterator<T>> Future for Collect<T, C> {
+    type Output = Result<C, ReplyError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let reply = &self.reply;
         reply.replies.poll::<T>(reply.token, cx).map(|answers| {
             answers.map(|answers| match answers {
-                Answers::One(answer) => vec![answer],
-                Answers::All(answers) => answers,
+                Answers::One(answer) => std::iter::once(answer).collect(),
+                Answers::All(answers) => answers.into_iter().collect(),
             })
         })
     }
