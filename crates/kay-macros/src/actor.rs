@@ -8,7 +8,9 @@ use syn::{ImplItem, Item, ItemImpl, Type, TypePath};
 
 use crate::handler::{Context, Errors, Method, classify_impl_fn, mark_inline};
 use crate::ids::{id_ident, id_path, id_type, message_ident};
-use crate::message::{id_method, local, message_struct, registration, world_param};
+use crate::message::{
+    existing_registration, id_method, local, message_struct, registration, world_param,
+};
 
 /// Expands `#[kay::actor]` on `item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
@@ -136,6 +138,10 @@ fn generate(imp: &ItemImpl, name: &syn::Ident, id: &syn::Ident, methods: &[Metho
         let msg = message_ident(name, &method.name);
         let method_name = &method.name;
         let call = quote!(<#self_ty>::#method_name);
+        if method.existing {
+            registrations.extend(existing_registration(&class, method, &actor, &call));
+            continue;
+        }
         messages.extend(message_struct(&msg, method));
         id_methods.extend(id_method(&msg, method, &owner, Some(name)));
         registrations.extend(registration(&class, &msg, method, &owner, &actor, &call));

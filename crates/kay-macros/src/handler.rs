@@ -95,6 +95,9 @@ pub(crate) struct Method {
     pub(crate) docs: Vec<Attribute>,
     /// `#[cfg]` attributes, copied to everything generated for the method.
     pub(crate) cfgs: Vec<Attribute>,
+    /// `#[message]`: the handler takes an existing message type (its one
+    /// argument, by reference) as it is: no message struct, no ID method.
+    pub(crate) existing: bool,
 }
 
 /// Method names the generated ID types use for themselves.
@@ -132,8 +135,16 @@ pub(crate) fn classify_impl_fn(
     context: &Context<'_>,
 ) -> syn::Result<Option<Method>> {
     let essential = take_essential(attrs);
+    let message = take_attr(attrs, "message");
     let has_receiver = sig.receiver().is_some();
     let is_spawner = !has_receiver && sig.ident.to_string().starts_with("spawn");
+    if !has_receiver && let Some(attr) = &message {
+        return Err(syn::Error::new_spanned(
+            attr,
+            "#[message] belongs on a handler (a method taking `&mut self` or `&self`, one \
+             argument `&M` of a message type, and the world)",
+        ));
+    }
     if !has_receiver && !is_spawner {
         if let Some(attr) = essential {
             return Err(syn::Error::new_spanned(
@@ -168,6 +179,17 @@ pub(crate) fn classify_impl_fn(
             .unwrap_or(Returns::Unit)
     };
     errors.keep(check_reserved(&sig.ident));
+    if let Some(attr) = &message {
+        let one_by_ref = args.len() == 1 && args[0].by_ref;
+        if !one_by_ref || matches!(returns, Returns::Reply(_)) {
+            errors.push(syn::Error::new_spanned(
+                attr,
+                "#[message] handles a message type as it is: the handler takes exactly one \
+                 argument, a reference `&M` to the message, besides the world, and returns \
+                 `()` or `Fate`",
+            ));
+        }
+    }
     if let Some(error) = errors.0 {
         return Err(error);
     }
@@ -186,6 +208,7 @@ pub(crate) fn classify_impl_fn(
         args,
         docs: attrs_named(attrs, "doc"),
         cfgs: attrs_named(attrs, "cfg"),
+        existing: message.is_some(),
     }))
 }
 
@@ -198,6 +221,12 @@ pub(crate) fn classify_trait_fn(
 ) -> syn::Result<Method> {
     let essential = take_essential(attrs);
     let mut errors = Errors::default();
+    if let Some(attr) = take_attr(attrs, "message") {
+        errors.push(syn::Error::new_spanned(
+            attr,
+            "#[message] is for handlers in `#[kay::actor]` impl blocks, not actor traits",
+        ));
+    }
     errors.keep(check_plain_fn(sig, "an actor trait method"));
     match sig.receiver() {
         Some(receiver) => {
@@ -227,6 +256,7 @@ pub(crate) fn classify_trait_fn(
         args,
         docs: attrs_named(attrs, "doc"),
         cfgs: attrs_named(attrs, "cfg"),
+        existing: false,
     })
 }
 
@@ -237,10 +267,12 @@ pub(crate) fn strip_essential(item: proc_macro2::TokenStream) -> proc_macro2::To
     struct Strip;
     impl VisitMut for Strip {
         fn visit_impl_item_fn_mut(&mut self, f: &mut syn::ImplItemFn) {
-            f.attrs.retain(|a| !a.path().is_ident("essential"));
+            f.attrs
+                .retain(|a| !a.path().is_ident("essential") && !a.path().is_ident("message"));
         }
         fn visit_trait_item_fn_mut(&mut self, f: &mut syn::TraitItemFn) {
-            f.attrs.retain(|a| !a.path().is_ident("essential"));
+            f.attrs
+                .retain(|a| !a.path().is_ident("essential") && !a.path().is_ident("message"));
         }
     }
     match syn::parse2::<syn::Item>(item.clone()) {
@@ -270,7 +302,12 @@ pub(crate) fn mark_inline(attrs: &mut Vec<Attribute>) {
 
 /// Removes `#[essential]` from `attrs` and returns it.
 fn take_essential(attrs: &mut Vec<Attribute>) -> Option<Attribute> {
-    let at = attrs.iter().position(|a| a.path().is_ident("essential"))?;
+    take_attr(attrs, "essential")
+}
+
+/// Removes the attribute `#[name]` from `attrs` and returns it.
+fn take_attr(attrs: &mut Vec<Attribute>, name: &str) -> Option<Attribute> {
+    let at = attrs.iter().position(|a| a.path().is_ident(name))?;
     Some(attrs.remove(at))
 }
 

@@ -106,6 +106,7 @@
 //! | `fn m(&mut self, .., world: &mut World) -> Fate` | handler deciding whether the actor lives on | `id.m(args.., world)` |
 //! | `fn m(&self, .., world: &mut World) -> T` | request (any other `T: Compact + Send`) | `id.m(args.., world) -> Reply<T>` |
 //! | `fn spawn..(id: NameID, args.., world: &mut World) -> Self` | spawner (no receiver, name starts with `spawn`) | `NameID::spawn..(args.., world) -> NameID` |
+//! | `#[message] fn m(&mut self, msg: &M, world: &mut World)` | handler of the existing message type `M`, as it is (e.g. the continuation of a request, see `kay::Reply::then_send`, or a message other code sends with `world.send`) | — (send an `M`) |
 //! | any other associated function or constant | left alone | — |
 //!
 //! Arguments are `Compact` values taken by value (`amount: u32`, cloned out

@@ -263,6 +263,31 @@ pub(crate) fn registration(
     }
 }
 
+/// The registration of a `#[message]` handler: the message type it takes
+/// (its one argument), handled as it is.
+pub(crate) fn existing_registration(
+    class: &Ident,
+    method: &Method,
+    actor: &TokenStream,
+    call: &TokenStream,
+) -> TokenStream {
+    let (world, this, message) = (local("world"), local("actor"), local("msg"));
+    let ty = &method.args[0].ty;
+    let register = match method.kind {
+        Kind::Handler {
+            essential: true, ..
+        } => quote!(essential_handler),
+        _ => quote!(handler),
+    };
+    let cfgs = &method.cfgs;
+    quote_spanned! {ty.span()=>
+        #(#cfgs)*
+        #class.#register(|#this: &mut #actor, #message: &#ty, #world: &mut ::kay::World| {
+            #call(#this, #message, #world)
+        });
+    }
+}
+
 /// Names the hidden message type `Owner::method` in statistics and panic
 /// reports, and formats it as `method(arg: value, ..)` (`..` for arguments
 /// without `Debug`, found by autoref specialization on the concrete types).

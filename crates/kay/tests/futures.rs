@@ -509,3 +509,64 @@ fn a_request_to_every_implementor_of_a_trait_is_reduced() {
     let total = system.block_on(all.weight(&mut world).reduce(kay::Sum(0), |a, b| a + b));
     assert_eq!(total, Ok(kay::Sum(5050 * 3)));
 }
+
+// A continuation into an actor written with the macros: `#[message]`
+// handles the continuation's message type as it is.
+
+#[derive(Compact, Clone)]
+pub struct Reading {
+    value: Option<u64>,
+}
+
+impl Continue<u64> for Reading {
+    fn answered(&mut self, answer: Result<u64, ReplyError>) {
+        self.value = answer.ok();
+    }
+}
+
+#[derive(Compact, Clone)]
+pub struct Meter {
+    id: MeterID,
+    readings: kay::CVec<u64>,
+}
+
+#[kay::actor]
+impl Meter {
+    pub fn spawn(id: MeterID, _: &mut World) -> Meter {
+        Meter {
+            id,
+            readings: kay::CVec::new(),
+        }
+    }
+
+    /// Asks `counter` without waiting; the answer comes back as a `Reading`.
+    pub fn read(&mut self, counter: CounterID, world: &mut World) {
+        let (reply_to, reply) = world.request_to::<u64>(counter);
+        world.send(counter, Count { reply: reply_to });
+        reply.then_send(self.id, Reading { value: None }, world);
+    }
+
+    #[message]
+    pub fn reading(&mut self, reading: &Reading, _: &mut World) {
+        self.readings.extend(reading.value);
+    }
+}
+
+#[test]
+fn a_continuation_reaches_a_macro_actor_through_a_message_handler() {
+    let mut system = system(2);
+    system.register::<Meter>();
+    let mut world = system.world();
+    let counters: Vec<CounterID> = (0..5u64)
+        .map(|n| world.spawn::<Counter, _>(n * 100))
+        .collect();
+    let meter = MeterID::spawn(&mut world);
+    system.turn();
+    for &counter in &counters {
+        meter.read(counter, &mut world);
+    }
+    system.turn();
+    let mut readings = system.with_instances::<Meter, _>(|m| m.readings.to_vec())[0].clone();
+    readings.sort_unstable();
+    assert_eq!(readings, vec![0, 100, 200, 300, 400]);
+}

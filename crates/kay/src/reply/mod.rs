@@ -295,7 +295,10 @@ impl<T: Compact + Send + 'static> Reply<T> {
     /// Sends `message` to `recipient` once the answer is there, with the
     /// answer (or the error) put into it by [`Continue::answered`]: how a
     /// handler asks without waiting. The pending message is data in the
-    /// system's reply table, like a timer's, not a closure.
+    /// system's reply table, like a timer's, not a closure. An actor
+    /// written with `#[kay::actor]` handles it with a `#[message]` method
+    /// (`#[message] fn counted(&mut self, m: &Counted, world: &mut World)`);
+    /// below, without the macros.
     ///
     /// ```
     /// use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, Continue, ReplyError, ReplyTo, World};
