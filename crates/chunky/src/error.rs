@@ -155,6 +155,18 @@ pub enum Error {
         requested: u64,
     },
 
+    /// A snapshot generation does not match its manifest (see
+    /// [`Generations`](crate::Generations)).
+    #[error(
+        "snapshot generation {path} is damaged: {detail}; load an older generation (delete this one) or restore it from a backup"
+    )]
+    CorruptGeneration {
+        /// The generation's directory or file.
+        path: PathBuf,
+        /// What does not match.
+        detail: String,
+    },
+
     /// The metadata passed its checksum but its contents are inconsistent.
     #[error(
         "metadata of `{ident}` is inconsistent ({detail}); its files were modified or mixed from different runs: restore them from a backup, or delete `{ident}`'s files to start empty"

@@ -8,6 +8,9 @@
 //! - [`MultiArena`]: variably-sized items in power-of-two size classes.
 //! - [`Queue`]: a FIFO of variably-sized byte items.
 //! - [`Value`]: one persisted [`Pod`] value.
+//! - [`Generations`]: numbered snapshots of a set of files, committed
+//!   atomically (a crash leaves the previous one loadable) and checked
+//!   whole before anything is handed out.
 //!
 //! Every structure is opened under an *ident* (a file-name-safe string) with
 //! `open`, which creates it if it does not exist and reopens it otherwise.
@@ -72,6 +75,7 @@
 
 mod arena;
 mod error;
+mod generations;
 mod meta;
 mod multi_arena;
 #[allow(unsafe_code, reason = "declares the unsafe Pod trait and its impls")]
@@ -82,6 +86,7 @@ mod value;
 
 pub use arena::{Arena, SlotIndex};
 pub use error::{Error, Result};
+pub use generations::{FileEntry, GENERATION_FORMAT, Generation, Generations};
 pub use multi_arena::{BinIndex, MultiArena, MultiSlot};
 pub use pod::Pod;
 pub use queue::Queue;

@@ -18,7 +18,7 @@
 mod format;
 mod heap;
 mod lease;
-mod mmap;
+pub(crate) mod mmap;
 #[allow(
     unsafe_code,
     reason = "the one module doing allocation, mapping and pointer arithmetic"

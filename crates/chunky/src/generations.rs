@@ -1,0 +1,440 @@
+//! [`Generations`]: numbered, complete snapshots of a set of files in a
+//! directory, written so that a crash at any point leaves the previous
+//! generation loadable and never a half-written one that loads.
+//!
+//! # Layout and protocol
+//!
+//! ```text
+//! dir/
+//!   gen-00000000000000000007/     a complete generation
+//!     MANIFEST                    format, number, metadata, every file's
+//!     stores.bin                  length and CRC-32, and the manifest's own
+//!     ...
+//!   gen-00000000000000000008.tmp/ one being written (or left by a crash)
+//! ```
+//!
+//! 1. A generation is written into `gen-N.tmp/` (a leftover of that name is
+//!    removed first): every file is created new (`O_EXCL`, never through a
+//!    planted link), written and synced; then the manifest, synced; then
+//!    the directory.
+//! 2. `gen-N.tmp` is renamed to `gen-N` (atomic on POSIX file systems) and
+//!    the parent directory synced: the commit point. A crash before it
+//!    leaves a `.tmp` directory, which loading ignores (and the next write
+//!    removes); after it, the generation is complete.
+//! 3. Older generations beyond the number to keep are removed, oldest
+//!    first, after the commit.
+//!
+//! Loading ([`Generations::newest`]) takes the complete generation with the
+//! highest number and checks all of it before handing out anything: the
+//! manifest's magic bytes, format version and checksum, then every file
+//! it lists (a regular file, not a link, of the recorded length and
+//! CRC-32). Any mismatch is an error naming the file and the problem; it
+//! does not fall back to an older generation silently (delete the damaged
+//! one to load the one before).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::storage::mmap::open_no_follow;
+
+/// The manifest's magic bytes.
+const MAGIC: &[u8; 8] = b"KAYGEN\r\n";
+/// The format version this build writes and reads.
+pub const GENERATION_FORMAT: u32 = 1;
+/// The manifest's file name in a generation.
+const MANIFEST: &str = "MANIFEST";
+/// The longest file name in a generation.
+const MAX_NAME: usize = 100;
+
+/// A directory of snapshot generations (see the module docs).
+#[derive(Debug, Clone)]
+pub struct Generations {
+    dir: PathBuf,
+    keep: usize,
+}
+
+/// One file of a generation, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    /// Its name (letters, digits, `_`, `-`, `.`).
+    pub name: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// The CRC-32 of its bytes.
+    pub crc: u32,
+}
+
+/// A complete, checked generation (see [`Generations::newest`]).
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its number.
+    pub number: u64,
+    /// The metadata written with it (e.g. a registry fingerprint and the
+    /// turn), checked by the manifest's checksum.
+    pub meta: Vec<u8>,
+    /// Its files.
+    pub files: Vec<FileEntry>,
+}
+
+impl Generations {
+    /// The generations in `dir` (created if missing; a symbolic link is
+    /// refused), keeping the newest `keep` (at least 1) when writing.
+    pub fn open(dir: impl AsRef<Path>, keep: usize) -> Result<Generations> {
+        let dir = dir.as_ref().to_owned();
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::NotAFile {
+                    path: dir,
+                    what: "a symbolic link (the snapshot directory must be a real one)",
+                });
+            }
+            Ok(m) if !m.is_dir() => {
+                return Err(Error::NotAFile {
+                    path: dir,
+                    what: "a file where the snapshot directory should be",
+                });
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+        Ok(Generations {
+            dir,
+            keep: keep.max(1),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn path_of(&self, number: u64, tmp: bool) -> PathBuf {
+        let suffix = if tmp { ".tmp" } else { "" };
+        self.dir.join(format!("gen-{number:020}{suffix}"))
+    }
+
+    /// Writes generation `number` (above every complete one) with `meta`
+    /// and `files` (name, bytes), commits it, and removes generations
+    /// beyond the number to keep. On an error (a full disk, say) nothing
+    /// is committed: the previous generations stay as they were.
+    pub fn write(&self, number: u64, meta: &[u8], files: &[(&str, &[u8])]) -> Result<PathBuf> {
+        if let Some(newest) = self.complete()?.last()
+            && newest.0 >= number
+        {
+            return Err(Error::CorruptGeneration {
+                path: self.path_of(number, false),
+                detail: format!(
+                    "generation {} exists already; write a higher number",
+                    newest.0
+                ),
+            });
+        }
+        let tmp = self.path_of(number, true);
+        remove_dir_if_present(&tmp)?;
+        fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut entries = Vec::with_capacity(files.len());
+        for &(name, bytes) in files {
+            check_name(&tmp, name)?;
+            let path = tmp.join(name);
+            let mut file = create_new(&path)?;
+            file.write_all(bytes)
+                .and_then(|()| file.sync_data())
+                .map_err(|e| Error::io(&path, e))?;
+            entries.push(FileEntry {
+                name: name.to_owned(),
+                len: bytes.len() as u64,
+                crc: crc32fast::hash(bytes),
+            });
+        }
+        let manifest = encode_manifest(number, meta, &entries);
+        let path = tmp.join(MANIFEST);
+        let mut file = create_new(&path)?;
+        file.write_all(&manifest)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(&path, e))?;
+        sync_dir(&tmp)?;
+        let done = self.path_of(number, false);
+        fs::rename(&tmp, &done).map_err(|e| Error::io(&done, e))?;
+        sync_dir(&self.dir)?;
+        self.prune()?;
+        Ok(done)
+    }
+
+    /// Removes complete generations beyond the number to keep, and
+    /// leftover `.tmp` ones.
+    fn prune(&self) -> Result<()> {
+        let complete = self.complete()?;
+        let extra = complete.len().saturating_sub(self.keep);
+        for (_, path) in &complete[..extra] {
+            fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+        }
+        for entry in fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("gen-") && name.ends_with(".tmp") {
+                remove_dir_if_present(&entry.path())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The complete generations (numbered directories without `.tmp`), by
+    /// number.
+    fn complete(&self) -> Result<Vec<(u64, PathBuf)>> {
+        let mut found = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("gen-"))
+                .filter(|n| n.len() == 20 && n.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|n| n.parse::<u64>().ok())
+            else {
+                continue;
+            };
+            found.push((number, entry.path()));
+        }
+        found.sort_unstable();
+        Ok(found)
+    }
+
+    /// The newest complete generation, checked whole (see the module
+    /// docs); `None` if there is none.
+    pub fn newest(&self) -> Result<Option<Generation>> {
+        match self.complete()?.pop() {
+            Some((number, path)) => check(&path, number).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Generation {
+    /// The bytes of file `name` (checked again against the manifest: they
+    /// are read anew).
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        let entry = (self.files.iter().find(|e| e.name == name)).ok_or_else(|| {
+            Error::CorruptGeneration {
+                path: self.dir.join(name),
+                detail: "the manifest lists no such file".to_owned(),
+            }
+        })?;
+        read_checked(&self.dir, entry)
+    }
+}
+
+/// Checks generation `number` in `dir` whole: its manifest and every file.
+fn check(dir: &Path, number: u64) -> Result<Generation> {
+    if fs::symlink_metadata(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .file_type()
+        .is_symlink()
+    {
+        return Err(Error::NotAFile {
+            path: dir.to_owned(),
+            what: "a symbolic link (a generation must be a real directory)",
+        });
+    }
+    let path = dir.join(MANIFEST);
+    let mut bytes = Vec::new();
+    open_no_follow(OpenOptions::new().read(true), &path)?
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(&path, e))?;
+    let (found, meta, files) = decode_manifest(&path, &bytes)?;
+    if found != number {
+        return Err(Error::CorruptGeneration {
+            path,
+            detail: format!("the manifest is of generation {found}, the directory of {number}"),
+        });
+    }
+    for entry in &files {
+        check_name(dir, &entry.name)?;
+        read_checked(dir, entry)?;
+    }
+    Ok(Generation {
+        dir: dir.to_owned(),
+        number,
+        meta,
+        files,
+    })
+}
+
+/// Reads `entry` from `dir`, checking its length and CRC-32.
+fn read_checked(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
+    let path = dir.join(&entry.name);
+    let mut file = match open_no_follow(OpenOptions::new().read(true), &path) {
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::CorruptGeneration {
+                path,
+                detail: "a file the manifest lists is missing".to_owned(),
+            });
+        }
+        other => other?,
+    };
+    // The file's own length first: a planted manifest claiming a huge one
+    // must not make us reserve it.
+    let on_disk = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+    if on_disk != entry.len {
+        return Err(Error::Truncated {
+            path,
+            expected: entry.len,
+            found: on_disk,
+        });
+    }
+    let mut bytes = Vec::with_capacity(on_disk as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| Error::io(&path, e))?;
+    if bytes.len() as u64 != entry.len {
+        return Err(Error::Truncated {
+            path,
+            expected: entry.len,
+            found: bytes.len() as u64,
+        });
+    }
+    let computed = crc32fast::hash(&bytes);
+    if computed != entry.crc {
+        return Err(Error::ChecksumMismatch {
+            path,
+            stored: entry.crc,
+            computed,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Refuses names that are not plain file names.
+fn check_name(dir: &Path, name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != MANIFEST
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if plain {
+        Ok(())
+    } else {
+        Err(Error::CorruptGeneration {
+            path: dir.join(name),
+            detail: format!(
+                "`{name}` is no plain file name (1 to {MAX_NAME} letters, digits, `_`, `-`, `.`, \
+                 not starting with `.`, not `{MANIFEST}`)"
+            ),
+        })
+    }
+}
+
+fn encode_manifest(number: u64, meta: &[u8], files: &[FileEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&GENERATION_FORMAT.to_le_bytes());
+    out.extend_from_slice(&number.to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u64).to_le_bytes());
+    out.extend_from_slice(meta);
+    out.extend_from_slice(&(files.len() as u32).to_le_bytes());
+    for file in files {
+        out.extend_from_slice(&(file.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(file.name.as_bytes());
+        out.extend_from_slice(&file.len.to_le_bytes());
+        out.extend_from_slice(&file.crc.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// The number, metadata and files of a manifest, checked.
+fn decode_manifest(path: &Path, bytes: &[u8]) -> Result<(u64, Vec<u8>, Vec<FileEntry>)> {
+    let corrupt = |detail: &str| Error::CorruptGeneration {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    };
+    if bytes.len() < MAGIC.len() + 4 + 4 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(Error::WrongMagic {
+            path: path.to_owned(),
+            what: "snapshot manifest",
+        });
+    }
+    let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    if version != GENERATION_FORMAT {
+        return Err(Error::UnsupportedVersion {
+            path: path.to_owned(),
+            found: version,
+            supported: GENERATION_FORMAT,
+        });
+    }
+    let (body, stored) = bytes.split_at(bytes.len() - 4);
+    let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
+    let computed = crc32fast::hash(body);
+    if stored != computed {
+        return Err(Error::ChecksumMismatch {
+            path: path.to_owned(),
+            stored,
+            computed,
+        });
+    }
+    let mut at: usize = 12;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let part = body
+            .get(
+                at..at
+                    .checked_add(n)
+                    .ok_or_else(|| corrupt("a length overflows"))?,
+            )
+            .ok_or_else(|| corrupt("the manifest ends early"))?;
+        at += n;
+        Ok(part)
+    };
+    let number = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+    let meta_len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+    let meta = take(usize::try_from(meta_len).map_err(|_| corrupt("metadata too long"))?)?;
+    let meta = meta.to_vec();
+    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+    let mut files = Vec::new();
+    for _ in 0..count {
+        let name_len = u16::from_le_bytes(take(2)?.try_into().expect("2 bytes"));
+        let name = std::str::from_utf8(take(usize::from(name_len))?)
+            .map_err(|_| corrupt("a file name is not UTF-8"))?
+            .to_owned();
+        let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes"));
+        let crc = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+        files.push(FileEntry { name, len, crc });
+    }
+    if at != body.len() {
+        return Err(corrupt("bytes after the last file entry"));
+    }
+    Ok((number, meta, files))
+}
+
+/// A new file at `path` (never through a planted link or over an existing
+/// file).
+fn create_new(path: &Path) -> Result<File> {
+    open_no_follow(OpenOptions::new().write(true).create_new(true), path)
+}
+
+fn remove_dir_if_present(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        // A link planted in its place is removed, not followed.
+        Ok(m) if m.file_type().is_symlink() || m.is_file() => {
+            fs::remove_file(path).map_err(|e| Error::io(path, e))
+        }
+        Ok(_) => fs::remove_dir_all(path).map_err(|e| Error::io(path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Syncs a directory's entries (so a rename in it is durable).
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}

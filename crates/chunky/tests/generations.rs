@@ -1,0 +1,290 @@
+//! Snapshot generations: written whole or not at all, pruned, and refused
+//! with an error naming the file when damaged — also when a writer is
+//! killed with SIGKILL at random points.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use chunky::{Error, Generations};
+
+/// The files of generation `n`: sizes and contents depend on `n`, so a
+/// mix of two generations cannot pass for either.
+fn files_of(n: u64) -> Vec<(String, Vec<u8>)> {
+    (0..4)
+        .map(|f| {
+            let len = 50_000 + (n as usize * 7919 + f * 104_729) % 200_000;
+            let bytes = (0..len)
+                .map(|i| (i as u64 ^ n.wrapping_mul(31) ^ f as u64) as u8)
+                .collect();
+            (format!("part-{f}.bin"), bytes)
+        })
+        .collect()
+}
+
+fn write(generations: &Generations, n: u64) -> chunky::Result<std::path::PathBuf> {
+    let files = files_of(n);
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(name, bytes)| (name.as_str(), bytes.as_slice()))
+        .collect();
+    generations.write(n, &n.to_le_bytes(), &refs)
+}
+
+/// Checks that `generation` is exactly what `write(n)` wrote.
+fn check_whole(generation: &chunky::Generation) {
+    let n = generation.number;
+    assert_eq!(generation.meta, n.to_le_bytes());
+    for (name, bytes) in files_of(n) {
+        assert_eq!(generation.read(&name).unwrap(), bytes, "{name} of {n}");
+    }
+}
+
+#[test]
+fn generations_are_written_whole_and_pruned() {
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    assert!(generations.newest().unwrap().is_none());
+    for n in 1..=3 {
+        write(&generations, n).unwrap();
+    }
+    let newest = generations.newest().unwrap().expect("a generation");
+    assert_eq!(newest.number, 3);
+    check_whole(&newest);
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    // Not a number at or below the newest.
+    assert!(matches!(
+        write(&generations, 3),
+        Err(Error::CorruptGeneration { .. })
+    ));
+    // A leftover of a crashed write is ignored, and removed by the next.
+    std::fs::create_dir(dir.path().join(format!("gen-{:020}.tmp", 9))).unwrap();
+    assert_eq!(generations.newest().unwrap().unwrap().number, 3);
+    write(&generations, 4).unwrap();
+    assert!(!dir.path().join(format!("gen-{:020}.tmp", 9)).exists());
+}
+
+/// A fresh directory with generations 1 and 2; returns generation 2's
+/// directory.
+fn two(dir: &Path) -> (Generations, std::path::PathBuf) {
+    let generations = Generations::open(dir, 3).unwrap();
+    write(&generations, 1).unwrap();
+    let path = write(&generations, 2).unwrap();
+    (generations, path)
+}
+
+fn error_of(generations: &Generations) -> String {
+    generations.newest().expect_err("refused").to_string()
+}
+
+#[test]
+fn damaged_generations_are_refused_naming_the_file() {
+    // A bit flipped in a file.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    let file = path.join("part-2.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[1234] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    let error = error_of(&generations);
+    assert!(
+        error.contains("part-2.bin") && error.contains("corrupted"),
+        "{error}"
+    );
+
+    // Truncated.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    let file = path.join("part-1.bin");
+    let bytes = std::fs::read(&file).unwrap();
+    std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+    let error = error_of(&generations);
+    assert!(
+        error.contains("part-1.bin") && error.contains("truncated"),
+        "{error}"
+    );
+
+    // Missing.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    std::fs::remove_file(path.join("part-0.bin")).unwrap();
+    let error = error_of(&generations);
+    assert!(
+        error.contains("part-0.bin") && error.contains("missing"),
+        "{error}"
+    );
+
+    // A bit flipped in the manifest.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    let manifest = path.join("MANIFEST");
+    let mut bytes = std::fs::read(&manifest).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&manifest, &bytes).unwrap();
+    let error = error_of(&generations);
+    assert!(
+        error.contains("MANIFEST") && error.contains("corrupted"),
+        "{error}"
+    );
+
+    // Another format version.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    let mut bytes = std::fs::read(manifest_of(&path)).unwrap();
+    bytes[8] = 9;
+    std::fs::write(manifest_of(&path), &bytes).unwrap();
+    let error = error_of(&generations);
+    assert!(error.contains("format version 9"), "{error}");
+
+    // Not a manifest at all.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    std::fs::write(manifest_of(&path), b"hello").unwrap();
+    let error = error_of(&generations);
+    assert!(error.contains("not a chunky snapshot manifest"), "{error}");
+
+    // A file replaced by a link to one outside (whose bytes would pass).
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    let outside = tempfile::tempdir().unwrap();
+    let copy = outside.path().join("copy");
+    std::fs::copy(path.join("part-3.bin"), &copy).unwrap();
+    std::fs::remove_file(path.join("part-3.bin")).unwrap();
+    std::os::unix::fs::symlink(&copy, path.join("part-3.bin")).unwrap();
+    let error = error_of(&generations);
+    assert!(
+        error.contains("part-3.bin") && error.contains("symbolic link"),
+        "{error}"
+    );
+
+    // The newest generation a link to a directory elsewhere.
+    let dir = tempfile::tempdir().unwrap();
+    let (generations, path) = two(dir.path());
+    let elsewhere = outside.path().join("gen");
+    std::fs::rename(&path, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    let error = error_of(&generations);
+    assert!(error.contains("symbolic link"), "{error}");
+
+    // The snapshot directory itself a link.
+    let link = outside.path().join("link");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+    let error = Generations::open(&link, 2)
+        .expect_err("refused")
+        .to_string();
+    assert!(error.contains("symbolic link"), "{error}");
+}
+
+fn manifest_of(path: &Path) -> std::path::PathBuf {
+    path.join("MANIFEST")
+}
+
+/// The child of the kill test: writes generations after the newest, one
+/// after the other, until killed.
+#[test]
+fn writer() {
+    let Ok(dir) = std::env::var("CHUNKY_GENERATIONS_WRITER") else {
+        return;
+    };
+    let generations = Generations::open(&dir, 2).unwrap();
+    let mut n = generations.newest().unwrap().map_or(0, |g| g.number);
+    loop {
+        n += 1;
+        write(&generations, n).unwrap();
+    }
+}
+
+/// A writer killed with SIGKILL at 200 random points always leaves a
+/// generation that loads whole (the one before, or the new one), never a
+/// half one; the next writer goes on from it.
+#[test]
+fn a_writer_killed_at_random_points_leaves_a_loadable_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    write(&generations, 1).unwrap();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut numbers = Vec::new();
+    for _ in 0..200 {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "writer", "--nocapture", "--test-threads=1"])
+            .env("CHUNKY_GENERATIONS_WRITER", dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(Duration::from_micros(2_000 + rng % 12_000));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let newest = generations
+            .newest()
+            .unwrap_or_else(|e| panic!("a killed write left a damaged generation: {e}"))
+            .expect("a generation");
+        check_whole(&newest);
+        numbers.push(newest.number);
+    }
+    assert!(numbers.windows(2).all(|w| w[0] <= w[1]));
+    eprintln!(
+        "generations after the kills: {} to {}",
+        numbers[0], numbers[199]
+    );
+}
+
+/// The child of the full-disk test: with files limited to 100 KB (as a
+/// full disk would stop them), tries to write the next generation.
+#[test]
+fn limited_writer() {
+    let Ok(dir) = std::env::var("CHUNKY_GENERATIONS_LIMITED") else {
+        return;
+    };
+    // SAFETY: plain system calls with valid arguments, before any thread
+    // of this test writes a file; a write past the limit then fails with
+    // EFBIG instead of killing the process (SIGXFSZ ignored).
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: 100_000,
+            rlim_max: 100_000,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    let generations = Generations::open(&dir, 2).unwrap();
+    let next = generations.newest().unwrap().map_or(1, |g| g.number + 1);
+    match write(&generations, next) {
+        Ok(_) => println!("WROTE"),
+        Err(e) => println!("REFUSED {e}"),
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_write_and_keeps_the_previous_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    write(&generations, 1).unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "limited_writer",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("CHUNKY_GENERATIONS_LIMITED", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("REFUSED I/O error") && stdout.contains("File too large"),
+        "{stdout}"
+    );
+    let newest = generations.newest().unwrap().expect("the previous one");
+    assert_eq!(newest.number, 1);
+    check_whole(&newest);
+    // Once there is room again, the next write succeeds.
+    write(&generations, 2).unwrap();
+    check_whole(&generations.newest().unwrap().unwrap());
+}
