@@ -775,8 +775,16 @@ impl<A: Actor> InstanceStore<A> {
                 let (run, run_len) = arena.run_at(SlotIndex::new(at as u32), scan.ends[bin]);
                 let slot_size = arena.slot_size();
                 let mut event = None;
+                // The position is written to `scan.current` when the guard
+                // drops, on unwinding too: not a store per instance (the
+                // scan escapes into `catch`, so a plain store could not be
+                // kept in a register; the guard's field can).
+                let mut position = Position {
+                    current: &mut scan.current,
+                    at,
+                };
                 for k in 0..run_len {
-                    scan.current = at + k;
+                    position.at = at + k;
                     // SAFETY: slot `at + k` lies in this run of live slots.
                     let actor = unsafe { &mut *run.as_ptr().add(k * slot_size).cast::<A>() };
                     let fate = handler(actor);
@@ -785,6 +793,7 @@ impl<A: Actor> InstanceStore<A> {
                         break;
                     }
                 }
+                drop(position);
                 let Some((k, fate, id)) = event else {
                     scan.at += run_len;
                     continue;
@@ -805,6 +814,20 @@ impl<A: Actor> InstanceStore<A> {
                 f(unsafe { &*arena.slot_ptr(slot).as_ptr().cast::<A>() });
             }
         }
+    }
+}
+
+/// Writes a broadcast scan's position into [`Scan::current`] when dropped
+/// (after a run of instances, or when a handler unwinds out of it).
+struct Position<'a> {
+    current: &'a mut usize,
+    at: usize,
+}
+
+impl Drop for Position<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        *self.current = self.at;
     }
 }
 
