@@ -377,6 +377,22 @@ impl Arena {
         (self.slot_ptr(index), len)
     }
 
+    /// The bytes of every slot below [`Arena::slot_count`], as one slice
+    /// per chunk in slot order (freed slots included): what a snapshot of
+    /// a dense arena copies, without a copy into one buffer.
+    pub fn used_runs(&self) -> impl Iterator<Item = &[u8]> {
+        let per_chunk = self.slots_per_chunk as usize;
+        let end = self.end as usize;
+        let slot_size = self.slot_size;
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter_map(move |(k, chunk)| {
+                let slots = end.saturating_sub(k * per_chunk).min(per_chunk);
+                (slots > 0).then(|| chunk.bytes(0..slots * slot_size))
+            })
+    }
+
     /// Writes the chunks back to disk, then the metadata.
     pub fn flush(&self) -> Result<()> {
         for chunk in &self.chunks {

@@ -67,7 +67,7 @@ pub struct FileEntry {
 }
 
 /// A complete, checked generation (see [`Generations::newest`]).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Generation {
     /// Its directory.
     pub dir: PathBuf,
@@ -78,6 +78,77 @@ pub struct Generation {
     pub meta: Vec<u8>,
     /// Its files.
     pub files: Vec<FileEntry>,
+    /// Their bytes, read and checked once by [`Generations::newest`].
+    contents: Vec<Vec<u8>>,
+}
+
+/// A generation being written (see [`Generations::begin`]).
+#[derive(Debug)]
+pub struct GenerationWriter<'g> {
+    generations: &'g Generations,
+    number: u64,
+    tmp: PathBuf,
+    entries: Vec<FileEntry>,
+    committed: bool,
+}
+
+impl GenerationWriter<'_> {
+    /// Adds file `name` made of `parts`, one after the other (e.g. the
+    /// used part of each chunk of an arena: no copy into one buffer). The
+    /// file is created new (never through a planted link) and synced.
+    pub fn file(&mut self, name: &str, parts: &[&[u8]]) -> Result<()> {
+        check_name(&self.tmp, name)?;
+        if self.entries.iter().any(|e| e.name == name) {
+            return Err(Error::CorruptGeneration {
+                path: self.tmp.join(name),
+                detail: "a generation holds each file name once".to_owned(),
+            });
+        }
+        let path = self.tmp.join(name);
+        let mut file = create_new(&path)?;
+        let mut crc = crc32fast::Hasher::new();
+        let mut len = 0u64;
+        for part in parts {
+            file.write_all(part).map_err(|e| Error::io(&path, e))?;
+            crc.update(part);
+            len += part.len() as u64;
+        }
+        file.sync_data().map_err(|e| Error::io(&path, e))?;
+        self.entries.push(FileEntry {
+            name: name.to_owned(),
+            len,
+            crc: crc.finalize(),
+        });
+        Ok(())
+    }
+
+    /// Writes the manifest (with `meta`), commits the generation with an
+    /// atomic rename and prunes old ones; returns its directory.
+    pub fn commit(mut self, meta: &[u8]) -> Result<PathBuf> {
+        let manifest = encode_manifest(self.number, meta, &self.entries);
+        let path = self.tmp.join(MANIFEST);
+        let mut file = create_new(&path)?;
+        file.write_all(&manifest)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io(&path, e))?;
+        sync_dir(&self.tmp)?;
+        let done = self.generations.path_of(self.number, false);
+        fs::rename(&self.tmp, &done).map_err(|e| Error::io(&done, e))?;
+        self.committed = true;
+        sync_dir(&self.generations.dir)?;
+        self.generations.prune()?;
+        Ok(done)
+    }
+}
+
+impl Drop for GenerationWriter<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: a leftover `.tmp` is ignored by loading and
+            // removed by the next write.
+            let _ = remove_dir_if_present(&self.tmp);
+        }
+    }
 }
 
 impl Generations {
@@ -125,6 +196,18 @@ impl Generations {
     /// beyond the number to keep. On an error (a full disk, say) nothing
     /// is committed: the previous generations stay as they were.
     pub fn write(&self, number: u64, meta: &[u8], files: &[(&str, &[u8])]) -> Result<PathBuf> {
+        let mut writer = self.begin(number)?;
+        for &(name, bytes) in files {
+            writer.file(name, &[bytes])?;
+        }
+        writer.commit(meta)
+    }
+
+    /// Starts writing generation `number` (above every complete one): add
+    /// its files with [`GenerationWriter::file`], then
+    /// [`commit`](GenerationWriter::commit). Dropped uncommitted, the
+    /// writer removes what it wrote.
+    pub fn begin(&self, number: u64) -> Result<GenerationWriter<'_>> {
         if let Some(newest) = self.complete()?.last()
             && newest.0 >= number
         {
@@ -139,32 +222,13 @@ impl Generations {
         let tmp = self.path_of(number, true);
         remove_dir_if_present(&tmp)?;
         fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let mut entries = Vec::with_capacity(files.len());
-        for &(name, bytes) in files {
-            check_name(&tmp, name)?;
-            let path = tmp.join(name);
-            let mut file = create_new(&path)?;
-            file.write_all(bytes)
-                .and_then(|()| file.sync_data())
-                .map_err(|e| Error::io(&path, e))?;
-            entries.push(FileEntry {
-                name: name.to_owned(),
-                len: bytes.len() as u64,
-                crc: crc32fast::hash(bytes),
-            });
-        }
-        let manifest = encode_manifest(number, meta, &entries);
-        let path = tmp.join(MANIFEST);
-        let mut file = create_new(&path)?;
-        file.write_all(&manifest)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| Error::io(&path, e))?;
-        sync_dir(&tmp)?;
-        let done = self.path_of(number, false);
-        fs::rename(&tmp, &done).map_err(|e| Error::io(&done, e))?;
-        sync_dir(&self.dir)?;
-        self.prune()?;
-        Ok(done)
+        Ok(GenerationWriter {
+            generations: self,
+            number,
+            tmp,
+            entries: Vec::new(),
+            committed: false,
+        })
     }
 
     /// Removes complete generations beyond the number to keep, and
@@ -207,6 +271,11 @@ impl Generations {
         Ok(found)
     }
 
+    /// The number of the newest complete generation (not checked), if any.
+    pub fn newest_number(&self) -> Result<Option<u64>> {
+        Ok(self.complete()?.last().map(|(number, _)| *number))
+    }
+
     /// The newest complete generation, checked whole (see the module
     /// docs); `None` if there is none.
     pub fn newest(&self) -> Result<Option<Generation>> {
@@ -217,17 +286,27 @@ impl Generations {
     }
 }
 
+impl std::fmt::Debug for Generation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generation")
+            .field("dir", &self.dir)
+            .field("number", &self.number)
+            .field("meta", &self.meta.len())
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Generation {
-    /// The bytes of file `name` (checked again against the manifest: they
-    /// are read anew).
-    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
-        let entry = (self.files.iter().find(|e| e.name == name)).ok_or_else(|| {
+    /// The bytes of file `name`, as checked when the generation was found.
+    pub fn read(&self, name: &str) -> Result<&[u8]> {
+        let at = (self.files.iter().position(|e| e.name == name)).ok_or_else(|| {
             Error::CorruptGeneration {
                 path: self.dir.join(name),
                 detail: "the manifest lists no such file".to_owned(),
             }
         })?;
-        read_checked(&self.dir, entry)
+        Ok(&self.contents[at])
     }
 }
 
@@ -255,15 +334,17 @@ fn check(dir: &Path, number: u64) -> Result<Generation> {
             detail: format!("the manifest is of generation {found}, the directory of {number}"),
         });
     }
+    let mut contents = Vec::with_capacity(files.len());
     for entry in &files {
         check_name(dir, &entry.name)?;
-        read_checked(dir, entry)?;
+        contents.push(read_checked(dir, entry)?);
     }
     Ok(Generation {
         dir: dir.to_owned(),
         number,
         meta,
         files,
+        contents,
     })
 }
 

@@ -86,7 +86,7 @@ mod value;
 
 pub use arena::{Arena, SlotIndex};
 pub use error::{Error, Result};
-pub use generations::{FileEntry, GENERATION_FORMAT, Generation, Generations};
+pub use generations::{FileEntry, GENERATION_FORMAT, Generation, GenerationWriter, Generations};
 pub use multi_arena::{BinIndex, MultiArena, MultiSlot};
 pub use pod::Pod;
 pub use queue::Queue;

@@ -288,3 +288,40 @@ fn a_full_disk_fails_the_write_and_keeps_the_previous_generation() {
     write(&generations, 2).unwrap();
     check_whole(&generations.newest().unwrap().unwrap());
 }
+
+#[test]
+fn an_arena_is_snapshotted_run_by_run_and_an_unfinished_writer_leaves_nothing() {
+    use chunky::{Arena, ChunkSize, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::heap();
+    let mut arena = Arena::open(&storage, "slots", 24, ChunkSize::MIN).unwrap();
+    let per_chunk = arena.slots_per_chunk();
+    for i in 0..(2 * per_chunk + 5) {
+        let slot = arena.push().unwrap();
+        arena.at_mut(slot).fill(i as u8);
+    }
+    let runs: Vec<&[u8]> = arena.used_runs().collect();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[2].len(), 5 * arena.slot_size());
+    let generations = Generations::open(dir.path().join("g"), 2).unwrap();
+    let mut writer = generations.begin(1).unwrap();
+    writer.file("slots", &runs).unwrap();
+    assert!(writer.file("slots", &runs).is_err(), "a name twice");
+    writer.commit(b"meta").unwrap();
+    let loaded = generations.newest().unwrap().unwrap();
+    let bytes = loaded.read("slots").unwrap();
+    assert_eq!(bytes.len(), arena.slot_count() * arena.slot_size());
+    for (i, slot) in bytes.chunks(arena.slot_size()).enumerate() {
+        assert!(slot.iter().all(|&b| b == i as u8), "slot {i}");
+    }
+    // A writer dropped before its commit removes its directory.
+    let mut writer = generations.begin(2).unwrap();
+    writer.file("slots", &runs).unwrap();
+    drop(writer);
+    assert_eq!(generations.newest().unwrap().unwrap().number, 1);
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("g"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["gen-00000000000000000001"]);
+}

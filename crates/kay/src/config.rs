@@ -38,6 +38,10 @@ pub struct Config {
     /// derived from `threads`), so IDs and delivery order stay the same
     /// whatever the thread count. At most 16,383 shards over all classes.
     pub shards: usize,
+    /// How many snapshot generations a system made with
+    /// [`with_storage`](crate::ActorSystem::with_storage) keeps (at least
+    /// 1): older ones are removed after each new one is committed.
+    pub snapshots_kept: usize,
     /// The machines this one talks to, and how (feature `net`; `None`: this
     /// machine alone). See the [`net`](crate::net) module.
     #[cfg(feature = "net")]
@@ -54,6 +58,7 @@ impl Default for Config {
             inbox_retain_bytes: 64 << 20,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shards: 4,
+            snapshots_kept: 2,
             #[cfg(feature = "net")]
             net: None,
         }

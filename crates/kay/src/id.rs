@@ -85,6 +85,25 @@ impl RawID {
     pub const fn is_global_broadcast(&self) -> bool {
         self.instance == GLOBAL_BROADCAST
     }
+
+    /// The ID packed into 8 bytes (instance, type, machine, version), as
+    /// snapshots store it.
+    pub(crate) fn as_u64(self) -> u64 {
+        u64::from(self.instance)
+            | u64::from(self.type_id.0) << 32
+            | u64::from(self.machine.0) << 48
+            | u64::from(self.version) << 56
+    }
+
+    /// The ID [`as_u64`](Self::as_u64) packed.
+    pub(crate) fn from_u64(v: u64) -> RawID {
+        RawID::new(
+            ShortTypeID((v >> 32) as u16),
+            v as u32,
+            MachineID((v >> 48) as u8),
+            (v >> 56) as u8,
+        )
+    }
 }
 
 impl fmt::Display for RawID {

@@ -81,6 +81,7 @@ mod id;
 mod inbox;
 #[cfg(feature = "net")]
 pub mod net;
+pub mod persist;
 mod prefetch;
 mod registry;
 pub mod reply;
@@ -122,6 +123,7 @@ pub use error::Error;
 pub use external::External;
 pub use id::{MachineID, ParseIDError, RawID, ShortTypeID, TypedID};
 pub use kay_macros::{actor, actor_trait, implements};
+pub use persist::{LoadReport, PersistError, SnapshotReport};
 pub use registry::ClassSetup;
 pub use registry::MessageID;
 pub use registry::{Difference, Fingerprint};

@@ -135,6 +135,11 @@ pub struct ActorSystem {
     pub(crate) message_types: Vec<(&'static str, crate::registry::MessageLayout)>,
     /// Timers waiting to fire (see [`crate::timer`]).
     pub(crate) timers: Timers,
+    /// How to make a timer's message of each type from a snapshot, by
+    /// message id.
+    pub(crate) message_restore: Vec<crate::timer::RestoreTimerMessage>,
+    /// Where snapshots go ([`with_storage`](Self::with_storage)).
+    pub(crate) persist: Option<Box<crate::persist::Persist>>,
     /// The partials of gathered requests taken from this cycle's jobs (see
     /// [`crate::reply`]).
     pub(crate) gathered: Vec<Partial>,
@@ -226,6 +231,8 @@ impl ActorSystem {
             panics: 0,
             message_debug: FxHashMap::default(),
             message_types: Vec::new(),
+            message_restore: Vec::new(),
+            persist: None,
             timers: Timers::default(),
             gathered: Vec::new(),
             system_world: None,
@@ -430,7 +437,7 @@ impl ActorSystem {
 
     /// Whether any shard has records waiting (between cycles).
     /// (A shard with kept records to resume has its flag raised too.)
-    fn messages_waiting(&self) -> bool {
+    pub(crate) fn messages_waiting(&self) -> bool {
         !self.raised.is_empty() || self.all.outside_pending()
     }
 

@@ -66,14 +66,37 @@ pub(crate) struct Timer {
 }
 
 /// A timer's message in compact form, sent again each time it fires.
-trait TimerMessage: Send {
+pub(crate) trait TimerMessage: Send {
     fn send(&self, world: &mut World, recipient: RawID);
+    /// Its message type (a snapshot records it by message id).
+    fn message_type(&self) -> std::any::TypeId;
+    /// Its compacted bytes and the address their pointers assume.
+    fn bytes(&self) -> (&[u8], usize);
 }
 
 impl<M: Message> TimerMessage for Compacted<M> {
     fn send(&self, world: &mut World, recipient: RawID) {
         world.send_copy(recipient, self);
     }
+    fn message_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<M>()
+    }
+    fn bytes(&self) -> (&[u8], usize) {
+        (self.as_bytes(), self.origin())
+    }
+}
+
+/// Makes a timer's message of one type from a snapshot's bytes, validated
+/// (registered for every message type, by message id).
+pub(crate) type RestoreTimerMessage =
+    fn(&[u8], usize) -> Result<Box<dyn TimerMessage>, compact::ValidationError>;
+
+/// [`RestoreTimerMessage`] for `M`.
+pub(crate) fn restore_timer_message<M: Message>(
+    bytes: &[u8],
+    origin: usize,
+) -> Result<Box<dyn TimerMessage>, compact::ValidationError> {
+    Ok(Box::new(Compacted::<M>::from_bytes(bytes, origin)?))
 }
 
 impl World {
@@ -288,5 +311,68 @@ impl Timers {
     /// Timers waiting to fire.
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Writes the timers in firing order (see `crate::persist`): id, due
+    /// turn, period, recipient, message id and compacted message.
+    /// `message_id` gives a message type's id; an unregistered type is an
+    /// error naming it.
+    pub(crate) fn encode(
+        &self,
+        out: &mut crate::persist::bytes::Writer,
+        message_id: impl Fn(std::any::TypeId) -> Option<u16>,
+    ) -> Result<(), String> {
+        out.len(self.queue.len());
+        for timer in self.queue.values() {
+            let Some(tag) = message_id(timer.message.message_type()) else {
+                return Err(format!(
+                    "timer {:?} holds a message type no class registered",
+                    timer.id
+                ));
+            };
+            let (bytes, origin) = timer.message.bytes();
+            out.u64(timer.id.0);
+            out.u64(timer.due);
+            out.u64(timer.every);
+            out.u64(timer.recipient.as_u64());
+            out.u16(tag);
+            out.u64(origin as u64);
+            out.slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// Reads timers written by [`encode`](Self::encode), validating each
+    /// message as its type (`restore` by message id).
+    pub(crate) fn decode(
+        input: &mut crate::persist::bytes::Reader<'_>,
+        restore: impl Fn(u16) -> Option<RestoreTimerMessage>,
+    ) -> Result<Timers, String> {
+        let mut timers = Timers::default();
+        let count = input.len(42, "the timer count")?;
+        for _ in 0..count {
+            let id = TimerID(input.u64("a timer id")?);
+            let due = input.u64("a timer's turn")?;
+            let every = input.u64("a timer's period")?;
+            let recipient = RawID::from_u64(input.u64("a timer's recipient")?);
+            let tag = input.u16("a timer's message id")?;
+            let origin = input.u64("a timer message's origin")? as usize;
+            let bytes = input.slice("a timer's message")?;
+            let restore =
+                restore(tag).ok_or_else(|| format!("timer {id:?}: no message type {tag}"))?;
+            let message = restore(bytes, origin)
+                .map_err(|e| format!("timer {id:?}: its message fails validation: {e}"))?;
+            if timers.by_id.contains_key(&id) {
+                return Err(format!("timer {id:?} is listed twice"));
+            }
+            timers.insert(Timer {
+                id,
+                due,
+                every,
+                recipient,
+                message,
+            });
+        }
+        Ok(timers)
     }
 }

@@ -256,6 +256,202 @@ impl Blocks {
     }
 }
 
+/// Snapshots of the ID state (see `crate::persist`): written between
+/// cycles (no stripe in use, nothing taken since the last settle), and
+/// checked on load against the instances loaded, so that damaged or
+/// planted bytes can never make two live instances share a number.
+mod persist {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::persist::bytes::{ReadResult, Reader, Writer};
+
+    impl LaneIds {
+        pub(crate) fn encode(&self, out: &mut Writer) {
+            debug_assert!(self.striped.is_empty() && self.taken == 0);
+            out.len(self.free.len());
+            for &(number, version) in &self.free {
+                out.u32(number);
+                out.u8(version);
+            }
+            out.u32(self.next.0);
+            out.u32(self.end.0);
+            out.u32s(&self.spare);
+        }
+
+        pub(crate) fn decode(input: &mut Reader<'_>) -> ReadResult<LaneIds> {
+            let count = input.len(5, "a lane's reusable numbers")?;
+            let free = (0..count)
+                .map(|_| Ok((input.u32("a reusable number")?, input.u8("its version")?)))
+                .collect::<ReadResult<Vec<_>>>()?;
+            Ok(LaneIds {
+                free,
+                next: LocalInstance(input.u32("a lane's next number")?),
+                end: LocalInstance(input.u32("a lane's block end")?),
+                spare: input.u32s("a lane's spare blocks")?,
+                taken: 0,
+                striped: Vec::new(),
+            })
+        }
+    }
+
+    impl Blocks {
+        pub(crate) fn encode(&self, out: &mut Writer) {
+            debug_assert!(!self.striping);
+            out.u32s(&self.free);
+            out.u32(self.frontier);
+            out.u32s(&self.owners);
+        }
+
+        /// Reads a shard's blocks (shard `shard` of `shards`).
+        pub(crate) fn decode(
+            input: &mut Reader<'_>,
+            shard: u32,
+            shards: u32,
+        ) -> ReadResult<Blocks> {
+            let mut blocks = Blocks::new(shard, shards);
+            blocks.free = input.u32s("the free blocks")?;
+            blocks.frontier = input.u32("the block frontier")?;
+            blocks.owners = input.u32s("the block owners")?;
+            if blocks.frontier > blocks.top {
+                return Err(format!(
+                    "block frontier {} beyond the {} blocks",
+                    blocks.frontier, blocks.top
+                ));
+            }
+            Ok(blocks)
+        }
+    }
+
+    /// Checks a shard's ID state (`blocks`, and each lane's numbers) against
+    /// the instances loaded into it: `live_blocks` (sorted) hold live
+    /// instances and `is_live(local)` says whether a number is taken.
+    /// `lanes` is the number of sender lanes of the system.
+    pub(crate) fn check(
+        blocks: &Blocks,
+        lane_ids: &[(SenderLane, &LaneIds)],
+        live_blocks: &[u32],
+        is_live: impl Fn(LocalInstance) -> bool,
+        lanes: u32,
+        (shard, shards): (u32, u32),
+    ) -> Result<(), String> {
+        let mut used = BTreeSet::new();
+        let mut claim = |block: u32, what: &str| {
+            if block >= blocks.frontier {
+                return Err(format!("{what} block {block} was never handed out"));
+            }
+            if !used.insert(block) {
+                return Err(format!("block {block} is listed twice"));
+            }
+            Ok(())
+        };
+        for &block in &blocks.free {
+            claim(block, "free")?;
+            if blocks
+                .owners
+                .get(block as usize)
+                .is_some_and(|&o| o != u32::MAX)
+            {
+                return Err(format!("free block {block} has an owner"));
+            }
+        }
+        for &owner in &blocks.owners {
+            if owner != u32::MAX && owner >= lanes {
+                return Err(format!(
+                    "a block is owned by lane {owner}, of {lanes} lanes"
+                ));
+            }
+        }
+        let mut numbers = BTreeSet::new();
+        for &(lane, ids) in lane_ids {
+            let owned = |block: u32| blocks.owners.get(block as usize) == Some(&lane.get());
+            for &block in &ids.spare {
+                claim(block, "spare")?;
+                if !owned(block) {
+                    return Err(format!(
+                        "lane {} holds spare block {block} it does not own",
+                        lane.get()
+                    ));
+                }
+            }
+            if ids.next > ids.end {
+                return Err(format!(
+                    "lane {}: next number beyond its block's end",
+                    lane.get()
+                ));
+            }
+            if ids.next < ids.end {
+                let block = ids.next.block();
+                if ids.end != LocalInstance::first_of(block + 1) || !owned(block) {
+                    return Err(format!(
+                        "lane {}: its current block is not one it owns",
+                        lane.get()
+                    ));
+                }
+                claim(block, "current")?;
+                let mut local = ids.next;
+                while local < ids.end {
+                    if is_live(local) {
+                        return Err(format!(
+                            "lane {}: number {} is live but not handed out",
+                            lane.get(),
+                            local.0
+                        ));
+                    }
+                    local = local.next();
+                }
+            }
+            for &(number, _) in &ids.free {
+                if !numbers.insert(number) {
+                    return Err(format!("number {number} is reusable twice"));
+                }
+            }
+        }
+        // Reusable numbers: dead, in blocks their lane owns.
+        for &(lane, ids) in lane_ids {
+            for &(number, _) in &ids.free {
+                if number % shards != shard || number > crate::id::MAX_INSTANCE {
+                    return Err(format!(
+                        "lane {} would reuse number {number}, not of this shard",
+                        lane.get()
+                    ));
+                }
+                let local = LocalInstance::of(number, shards);
+                if blocks.owners.get(local.block() as usize) != Some(&lane.get()) {
+                    return Err(format!(
+                        "lane {} would reuse number {number}, of a block it does not own",
+                        lane.get()
+                    ));
+                }
+                if is_live(local) {
+                    return Err(format!("number {number} is live and reusable"));
+                }
+            }
+        }
+        for &block in live_blocks {
+            if blocks
+                .owners
+                .get(block as usize)
+                .is_none_or(|&o| o == u32::MAX)
+            {
+                return Err(format!(
+                    "live instances in block {block}, which nobody owns"
+                ));
+            }
+            if blocks.free.contains(&block)
+                || lane_ids.iter().any(|(_, ids)| ids.spare.contains(&block))
+            {
+                return Err(format!(
+                    "live instances in block {block}, which is free or spare"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) use persist::check as check_loaded;
+
 #[cfg(test)]
 mod tests {
     use super::*;

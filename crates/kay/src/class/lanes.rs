@@ -383,6 +383,61 @@ impl ShardShared {
         (self.inbox_retain / self.inbox_chunk / (self.shards as usize * lanes)).max(1)
     }
 
+    /// Writes the shard's ID state for a snapshot: its blocks, then every
+    /// lane created so far with its numbers.
+    ///
+    /// # Safety
+    /// Between message cycles (no lane's writer runs).
+    pub(crate) unsafe fn encode_ids(&self, out: &mut crate::persist::bytes::Writer) {
+        self.blocks.locked().encode(out);
+        let lanes = self.lanes_in_use.locked().clone();
+        out.len(lanes.len());
+        for lane in lanes {
+            out.u32(lane.get());
+            // SAFETY: between cycles (caller).
+            unsafe { self.lane(lane).with_ids(|ids| ids.encode(out)) };
+        }
+    }
+
+    /// Reads what [`encode_ids`](Self::encode_ids) wrote, without applying
+    /// it; `lanes` is the system's number of sender lanes.
+    pub(crate) fn decode_ids(
+        &self,
+        input: &mut crate::persist::bytes::Reader<'_>,
+        lanes: u32,
+    ) -> Result<(Blocks, Vec<(SenderLane, LaneIds)>), String> {
+        let blocks = Blocks::decode(input, self.shard, self.shards)?;
+        let count = input.len(16, "the lane count")?;
+        let mut lane_ids = Vec::with_capacity(count);
+        for _ in 0..count {
+            let lane = input.u32("a lane")?;
+            if lane >= lanes
+                || lane_ids
+                    .last()
+                    .is_some_and(|(l, _): &(SenderLane, _)| l.get() >= lane)
+            {
+                return Err(format!(
+                    "lane {lane} out of order or beyond the {lanes} lanes"
+                ));
+            }
+            lane_ids.push((SenderLane(lane), LaneIds::decode(input)?));
+        }
+        Ok((blocks, lane_ids))
+    }
+
+    /// Installs ID state read by [`decode_ids`](Self::decode_ids) (and
+    /// checked against the loaded instances).
+    ///
+    /// # Safety
+    /// Between message cycles (no lane's writer runs).
+    pub(crate) unsafe fn install_ids(&self, blocks: Blocks, lane_ids: Vec<(SenderLane, LaneIds)>) {
+        *self.blocks.locked() = blocks;
+        for (lane, ids) in lane_ids {
+            // SAFETY: between cycles (caller).
+            unsafe { self.lane(lane).with_ids(|slot| *slot = ids) };
+        }
+    }
+
     /// Whether instance number `instance` lives in this shard.
     #[inline]
     pub(crate) fn owns(&self, instance: u32) -> bool {

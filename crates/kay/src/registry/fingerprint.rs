@@ -79,7 +79,6 @@ impl Fingerprint {
     }
 
     /// A fingerprint of these lines (as another system sent them).
-    #[cfg(feature = "net")]
     pub(crate) fn from_lines(lines: Vec<String>) -> Fingerprint {
         Fingerprint { lines }
     }

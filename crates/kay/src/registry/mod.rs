@@ -277,6 +277,7 @@ impl ActorSystem {
                 align: align_of::<M>(),
                 is_static: M::IS_STATIC,
             },
+            crate::timer::restore_timer_message::<M>,
         );
         #[cfg(feature = "net")]
         {
@@ -296,6 +297,7 @@ impl ActorSystem {
         key: TypeId,
         name: &'static str,
         layout: MessageLayout,
+        restore: crate::timer::RestoreTimerMessage,
     ) -> MessageID {
         assert!(
             layout.align <= 8,
@@ -312,6 +314,7 @@ impl ActorSystem {
             let id = names.len() as u16;
             names.push(name);
             self.message_types.push((name, layout));
+            self.message_restore.push(restore);
             MessageID(id)
         })
     }

@@ -615,6 +615,16 @@ impl Replies {
         self.lock().waiting > 0
     }
 
+    /// How many requests are open: waited for, gathering, or holding a
+    /// continuation (what a snapshot cannot carry over).
+    pub(crate) fn open_requests(&self) -> usize {
+        self.lock()
+            .slots
+            .iter()
+            .filter(|slot| waits(&slot.state))
+            .count()
+    }
+
     /// Answers and partials that came when nothing waited for them.
     pub(crate) fn late(&self) -> u64 {
         self.lock().late

@@ -17,7 +17,7 @@ pub(crate) const BLOCK: u32 = 1024;
 /// An instance's number within its shard: instance number `i` of a class
 /// of `shards` shards is local number `i / shards` of shard `i % shards`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Default)]
-pub(crate) struct LocalInstance(u32);
+pub(crate) struct LocalInstance(pub(crate) u32);
 
 impl LocalInstance {
     /// The local number of instance number `instance` (of `shards` shards).
@@ -199,6 +199,19 @@ impl Index {
         }
         self.blocks[block].get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]))[at] =
             entry;
+    }
+
+    /// The number of shards.
+    pub(crate) fn shards(&self) -> u32 {
+        self.shards
+    }
+
+    /// The blocks of local numbers that hold a live instance, in order.
+    pub(crate) fn live_blocks(&self) -> Vec<u32> {
+        (self.blocks.iter().enumerate())
+            .filter(|(_, b)| b.as_ref().is_some_and(|b| b.iter().any(|e| e.is_live())))
+            .map(|(block, _)| block as u32)
+            .collect()
     }
 
     /// Marks `instance` as not live.

@@ -62,6 +62,11 @@ pub(crate) struct ActorOps {
     drop: unsafe fn(*mut u8),
     id: unsafe fn(*const u8) -> RawID,
     as_any: fn(*const u8) -> *const dyn Any,
+    /// Validates an instance's bytes (from a snapshot) written at an
+    /// address, rewriting its pointers for where they are now.
+    validate: fn(&mut [u8], usize) -> Result<(), compact::ValidationError>,
+    /// Whether instances hold process-local parts (`External`).
+    pub(crate) process_local: bool,
 }
 
 impl ActorOps {
@@ -77,6 +82,8 @@ impl ActorOps {
             drop: drop_raw::<A>,
             id: id_raw::<A>,
             as_any: as_any_raw::<A>,
+            validate: validate_raw::<A>,
+            process_local: A::PROCESS_LOCAL,
         }
     }
 
@@ -140,6 +147,13 @@ unsafe fn drop_raw<A>(actor: *mut u8) {
 unsafe fn id_raw<A: Actor>(actor: *const u8) -> RawID {
     // SAFETY: forwarded from the caller.
     unsafe { (*actor.cast::<A>()).id().as_raw() }
+}
+
+fn validate_raw<A: Compact>(
+    bytes: &mut [u8],
+    origin: usize,
+) -> Result<(), compact::ValidationError> {
+    compact::validate_in_place::<A>(bytes, origin).map(|_| ())
 }
 
 fn as_any_raw<A: Any>(actor: *const u8) -> *const dyn Any {
@@ -226,6 +240,11 @@ impl Store {
     /// The store as a pointer for the thunks of its class.
     pub(crate) fn as_ptr(&mut self) -> *mut () {
         (self as *mut Store).cast()
+    }
+
+    /// The class's operations.
+    pub(crate) fn ops(&self) -> &ActorOps {
+        &self.ops
     }
 
     /// The number of live instances.
@@ -365,6 +384,10 @@ impl Store {
             self.index.set_ptr(moved, hole);
             moved_from = Some(last.get() as usize);
         }
+        // Slots beyond a bin's end stay zero, so that two runs reaching
+        // the same instances have the same bytes (snapshots compare equal
+        // whatever lived in a slot before; see `crate::persist`).
+        arena.at_mut(last).fill(0);
         arena.free(last);
         moved_from
     }
@@ -600,6 +623,129 @@ impl Store {
             .flatten()
             .map(|a| a.slot_count() * a.slot_size())
             .sum()
+    }
+}
+
+/// One bin of a store as a snapshot copies it: its slot size and the used
+/// part of each of its chunks (whose addresses are the origins of the
+/// pointers inside).
+pub(crate) struct BinImage<'a> {
+    pub(crate) bin: u8,
+    pub(crate) slot_size: usize,
+    pub(crate) runs: Vec<&'a [u8]>,
+}
+
+impl Store {
+    /// The store's bins as a snapshot copies them (between cycles: every
+    /// instance is compact in its slot).
+    pub(crate) fn image(&self) -> Vec<BinImage<'_>> {
+        (self.bins.iter().enumerate())
+            .filter_map(|(bin, arena)| {
+                let arena = arena.as_ref()?;
+                (arena.slot_count() > 0).then(|| BinImage {
+                    bin: bin as u8,
+                    slot_size: arena.slot_size(),
+                    runs: arena.used_runs().collect(),
+                })
+            })
+            .collect()
+    }
+
+    /// The slot size of bin `bin`.
+    pub(crate) fn slot_size_of(&self, bin: u8) -> usize {
+        if bin == EXACT {
+            self.ops.bin_for(0).1
+        } else {
+            1usize << (bin + 2)
+        }
+    }
+
+    /// Loads instances of bin `bin` from a snapshot: `bytes` holds whole
+    /// slots, the first written at address `origin` and the rest behind
+    /// it. Each is validated as the class's type (its pointers rewritten
+    /// for its new slot); `accept` checks its ID (class, shard, not yet
+    /// loaded). On an error the instance is not added; the caller then
+    /// empties the store with [`unload`](Self::unload).
+    pub(crate) fn load_run(
+        &mut self,
+        bin: u8,
+        origin: u64,
+        bytes: &[u8],
+        mut accept: impl FnMut(RawID) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let slot_size = self.slot_size_of(bin);
+        let ops = self.ops;
+        for (k, image) in bytes.chunks_exact(slot_size).enumerate() {
+            let arena = self.arena(bin);
+            let slot = arena
+                .push()
+                .map_err(|e| format!("cannot grow the instance store: {e}"))?;
+            let target = arena.at_mut(slot);
+            target.copy_from_slice(image);
+            let written = origin
+                .checked_add((k * slot_size) as u64)
+                .and_then(|a| usize::try_from(a).ok())
+                .ok_or("a slot address overflows")?;
+            if let Err(e) = (ops.validate)(target, written) {
+                // Nothing was made of it: freed without a drop.
+                target.fill(0);
+                arena.free(slot);
+                return Err(format!("instance {} of bin {bin} fails validation: {e}", k));
+            }
+            let ptr = arena.slot_ptr(slot).as_ptr();
+            // SAFETY: the slot holds a valid instance (just validated).
+            let id = unsafe { (ops.id)(ptr) };
+            let refused = if self.is_occupied(id.instance) {
+                Err(format!("instance {id} is listed twice"))
+            } else {
+                accept(id)
+            };
+            if let Err(e) = refused {
+                if ops.needs_drop {
+                    // SAFETY: a valid instance (validated above), dropped
+                    // once here, then its slot is freed.
+                    unsafe { (ops.drop)(ptr) };
+                }
+                let arena = self.arena(bin);
+                arena.at_mut(slot).fill(0);
+                arena.free(slot);
+                return Err(e);
+            }
+            self.index.set(
+                id.instance,
+                Location {
+                    ptr,
+                    bin,
+                    version: id.version,
+                },
+            );
+            self.len += 1;
+        }
+        Ok(())
+    }
+
+    /// Drops every instance and empties the store (a load that failed
+    /// part way leaves nothing behind).
+    pub(crate) fn unload(&mut self) {
+        if self.ops.needs_drop {
+            for arena in self.bins.iter().flatten() {
+                for slot in arena.indices() {
+                    // SAFETY: every slot below `slot_count` holds a live,
+                    // validated instance, dropped exactly once here.
+                    unsafe { (self.ops.drop)(arena.slot_ptr(slot).as_ptr()) };
+                }
+            }
+        }
+        destroy_bins(&mut self.bins);
+        self.index = Index::new(self.index.shards());
+        self.len = 0;
+        self.last = None;
+    }
+
+    /// The blocks of local numbers holding live instances (for checking a
+    /// snapshot's ID state).
+    pub(crate) fn live_blocks(&self) -> Vec<u32> {
+        self.index.live_blocks()
     }
 }
 

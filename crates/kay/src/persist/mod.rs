@@ -1,0 +1,660 @@
+//! Snapshots and resume: the whole system saved at a turn boundary and
+//! loaded back, without serialising actor state.
+//!
+//! ```
+//! use kay::{ActorSystem, Config};
+//! # kay::typed_id!(pub CounterID);
+//! # #[derive(kay::Compact, Clone)]
+//! # pub struct Counter { id: CounterID, count: u64 }
+//! # impl kay::Actor for Counter {
+//! #     type ID = CounterID;
+//! #     fn id(&self) -> CounterID { self.id }
+//! #     fn setup(_: &mut kay::ClassSetup<Self>) {}
+//! # }
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut system = ActorSystem::with_storage(dir.path(), Config::default()).unwrap();
+//! system.register::<Counter>();
+//! // Nothing to load yet: a new run.
+//! assert!(system.load().unwrap().is_none());
+//! system.turn();
+//! let saved = system.snapshot().unwrap();
+//! drop(system);
+//!
+//! // Later, in another process: register the same classes, then load.
+//! let mut system = ActorSystem::with_storage(dir.path(), Config::default()).unwrap();
+//! system.register::<Counter>();
+//! let loaded = system.load().unwrap().expect("a snapshot");
+//! assert_eq!(loaded.turn, saved.turn);
+//! assert_eq!(system.current_turn(), 1);
+//! ```
+//!
+//! # What a snapshot holds
+//! A snapshot is a *generation* of `chunky`'s [`Generations`] in the
+//! storage directory: one file per shard's instance store, holding the used
+//! part of each of its bins' chunks **as they are in memory** (compact
+//! state: no pointers out of the slot, so bytes are copied, not
+//! serialised), and one `system` file with the small state around them:
+//! the turn and cycle counters, every shard's instance-number blocks and
+//! each sender lane's numbers, and each shard's rotation of spawns over
+//! shards (so that spawns after a load get the IDs the uninterrupted run
+//! gets), per-class message counters, and every pending timer with its
+//! compacted message. Outside [`World`](crate::World)s are not part of the
+//! system: one made after a load starts its rotation of spawns over
+//! shards afresh, as any new `World` does. The manifest, written last and
+//! renamed into place atomically, records the format, the registry's
+//! [`Fingerprint`](crate::Fingerprint) (every class with its size and
+//! messages, every message type with its size) and the turn, with every
+//! file's length and CRC-32.
+//!
+//! A snapshot is taken between turns (`&mut self`: no cycle runs) when
+//! nothing is in flight: no message waiting in an inbox (a turn that hit
+//! [`Config::max_cycles_per_call`](crate::Config::max_cycles_per_call)
+//! leaves some: run another turn), no request open (an outside
+//! [`Reply`](crate::Reply) cannot outlive its process; a continuation
+//! waits for an answer that is in flight), no panicked state, no network.
+//! Otherwise [`snapshot`](crate::ActorSystem::snapshot) says which and
+//! writes nothing.
+//!
+//! # Loading
+//! [`load`](crate::ActorSystem::load) is called on a system that has just
+//! been created with [`with_storage`](crate::ActorSystem::with_storage)
+//! and had its classes registered (the types are known only to the code
+//! that registers them, as in any Rust program). It takes the newest
+//! complete generation and checks all of it before changing anything:
+//! every file's length and checksum, the format, the fingerprint (a
+//! different registry is refused, naming the first entry that differs),
+//! the small state's structure, and then each instance as it is copied in:
+//! validated as its class's type (with `compact`'s validation, as for
+//! bytes from the network), its ID of this class, shard and machine and
+//! not listed twice, and the instance-number state consistent with the
+//! instances (no live number reusable or handed out again). Any failure is
+//! an error naming the file and the problem, and the system is left as it
+//! was: empty.
+//!
+//! Resumed equals uninterrupted: a run that snapshots at turn T, loads in a
+//! new process and continues, reaches the same state as a run that never
+//! stopped (the same instances, IDs and bytes; slots freed in a bin are
+//! zeroed so that earlier occupants leave no trace in padding).
+//!
+//! # Decisions
+//! - **`External<T>` is not persisted.** A class whose instances hold one
+//!   cannot be snapshotted yet ([`PersistError::NotNow`] names it).
+//! - **Open requests are not persisted** (see above); timers are.
+//! - The live instance stores are mmap'ed files under `dir/live`, recreated
+//!   empty by `with_storage` (they are the running state, not a snapshot).
+//!   Inboxes stay on the heap: a snapshot is taken when they are empty.
+//! - `Config::snapshots_kept` generations are kept (default 2); older ones
+//!   are removed after each new one is committed.
+
+pub(crate) mod bytes;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chunky::{Generations, Storage};
+
+use crate::ActorSystem;
+use crate::class::ids::check_loaded;
+use crate::class::{ClassCounters, ShardShared};
+use crate::config::Config;
+use crate::id::RawID;
+use crate::persist::bytes::{Reader, Writer};
+use crate::registry::Fingerprint;
+use crate::store::index::LocalInstance;
+use crate::sync::Unpoisoned;
+use crate::timer::Timers;
+
+/// The version of the snapshot format this build writes and reads.
+pub const SNAPSHOT_FORMAT: u32 = 1;
+
+/// The magic bytes that start a snapshot's metadata.
+const META_MAGIC: &[u8; 8] = b"KAYSNAP\0";
+
+/// The file holding the state besides the instance stores.
+const SYSTEM_FILE: &str = "system";
+
+/// Why a snapshot could not be written or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// The system was not created with
+    /// [`with_storage`](crate::ActorSystem::with_storage).
+    #[error("this system has no storage: create it with ActorSystem::with_storage(dir, config)")]
+    NoStorage,
+    /// Reading or writing the storage failed, or a generation is damaged
+    /// (the error names the file).
+    #[error(transparent)]
+    Storage(#[from] chunky::Error),
+    /// A snapshot file holds something it must not (the file and what).
+    #[error("{path}: {detail}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The snapshot was written by a system with another registry.
+    #[error(
+        "{path}: the snapshot is of another build or registration order: {difference}; load it with the classes and messages registered as when it was written"
+    )]
+    Fingerprint {
+        /// The generation's directory.
+        path: PathBuf,
+        /// The first entry that differs.
+        difference: String,
+    },
+    /// Another snapshot format.
+    #[error("{path}: snapshot format {found}, this build reads format {supported}")]
+    UnsupportedFormat {
+        /// The generation's directory.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+        /// The format this build reads.
+        supported: u32,
+    },
+    /// The system is not in a state that can be saved or loaded now (why).
+    #[error("cannot {0}")]
+    NotNow(String),
+}
+
+/// What [`ActorSystem::snapshot`] wrote.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SnapshotReport {
+    /// The generation's number.
+    pub generation: u64,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The turn it holds (the last turn run).
+    pub turn: u64,
+    /// Instances saved.
+    pub instances: u64,
+    /// Bytes of instance state saved (the stores' used slots).
+    pub state_bytes: u64,
+    /// How long the system was paused for it.
+    pub pause: Duration,
+}
+
+/// What [`ActorSystem::load`] loaded.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct LoadReport {
+    /// The generation's number.
+    pub generation: u64,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// The turn it holds: the system continues with the next.
+    pub turn: u64,
+    /// Instances loaded.
+    pub instances: u64,
+    /// Bytes of instance state loaded.
+    pub state_bytes: u64,
+    /// Timers restored.
+    pub timers: usize,
+    /// How long it took (reading, checking and copying).
+    pub took: Duration,
+}
+
+/// A system's snapshot storage.
+pub(crate) struct Persist {
+    generations: Generations,
+    /// The number the next snapshot gets.
+    next: u64,
+}
+
+/// One shard's small state, read from a snapshot before anything changes.
+struct ShardImage {
+    class: usize,
+    shard: usize,
+    bins: Vec<(u8, Vec<(u64, u64)>)>,
+    blocks: crate::class::ids::Blocks,
+    lane_ids: Vec<(crate::class::lanes::SenderLane, crate::class::ids::LaneIds)>,
+    timer_count: u64,
+    spawn_turns: Vec<u32>,
+    counters: ClassCounters,
+}
+
+fn store_file(type_id: usize, shard: usize) -> String {
+    format!("store-{type_id}-{shard}")
+}
+
+impl ActorSystem {
+    /// A system whose instance stores live in mmap'ed files under `dir`
+    /// and whose [`snapshot`](Self::snapshot)s are generations in `dir`
+    /// (see [`crate::persist`]). Register its classes, then
+    /// [`load`](Self::load) the newest snapshot if there is one.
+    pub fn with_storage(
+        dir: impl AsRef<Path>,
+        config: Config,
+    ) -> Result<ActorSystem, PersistError> {
+        let dir = dir.as_ref();
+        let generations = Generations::open(dir, config.snapshots_kept)?;
+        let live = dir.join("live");
+        // The live stores of an earlier process are not a snapshot: start
+        // them afresh (a link planted there is removed, not followed).
+        match std::fs::symlink_metadata(&live) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&live),
+            Ok(_) => std::fs::remove_file(&live),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+        .map_err(|e| chunky::Error::io(&live, e))?;
+        let storage = Storage::mmap(&live)?;
+        let next = generations.newest_number()?.map_or(1, |n| n + 1);
+        let mut system = ActorSystem::new(config);
+        system.storage = storage;
+        system.persist = Some(Box::new(Persist { generations, next }));
+        Ok(system)
+    }
+
+    /// Writes a snapshot of the whole system as a new generation (see
+    /// [`crate::persist`]): between turns, with no message or request in
+    /// flight. The previous generations stay until it is committed; on an
+    /// error (a full disk, say) nothing is committed.
+    pub fn snapshot(&mut self) -> Result<SnapshotReport, PersistError> {
+        let started = Instant::now();
+        if self.persist.is_none() {
+            return Err(PersistError::NoStorage);
+        }
+        self.check_quiet("snapshot")?;
+        // Timers set from outside since the last turn join the others now,
+        // as they would at the start of the next turn.
+        let ops = std::mem::take(&mut *self.shared.outside_timer_ops.locked());
+        self.timers.apply(ops);
+
+        let mut system = Writer::default();
+        system.u64(self.turn);
+        system.u64(self.cycle);
+        system.u64((self.shared.outside_timer_count).load(std::sync::atomic::Ordering::Relaxed));
+        let message_ids = self.shared.message_ids.locked().clone();
+        self.timers
+            .encode(&mut system, |t| message_ids.get(&t).map(|m| m.0))
+            .map_err(|e| PersistError::NotNow(format!("snapshot: {e}")))?;
+        let mut stores = Vec::new();
+        let (mut instances, mut state_bytes) = (0u64, 0u64);
+        let classes: Vec<usize> = (self.classes.iter().enumerate())
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| i)
+            .collect();
+        system.len(classes.len());
+        for &c in &classes {
+            let class = self.classes[c].as_ref().expect("a class");
+            system.u32(c as u32);
+            system.len(class.shards.len());
+            for (s, (shard, shared)) in class
+                .shards
+                .iter()
+                .zip(class.shared.shards.iter())
+                .enumerate()
+            {
+                if shard.store.ops().process_local && shard.store.len() > 0 {
+                    return Err(PersistError::NotNow(format!(
+                        "snapshot: instances of {} hold an External, which is not persisted yet",
+                        class.shared.name
+                    )));
+                }
+                let image = shard.store.image();
+                system.len(image.len());
+                let mut parts: Vec<&[u8]> = Vec::new();
+                for bin in &image {
+                    system.u8(bin.bin);
+                    system.len(bin.runs.len());
+                    for run in &bin.runs {
+                        system.u64(run.as_ptr() as u64);
+                        system.u64((run.len() / bin.slot_size) as u64);
+                        state_bytes += run.len() as u64;
+                        parts.push(run);
+                    }
+                }
+                instances += shard.store.len() as u64;
+                // SAFETY: between cycles (`&mut self`, `check_quiet`).
+                unsafe { shared.encode_ids(&mut system) };
+                system.u64(shard.state.world.timer_count);
+                system.u32s(&shard.state.world.spawn_turns);
+                let counters = &shard.state.counters;
+                system.u64s(&counters.handled);
+                system.u64(counters.no_recipient);
+                system.u64(counters.stale);
+                system.u64(counters.no_handler);
+                system.u64(counters.kept);
+                stores.push((store_file(c, s), parts));
+            }
+        }
+        let meta = self.snapshot_meta();
+        let persist = self.persist.as_mut().expect("checked above");
+        let number = persist.next;
+        let mut writer = persist.generations.begin(number)?;
+        for (name, parts) in &stores {
+            writer.file(name, parts)?;
+        }
+        writer.file(SYSTEM_FILE, &[&system.bytes])?;
+        let dir = writer.commit(&meta)?;
+        persist.next += 1;
+        Ok(SnapshotReport {
+            generation: number,
+            dir,
+            turn: self.turn,
+            instances,
+            state_bytes,
+            pause: started.elapsed(),
+        })
+    }
+
+    /// Loads the newest complete snapshot into this system, which must be
+    /// fresh: created with [`with_storage`](Self::with_storage), its
+    /// classes registered, nothing spawned or run. `Ok(None)` if there is
+    /// no snapshot yet. Everything is checked before it is used (see
+    /// [`crate::persist`]); on an error the system stays empty.
+    pub fn load(&mut self) -> Result<Option<LoadReport>, PersistError> {
+        let started = Instant::now();
+        let Some(persist) = &self.persist else {
+            return Err(PersistError::NoStorage);
+        };
+        let fresh = self.turn == 0
+            && self.timers.len() == 0
+            && self.shared.outside_timer_ops.locked().is_empty()
+            && (self.classes.iter().flatten()).all(|c| c.shards.iter().all(|s| s.store.len() == 0));
+        if !fresh {
+            return Err(PersistError::NotNow(
+                "load into a system that already ran or holds instances: load right after registering"
+                    .to_owned(),
+            ));
+        }
+        self.check_quiet("load")?;
+        let Some(generation) = persist.generations.newest()? else {
+            return Ok(None);
+        };
+        let gen_dir = generation.dir.clone();
+        let corrupt = |file: &str, detail: String| PersistError::Corrupt {
+            path: gen_dir.join(file),
+            detail,
+        };
+        // The metadata: format and registry.
+        let mut meta = Reader::new(&generation.meta);
+        let magic = meta
+            .u64("the magic bytes")
+            .map_err(|e| corrupt("MANIFEST", e))?;
+        if magic.to_le_bytes() != *META_MAGIC {
+            return Err(corrupt("MANIFEST", "not a kay snapshot".to_owned()));
+        }
+        let format = meta.u32("the format").map_err(|e| corrupt("MANIFEST", e))?;
+        if format != SNAPSHOT_FORMAT {
+            return Err(PersistError::UnsupportedFormat {
+                path: gen_dir,
+                found: format,
+                supported: SNAPSHOT_FORMAT,
+            });
+        }
+        let lines = (|| {
+            let count = meta.len(8, "the fingerprint")?;
+            let lines = (0..count)
+                .map(|_| meta.str("a fingerprint line").map(str::to_owned))
+                .collect::<Result<Vec<_>, _>>()?;
+            meta.u64("the turn")?;
+            meta.finish("the metadata")?;
+            Ok::<_, String>(lines)
+        })()
+        .map_err(|e| corrupt("MANIFEST", e))?;
+        let theirs = Fingerprint::from_lines(lines);
+        let ours = self.fingerprint();
+        if let Some(difference) = ours.first_difference(&theirs) {
+            return Err(PersistError::Fingerprint {
+                path: gen_dir,
+                difference: difference.to_string(),
+            });
+        }
+
+        // The small state, read whole before anything changes.
+        let bytes = generation.read(SYSTEM_FILE)?;
+        let mut input = Reader::new(bytes);
+        let lanes = 1 + self.global_shards.len() as u32;
+        let restore = &self.message_restore;
+        let parsed = (|| {
+            let turn = input.u64("the turn")?;
+            let cycle = input.u64("the cycle")?;
+            let outside_timers = input.u64("the outside timer count")?;
+            let timers = Timers::decode(&mut input, |tag| restore.get(usize::from(tag)).copied())?;
+            let count = input.len(12, "the class count")?;
+            let mut shards = Vec::new();
+            for _ in 0..count {
+                let c = input.u32("a class")? as usize;
+                let Some(class) = self.classes.get(c).and_then(Option::as_ref) else {
+                    return Err(format!("no class has type id {c}"));
+                };
+                let n = input.len(8, "the shard count")?;
+                if n != class.shards.len() {
+                    return Err(format!(
+                        "{}: {n} shards, {} here",
+                        class.shared.name,
+                        class.shards.len()
+                    ));
+                }
+                for (s, shared) in class.shared.shards.iter().enumerate() {
+                    let bin_count = input.len(9, "the bin count")?;
+                    let mut bins = Vec::with_capacity(bin_count);
+                    for _ in 0..bin_count {
+                        let bin = input.u8("a bin")?;
+                        if bin > 40 || bins.last().is_some_and(|(b, _)| *b >= bin) {
+                            return Err(format!("bin {bin} out of order or out of range"));
+                        }
+                        let run_count = input.len(16, "the run count")?;
+                        let runs = (0..run_count)
+                            .map(|_| {
+                                Ok((input.u64("a run's origin")?, input.u64("a run's slots")?))
+                            })
+                            .collect::<Result<Vec<_>, String>>()?;
+                        bins.push((bin, runs));
+                    }
+                    let (blocks, lane_ids) = shared.decode_ids(&mut input, lanes)?;
+                    let timer_count = input.u64("a shard's timer count")?;
+                    let spawn_turns = input.u32s("a shard's spawn rotation")?;
+                    if spawn_turns.len() > self.shared.types.locked().len() {
+                        return Err(
+                            "a spawn rotation for more types than are registered".to_owned()
+                        );
+                    }
+                    let handled = input.u64s("the handled counters")?;
+                    if handled.len() > self.message_types.len() {
+                        return Err("more handled counters than message types".to_owned());
+                    }
+                    let counters = ClassCounters {
+                        handled,
+                        no_recipient: input.u64("a counter")?,
+                        stale: input.u64("a counter")?,
+                        no_handler: input.u64("a counter")?,
+                        kept: input.u64("a counter")?,
+                    };
+                    shards.push(ShardImage {
+                        class: c,
+                        shard: s,
+                        bins,
+                        blocks,
+                        lane_ids,
+                        timer_count,
+                        spawn_turns,
+                        counters,
+                    });
+                }
+            }
+            input.finish("the system state")?;
+            Ok((turn, cycle, outside_timers, timers, shards))
+        })();
+        let (turn, cycle, outside_timers, timers, shards) =
+            parsed.map_err(|e| corrupt(SYSTEM_FILE, e))?;
+
+        // The instances, validated one by one; then the ID state checked
+        // against them. Any error empties the stores again.
+        let machine = self.config.machine;
+        let mut loaded = 0u64;
+        let mut state_bytes = 0u64;
+        let mut failure = None;
+        'shards: for image in &shards {
+            let name = store_file(image.class, image.shard);
+            let class = self.classes[image.class].as_mut().expect("checked above");
+            let shared: &ShardShared = &class.shared.shards[image.shard];
+            let store = &mut class.shards[image.shard].store;
+            let bytes = match generation.read(&name) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    failure = Some(PersistError::from(e));
+                    break;
+                }
+            };
+            let mut at = 0usize;
+            for (bin, runs) in &image.bins {
+                let slot_size = store.slot_size_of(*bin) as u64;
+                for &(origin, slots) in runs {
+                    let len = slots
+                        .checked_mul(slot_size)
+                        .and_then(|l| usize::try_from(l).ok());
+                    let Some(run) = len.and_then(|len| bytes.get(at..at.checked_add(len)?)) else {
+                        failure = Some(corrupt(
+                            &name,
+                            format!(
+                                "bin {bin}: {slots} slots claimed beyond the file's {} bytes",
+                                bytes.len()
+                            ),
+                        ));
+                        break 'shards;
+                    };
+                    at += run.len();
+                    let type_id = class.shared.type_id;
+                    let accepted = store.load_run(*bin, origin, run, |id: RawID| {
+                        if id.type_id != type_id
+                            || id.is_broadcast()
+                            || !shared.owns(id.instance)
+                            || id.machine != machine
+                        {
+                            Err(format!("instance {id} does not belong in this store"))
+                        } else {
+                            Ok(())
+                        }
+                    });
+                    if let Err(e) = accepted {
+                        failure = Some(corrupt(&name, e));
+                        break 'shards;
+                    }
+                    loaded += slots;
+                    state_bytes += run.len() as u64;
+                }
+            }
+            if at != bytes.len() {
+                failure = Some(corrupt(
+                    &name,
+                    format!("{} bytes beyond the slots listed", bytes.len() - at),
+                ));
+                break;
+            }
+            let live_blocks = store.live_blocks();
+            let shards_count = shared.shards;
+            let this_shard = shared.shard;
+            let lane_refs: Vec<_> = image.lane_ids.iter().map(|(l, ids)| (*l, ids)).collect();
+            let checked = check_loaded(
+                &image.blocks,
+                &lane_refs,
+                &live_blocks,
+                |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
+                lanes,
+                (this_shard, shards_count),
+            );
+            if let Err(e) = checked {
+                failure = Some(corrupt(
+                    SYSTEM_FILE,
+                    format!("{}, shard {}: {e}", class.shared.name, image.shard),
+                ));
+                break;
+            }
+        }
+        if let Some(error) = failure {
+            for class in self.classes.iter_mut().flatten() {
+                for shard in &mut class.shards {
+                    shard.store.unload();
+                }
+            }
+            return Err(error);
+        }
+
+        // Everything checked: apply the small state.
+        for image in shards {
+            let class = self.classes[image.class].as_mut().expect("checked above");
+            // SAFETY: between cycles (`&mut self`, `check_quiet`).
+            unsafe { class.shared.shards[image.shard].install_ids(image.blocks, image.lane_ids) };
+            let shard = &mut class.shards[image.shard];
+            shard.state.world.timer_count = image.timer_count;
+            shard.state.world.spawn_turns = image.spawn_turns;
+            shard.state.counters = image.counters;
+        }
+        let timer_count = timers.len();
+        self.timers = timers;
+        self.turn = turn;
+        self.cycle = cycle;
+        self.shared
+            .turn
+            .store(turn, std::sync::atomic::Ordering::Relaxed);
+        (self.shared.outside_timer_count)
+            .store(outside_timers, std::sync::atomic::Ordering::Relaxed);
+        let persist = self.persist.as_mut().expect("checked above");
+        persist.next = persist.next.max(generation.number + 1);
+        Ok(Some(LoadReport {
+            generation: generation.number,
+            dir: generation.dir.clone(),
+            turn,
+            instances: loaded,
+            state_bytes,
+            timers: timer_count,
+            took: started.elapsed(),
+        }))
+    }
+
+    /// The manifest's metadata: magic, format, fingerprint lines, turn.
+    fn snapshot_meta(&self) -> Vec<u8> {
+        let mut meta = Writer::default();
+        meta.bytes.extend_from_slice(META_MAGIC);
+        meta.u32(SNAPSHOT_FORMAT);
+        let fingerprint = self.fingerprint();
+        meta.len(fingerprint.lines().len());
+        for line in fingerprint.lines() {
+            meta.str(line);
+        }
+        meta.u64(self.turn);
+        meta.bytes
+    }
+
+    /// Refuses to `what` (snapshot or load) while anything is in flight.
+    fn check_quiet(&self, what: &str) -> Result<(), PersistError> {
+        let refuse = |why: &str| Err(PersistError::NotNow(format!("{what} now: {why}")));
+        if !self.jobs.is_empty() {
+            return refuse("a message cycle did not complete");
+        }
+        if self.messages_waiting() || !self.gathered.is_empty() {
+            return refuse("messages are waiting in inboxes (run another turn first)");
+        }
+        if self.panicked {
+            return refuse("the system is panicked (see panic_report; clear_panic first)");
+        }
+        let kept = (self.classes.iter().flatten()).any(|c| {
+            c.shards.iter().any(|s| {
+                s.resume
+                    || s.state.counters.kept > 0
+                        && s.state.kept.as_ref().is_some_and(|k| !k.is_empty())
+            })
+        });
+        if kept {
+            return refuse(
+                "messages kept while panicked wait to be handled (run another turn first)",
+            );
+        }
+        let open = self.shared.replies.open_requests();
+        if open > 0 {
+            return refuse(&format!(
+                "{open} request(s) wait for an answer, which a snapshot cannot carry"
+            ));
+        }
+        #[cfg(feature = "net")]
+        if self.config.net.is_some() {
+            return refuse("snapshots of networked systems are not supported yet");
+        }
+        Ok(())
+    }
+}
