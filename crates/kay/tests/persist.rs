@@ -351,3 +351,406 @@ fn loading_without_a_snapshot_or_storage_says_so() {
     let err = system.load().unwrap_err().to_string();
     assert!(err.contains("already ran"), "{err}");
 }
+
+/// A snapshot of the populated system after 10 turns, in a new directory.
+fn saved() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    register(&mut system);
+    populate(&mut system);
+    run_to(&mut system, 10);
+    system.snapshot().unwrap();
+    dir
+}
+
+/// A fresh system over `dir` that tries to load; returns the error's text
+/// (panics if it loads) after checking that nothing was loaded.
+fn refused(dir: &Path) -> String {
+    let mut system = ActorSystem::with_storage(dir, config(1)).unwrap();
+    register(&mut system);
+    let error = match system.load() {
+        Ok(loaded) => panic!("a damaged snapshot loaded: {loaded:?}"),
+        Err(e) => e.to_string(),
+    };
+    let stats = system.stats();
+    assert!(
+        stats.classes.iter().all(|c| c.instances == 0) && system.current_turn() == 0,
+        "a refused load left something behind: {error}"
+    );
+    error
+}
+
+/// The newest generation's directory in `dir`.
+fn newest_dir(dir: &Path) -> std::path::PathBuf {
+    chunky::Generations::open(dir, 2)
+        .unwrap()
+        .newest()
+        .unwrap()
+        .unwrap()
+        .dir
+}
+
+/// Writes the next generation with the newest one's files and metadata as
+/// `change` leaves them: a planted snapshot whose checksums are right.
+fn plant(dir: &Path, change: impl FnOnce(&mut Vec<(String, Vec<u8>)>, &mut Vec<u8>)) {
+    let generations = chunky::Generations::open(dir, 2).unwrap();
+    let newest = generations.newest().unwrap().unwrap();
+    let mut files: Vec<(String, Vec<u8>)> = newest
+        .files
+        .iter()
+        .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
+        .collect();
+    let mut meta = newest.meta.clone();
+    change(&mut files, &mut meta);
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    generations.write(newest.number + 1, &meta, &refs).unwrap();
+}
+
+fn file_mut<'a>(files: &'a mut [(String, Vec<u8>)], name: &str) -> &'a mut Vec<u8> {
+    &mut files
+        .iter_mut()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no file {name}"))
+        .1
+}
+
+#[test]
+fn damaged_snapshot_files_are_refused_naming_the_file() {
+    let cell = {
+        let mut system = ActorSystem::new(config(1));
+        register(&mut system);
+        cell_type(&mut system)
+    };
+    let store = format!("store-{cell}-0");
+    type Damage = fn(&Path, &str);
+    let cases: [(&str, Damage, &str); 5] = [
+        (
+            "truncated store",
+            |g, s| {
+                let path = g.join(s);
+                let len = std::fs::metadata(&path).unwrap().len();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .unwrap()
+                    .set_len(len - 5)
+                    .unwrap();
+            },
+            "",
+        ),
+        (
+            "bit flip in a store",
+            |g, s| {
+                let path = g.join(s);
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[100] ^= 0x10;
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "checksum",
+        ),
+        (
+            "bit flip in the system file",
+            |g, _| {
+                let path = g.join("system");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[3] ^= 1;
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "checksum",
+        ),
+        (
+            "missing file",
+            |g, s| std::fs::remove_file(g.join(s)).unwrap(),
+            "missing",
+        ),
+        (
+            "bit flip in the manifest",
+            |g, _| {
+                let path = g.join("MANIFEST");
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[20] ^= 4;
+                std::fs::write(&path, bytes).unwrap();
+            },
+            "MANIFEST",
+        ),
+    ];
+    for (what, damage, says) in cases {
+        let dir = saved();
+        let generation = newest_dir(dir.path());
+        damage(&generation, &store);
+        let error = refused(dir.path());
+        let names_file =
+            error.contains(&store) || error.contains("system") || error.contains("MANIFEST");
+        assert!(names_file && error.contains(says), "{what}: {error}");
+        eprintln!("{what}: {error}");
+    }
+}
+
+#[test]
+fn planted_snapshots_with_right_checksums_are_refused_and_nothing_is_loaded() {
+    let (cell, bag) = {
+        let mut system = ActorSystem::new(config(1));
+        register(&mut system);
+        let mut world = system.world();
+        let bag = world.local_broadcast::<Bag>().as_raw().type_id.get();
+        (cell_type(&mut system), bag)
+    };
+    type Plant = Box<dyn FnOnce(&mut Vec<(String, Vec<u8>)>, &mut Vec<u8>)>;
+    let cases: Vec<(&str, Plant, &str)> = vec![
+        (
+            "another shard's instances",
+            Box::new(move |files, _| {
+                let other = file_mut(files, &format!("store-{cell}-1")).clone();
+                let mine = file_mut(files, &format!("store-{cell}-0"));
+                let n = mine.len().min(other.len());
+                mine[..n].copy_from_slice(&other[..n]);
+            }),
+            "does not belong in this store",
+        ),
+        (
+            "an instance listed twice",
+            Box::new(move |files, _| {
+                let mine = file_mut(files, &format!("store-{cell}-0"));
+                // The second slot a copy of the first.
+                let size = kay::compact::static_size_bytes::<Cell>().next_multiple_of(8);
+                let first = mine[..size].to_vec();
+                mine[size..2 * size].copy_from_slice(&first);
+            }),
+            "",
+        ),
+        (
+            "garbage in a dynamic actor",
+            Box::new(move |files, _| {
+                let bags = file_mut(files, &format!("store-{bag}-0"));
+                bags.iter_mut().for_each(|b| *b = 0xA5);
+            }),
+            "",
+        ),
+        (
+            "a truncated system file",
+            Box::new(|files, _| {
+                file_mut(files, "system").pop();
+            }),
+            "ends early",
+        ),
+        (
+            "another format",
+            Box::new(|_, meta| meta[8] = 99),
+            "format 99",
+        ),
+        (
+            "not a kay snapshot",
+            Box::new(|_, meta| meta[0] = b'X'),
+            "not a kay snapshot",
+        ),
+    ];
+    for (what, change, says) in cases {
+        let dir = saved();
+        plant(dir.path(), change);
+        let error = refused(dir.path());
+        assert!(error.contains(says), "{what}: {error}");
+        assert!(
+            error.contains("gen-"),
+            "{what}: the error names no file: {error}"
+        );
+        eprintln!("{what}: {error}");
+        // Without the planted generation, the one before loads whole.
+        std::fs::remove_dir_all(newest_dir(dir.path())).unwrap();
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        register(&mut system);
+        let loaded = system.load().unwrap().unwrap();
+        assert_eq!(loaded.turn, 10);
+    }
+}
+
+#[test]
+fn a_snapshot_of_another_registry_is_refused_naming_the_first_difference() {
+    let dir = saved();
+    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    // Registered in the other order: type ids would mean other classes.
+    system.register::<Bag>();
+    system.register::<Cell>();
+    let error = system.load().unwrap_err().to_string();
+    assert!(
+        error.contains("registries differ at entry")
+            && error.contains("Bag")
+            && error.contains("gen-"),
+        "{error}"
+    );
+    eprintln!("{error}");
+}
+
+#[cfg(unix)]
+#[test]
+fn snapshots_never_follow_links_out_of_their_directory() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), b"keep me").unwrap();
+    // A link planted where the live stores go is removed, not followed.
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.path().join("live")).unwrap();
+    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    register(&mut system);
+    populate(&mut system);
+    system.snapshot().unwrap();
+    drop(system);
+    assert_eq!(
+        std::fs::read(outside.path().join("precious")).unwrap(),
+        b"keep me"
+    );
+    // A snapshot file replaced by a link (to a copy with the right bytes)
+    // is refused.
+    let generation = newest_dir(dir.path());
+    let copy = outside.path().join("system-copy");
+    std::fs::copy(generation.join("system"), &copy).unwrap();
+    std::fs::remove_file(generation.join("system")).unwrap();
+    std::os::unix::fs::symlink(&copy, generation.join("system")).unwrap();
+    let error = refused(dir.path());
+    assert!(
+        error.contains("system") && error.contains("link"),
+        "{error}"
+    );
+}
+
+/// The child of the kill test: loads the newest snapshot in `dir` (or
+/// starts the population), then runs turn after turn, snapshotting after
+/// each, until it is killed.
+#[test]
+fn snapshotter() {
+    let Ok(dir) = std::env::var("KAY_PERSIST_KILL") else {
+        return;
+    };
+    let mut system = ActorSystem::with_storage(&dir, config(1)).unwrap();
+    register(&mut system);
+    if system.load().unwrap().is_none() {
+        populate(&mut system);
+        system.snapshot().unwrap();
+    }
+    loop {
+        let next = system.current_turn() + 1;
+        run_to(&mut system, next);
+        system.snapshot().unwrap();
+    }
+}
+
+/// A process killed with SIGKILL at random points while it snapshots (200
+/// times; each next process goes on from what the last one left) always
+/// leaves a generation that loads whole, and its state is exactly the
+/// uninterrupted run's at that turn.
+#[test]
+fn a_process_killed_while_snapshotting_always_leaves_a_loadable_generation() {
+    // The uninterrupted run's digest after each turn.
+    let mut reference = ActorSystem::new(config(1));
+    register(&mut reference);
+    populate(&mut reference);
+    let mut digests = vec![String::new(), hash(&digest(&reference)).to_string()];
+    let dir = tempfile::tempdir().unwrap();
+    let kills = std::env::var("KAY_PERSIST_KILLS").map_or(200, |k| k.parse().unwrap());
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut turns = Vec::new();
+    for _ in 0..kills {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "snapshotter", "--nocapture", "--test-threads=1"])
+            .env("KAY_PERSIST_KILL", dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        std::thread::sleep(std::time::Duration::from_micros(5_000 + rng % 25_000));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        register(&mut system);
+        let Some(loaded) = system.load().unwrap_or_else(|e| {
+            panic!("a killed snapshot left a generation that fails to load: {e}")
+        }) else {
+            continue; // killed before its first snapshot
+        };
+        while digests.len() as u64 <= loaded.turn {
+            let next = reference.current_turn() + 1;
+            run_to(&mut reference, next);
+            digests.push(hash(&digest(&reference)).to_string());
+        }
+        assert_eq!(
+            hash(&digest(&system)).to_string(),
+            digests[loaded.turn as usize],
+            "the state loaded for turn {} is not the uninterrupted run's",
+            loaded.turn
+        );
+        turns.push(loaded.turn);
+    }
+    assert!(turns.windows(2).all(|w| w[0] <= w[1]), "{turns:?}");
+    assert!(
+        turns.len() > kills / 2,
+        "most processes lived to snapshot: {turns:?}"
+    );
+    eprintln!(
+        "{kills} kills; loaded turns {} to {}",
+        turns.first().unwrap(),
+        turns.last().unwrap()
+    );
+}
+
+/// The child of the full-disk test: snapshots at turn 5, then with files
+/// limited to 20 KB (as a full disk would stop them) tries again.
+#[test]
+fn limited_snapshotter() {
+    let Ok(dir) = std::env::var("KAY_PERSIST_FULL") else {
+        return;
+    };
+    let mut system = ActorSystem::with_storage(&dir, config(1)).unwrap();
+    register(&mut system);
+    populate(&mut system);
+    run_to(&mut system, 5);
+    system.snapshot().unwrap();
+    // SAFETY: plain system calls with valid arguments; a write past the
+    // limit then fails with EFBIG instead of killing the process (SIGXFSZ
+    // ignored). The live stores' chunk files exist already.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        let limit = libc::rlimit {
+            rlim_cur: 20_000,
+            rlim_max: 20_000,
+        };
+        assert_eq!(libc::setrlimit(libc::RLIMIT_FSIZE, &limit), 0);
+    }
+    match system.snapshot() {
+        Ok(_) => println!("WROTE"),
+        Err(e) => println!("REFUSED {e}"),
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_snapshot_and_keeps_the_previous_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "limited_snapshotter",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("KAY_PERSIST_FULL", dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("REFUSED") && stdout.contains("File too large"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    register(&mut system);
+    assert_eq!(system.load().unwrap().unwrap().turn, 5);
+    // No half generation was left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

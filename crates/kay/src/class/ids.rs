@@ -597,4 +597,75 @@ mod tests {
         // block less.
         assert_eq!(Blocks::new(3, shards).top, blocks.top - 1);
     }
+
+    /// A snapshot's ID state that would hand out a live number again, or
+    /// give a block to two lanes, is refused on load (`check_loaded`).
+    #[test]
+    fn loaded_id_state_that_would_reuse_a_live_number_is_refused() {
+        use crate::persist::bytes::{Reader, Writer};
+        // Lane 1 took block 0 and handed out numbers 0..10; 3 and 7 died
+        // and are reusable; it has spare block 1. Live: 0..10 but 3 and 7.
+        let mut blocks = Blocks::new(0, 1);
+        let mut ids = LaneIds::default();
+        ids.take_block(lane(1), Source::Grant(&mut blocks)).unwrap();
+        for _ in 0..10 {
+            ids.next_number(1, 0).unwrap();
+        }
+        ids.free = vec![(3, 1), (7, 1)];
+        ids.spare = vec![blocks.grant(lane(1)).unwrap()];
+        let live = |l: LocalInstance| l.0 < 10 && l.0 != 3 && l.0 != 7;
+        let ok = |b: &Blocks, i: &LaneIds| check_loaded(b, &[(lane(1), i)], &[0], live, 4, (0, 1));
+        ok(&blocks, &ids).unwrap();
+        // What a snapshot writes reads back the same.
+        let mut out = Writer::default();
+        blocks.encode(&mut out);
+        ids.encode(&mut out);
+        let mut input = Reader::new(&out.bytes);
+        let blocks2 = Blocks::decode(&mut input, 0, 1).unwrap();
+        let ids2 = LaneIds::decode(&mut input).unwrap();
+        input.finish("test").unwrap();
+        ok(&blocks2, &ids2).unwrap();
+
+        let mut bad = LaneIds::decode(&mut Reader::new(&{
+            let mut w = Writer::default();
+            ids.encode(&mut w);
+            w.bytes
+        }))
+        .unwrap();
+        bad.free.push((5, 1));
+        assert!(ok(&blocks, &bad).unwrap_err().contains("live and reusable"));
+        bad.free = vec![(3, 1), (3, 2)];
+        assert!(ok(&blocks, &bad).unwrap_err().contains("reusable twice"));
+        bad.free = vec![(3, 1)];
+        bad.next = LocalInstance(5);
+        assert!(
+            ok(&blocks, &bad)
+                .unwrap_err()
+                .contains("live but not handed out")
+        );
+        bad.next = LocalInstance(10);
+        bad.spare = vec![0];
+        assert!(ok(&blocks, &bad).unwrap_err().contains("listed twice"));
+        bad.spare = vec![5];
+        assert!(ok(&blocks, &bad).unwrap_err().contains("never handed out"));
+        // Live instances in a block nobody owns.
+        assert!(
+            check_loaded(&blocks, &[(lane(1), &ids)], &[0, 1], live, 4, (0, 1))
+                .unwrap_err()
+                .contains("free or spare")
+        );
+        let mut unowned = Blocks::new(0, 1);
+        unowned.frontier = 3;
+        assert!(
+            check_loaded(&unowned, &[], &[2], live, 4, (0, 1))
+                .unwrap_err()
+                .contains("nobody owns")
+        );
+        // A lane beyond the system's lanes.
+        assert!(
+            check_loaded(&blocks, &[(lane(1), &ids)], &[0], live, 1, (0, 1))
+                .unwrap_err()
+                .contains("of 1 lanes")
+        );
+    }
 }

@@ -42,7 +42,7 @@
 //! system: one made after a load starts its rotation of spawns over
 //! shards afresh, as any new `World` does. The manifest, written last and
 //! renamed into place atomically, records the format, the registry's
-//! [`Fingerprint`](crate::Fingerprint) (every class with its size and
+//! [`Fingerprint`] (every class with its size and
 //! messages, every message type with its size) and the turn, with every
 //! file's length and CRC-32.
 //!
