@@ -10,6 +10,7 @@ mod futures;
 mod macro_workloads;
 #[cfg(feature = "net")]
 mod network;
+mod persist;
 mod report;
 mod workloads;
 
@@ -96,6 +97,7 @@ fn main() {
         ("W3b", workloads::w3b_two_classes),
         ("W3c", workloads::w3c_two_pairs),
         ("W4", workloads::w4_spawn),
+        ("W6", persist::w6_snapshot),
         #[cfg(feature = "net")]
         ("W5", network::w5_network),
         ("request", futures::request),

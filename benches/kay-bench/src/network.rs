@@ -230,5 +230,6 @@ pub fn w5_network(scale: Scale, reps: usize) -> Vec<Measurement> {
         wire_bytes_per_msg: Some(wire_bytes_per_msg),
         request_rtt_us: Some(rtts[rtts.len() / 2]),
         ratio_to_broadcast: None,
+        persistence: None,
     }]
 }

@@ -37,6 +37,25 @@ pub struct Measurement {
     /// The time against a broadcast to the same number of instances on one
     /// machine, in the same run (`reduce`).
     pub ratio_to_broadcast: Option<f64>,
+    /// Snapshot and load figures (W6).
+    pub persistence: Option<Persistence>,
+}
+
+/// What W6 measures besides the median: throughputs of snapshot, load and
+/// `cp` of the same bytes, the pause, and load against spawning.
+#[derive(Clone, Copy, Debug)]
+pub struct Persistence {
+    /// Bytes of instance state per second written by `snapshot()`, in GB/s.
+    pub snapshot_gb_per_s: f64,
+    /// Bytes of instance state per second loaded by `load()`, in GB/s.
+    pub load_gb_per_s: f64,
+    /// Copying the snapshot's files on the same disk (copy and sync, the
+    /// durability a snapshot gives), in GB/s.
+    pub cp_gb_per_s: f64,
+    /// How long `snapshot()` paused the system, in ms (median).
+    pub pause_ms: f64,
+    /// `load()` time over the time of spawning the same actors.
+    pub load_vs_spawn: f64,
 }
 
 impl Measurement {
@@ -58,6 +77,7 @@ impl Measurement {
             wire_bytes_per_msg: None,
             request_rtt_us: None,
             ratio_to_broadcast: None,
+            persistence: None,
         }
     }
 
@@ -119,6 +139,11 @@ impl Report {
                 "wire_bytes_per_msg": m.wire_bytes_per_msg,
                 "request_rtt_us": m.request_rtt_us,
                 "ratio_to_broadcast": m.ratio_to_broadcast,
+                "snapshot_gb_per_s": m.persistence.map(|p| p.snapshot_gb_per_s),
+                "load_gb_per_s": m.persistence.map(|p| p.load_gb_per_s),
+                "cp_gb_per_s": m.persistence.map(|p| p.cp_gb_per_s),
+                "pause_ms": m.persistence.map(|p| p.pause_ms),
+                "load_vs_spawn": m.persistence.map(|p| p.load_vs_spawn),
             });
             println!("{line}");
         }
@@ -153,6 +178,18 @@ impl Report {
             });
             let what = match (m.actor_bytes, m.msgs_per_s) {
                 (Some(bytes), _) if bytes != 32 => format!("{} [{bytes} B actors]", m.what),
+                _ if m.persistence.is_some() => {
+                    let p = m.persistence.unwrap_or_else(|| unreachable!());
+                    format!(
+                        "{} [snapshot {:.2} GB/s, load {:.2} GB/s, cp {:.2} GB/s, pause {:.1} ms, load/spawn {:.3}]",
+                        m.what,
+                        p.snapshot_gb_per_s,
+                        p.load_gb_per_s,
+                        p.cp_gb_per_s,
+                        p.pause_ms,
+                        p.load_vs_spawn
+                    )
+                }
                 _ if m.ratio_to_broadcast.is_some() => format!(
                     "{} [{:.2}× a broadcast]",
                     m.what,

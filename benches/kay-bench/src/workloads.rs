@@ -83,6 +83,7 @@ fn kay_and_plain(
         wire_bytes_per_msg: None,
         request_rtt_us: None,
         ratio_to_broadcast: None,
+        persistence: None,
     };
     vec![
         base.clone(),
@@ -179,7 +180,7 @@ pub fn spawn_in_batches<ID>(
 
 /// Spawns `n` movers like `spawn_in_batches`, without keeping their IDs
 /// (so that W4's memory is the system's alone).
-fn spawn_movers<const PAD: usize>(system: &mut ActorSystem, world: &mut World, n: usize) {
+pub fn spawn_movers<const PAD: usize>(system: &mut ActorSystem, world: &mut World, n: usize) {
     for i in 0..n {
         world.spawn::<Mover<PAD>, _>(SpawnMover { i: i as u32 });
         if i % 16_384 == 16_383 {

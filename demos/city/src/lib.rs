@@ -850,6 +850,15 @@ pub struct City {
     pub cars: usize,
 }
 
+/// The turns building a city of `cars` cars takes (the city's turn 0 is
+/// the system's turn `build_turns`).
+pub fn build_turns(cars: usize) -> u64 {
+    3 + cars.div_ceil(CAR_BATCH) as u64
+}
+
+/// Cars spawned per turn while building.
+const CAR_BATCH: usize = 1 << 16;
+
 /// Registers the city's classes and trait.
 pub fn register(system: &mut ActorSystem) {
     system.register::<Lane>();
@@ -864,20 +873,89 @@ impl City {
     /// Builds the grid, its signals, the buses and the cars (spawned in
     /// batches, so that spawn messages never pile up).
     pub fn new(config: CityConfig) -> City {
+        let system = ActorSystem::new(Self::system_config(&config));
+        Self::build(config, system)
+    }
+
+    /// As [`new`](Self::new), with the system's instance stores in
+    /// mmap'ed files under `dir` and its snapshots there (see
+    /// [`snapshot`](Self::snapshot) and [`resume`](Self::resume)).
+    pub fn with_storage(
+        config: CityConfig,
+        dir: &std::path::Path,
+    ) -> Result<City, kay::PersistError> {
+        let system = ActorSystem::with_storage(dir, Self::system_config(&config))?;
+        Ok(Self::build(config, system))
+    }
+
+    /// Resumes the newest snapshot in `dir` (written by
+    /// [`snapshot`](Self::snapshot) of a city of the same `config`: cars,
+    /// size and seed), instead of building the city.
+    pub fn resume(config: CityConfig, dir: &std::path::Path) -> Result<City, String> {
+        if config.machines.len() > 1 {
+            return Err("snapshots of a city over several machines are not supported yet".into());
+        }
+        let mut system = ActorSystem::with_storage(dir, Self::system_config(&config))
+            .map_err(|e| e.to_string())?;
+        register(&mut system);
+        let loaded = system
+            .load()
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no snapshot in {}", dir.display()))?;
+        let (w, h) = (config.width, config.height);
+        let lanes = (2 * (w * (h - 1) + h * (w - 1))) as usize;
+        let cars = system.instance_count::<Car>();
+        if cars != config.cars || system.instance_count::<Lane>() != lanes {
+            return Err(format!(
+                "the snapshot holds {cars} cars and {} lanes; resume with the --agents and --size it was written with",
+                system.instance_count::<Lane>()
+            ));
+        }
+        let built = build_turns(config.cars);
+        let turn = loaded
+            .turn
+            .checked_sub(built)
+            .ok_or("the snapshot was taken while the city was being built")?;
+        let world = system.world();
+        Ok(City {
+            intersections: system.instance_count::<Intersection>(),
+            buses: system.instance_count::<Bus>(),
+            system,
+            world,
+            reports: Default::default(),
+            config,
+            turn,
+            lanes,
+            cars,
+        })
+    }
+
+    /// Writes a snapshot of the whole city (a city made by
+    /// [`with_storage`](Self::with_storage) or [`resume`](Self::resume)).
+    pub fn snapshot(&mut self) -> Result<kay::SnapshotReport, kay::PersistError> {
+        self.system.snapshot()
+    }
+
+    fn system_config(config: &CityConfig) -> Config {
+        let regions = config.machines.len().max(1) as u32;
+        let net =
+            (regions > 1).then(|| kay::net::NetConfig::new(config.machines.clone(), "kay's city"));
+        Config {
+            threads: config.threads,
+            machine: MachineID(config.machine),
+            net,
+            ..Config::default()
+        }
+    }
+
+    /// Builds the city in `system` (see [`new`](Self::new)).
+    fn build(config: CityConfig, mut system: ActorSystem) -> City {
         assert!(
             config.width >= 2 && config.height >= 2,
             "the grid needs at least 2 × 2 intersections"
         );
         let regions = config.machines.len().max(1) as u32;
         let me = config.machine;
-        let net =
-            (regions > 1).then(|| kay::net::NetConfig::new(config.machines.clone(), "kay's city"));
-        let mut system = ActorSystem::new(Config {
-            threads: config.threads,
-            machine: MachineID(me),
-            net,
-            ..Config::default()
-        });
         register(&mut system);
         let mut world = system.world();
         let (w, h) = (config.width, config.height);
@@ -962,11 +1040,10 @@ impl City {
             }
         }
         // Cars: on random lanes, heading a few blocks on, in batches.
-        const BATCH: usize = 1 << 16;
         let mut spawned = 0;
         let mut cars = 0;
         while spawned < config.cars {
-            for _ in 0..BATCH.min(config.cars - spawned) {
+            for _ in 0..CAR_BATCH.min(config.cars - spawned) {
                 // A third of the cars start nearer the centre (each
                 // coordinate the mean of two uniform draws), so the city
                 // is busier downtown; the rest start anywhere.
@@ -1003,6 +1080,7 @@ impl City {
             system.turn();
         }
         system.turn();
+        debug_assert_eq!(system.current_turn(), build_turns(config.cars));
         City {
             system,
             world,

@@ -53,6 +53,21 @@ struct Args {
     /// first turn and machine where the runs' checksums diverge.
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Keep the system's instance stores in mmap'ed files under DIR and
+    /// write snapshots there (at the end, and every `--snapshot-every`
+    /// turns); `--resume` continues from the newest.
+    #[arg(long, value_name = "DIR")]
+    snapshot_dir: Option<std::path::PathBuf>,
+    /// With `--snapshot-dir`: also snapshot every N turns (0: only at the
+    /// end).
+    #[arg(long, default_value_t = 0, requires = "snapshot_dir")]
+    snapshot_every: u64,
+    /// With `--snapshot-dir`: resume the newest snapshot there instead of
+    /// building the city (give the `--agents`, `--size` and `--seed` it was
+    /// written with); `--turns` is then the turn to run to. The result is
+    /// the same as the uninterrupted run's, checksum included.
+    #[arg(long, requires = "snapshot_dir")]
+    resume: bool,
     /// Internal: run as machine `I` of `--addresses`.
     #[arg(long, hide = true)]
     machine: Option<u8>,
@@ -117,9 +132,25 @@ fn main() {
         }
     }
 
+    if args.snapshot_dir.is_some() && args.machines > 1 {
+        eprintln!("city: --snapshot-dir works on one machine only (for now)");
+        std::process::exit(2);
+    }
     let build_start = Instant::now();
-    let mut city = City::new(config);
+    let mut city = match (&args.snapshot_dir, args.resume) {
+        (Some(dir), true) => City::resume(config, dir).unwrap_or_else(|e| {
+            eprintln!("city: cannot resume from {}: {e}", dir.display());
+            std::process::exit(1);
+        }),
+        (Some(dir), false) => City::with_storage(config, dir).unwrap_or_else(|e| {
+            eprintln!("city: cannot use {}: {e}", dir.display());
+            std::process::exit(1);
+        }),
+        (None, _) => City::new(config),
+    };
     let build_time = build_start.elapsed();
+    let first_turn = city.turn;
+    let mut snapshots = Snapshots::default();
     let rss_built = peak_rss();
 
     let bar = if args.json || networked {
@@ -160,6 +191,9 @@ fn main() {
         }
         let figures = city.step();
         messages += figures.messages;
+        if args.snapshot_every > 0 && city.turn.is_multiple_of(args.snapshot_every) {
+            snapshots.take(&mut city);
+        }
         if args.checksum_every > 0 && city.turn.is_multiple_of(args.checksum_every) {
             checksums.record(
                 city.turn,
@@ -200,6 +234,9 @@ fn main() {
     }
     let run_time = start.elapsed();
     bar.finish_and_clear();
+    if args.snapshot_dir.is_some() && snapshots.last != Some(city.turn) {
+        snapshots.take(&mut city);
+    }
     // The figures of the last seconds, still on their way.
     for second in city.finish() {
         all = all + second;
@@ -208,7 +245,7 @@ fn main() {
     let figures = Figures::of(&seconds);
 
     let turns = city.turn;
-    let turns_per_s = turns as f64 / run_time.as_secs_f64();
+    let turns_per_s = (turns - first_turn) as f64 / run_time.as_secs_f64();
     let msgs_per_s = messages as f64 / run_time.as_secs_f64();
     let peak = peak_rss();
     let agents = args.agents + city.buses;
@@ -251,7 +288,8 @@ fn main() {
              \"threads\":{threads},\"turns\":{turns},\"turns_per_s\":{turns_per_s:.3},\
              \"msgs_per_s\":{msgs_per_s:.0},\"peak_rss_mb\":{:.1},\"bytes_per_agent\":{bytes_per_agent:.1},\
              \"avg_speed\":{:.3},\"waiting_share\":{:.4},\"trips\":{trips},\"build_s\":{:.3},\
-             \"seed\":{},\"checksum\":\"{checksum:016x}\",\"figures\":{}}}",
+             \"seed\":{},\"checksum\":\"{checksum:016x}\",\"figures\":{},\
+             \"resumed_from\":{first_turn},\"snapshots\":{},\"snapshot_pause_ms\":{:.2}}}",
             args.agents,
             city.buses,
             city.lanes,
@@ -262,6 +300,8 @@ fn main() {
             build_time.as_secs_f64(),
             args.seed,
             figures.json(),
+            snapshots.count,
+            snapshots.max_pause_ms,
         );
     } else {
         let rows = [
@@ -300,6 +340,7 @@ fn main() {
             ("trips completed", trips.to_string()),
             ("figures", figures.text()),
             ("checksum", format!("{checksum:016x} (seed {})", args.seed)),
+            ("snapshots", snapshots.text(first_turn)),
             ("pictures", pictures),
         ];
         for (name, value) in rows {
@@ -399,5 +440,46 @@ fn draw(args: &Args, city: &City, timeline: &plots::Timeline, threads: usize) ->
     match result {
         Ok(()) => format!("{0}/run.png, {0}/map.png", args.out.display()),
         Err(e) => format!("not drawn: {e}"),
+    }
+}
+
+/// The snapshots written in this run (`--snapshot-dir`).
+#[derive(Default)]
+struct Snapshots {
+    count: usize,
+    last: Option<u64>,
+    max_pause_ms: f64,
+    bytes: u64,
+}
+
+impl Snapshots {
+    /// Writes one; a failure is reported and the run goes on.
+    fn take(&mut self, city: &mut City) {
+        match city.snapshot() {
+            Ok(report) => {
+                self.count += 1;
+                self.last = Some(city.turn);
+                self.bytes = report.state_bytes;
+                self.max_pause_ms = self.max_pause_ms.max(report.pause.as_secs_f64() * 1e3);
+            }
+            Err(e) => eprintln!("city: snapshot at turn {} failed: {e}", city.turn),
+        }
+    }
+
+    fn text(&self, first_turn: u64) -> String {
+        let resumed = if first_turn > 0 {
+            format!("resumed at turn {first_turn}; ")
+        } else {
+            String::new()
+        };
+        match self.last {
+            None => format!("{resumed}none (--snapshot-dir)"),
+            Some(last) => format!(
+                "{resumed}{} written, the last at turn {last} ({:.1} MB of state, longest pause {:.1} ms)",
+                self.count,
+                self.bytes as f64 / 1e6,
+                self.max_pause_ms
+            ),
+        }
     }
 }

@@ -87,3 +87,52 @@ fn figures_are_the_same_on_one_two_and_three_machines() {
     assert!(one["seconds"].as_u64().unwrap() >= 20, "{one}");
     assert_eq!(figures(2, "70000", "41"), one);
 }
+
+/// `city --snapshot-dir D --turns 60`, then `city --snapshot-dir D --resume
+/// --turns 120` (another process, on another thread count) prints the
+/// checksum of the uninterrupted run to 120.
+#[test]
+fn a_resumed_city_ends_where_the_uninterrupted_one_does() {
+    let city = env!("CARGO_BIN_EXE_city");
+    let out = std::env::temp_dir();
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let output = std::process::Command::new(city)
+            .args(["--agents", "20000", "--size", "30x30", "--json", "--out"])
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout).unwrap();
+        serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+    };
+    let whole = run(&["--turns", "120", "--threads", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let first = run(&[
+        "--turns",
+        "60",
+        "--threads",
+        "2",
+        "--snapshot-dir",
+        dir_arg,
+        "--snapshot-every",
+        "25",
+    ]);
+    assert_eq!(first["snapshots"], 3, "{first}");
+    let resumed = run(&[
+        "--turns",
+        "120",
+        "--threads",
+        "1",
+        "--snapshot-dir",
+        dir_arg,
+        "--resume",
+    ]);
+    assert_eq!(resumed["resumed_from"], 60);
+    assert_eq!(resumed["checksum"], whole["checksum"], "{resumed}\n{whole}");
+}
