@@ -123,6 +123,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_depth: [DEFAULT_MAX_DEPTH, 0, 3, 1000][usize::from(mode >> 1 & 3)],
         zero_sized_per_byte: [64, 0, 1, 1000][usize::from(mode >> 3 & 3)],
+        reset_process_local: false,
     };
     check_tree(bytes, origin, &limits);
     check_zero_sized(bytes, origin, &limits);

@@ -228,6 +228,12 @@ pub struct Limits {
     /// How many elements of zero-sized types a value may hold, in all its
     /// containers together, per byte of input. Default: 64.
     pub zero_sized_per_byte: usize,
+    /// Whether process-local parts ([`Compact::PROCESS_LOCAL`] types, such
+    /// as kay's `External`) are reset to their empty state instead of
+    /// refused: for state saved by this program and loaded again (a
+    /// snapshot), where such a part meant something only in the process
+    /// that wrote it. Default: `false` (refused).
+    pub reset_process_local: bool,
 }
 
 impl Default for Limits {
@@ -235,6 +241,7 @@ impl Default for Limits {
         Limits {
             max_depth: DEFAULT_MAX_DEPTH,
             zero_sized_per_byte: 64,
+            reset_process_local: false,
         }
     }
 }
@@ -263,6 +270,8 @@ pub struct Validator<'a> {
     max_depth: u32,
     /// Zero-sized elements still allowed (see [`Limits::zero_sized_per_byte`]).
     zero_sized_budget: usize,
+    /// See [`Limits::reset_process_local`].
+    reset_process_local: bool,
     _bytes: PhantomData<&'a mut [u8]>,
 }
 
@@ -278,8 +287,15 @@ impl<'a> Validator<'a> {
             depth: 0,
             max_depth: limits.max_depth,
             zero_sized_budget: bytes.len().saturating_mul(limits.zero_sized_per_byte),
+            reset_process_local: limits.reset_process_local,
             _bytes: PhantomData,
         }
+    }
+
+    /// Whether process-local parts are to be reset to empty rather than
+    /// refused (see [`Limits::reset_process_local`]).
+    pub fn resets_process_local(&self) -> bool {
+        self.reset_process_local
     }
 
     /// Claims the dynamic part of `size` bytes that the untrusted pointer value

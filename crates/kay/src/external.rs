@@ -41,6 +41,58 @@ use compact::{Compact, ValidationError, Validator};
 /// world.send(everyone, Handover { file: External::new("handle".into()) });
 /// ```
 ///
+/// # Not persisted
+/// A snapshot ([`crate::persist`]) saves the actor without the value:
+/// after a load the handle is empty ([`is_empty`](Self::is_empty)), and the
+/// actor restores it when it gets [`Loaded`](crate::persist::Loaded), which
+/// the system sends right after a load to every instance of each class
+/// that handles it:
+///
+/// ```
+/// use kay::{Actor, ActorSystem, ClassSetup, Compact, Config, External, World};
+/// use kay::persist::Loaded;
+/// kay::typed_id!(pub LoggerID);
+///
+/// #[derive(Compact, Clone)]
+/// pub struct Logger { id: LoggerID, path: kay::CString, file: External<Vec<String>> }
+/// #[derive(Compact, Clone)]
+/// pub struct Open(kay::CString);
+///
+/// impl Actor for Logger {
+///     type ID = LoggerID;
+///     fn id(&self) -> LoggerID { self.id }
+///     fn setup(class: &mut ClassSetup<Self>) {
+///         class
+///             .spawner(|id, open: &Open, _: &mut World| Logger {
+///                 id,
+///                 path: open.0.clone(),
+///                 file: External::new(Vec::new()), // e.g. a file handle
+///             })
+///             // After a load: open it again (the state says which).
+///             .handler(|logger: &mut Logger, _: &Loaded, _: &mut World| {
+///                 assert!(logger.file.is_empty());
+///                 logger.file = External::new(vec![format!("reopened {}", &*logger.path)]);
+///             });
+///     }
+/// }
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let mut system = ActorSystem::with_storage(dir.path(), Config::default()).unwrap();
+/// system.register::<Logger>();
+/// let mut world = system.world();
+/// world.spawn::<Logger, _>(Open("log.txt".into()));
+/// system.turn();
+/// system.snapshot().unwrap();
+/// drop((world, system));
+///
+/// let mut system = ActorSystem::with_storage(dir.path(), Config::default()).unwrap();
+/// system.register::<Logger>();
+/// system.load().unwrap();
+/// system.turn(); // handles `Loaded` first
+/// let lines = system.with_instances::<Logger, _>(|l| l.file.get().cloned());
+/// assert_eq!(lines, [Some(vec!["reopened log.txt".to_string()])]);
+/// ```
+///
 /// It has exactly one owner. `clone()` *moves* the value into the clone (so
 /// actor structs deriving `Clone` keep working); using the original
 /// afterwards panics with a clear message instead of sharing the value.
@@ -65,6 +117,26 @@ impl<T> External<T> {
             ptr: AtomicPtr::new(Box::into_raw(Box::new(value))),
             _owns: std::marker::PhantomData,
         }
+    }
+
+    /// Whether the handle holds no value: after a snapshot was loaded (an
+    /// `External` is not persisted) or after its value moved to a clone.
+    pub fn is_empty(&self) -> bool {
+        self.ptr.load(Ordering::Acquire).is_null()
+    }
+
+    /// The value, if the handle holds one (see [`is_empty`](Self::is_empty)).
+    pub fn get(&self) -> Option<&T> {
+        let ptr = self.ptr.load(Ordering::Acquire);
+        // SAFETY: a non-null pointer is the live box this handle owns.
+        (!ptr.is_null()).then(|| unsafe { &*ptr })
+    }
+
+    /// The value mutably, if the handle holds one.
+    pub fn get_mut(&mut self) -> Option<&mut T> {
+        let ptr = *self.ptr.get_mut();
+        // SAFETY: as in `get`, borrowed mutably through `&mut self`.
+        (!ptr.is_null()).then(|| unsafe { &mut *ptr })
     }
 
     fn live(&self) -> *mut T {
@@ -191,7 +263,21 @@ unsafe impl<T: 'static> Compact for External<T> {
         // SAFETY: a bitwise move out of a valid value (caller).
         unsafe { std::ptr::read(source) }
     }
-    unsafe fn validate(_: *mut Self, _: &mut Validator<'_>) -> Result<(), ValidationError> {
+    unsafe fn validate(
+        value: *mut Self,
+        validator: &mut Validator<'_>,
+    ) -> Result<(), ValidationError> {
+        if validator.resets_process_local() {
+            // A snapshot being loaded: the pointer meant something only in
+            // the process that wrote it. The handle starts empty (see
+            // `crate::persist`: the actor restores it on `Loaded`).
+            // SAFETY: `value` points at the handle's bytes in the buffer
+            // being validated (caller); a null pointer is the empty state.
+            unsafe {
+                std::ptr::addr_of_mut!((*value).ptr).write(AtomicPtr::new(std::ptr::null_mut()))
+            };
+            return Ok(());
+        }
         Err(ValidationError::Unsupported {
             type_name: std::any::type_name::<Self>(),
             hint: "External state stays in its process: it is never sent or persisted",

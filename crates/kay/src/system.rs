@@ -300,6 +300,11 @@ impl ActorSystem {
         }
     }
 
+    /// The system's own outside world, for sends of the system itself.
+    pub(crate) fn outside_world(&mut self) -> &mut World {
+        Self::system_world(&mut self.system_world, &self.shared)
+    }
+
     /// The system's own outside world (see `system_world`).
     fn system_world<'w>(world: &'w mut Option<World>, shared: &Arc<Shared>) -> &'w mut World {
         world.get_or_insert_with(|| World::new(Arc::clone(shared), SenderLane::OUTSIDE))

@@ -77,8 +77,16 @@
 //! zeroed so that earlier occupants leave no trace in padding).
 //!
 //! # Decisions
-//! - **`External<T>` is not persisted.** A class whose instances hold one
-//!   cannot be snapshotted yet ([`PersistError::NotNow`] names it).
+//! - **`External<T>` is not persisted.** Its bytes are saved with the
+//!   actor but mean nothing in another process: loading resets every
+//!   `External` to empty ([`External::is_empty`](crate::External::is_empty)).
+//!   Right after a load, the system sends [`Loaded`] to every instance of
+//!   each class that has a handler for it, ahead of every other message of
+//!   the next turn: that handler restores what the `External` held (reopen
+//!   the file the state names; see the example at
+//!   [`External`](crate::External#not-persisted)). A run that was loaded
+//!   thus handles these messages on top of what the uninterrupted run
+//!   handles; nothing else differs.
 //! - **Open requests are not persisted** (see above); timers are.
 //! - The live instance stores are mmap'ed files under `dir/live`, recreated
 //!   empty by `with_storage` (they are the running state, not a snapshot).
@@ -112,6 +120,18 @@ const META_MAGIC: &[u8; 8] = b"KAYSNAP\0";
 
 /// The file holding the state besides the instance stores.
 const SYSTEM_FILE: &str = "system";
+
+/// Sent by [`ActorSystem::load`] to every instance of each class that has
+/// a handler for it, right after a snapshot was loaded (handled first in
+/// the next turn): the place to restore what the snapshot could not hold,
+/// such as [`External`](crate::External) values.
+#[derive(crate::Compact, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loaded {
+    /// The turn the snapshot was taken after.
+    pub turn: u64,
+    /// The generation loaded.
+    pub generation: u64,
+}
 
 /// Why a snapshot could not be written or loaded.
 #[derive(Debug, thiserror::Error)]
@@ -288,12 +308,6 @@ impl ActorSystem {
                 .zip(class.shared.shards.iter())
                 .enumerate()
             {
-                if shard.store.ops().process_local && shard.store.len() > 0 {
-                    return Err(PersistError::NotNow(format!(
-                        "snapshot: instances of {} hold an External, which is not persisted yet",
-                        class.shared.name
-                    )));
-                }
                 let image = shard.store.image();
                 system.len(image.len());
                 let mut parts: Vec<&[u8]> = Vec::new();
@@ -596,6 +610,10 @@ impl ActorSystem {
             .store(outside_timers, std::sync::atomic::Ordering::Relaxed);
         let persist = self.persist.as_mut().expect("checked above");
         persist.next = persist.next.max(generation.number + 1);
+        self.send_loaded(Loaded {
+            turn,
+            generation: generation.number,
+        });
         Ok(Some(LoadReport {
             generation: generation.number,
             dir: generation.dir.clone(),
@@ -605,6 +623,26 @@ impl ActorSystem {
             timers: timer_count,
             took: started.elapsed(),
         }))
+    }
+
+    /// Sends `loaded` to every instance of the classes that handle it.
+    fn send_loaded(&mut self, loaded: Loaded) {
+        let id = self
+            .shared
+            .message_ids
+            .locked()
+            .get(&std::any::TypeId::of::<Loaded>())
+            .copied();
+        let Some(id) = id else { return };
+        let machine = self.config.machine;
+        let handling: Vec<RawID> = (self.classes.iter().flatten())
+            .filter(|class| class.handlers.get(id).is_some())
+            .map(|class| RawID::local_broadcast(class.shared.type_id, machine))
+            .collect();
+        let world = self.outside_world();
+        for everyone in handling {
+            world.send(everyone, loaded);
+        }
     }
 
     /// The manifest's metadata: magic, format, fingerprint lines, turn.

@@ -65,8 +65,6 @@ pub(crate) struct ActorOps {
     /// Validates an instance's bytes (from a snapshot) written at an
     /// address, rewriting its pointers for where they are now.
     validate: fn(&mut [u8], usize) -> Result<(), compact::ValidationError>,
-    /// Whether instances hold process-local parts (`External`).
-    pub(crate) process_local: bool,
 }
 
 impl ActorOps {
@@ -83,7 +81,6 @@ impl ActorOps {
             id: id_raw::<A>,
             as_any: as_any_raw::<A>,
             validate: validate_raw::<A>,
-            process_local: A::PROCESS_LOCAL,
         }
     }
 
@@ -153,7 +150,12 @@ fn validate_raw<A: Compact>(
     bytes: &mut [u8],
     origin: usize,
 ) -> Result<(), compact::ValidationError> {
-    compact::validate_in_place::<A>(bytes, origin).map(|_| ())
+    // Saved by this program: an `External` comes back empty.
+    let limits = compact::Limits {
+        reset_process_local: true,
+        ..compact::Limits::default()
+    };
+    compact::validate_in_place_with::<A>(bytes, origin, &limits).map(|_| ())
 }
 
 fn as_any_raw<A: Any>(actor: *const u8) -> *const dyn Any {
@@ -240,11 +242,6 @@ impl Store {
     /// The store as a pointer for the thunks of its class.
     pub(crate) fn as_ptr(&mut self) -> *mut () {
         (self as *mut Store).cast()
-    }
-
-    /// The class's operations.
-    pub(crate) fn ops(&self) -> &ActorOps {
-        &self.ops
     }
 
     /// The number of live instances.
