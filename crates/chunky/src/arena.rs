@@ -393,6 +393,44 @@ impl Arena {
             })
     }
 
+    /// The bytes of every slot below [`Arena::slot_count`] mutably, one
+    /// slice per chunk in slot order (see [`used_runs`](Self::used_runs)).
+    pub fn used_runs_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
+        let per_chunk = self.slots_per_chunk as usize;
+        let end = self.end as usize;
+        let slot_size = self.slot_size;
+        self.chunks
+            .iter_mut()
+            .enumerate()
+            .filter_map(move |(k, chunk)| {
+                let slots = end.saturating_sub(k * per_chunk).min(per_chunk);
+                (slots > 0).then(|| chunk.bytes_mut(0..slots * slot_size))
+            })
+    }
+
+    /// Hands out `n` new slots at the end at once (for bulk loading; the
+    /// free list is not used), allocating the chunks they need.
+    pub fn extend(&mut self, n: usize) -> Result<()> {
+        let end = u64::from(self.end) + n as u64;
+        if end >= u64::from(NO_SLOT) {
+            return Err(Error::CapacityExceeded {
+                ident: self.handle.ident.clone(),
+                what: "slots",
+            });
+        }
+        let per_chunk = u64::from(self.slots_per_chunk);
+        while (self.chunks.len() as u64) * per_chunk < end {
+            let index = ChunkIndex(self.chunks.len() as u32);
+            let chunk =
+                self.handle
+                    .storage
+                    .create_chunk(&self.handle.ident, index, self.chunk_size)?;
+            self.chunks.push(chunk);
+        }
+        self.end = end as u32;
+        Ok(())
+    }
+
     /// Writes the chunks back to disk, then the metadata.
     pub fn flush(&self) -> Result<()> {
         for chunk in &self.chunks {

@@ -97,13 +97,15 @@ impl GenerationWriter<'_> {
     /// used part of each chunk of an arena: no copy into one buffer). The
     /// file is created new (never through a planted link) and synced.
     pub fn file(&mut self, name: &str, parts: &[&[u8]]) -> Result<()> {
+        let entry = self.write_file(name, parts)?;
+        self.add(entry)
+    }
+
+    /// Writes file `name` as [`file`](Self::file) does, without adding it
+    /// to the generation yet (so that several threads can write files at
+    /// once): give the entry returned to [`add`](Self::add).
+    pub fn write_file(&self, name: &str, parts: &[&[u8]]) -> Result<FileEntry> {
         check_name(&self.tmp, name)?;
-        if self.entries.iter().any(|e| e.name == name) {
-            return Err(Error::CorruptGeneration {
-                path: self.tmp.join(name),
-                detail: "a generation holds each file name once".to_owned(),
-            });
-        }
         let path = self.tmp.join(name);
         let mut file = create_new(&path)?;
         let mut crc = crc32fast::Hasher::new();
@@ -114,17 +116,38 @@ impl GenerationWriter<'_> {
             len += part.len() as u64;
         }
         file.sync_data().map_err(|e| Error::io(&path, e))?;
-        self.entries.push(FileEntry {
+        Ok(FileEntry {
             name: name.to_owned(),
             len,
             crc: crc.finalize(),
-        });
+        })
+    }
+
+    /// Adds a file written by [`write_file`](Self::write_file).
+    pub fn add(&mut self, entry: FileEntry) -> Result<()> {
+        if self.entries.iter().any(|e| e.name == entry.name) {
+            return Err(Error::CorruptGeneration {
+                path: self.tmp.join(&entry.name),
+                detail: "a generation holds each file name once".to_owned(),
+            });
+        }
+        self.entries.push(entry);
         Ok(())
     }
 
     /// Writes the manifest (with `meta`), commits the generation with an
     /// atomic rename and prunes old ones; returns its directory.
-    pub fn commit(mut self, meta: &[u8]) -> Result<PathBuf> {
+    pub fn commit(self, meta: &[u8]) -> Result<PathBuf> {
+        let generations = self.generations;
+        let done = self.commit_only(meta)?;
+        generations.prune()?;
+        Ok(done)
+    }
+
+    /// As [`commit`](Self::commit), without pruning: call
+    /// [`Generations::prune`] later (e.g. on another thread, so that
+    /// removing old files does not lengthen a pause).
+    pub fn commit_only(mut self, meta: &[u8]) -> Result<PathBuf> {
         let manifest = encode_manifest(self.number, meta, &self.entries);
         let path = self.tmp.join(MANIFEST);
         let mut file = create_new(&path)?;
@@ -136,7 +159,6 @@ impl GenerationWriter<'_> {
         fs::rename(&self.tmp, &done).map_err(|e| Error::io(&done, e))?;
         self.committed = true;
         sync_dir(&self.generations.dir)?;
-        self.generations.prune()?;
         Ok(done)
     }
 }
@@ -232,8 +254,8 @@ impl Generations {
     }
 
     /// Removes complete generations beyond the number to keep, and
-    /// leftover `.tmp` ones.
-    fn prune(&self) -> Result<()> {
+    /// leftover `.tmp` ones (as [`GenerationWriter::commit`] does).
+    pub fn prune(&self) -> Result<()> {
         let complete = self.complete()?;
         let extra = complete.len().saturating_sub(self.keep);
         for (_, path) in &complete[..extra] {
@@ -276,6 +298,25 @@ impl Generations {
         Ok(self.complete()?.last().map(|(number, _)| *number))
     }
 
+    /// The newest complete generation's manifest, checked (magic, format,
+    /// checksum, file names), without reading its files: read each with
+    /// [`GenerationFiles::read_into`] or [`GenerationFiles::read`], which
+    /// check its length and checksum. For loading large files straight
+    /// into their destination; [`newest`](Self::newest) checks everything
+    /// first.
+    pub fn newest_manifest(&self) -> Result<Option<GenerationFiles>> {
+        let Some((number, dir)) = self.complete()?.pop() else {
+            return Ok(None);
+        };
+        let (meta, files) = check_manifest(&dir, number)?;
+        Ok(Some(GenerationFiles {
+            dir,
+            number,
+            meta,
+            files,
+        }))
+    }
+
     /// The newest complete generation, checked whole (see the module
     /// docs); `None` if there is none.
     pub fn newest(&self) -> Result<Option<Generation>> {
@@ -310,8 +351,76 @@ impl Generation {
     }
 }
 
-/// Checks generation `number` in `dir` whole: its manifest and every file.
-fn check(dir: &Path, number: u64) -> Result<Generation> {
+/// A complete generation whose manifest was checked (see
+/// [`Generations::newest_manifest`]); its files are checked as they are
+/// read.
+#[derive(Debug, Clone)]
+pub struct GenerationFiles {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Its number.
+    pub number: u64,
+    /// The metadata written with it.
+    pub meta: Vec<u8>,
+    /// Its files, as the manifest lists them.
+    pub files: Vec<FileEntry>,
+}
+
+impl GenerationFiles {
+    fn entry(&self, name: &str) -> Result<&FileEntry> {
+        (self.files.iter().find(|e| e.name == name)).ok_or_else(|| Error::CorruptGeneration {
+            path: self.dir.join(name),
+            detail: "the manifest lists no such file".to_owned(),
+        })
+    }
+
+    /// The length file `name` has according to the manifest.
+    pub fn len_of(&self, name: &str) -> Result<u64> {
+        Ok(self.entry(name)?.len)
+    }
+
+    /// Reads file `name` whole, checking its length and checksum.
+    pub fn read(&self, name: &str) -> Result<Vec<u8>> {
+        read_checked(&self.dir, self.entry(name)?)
+    }
+
+    /// Reads file `name` into `parts`, one after the other, which must
+    /// hold exactly its length; checks its checksum. On an error the parts
+    /// hold unchecked bytes: discard them.
+    pub fn read_into(&self, name: &str, parts: &mut [&mut [u8]]) -> Result<()> {
+        let entry = self.entry(name)?;
+        let path = self.dir.join(&entry.name);
+        let mut file = open_checked(&path, entry)?;
+        let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if total != entry.len {
+            return Err(Error::CorruptGeneration {
+                path,
+                detail: format!(
+                    "{} bytes listed, {total} expected by what it holds",
+                    entry.len
+                ),
+            });
+        }
+        let mut crc = crc32fast::Hasher::new();
+        for part in parts.iter_mut() {
+            file.read_exact(part).map_err(|e| Error::io(&path, e))?;
+            crc.update(part);
+        }
+        let computed = crc.finalize();
+        if computed != entry.crc {
+            return Err(Error::ChecksumMismatch {
+                path,
+                stored: entry.crc,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Checks generation `number`'s directory and manifest; returns the
+/// metadata and the files listed.
+fn check_manifest(dir: &Path, number: u64) -> Result<(Vec<u8>, Vec<FileEntry>)> {
     if fs::symlink_metadata(dir)
         .map_err(|e| Error::io(dir, e))?
         .file_type()
@@ -334,9 +443,17 @@ fn check(dir: &Path, number: u64) -> Result<Generation> {
             detail: format!("the manifest is of generation {found}, the directory of {number}"),
         });
     }
-    let mut contents = Vec::with_capacity(files.len());
     for entry in &files {
         check_name(dir, &entry.name)?;
+    }
+    Ok((meta, files))
+}
+
+/// Checks generation `number` in `dir` whole: its manifest and every file.
+fn check(dir: &Path, number: u64) -> Result<Generation> {
+    let (meta, files) = check_manifest(dir, number)?;
+    let mut contents = Vec::with_capacity(files.len());
+    for entry in &files {
         contents.push(read_checked(dir, entry)?);
     }
     Ok(Generation {
@@ -348,13 +465,13 @@ fn check(dir: &Path, number: u64) -> Result<Generation> {
     })
 }
 
-/// Reads `entry` from `dir`, checking its length and CRC-32.
-fn read_checked(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
-    let path = dir.join(&entry.name);
-    let mut file = match open_no_follow(OpenOptions::new().read(true), &path) {
+/// Opens the file of `entry` at `path` (never through a link), checking that it
+/// has the length the manifest records.
+fn open_checked(path: &Path, entry: &FileEntry) -> Result<File> {
+    let file = match open_no_follow(OpenOptions::new().read(true), path) {
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             return Err(Error::CorruptGeneration {
-                path,
+                path: path.to_owned(),
                 detail: "a file the manifest lists is missing".to_owned(),
             });
         }
@@ -362,15 +479,22 @@ fn read_checked(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
     };
     // The file's own length first: a planted manifest claiming a huge one
     // must not make us reserve it.
-    let on_disk = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+    let on_disk = file.metadata().map_err(|e| Error::io(path, e))?.len();
     if on_disk != entry.len {
         return Err(Error::Truncated {
-            path,
+            path: path.to_owned(),
             expected: entry.len,
             found: on_disk,
         });
     }
-    let mut bytes = Vec::with_capacity(on_disk as usize);
+    Ok(file)
+}
+
+/// Reads `entry` from `dir`, checking its length and CRC-32.
+fn read_checked(dir: &Path, entry: &FileEntry) -> Result<Vec<u8>> {
+    let path = dir.join(&entry.name);
+    let mut file = open_checked(&path, entry)?;
+    let mut bytes = Vec::with_capacity(entry.len as usize);
     file.read_to_end(&mut bytes)
         .map_err(|e| Error::io(&path, e))?;
     if bytes.len() as u64 != entry.len {

@@ -86,10 +86,13 @@ mod value;
 
 pub use arena::{Arena, SlotIndex};
 pub use error::{Error, Result};
-pub use generations::{FileEntry, GENERATION_FORMAT, Generation, GenerationWriter, Generations};
+pub use generations::{
+    FileEntry, GENERATION_FORMAT, Generation, GenerationFiles, GenerationWriter, Generations,
+};
 pub use multi_arena::{BinIndex, MultiArena, MultiSlot};
 pub use pod::Pod;
 pub use queue::Queue;
+pub use storage::mmap::open_no_follow;
 pub use storage::{Chunk, ChunkIndex, ChunkSize, ChunkStorage, HeapStorage, MmapStorage, Storage};
 pub use value::Value;
 

@@ -209,7 +209,7 @@ impl ChunkStorage for MmapStorage {
 /// Opens `path` with `options` without following a symbolic link in its
 /// last component, and refuses anything but a regular file, so that a link
 /// or device planted in the directory is reported instead of written through.
-pub(crate) fn open_no_follow(options: &mut OpenOptions, path: &Path) -> Result<File> {
+pub fn open_no_follow(options: &mut OpenOptions, path: &Path) -> Result<File> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -192,8 +192,12 @@ pub struct SnapshotReport {
     pub instances: u64,
     /// Bytes of instance state saved (the stores' used slots).
     pub state_bytes: u64,
-    /// How long the system was paused for it.
+    /// How long the system was paused for it: the whole write for
+    /// [`snapshot`](ActorSystem::snapshot), the copy of the state for
+    /// [`snapshot_in_background`](ActorSystem::snapshot_in_background).
     pub pause: Duration,
+    /// How long until it was committed (durable on disk).
+    pub written: Duration,
 }
 
 /// What [`ActorSystem::load`] loaded.
@@ -216,11 +220,52 @@ pub struct LoadReport {
     pub took: Duration,
 }
 
+/// How a background snapshot went, and its buffers (for the next one).
+type Written = (Result<SnapshotReport, PersistError>, Vec<Vec<u8>>);
+
 /// A system's snapshot storage.
 pub(crate) struct Persist {
     generations: Generations,
     /// The number the next snapshot gets.
     next: u64,
+    /// Old generations being removed after the last snapshot (off the
+    /// pause; joined before the next one starts).
+    pruning: Option<std::thread::JoinHandle<chunky::Result<()>>>,
+    /// A snapshot being written in the background, which gives its
+    /// buffers back.
+    pending: Option<std::thread::JoinHandle<Written>>,
+    /// Buffers of the last background snapshot, for the next.
+    spare: Vec<Vec<u8>>,
+    /// The directory's lock, held while the system lives.
+    _lock: std::fs::File,
+}
+
+impl Drop for Persist {
+    fn drop(&mut self) {
+        // A snapshot under way is finished (its outcome is logged).
+        if let Some(pending) = self.pending.take() {
+            match pending.join() {
+                Ok((Ok(_), _)) => {}
+                Ok((Err(e), _)) => tracing::error!("kay: a background snapshot failed: {e}"),
+                Err(_) => tracing::error!("kay: a background snapshot panicked"),
+            }
+        }
+        self.join_pruning();
+    }
+}
+
+impl Persist {
+    /// Waits for the last snapshot's pruning (reporting a failure: it only
+    /// means old files were left, which the next pruning retries).
+    fn join_pruning(&mut self) {
+        if let Some(pruning) = self.pruning.take() {
+            match pruning.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("kay: removing old snapshots failed: {e}"),
+                Err(_) => tracing::warn!("kay: removing old snapshots panicked"),
+            }
+        }
+    }
 }
 
 /// One shard's small state, read from a snapshot before anything changes.
@@ -250,6 +295,27 @@ impl ActorSystem {
     ) -> Result<ActorSystem, PersistError> {
         let dir = dir.as_ref();
         let generations = Generations::open(dir, config.snapshots_kept)?;
+        // One system per directory: the others would share its live files.
+        let lock_path = dir.join("lock");
+        let lock = chunky::open_no_follow(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true),
+            &lock_path,
+        )?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(PersistError::NotNow(format!(
+                    "use {}: another system (in this or another process) uses it",
+                    dir.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(chunky::Error::io(&lock_path, e).into());
+            }
+        }
         let live = dir.join("live");
         // The live stores of an earlier process are not a snapshot: start
         // them afresh (a link planted there is removed, not followed).
@@ -264,7 +330,14 @@ impl ActorSystem {
         let next = generations.newest_number()?.map_or(1, |n| n + 1);
         let mut system = ActorSystem::new(config);
         system.storage = storage;
-        system.persist = Some(Box::new(Persist { generations, next }));
+        system.persist = Some(Box::new(Persist {
+            generations,
+            next,
+            pruning: None,
+            pending: None,
+            spare: Vec::new(),
+            _lock: lock,
+        }));
         Ok(system)
     }
 
@@ -273,10 +346,19 @@ impl ActorSystem {
     /// flight. The previous generations stay until it is committed; on an
     /// error (a full disk, say) nothing is committed.
     pub fn snapshot(&mut self) -> Result<SnapshotReport, PersistError> {
+        self.take_snapshot(false)
+    }
+
+    fn take_snapshot(&mut self, background: bool) -> Result<SnapshotReport, PersistError> {
         let started = Instant::now();
         if self.persist.is_none() {
             return Err(PersistError::NoStorage);
         }
+        // One snapshot at a time: the last one's outcome first.
+        if let Some(Err(e)) = self.wait_for_snapshot() {
+            return Err(e);
+        }
+        self.persist.as_mut().expect("checked above").join_pruning();
         self.check_quiet("snapshot")?;
         // Timers set from outside since the last turn join the others now,
         // as they would at the start of the next turn.
@@ -336,22 +418,106 @@ impl ActorSystem {
             }
         }
         let meta = self.snapshot_meta();
-        let persist = self.persist.as_mut().expect("checked above");
+        let mut persist = self.persist.take().expect("checked above");
         let number = persist.next;
-        let mut writer = persist.generations.begin(number)?;
-        for (name, parts) in &stores {
-            writer.file(name, parts)?;
+        let written = if background {
+            // Copy-on-snapshot: the bytes are copied now (the pause), and
+            // written and synced on another thread while turns go on.
+            // The last background snapshot's buffers are reused: their
+            // pages are in memory already, so the copy is a plain memcpy.
+            let mut spare = std::mem::take(&mut persist.spare).into_iter();
+            let owned: Vec<(String, Vec<u8>)> = (stores.iter())
+                .map(|(name, parts)| {
+                    let mut buffer = spare.next().unwrap_or_default();
+                    buffer.clear();
+                    for part in parts {
+                        buffer.extend_from_slice(part);
+                    }
+                    (name.clone(), buffer)
+                })
+                .collect();
+            let generations = persist.generations.clone();
+            let (turn, pause) = (self.turn, started.elapsed());
+            persist.pending = Some(std::thread::spawn(move || {
+                let stores: Vec<(String, Vec<&[u8]>)> = (owned.iter())
+                    .map(|(name, bytes)| (name.clone(), vec![bytes.as_slice()]))
+                    .collect();
+                let written =
+                    write_generation(&generations, number, &stores, &system.bytes, &meta, None)
+                        .and_then(|dir| {
+                            generations.prune()?;
+                            Ok(SnapshotReport {
+                                generation: number,
+                                dir,
+                                turn,
+                                instances,
+                                state_bytes,
+                                pause,
+                                written: started.elapsed(),
+                            })
+                        });
+                drop(stores);
+                (written, owned.into_iter().map(|(_, bytes)| bytes).collect())
+            }));
+            Ok(None)
+        } else {
+            write_generation(
+                &persist.generations,
+                number,
+                &stores,
+                &system.bytes,
+                &meta,
+                self.pool.as_ref(),
+            )
+            .map(|dir| {
+                let generations = persist.generations.clone();
+                persist.pruning = Some(std::thread::spawn(move || generations.prune()));
+                Some(dir)
+            })
+        };
+        if written.is_ok() {
+            persist.next += 1;
         }
-        writer.file(SYSTEM_FILE, &[&system.bytes])?;
-        let dir = writer.commit(&meta)?;
-        persist.next += 1;
+        drop(stores);
+        self.persist = Some(persist);
+        let dir = written?;
+        let pause = started.elapsed();
         Ok(SnapshotReport {
             generation: number,
-            dir,
+            dir: dir.unwrap_or_default(),
             turn: self.turn,
             instances,
             state_bytes,
-            pause: started.elapsed(),
+            pause,
+            written: pause,
+        })
+    }
+
+    /// Starts a snapshot that is written while the system goes on: the
+    /// state is copied now (the pause, see [`SnapshotReport::pause`]), then
+    /// written, synced and committed on another thread. The same checks
+    /// as [`snapshot`](Self::snapshot) apply. The returned report's `dir`
+    /// is empty: [`wait_for_snapshot`](Self::wait_for_snapshot) gives the
+    /// final one (and an error such as a full disk); the next snapshot and
+    /// dropping the system wait for it too.
+    pub fn snapshot_in_background(&mut self) -> Result<SnapshotReport, PersistError> {
+        self.take_snapshot(true)
+    }
+
+    /// Waits for the snapshot started by
+    /// [`snapshot_in_background`](Self::snapshot_in_background), if one is
+    /// under way, and returns how it went.
+    pub fn wait_for_snapshot(&mut self) -> Option<Result<SnapshotReport, PersistError>> {
+        let persist = self.persist.as_mut()?;
+        let pending = persist.pending.take()?;
+        Some(match pending.join() {
+            Ok((written, buffers)) => {
+                persist.spare = buffers;
+                written
+            }
+            Err(_) => Err(PersistError::NotNow(
+                "finish a snapshot: its writer panicked".to_owned(),
+            )),
         })
     }
 
@@ -376,7 +542,7 @@ impl ActorSystem {
             ));
         }
         self.check_quiet("load")?;
-        let Some(generation) = persist.generations.newest()? else {
+        let Some(generation) = persist.generations.newest_manifest()? else {
             return Ok(None);
         };
         let gen_dir = generation.dir.clone();
@@ -421,7 +587,7 @@ impl ActorSystem {
 
         // The small state, read whole before anything changes.
         let bytes = generation.read(SYSTEM_FILE)?;
-        let mut input = Reader::new(bytes);
+        let mut input = Reader::new(&bytes);
         let lanes = 1 + self.global_shards.len() as u32;
         let restore = &self.message_restore;
         let parsed = (|| {
@@ -430,9 +596,16 @@ impl ActorSystem {
             let outside_timers = input.u64("the outside timer count")?;
             let timers = Timers::decode(&mut input, |tag| restore.get(usize::from(tag)).copied())?;
             let count = input.len(12, "the class count")?;
-            let mut shards = Vec::new();
+            let registered = self.classes.iter().flatten().count();
+            if count != registered {
+                return Err(format!("{count} classes listed, {registered} registered"));
+            }
+            let mut shards: Vec<ShardImage> = Vec::new();
             for _ in 0..count {
                 let c = input.u32("a class")? as usize;
+                if shards.last().is_some_and(|last| last.class >= c) {
+                    return Err(format!("class {c} out of order"));
+                }
                 let Some(class) = self.classes.get(c).and_then(Option::as_ref) else {
                     return Err(format!("no class has type id {c}"));
                 };
@@ -497,87 +670,94 @@ impl ActorSystem {
         let (turn, cycle, outside_timers, timers, shards) =
             parsed.map_err(|e| corrupt(SYSTEM_FILE, e))?;
 
-        // The instances, validated one by one; then the ID state checked
-        // against them. Any error empties the stores again.
+        // The instances, read straight into their slots and validated one
+        // by one; then each shard's ID state checked against them. Shards
+        // load in parallel on the system's threads. Any error empties the
+        // stores again.
         let machine = self.config.machine;
-        let mut loaded = 0u64;
-        let mut state_bytes = 0u64;
-        let mut failure = None;
-        'shards: for image in &shards {
-            let name = store_file(image.class, image.shard);
-            let class = self.classes[image.class].as_mut().expect("checked above");
-            let shared: &ShardShared = &class.shared.shards[image.shard];
-            let store = &mut class.shards[image.shard].store;
-            let bytes = match generation.read(&name) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    failure = Some(PersistError::from(e));
-                    break;
-                }
-            };
-            let mut at = 0usize;
-            for (bin, runs) in &image.bins {
-                let slot_size = store.slot_size_of(*bin) as u64;
-                for &(origin, slots) in runs {
-                    let len = slots
-                        .checked_mul(slot_size)
-                        .and_then(|l| usize::try_from(l).ok());
-                    let Some(run) = len.and_then(|len| bytes.get(at..at.checked_add(len)?)) else {
-                        failure = Some(corrupt(
-                            &name,
-                            format!(
-                                "bin {bin}: {slots} slots claimed beyond the file's {} bytes",
-                                bytes.len()
-                            ),
-                        ));
-                        break 'shards;
-                    };
-                    at += run.len();
-                    let type_id = class.shared.type_id;
-                    let accepted = store.load_run(*bin, origin, run, |id: RawID| {
-                        if id.type_id != type_id
-                            || id.is_broadcast()
-                            || !shared.owns(id.instance)
-                            || id.machine != machine
-                        {
-                            Err(format!("instance {id} does not belong in this store"))
-                        } else {
-                            Ok(())
-                        }
-                    });
-                    if let Err(e) = accepted {
-                        failure = Some(corrupt(&name, e));
-                        break 'shards;
+        let generation_ref = &generation;
+        let mut tasks = Vec::with_capacity(shards.len());
+        let mut images = shards.iter();
+        for class in self.classes.iter_mut().flatten() {
+            let type_id = class.shared.type_id;
+            let name = class.shared.name;
+            for (shard, shared) in class.shards.iter_mut().zip(class.shared.shards.iter()) {
+                let image = images.next().expect("one image per shard (checked above)");
+                debug_assert_eq!(image.shard, shared.shard as usize);
+                tasks.push((shard, shared, image, type_id, name));
+            }
+        }
+        let load_shard = |(shard, shared, image, type_id, name): &mut (
+            &mut crate::class::Shard,
+            &ShardShared,
+            &ShardImage,
+            crate::id::ShortTypeID,
+            &'static str,
+        )|
+         -> Result<(u64, u64), PersistError> {
+            let file = store_file(image.class, image.shard);
+            let store = &mut shard.store;
+            let mut read_error = None;
+            let loaded = store.load_image(
+                &image.bins,
+                |parts| {
+                    generation_ref.read_into(&file, parts).map_err(|e| {
+                        let text = e.to_string();
+                        read_error = Some(e);
+                        text
+                    })
+                },
+                |id: RawID| {
+                    if id.type_id != *type_id
+                        || id.is_broadcast()
+                        || !shared.owns(id.instance)
+                        || id.machine != machine
+                    {
+                        Err(format!("instance {id} does not belong in this store"))
+                    } else {
+                        Ok(())
                     }
-                    loaded += slots;
-                    state_bytes += run.len() as u64;
-                }
-            }
-            if at != bytes.len() {
-                failure = Some(corrupt(
-                    &name,
-                    format!("{} bytes beyond the slots listed", bytes.len() - at),
-                ));
-                break;
-            }
+                },
+            );
+            let bytes = match (loaded, read_error) {
+                (Ok(bytes), _) => bytes,
+                (Err(_), Some(e)) => return Err(PersistError::Storage(e)),
+                (Err(e), None) => return Err(corrupt(&file, e)),
+            };
             let live_blocks = store.live_blocks();
-            let shards_count = shared.shards;
-            let this_shard = shared.shard;
+            let (this_shard, shards_count) = (shared.shard, shared.shards);
             let lane_refs: Vec<_> = image.lane_ids.iter().map(|(l, ids)| (*l, ids)).collect();
-            let checked = check_loaded(
+            check_loaded(
                 &image.blocks,
                 &lane_refs,
                 &live_blocks,
                 |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
                 lanes,
                 (this_shard, shards_count),
-            );
-            if let Err(e) = checked {
-                failure = Some(corrupt(
-                    SYSTEM_FILE,
-                    format!("{}, shard {}: {e}", class.shared.name, image.shard),
-                ));
-                break;
+            )
+            .map_err(|e| corrupt(SYSTEM_FILE, format!("{name}, shard {}: {e}", image.shard)))?;
+            Ok((store.len() as u64, bytes))
+        };
+        let results: Vec<Result<(u64, u64), PersistError>> = match &self.pool {
+            Some(pool) if tasks.len() > 1 => {
+                use rayon::prelude::*;
+                pool.install(|| tasks.par_iter_mut().map(load_shard).collect())
+            }
+            _ => tasks.iter_mut().map(load_shard).collect(),
+        };
+        drop(tasks);
+        let mut loaded = 0u64;
+        let mut state_bytes = 0u64;
+        let mut failure = None;
+        for result in results {
+            match result {
+                Ok((instances, bytes)) => {
+                    loaded += instances;
+                    state_bytes += bytes;
+                }
+                Err(e) => {
+                    failure.get_or_insert(e);
+                }
             }
         }
         if let Some(error) = failure {
@@ -695,4 +875,32 @@ impl ActorSystem {
         }
         Ok(())
     }
+}
+
+/// Writes generation `number` (the store files, on `pool`'s threads if
+/// given, then the system file) and commits it without pruning.
+fn write_generation(
+    generations: &Generations,
+    number: u64,
+    stores: &[(String, Vec<&[u8]>)],
+    system: &[u8],
+    meta: &[u8],
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<PathBuf, PersistError> {
+    let mut writer = generations.begin(number)?;
+    // The stores' files at once on several threads (copies into the page
+    // cache and syncs overlap), then the rest in order.
+    let write = |(name, parts): &(String, Vec<&[u8]>)| writer.write_file(name, parts);
+    let entries: Vec<chunky::Result<chunky::FileEntry>> = match pool {
+        Some(pool) if stores.len() > 1 => {
+            use rayon::prelude::*;
+            pool.install(|| stores.par_iter().map(write).collect())
+        }
+        _ => stores.iter().map(write).collect(),
+    };
+    for entry in entries {
+        writer.add(entry?)?;
+    }
+    writer.file(SYSTEM_FILE, &[system])?;
+    Ok(writer.commit_only(meta)?)
 }

@@ -657,68 +657,126 @@ impl Store {
         }
     }
 
-    /// Loads instances of bin `bin` from a snapshot: `bytes` holds whole
-    /// slots, the first written at address `origin` and the rest behind
-    /// it. Each is validated as the class's type (its pointers rewritten
-    /// for its new slot); `accept` checks its ID (class, shard, not yet
-    /// loaded). On an error the instance is not added; the caller then
-    /// empties the store with [`unload`](Self::unload).
-    pub(crate) fn load_run(
+    /// Loads a snapshot's instances into this empty store: `bins` lists
+    /// each bin and its runs (the address the run was written at, and its
+    /// slots); `read` fills the slots' bytes, bin after bin, from the
+    /// snapshot (and checks them against its checksum). Each instance is
+    /// then validated as the class's type (its pointers rewritten for its
+    /// new slot), and `accept` checks its ID (class, shard, machine); an
+    /// instance listed twice is refused. On an error the store is left
+    /// empty. Returns the bytes loaded.
+    pub(crate) fn load_image(
         &mut self,
-        bin: u8,
-        origin: u64,
-        bytes: &[u8],
-        mut accept: impl FnMut(RawID) -> Result<(), String>,
-    ) -> Result<(), String> {
-        let slot_size = self.slot_size_of(bin);
-        let ops = self.ops;
-        for (k, image) in bytes.chunks_exact(slot_size).enumerate() {
-            let arena = self.arena(bin);
-            let slot = arena
-                .push()
-                .map_err(|e| format!("cannot grow the instance store: {e}"))?;
-            let target = arena.at_mut(slot);
-            target.copy_from_slice(image);
-            let written = origin
-                .checked_add((k * slot_size) as u64)
-                .and_then(|a| usize::try_from(a).ok())
-                .ok_or("a slot address overflows")?;
-            if let Err(e) = (ops.validate)(target, written) {
-                // Nothing was made of it: freed without a drop.
-                target.fill(0);
-                arena.free(slot);
-                return Err(format!("instance {} of bin {bin} fails validation: {e}", k));
-            }
-            let ptr = arena.slot_ptr(slot).as_ptr();
-            // SAFETY: the slot holds a valid instance (just validated).
-            let id = unsafe { (ops.id)(ptr) };
-            let refused = if self.is_occupied(id.instance) {
-                Err(format!("instance {id} is listed twice"))
-            } else {
-                accept(id)
-            };
-            if let Err(e) = refused {
-                if ops.needs_drop {
-                    // SAFETY: a valid instance (validated above), dropped
-                    // once here, then its slot is freed.
-                    unsafe { (ops.drop)(ptr) };
-                }
-                let arena = self.arena(bin);
-                arena.at_mut(slot).fill(0);
-                arena.free(slot);
-                return Err(e);
-            }
-            self.index.set(
-                id.instance,
-                Location {
-                    ptr,
-                    bin,
-                    version: id.version,
-                },
-            );
-            self.len += 1;
+        bins: &[(u8, Vec<(u64, u64)>)],
+        read: impl FnOnce(&mut [&mut [u8]]) -> Result<(), String>,
+        accept: impl Fn(RawID) -> Result<(), String>,
+    ) -> Result<u64, String> {
+        debug_assert_eq!(self.len, 0, "loading into an empty store");
+        // Nothing in the slots is valid until checked: a failure drops only
+        // what was (see `abandon`).
+        let mut validated = vec![0usize; bins.len()];
+        let result = self.load_image_inner(bins, read, accept, &mut validated);
+        if result.is_err() {
+            self.abandon(bins, &validated);
         }
-        Ok(())
+        result
+    }
+
+    fn load_image_inner(
+        &mut self,
+        bins: &[(u8, Vec<(u64, u64)>)],
+        read: impl FnOnce(&mut [&mut [u8]]) -> Result<(), String>,
+        accept: impl Fn(RawID) -> Result<(), String>,
+        validated: &mut [usize],
+    ) -> Result<u64, String> {
+        let mut counts = Vec::with_capacity(bins.len());
+        for (bin, runs) in bins {
+            let slots = runs
+                .iter()
+                .try_fold(0u64, |sum, &(_, n)| sum.checked_add(n))
+                .filter(|&n| n < u64::from(u32::MAX))
+                .ok_or_else(|| format!("bin {bin}: too many slots"))?;
+            self.arena(*bin)
+                .extend(slots as usize)
+                .map_err(|e| format!("cannot grow the instance store: {e}"))?;
+            counts.push(slots as usize);
+        }
+        // Straight from the file into the slots.
+        let mut parts: Vec<&mut [u8]> = Vec::new();
+        let mut bytes = 0u64;
+        for arena in self.bins.iter_mut().flatten() {
+            for run in arena.used_runs_mut() {
+                bytes += run.len() as u64;
+                parts.push(run);
+            }
+        }
+        read(&mut parts)?;
+        drop(parts);
+        let ops = self.ops;
+        for (b, (bin, runs)) in bins.iter().enumerate() {
+            let slot_size = self.slot_size_of(*bin);
+            let arena = self.bins[*bin as usize].as_ref().expect("extended above");
+            let mut k = 0usize;
+            for &(origin, slots) in runs {
+                for j in 0..slots as usize {
+                    let ptr = arena.slot_ptr(SlotIndex::new(k as u32)).as_ptr();
+                    // SAFETY: the slot's bytes, initialised (read above), not
+                    // referenced elsewhere while this borrow lives.
+                    let target = unsafe { std::slice::from_raw_parts_mut(ptr, slot_size) };
+                    let written = (j as u64)
+                        .checked_mul(slot_size as u64)
+                        .and_then(|offset| origin.checked_add(offset))
+                        .and_then(|a| usize::try_from(a).ok())
+                        .ok_or("a slot address overflows")?;
+                    (ops.validate)(target, written)
+                        .map_err(|e| format!("instance {k} of bin {bin} fails validation: {e}"))?;
+                    // It is valid now: from here on it is dropped if the load
+                    // fails.
+                    validated[b] = k + 1;
+                    // SAFETY: the slot holds a valid instance (just validated).
+                    let id = unsafe { (ops.id)(ptr) };
+                    if self.index.live(id.instance).is_some() {
+                        return Err(format!("instance {id} is listed twice"));
+                    }
+                    accept(id)?;
+                    self.index.set(
+                        id.instance,
+                        Location {
+                            ptr,
+                            bin: *bin,
+                            version: id.version,
+                        },
+                    );
+                    self.len += 1;
+                    k += 1;
+                }
+            }
+            debug_assert_eq!(k, counts[b]);
+        }
+        Ok(bytes)
+    }
+
+    /// Empties the store after a failed load: drops the instances that
+    /// were validated (the first `validated[b]` slots of each bin of
+    /// `bins`), and frees the bins without touching the rest.
+    fn abandon(&mut self, bins: &[(u8, Vec<(u64, u64)>)], validated: &[usize]) {
+        if self.ops.needs_drop {
+            for ((bin, _), &valid) in bins.iter().zip(validated) {
+                if let Some(Some(arena)) = self.bins.get(*bin as usize) {
+                    for k in 0..valid {
+                        // SAFETY: a validated instance, dropped once; its
+                        // slot is freed with the bin below.
+                        unsafe {
+                            (self.ops.drop)(arena.slot_ptr(SlotIndex::new(k as u32)).as_ptr())
+                        };
+                    }
+                }
+            }
+        }
+        destroy_bins(&mut self.bins);
+        self.index = Index::new(self.index.shards());
+        self.len = 0;
+        self.last = None;
     }
 
     /// Drops every instance and empties the store (a load that failed
