@@ -62,9 +62,13 @@ pub(crate) struct ActorOps {
     drop: unsafe fn(*mut u8),
     id: unsafe fn(*const u8) -> RawID,
     as_any: fn(*const u8) -> *const dyn Any,
-    /// Validates an instance's bytes (from a snapshot) written at an
-    /// address, rewriting its pointers for where they are now.
-    validate: fn(&mut [u8], usize) -> Result<(), compact::ValidationError>,
+    /// Validates a run of instances' slots (from a snapshot; slots of the
+    /// given size, the first written at the given address), rewriting
+    /// their pointers for where they are now; on an error, how many were
+    /// valid before the one that is not.
+    validate_run: fn(&mut [u8], usize, usize) -> RunValidation,
+    /// The IDs of a run of valid instances (slots of the given size).
+    ids_of_run: fn(&[u8], usize, &mut Vec<RawID>),
 }
 
 impl ActorOps {
@@ -80,7 +84,8 @@ impl ActorOps {
             drop: drop_raw::<A>,
             id: id_raw::<A>,
             as_any: as_any_raw::<A>,
-            validate: validate_raw::<A>,
+            validate_run: validate_run::<A>,
+            ids_of_run: ids_of_run::<A>,
         }
     }
 
@@ -146,16 +151,31 @@ unsafe fn id_raw<A: Actor>(actor: *const u8) -> RawID {
     unsafe { (*actor.cast::<A>()).id().as_raw() }
 }
 
-fn validate_raw<A: Compact>(
-    bytes: &mut [u8],
-    origin: usize,
-) -> Result<(), compact::ValidationError> {
+/// How a run of slots validated: on an error, how many were valid before
+/// the one that is not, and why.
+type RunValidation = Result<(), (usize, compact::ValidationError)>;
+
+fn validate_run<A: Compact>(run: &mut [u8], slot_size: usize, origin: usize) -> RunValidation {
     // Saved by this program: an `External` comes back empty.
     let limits = compact::Limits {
         reset_process_local: true,
         ..compact::Limits::default()
     };
-    compact::validate_in_place_with::<A>(bytes, origin, &limits).map(|_| ())
+    for (k, slot) in run.chunks_exact_mut(slot_size).enumerate() {
+        let written = origin.wrapping_add(k * slot_size);
+        if let Err(e) = compact::validate_in_place_with::<A>(slot, written, &limits) {
+            return Err((k, e));
+        }
+    }
+    Ok(())
+}
+
+fn ids_of_run<A: Actor>(run: &[u8], slot_size: usize, ids: &mut Vec<RawID>) {
+    for slot in run.chunks_exact(slot_size) {
+        // SAFETY: each slot holds a valid `A` (validated by the caller),
+        // aligned (slots are 8-aligned in page-aligned chunks).
+        ids.push(unsafe { id_raw::<A>(slot.as_ptr()) });
+    }
 }
 
 fn as_any_raw<A: Any>(actor: *const u8) -> *const dyn Any {
@@ -713,42 +733,59 @@ impl Store {
         read(&mut parts)?;
         drop(parts);
         let ops = self.ops;
+        let mut ids = Vec::new();
         for (b, (bin, runs)) in bins.iter().enumerate() {
             let slot_size = self.slot_size_of(*bin);
-            let arena = self.bins[*bin as usize].as_ref().expect("extended above");
+            let arena = self.bins[*bin as usize].as_mut().expect("extended above");
+            // The file's runs (where their slots were written) over the
+            // new chunks' runs: validated segment by segment.
+            let mut file_runs = runs.iter().copied().filter(|&(_, slots)| slots > 0);
+            let mut current = file_runs.next();
             let mut k = 0usize;
-            for &(origin, slots) in runs {
-                for j in 0..slots as usize {
-                    let ptr = arena.slot_ptr(SlotIndex::new(k as u32)).as_ptr();
-                    // SAFETY: the slot's bytes, initialised (read above), not
-                    // referenced elsewhere while this borrow lives.
-                    let target = unsafe { std::slice::from_raw_parts_mut(ptr, slot_size) };
-                    let written = (j as u64)
-                        .checked_mul(slot_size as u64)
-                        .and_then(|offset| origin.checked_add(offset))
-                        .and_then(|a| usize::try_from(a).ok())
-                        .ok_or("a slot address overflows")?;
-                    (ops.validate)(target, written)
-                        .map_err(|e| format!("instance {k} of bin {bin} fails validation: {e}"))?;
-                    // It is valid now: from here on it is dropped if the load
-                    // fails.
-                    validated[b] = k + 1;
-                    // SAFETY: the slot holds a valid instance (just validated).
-                    let id = unsafe { (ops.id)(ptr) };
-                    if self.index.live(id.instance).is_some() {
-                        return Err(format!("instance {id} is listed twice"));
+            for mut chunk in arena.used_runs_mut() {
+                while !chunk.is_empty() {
+                    let (origin, slots) = current.expect("as many slots as listed");
+                    let here = (chunk.len() / slot_size).min(slots as usize);
+                    let (segment, rest) = chunk.split_at_mut(here * slot_size);
+                    let origin =
+                        usize::try_from(origin).map_err(|_| "a run's address overflows")?;
+                    if let Err((valid, e)) = (ops.validate_run)(segment, slot_size, origin) {
+                        validated[b] = k + valid;
+                        return Err(format!(
+                            "instance {} of bin {bin} fails validation: {e}",
+                            k + valid
+                        ));
                     }
-                    accept(id)?;
-                    self.index.set(
-                        id.instance,
-                        Location {
-                            ptr,
-                            bin: *bin,
-                            version: id.version,
-                        },
-                    );
-                    self.len += 1;
-                    k += 1;
+                    k += here;
+                    // Valid now: from here on they are dropped if the load
+                    // fails.
+                    validated[b] = k;
+                    let base = segment.as_mut_ptr();
+                    ids.clear();
+                    (ops.ids_of_run)(segment, slot_size, &mut ids);
+                    for (j, &id) in ids.iter().enumerate() {
+                        if self.index.live(id.instance).is_some() {
+                            return Err(format!("instance {id} is listed twice"));
+                        }
+                        accept(id)?;
+                        self.index.set(
+                            id.instance,
+                            Location {
+                                ptr: base.wrapping_add(j * slot_size),
+                                bin: *bin,
+                                version: id.version,
+                            },
+                        );
+                    }
+                    self.len += here;
+                    current = match slots - here as u64 {
+                        0 => file_runs.next(),
+                        left => Some((
+                            (origin as u64).wrapping_add((here * slot_size) as u64),
+                            left,
+                        )),
+                    };
+                    chunk = rest;
                 }
             }
             debug_assert_eq!(k, counts[b]);
