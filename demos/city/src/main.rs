@@ -192,7 +192,7 @@ fn main() {
         let figures = city.step();
         messages += figures.messages;
         if args.snapshot_every > 0 && city.turn.is_multiple_of(args.snapshot_every) {
-            snapshots.take(&mut city);
+            snapshots.take(&mut city, true);
         }
         if args.checksum_every > 0 && city.turn.is_multiple_of(args.checksum_every) {
             checksums.record(
@@ -235,8 +235,9 @@ fn main() {
     let run_time = start.elapsed();
     bar.finish_and_clear();
     if args.snapshot_dir.is_some() && snapshots.last != Some(city.turn) {
-        snapshots.take(&mut city);
+        snapshots.take(&mut city, false);
     }
+    snapshots.finish(&mut city);
     // The figures of the last seconds, still on their way.
     for second in city.finish() {
         all = all + second;
@@ -453,9 +454,15 @@ struct Snapshots {
 }
 
 impl Snapshots {
-    /// Writes one; a failure is reported and the run goes on.
-    fn take(&mut self, city: &mut City) {
-        match city.snapshot() {
+    /// Writes one (in the background while the city runs on, or now); a
+    /// failure is reported and the run goes on.
+    fn take(&mut self, city: &mut City, background: bool) {
+        let taken = if background {
+            city.system.snapshot_in_background()
+        } else {
+            city.snapshot()
+        };
+        match taken {
             Ok(report) => {
                 self.count += 1;
                 self.last = Some(city.turn);
@@ -463,6 +470,14 @@ impl Snapshots {
                 self.max_pause_ms = self.max_pause_ms.max(report.pause.as_secs_f64() * 1e3);
             }
             Err(e) => eprintln!("city: snapshot at turn {} failed: {e}", city.turn),
+        }
+    }
+
+    /// Waits for a snapshot still being written.
+    fn finish(&mut self, city: &mut City) {
+        if let Some(Err(e)) = city.system.wait_for_snapshot() {
+            eprintln!("city: a snapshot failed: {e}");
+            self.count -= 1;
         }
     }
 
