@@ -284,3 +284,54 @@ unsafe impl<T: 'static> Compact for External<T> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use compact::{Limits, validate_in_place_with};
+
+    /// Bytes of a struct holding an `External` (as a snapshot saved them):
+    /// refused by default, loaded empty with `reset_process_local`, and the
+    /// empty handle drops and refills soundly.
+    #[test]
+    fn an_external_from_saved_bytes_comes_back_empty() {
+        #[derive(compact::Compact)]
+        struct Holder {
+            n: u64,
+            file: External<String>,
+        }
+        let holder = Holder {
+            n: 7,
+            file: External::new("handle".to_owned()),
+        };
+        // The saved bytes, pointer and all (as a snapshot copies a slot).
+        let mut words = [0u64; 2];
+        // SAFETY: `Holder` is two words (a u64 and a pointer), copied as
+        // plain bytes into an aligned buffer of that size.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                (&holder as *const Holder).cast::<u8>(),
+                words.as_mut_ptr().cast::<u8>(),
+                size_of::<Holder>(),
+            )
+        };
+        // SAFETY: viewing the initialised words as bytes.
+        let bytes = unsafe {
+            std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), size_of::<Holder>())
+        };
+        assert!(validate_in_place_with::<Holder>(bytes, 0, &Limits::default()).is_err());
+        let reset = Limits {
+            reset_process_local: true,
+            ..Limits::default()
+        };
+        let loaded = validate_in_place_with::<Holder>(bytes, 0, &reset).unwrap();
+        assert_eq!(loaded.n, 7);
+        assert!(loaded.file.is_empty() && loaded.file.get().is_none());
+        loaded.file = External::new("reopened".to_owned());
+        assert_eq!(loaded.file.get().map(String::as_str), Some("reopened"));
+        // SAFETY: the loaded value is valid and dropped once here; the
+        // original keeps its own box.
+        unsafe { std::ptr::drop_in_place(loaded) };
+        assert_eq!(&*holder.file, "handle");
+    }
+}
