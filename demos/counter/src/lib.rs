@@ -148,8 +148,13 @@ pub fn system() -> ActorSystem {
 /// topology).
 pub fn system_with(config: Config) -> ActorSystem {
     let mut system = ActorSystem::new(config);
+    register(&mut system);
+    system
+}
+
+/// Registers the example's classes and trait.
+pub fn register(system: &mut ActorSystem) {
     system.register::<Counter>();
     system.register::<Logger>();
     system.register_trait::<dyn CounterListener>();
-    system
 }

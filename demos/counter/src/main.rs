@@ -2,6 +2,11 @@
 //!
 //! `counter --machines 3 [--checksum-every N] [--runs R]` runs it as 3
 //! processes instead (see `machines.rs`).
+//!
+//! `counter --snapshot-dir DIR` keeps the system in `DIR`: the first run
+//! spawns the counter and its loggers and snapshots them; every later run
+//! resumes the snapshot, increments the counter once more and snapshots
+//! again, so the count goes on from run to run.
 
 mod machines;
 
@@ -30,7 +35,52 @@ fn main() {
     if let Some(machines) = flag::<usize>(&args, "--machines") {
         return machines::launch(machines, checksum_every, flag(&args, "--runs").unwrap_or(1));
     }
+    if let Some(dir) = flag::<std::path::PathBuf>(&args, "--snapshot-dir") {
+        return persistent(&dir);
+    }
     single();
+}
+
+/// The example kept in `dir` across runs (see the module docs).
+fn persistent(dir: &std::path::Path) {
+    use kay::Actor;
+    let mut system = kay::ActorSystem::with_storage(dir, kay::Config::default())
+        .unwrap_or_else(|e| panic!("cannot use {}: {e}", dir.display()));
+    counter::register(&mut system);
+    let mut world = system.world();
+    let counter = match system
+        .load()
+        .unwrap_or_else(|e| panic!("cannot resume: {e}"))
+    {
+        Some(loaded) => {
+            let counter = system.with_instances::<counter::Counter, _>(|c| c.id())[0];
+            println!(
+                "resumed generation {} (turn {}, {} instances) from {}",
+                loaded.generation,
+                loaded.turn,
+                loaded.instances,
+                dir.display()
+            );
+            counter
+        }
+        None => {
+            let counter = CounterID::spawn(13, &mut world);
+            LoggerID::spawn(counter, &mut world);
+            LoggerID::spawn(counter, &mut world);
+            println!("a new counter in {}", dir.display());
+            counter
+        }
+    };
+    counter.increment_by(1, &mut world);
+    system.turn();
+    let count = system
+        .block_on(counter.count(&mut world))
+        .expect("the counter answers");
+    let saved = system.snapshot().expect("a snapshot");
+    println!(
+        "count is now {count}; saved as generation {} (turn {})",
+        saved.generation, saved.turn
+    );
 }
 
 /// The example on one machine.
