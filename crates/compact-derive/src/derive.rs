@@ -90,6 +90,44 @@ fn reject_packed(input: &DeriveInput) -> syn::Result<()> {
     }
 }
 
+/// `Compact::FIELDS`: the fields as declared (`{a: u32, b: CVec<u8>}`,
+/// `(u32, u8)`; an enum's variants `A | B(u32) | C{x: u8}`), with types
+/// as written in the source (spaces removed).
+fn fields_text(data: &Data) -> String {
+    use quote::ToTokens;
+    fn of(fields: &syn::Fields) -> String {
+        let list = |named: bool| {
+            fields
+                .iter()
+                .map(|f| {
+                    // Without the token printer's spaces: `CVec<u64>`.
+                    let ty = f.ty.to_token_stream().to_string().replace(' ', "");
+                    match (&f.ident, named) {
+                        (Some(name), true) => format!("{name}: {ty}"),
+                        _ => ty,
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        match fields {
+            syn::Fields::Named(_) => format!("{{{}}}", list(true)),
+            syn::Fields::Unnamed(_) => format!("({})", list(false)),
+            syn::Fields::Unit => String::new(),
+        }
+    }
+    match data {
+        Data::Struct(data) => of(&data.fields),
+        Data::Enum(data) => data
+            .variants
+            .iter()
+            .map(|v| format!("{}{}", v.ident, of(&v.fields)))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        Data::Union(_) => String::new(),
+    }
+}
+
 /// Every type parameter gets a `Compact` bound.
 fn add_compact_bounds(krate: &Path, generics: &Generics) -> Generics {
     let mut generics = generics.clone();
@@ -103,6 +141,7 @@ fn add_compact_bounds(krate: &Path, generics: &Generics) -> Generics {
 /// items do not leak into the user's module.
 fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
     let ident = &input.ident;
+    let fields = fields_text(&input.data);
     let generics = add_compact_bounds(krate, &input.generics);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let (source, dest, new_dynamic_part) =
@@ -139,6 +178,7 @@ fn assemble(krate: &Path, input: &DeriveInput, body: Body) -> TokenStream {
                 clippy::borrow_as_ptr,
             )]
             unsafe impl #impl_generics #krate::Compact for #ident #ty_generics #where_clause {
+                const FIELDS: &'static ::core::primitive::str = #fields;
                 const IS_STATIC: ::core::primitive::bool = #is_static;
                 const PROCESS_LOCAL: ::core::primitive::bool = #process_local;
                 const PADDING_FREE: ::core::primitive::bool = #padding_free;

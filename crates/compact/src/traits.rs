@@ -77,6 +77,13 @@ pub unsafe trait Compact: Sized {
     /// `#[derive(Compact)]`), which keeps compacted bytes readable.
     const PADDING_FREE: bool = false;
 
+    /// The type's fields as declared — names and types in order, an
+    /// enum's variants with theirs — for fingerprints of layouts (kay
+    /// refuses a snapshot or a peer whose types list other fields, even of
+    /// the same size). `#[derive(Compact)]` writes it; hand-written impls
+    /// may leave it empty.
+    const FIELDS: &'static str = "";
+
     /// Whether all dynamic parts still sit in compact form (none spilled to the heap).
     fn is_still_compact(&self) -> bool;
 

@@ -642,3 +642,33 @@ fn padding_bytes_of_a_compacted_struct_stay_initialised() {
         .expect("valid");
     assert_eq!(*copy, value);
 }
+
+/// `Compact::FIELDS` lists fields as declared, so that two layouts of the
+/// same size but another order or other fields tell apart.
+#[test]
+fn fields_are_listed_as_declared() {
+    #[derive(Compact)]
+    struct Ab {
+        a: u32,
+        b: CVec<u64>,
+    }
+    #[derive(Compact)]
+    struct Ba {
+        b: CVec<u64>,
+        a: u32,
+    }
+    #[derive(Compact)]
+    struct Pair(u32, u32);
+    #[derive(Compact)]
+    #[repr(u8)]
+    enum Shape {
+        Dot,
+        Line(u32),
+        Box { w: u32, h: u32 },
+    }
+    assert_eq!(Ab::FIELDS, "{a: u32, b: CVec<u64>}");
+    assert_eq!(Ba::FIELDS, "{b: CVec<u64>, a: u32}");
+    assert_ne!(Ab::FIELDS, Ba::FIELDS);
+    assert_eq!(Pair::FIELDS, "(u32, u32)");
+    assert_eq!(Shape::FIELDS, "Dot | Line(u32) | Box{w: u32, h: u32}");
+}

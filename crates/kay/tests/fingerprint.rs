@@ -60,18 +60,18 @@ fn the_same_registrations_give_the_same_fingerprint() {
     assert_eq!(a.first_difference(&b), None);
     let lines = a.lines().join("\n");
     assert!(
-        lines.starts_with("kay fingerprint v1\nshards 4\n"),
+        lines.starts_with("kay fingerprint v2\nshards 4\n"),
         "{lines}"
     );
     // Classes with their size, dynamic parts and handled messages (the
     // spawner of message 0, the handler of message 1); message types with
     // their sizes.
     assert!(
-        lines.contains("class 0 fingerprint::Alpha size 24 dynamic handles [0s,1]"),
+        lines.contains("class 0 fingerprint::Alpha size 24 dynamic fields {id: AlphaID, log: CVec<u64>} handles [0s,1]"),
         "{lines}"
     );
     assert!(
-        lines.contains("class 1 fingerprint::Beta size 24 dynamic handles [0s,1]"),
+        lines.contains("class 1 fingerprint::Beta size 24 dynamic fields {id: BetaID, log: CVec<u64>} handles [0s,1]"),
         "{lines}"
     );
     assert!(
@@ -79,7 +79,7 @@ fn the_same_registrations_give_the_same_fingerprint() {
         "{lines}"
     );
     assert!(
-        lines.contains("message 1 fingerprint::Note size 8 align 8 static"),
+        lines.contains("message 1 fingerprint::Note size 8 align 8 static fields (u64)"),
         "{lines}"
     );
 }

@@ -42,8 +42,8 @@
 //! system: one made after a load starts its rotation of spawns over
 //! shards afresh, as any new `World` does. The manifest, written last and
 //! renamed into place atomically, records the format, the registry's
-//! [`Fingerprint`] (every class with its size and
-//! messages, every message type with its size) and the turn, with every
+//! [`Fingerprint`] (every class with its size, fields as declared
+//! and messages, every message type with its size and fields) and the turn, with every
 //! file's length and CRC-32.
 //!
 //! A snapshot is taken between turns (`&mut self`: no cycle runs) when
@@ -289,6 +289,10 @@ impl ActorSystem {
     /// and whose [`snapshot`](Self::snapshot)s are generations in `dir`
     /// (see [`crate::persist`]). Register its classes, then
     /// [`load`](Self::load) the newest snapshot if there is one.
+    ///
+    /// One system uses a directory at a time (a lock file, `dir/lock`):
+    /// another one waits up to half a second for it to be dropped, then
+    /// gets [`PersistError::NotNow`].
     pub fn with_storage(
         dir: impl AsRef<Path>,
         config: Config,
@@ -304,16 +308,26 @@ impl ActorSystem {
                 .write(true),
             &lock_path,
         )?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(PersistError::NotNow(format!(
-                    "use {}: another system (in this or another process) uses it",
-                    dir.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(chunky::Error::io(&lock_path, e).into());
+        // A system that was just dropped (or a process that is exiting)
+        // may hold it a moment longer: and a child process forked by this
+        // one (e.g. by `Command`) shares the lock until it execs.
+        let mut waited = 0;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if waited < 50 => {
+                    waited += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(PersistError::NotNow(format!(
+                        "use {}: another system (in this or another process) uses it",
+                        dir.display()
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(chunky::Error::io(&lock_path, e).into());
+                }
             }
         }
         let live = dir.join("live");

@@ -10,8 +10,9 @@ use crate::registry::TypeEntry;
 use crate::sync::Unpoisoned;
 
 /// What a system registered, in order: the shard count, every class (its
-/// instances' size and the messages it handles), every actor trait (its
-/// implementors) and every message type (its size and alignment). Type
+/// instances' size, fields as declared and the messages it handles), every
+/// actor trait (its implementors) and every message type (its size,
+/// alignment and fields). Type
 /// ids and message ids are positions in registration order, so two
 /// systems agree on what an ID or a message tag means exactly when their
 /// fingerprints are equal.
@@ -70,7 +71,7 @@ impl fmt::Display for Difference<'_> {
 
 impl Fingerprint {
     /// The version of the line format; part of the first line.
-    pub const VERSION: u32 = 1;
+    pub const VERSION: u32 = 2;
 
     /// The entries, one per line: a header, the shard count, then classes
     /// and traits by type id, then message types by id.
@@ -119,7 +120,7 @@ impl ActorSystem {
             match entry {
                 TypeEntry::Class(shared) => {
                     let class = self.classes[id].as_ref().expect("a registered class");
-                    let (size, is_static) = class.shards[0].store.layout();
+                    let (size, is_static, fields) = class.shards[0].store.layout();
                     let handles: Vec<String> = class
                         .handlers
                         .iter()
@@ -133,7 +134,7 @@ impl ActorSystem {
                         })
                         .collect();
                     lines.push(format!(
-                        "class {id} {} size {size} {} handles [{}]",
+                        "class {id} {} size {size} {} fields {fields} handles [{}]",
                         shared.name,
                         if is_static { "static" } else { "dynamic" },
                         handles.join(",")
@@ -157,14 +158,15 @@ impl ActorSystem {
         drop(types);
         for (id, (name, layout)) in self.message_types.iter().enumerate() {
             lines.push(format!(
-                "message {id} {name} size {} align {} {}",
+                "message {id} {name} size {} align {} {} fields {}",
                 layout.size,
                 layout.align,
                 if layout.is_static {
                     "static"
                 } else {
                     "dynamic"
-                }
+                },
+                layout.fields
             ));
         }
         Fingerprint { lines }

@@ -37,6 +37,8 @@ pub(crate) struct MessageLayout {
     pub(crate) size: usize,
     pub(crate) align: usize,
     pub(crate) is_static: bool,
+    /// `Compact::FIELDS`.
+    pub(crate) fields: &'static str,
 }
 
 /// The most message types (the tag's other 15 bits, minus [`UNKNOWN`](crate::inbox::record::UNKNOWN)
@@ -276,6 +278,7 @@ impl ActorSystem {
                 size: compact::static_size_bytes::<M>(),
                 align: align_of::<M>(),
                 is_static: M::IS_STATIC,
+                fields: M::FIELDS,
             },
             crate::timer::restore_timer_message::<M>,
         );

@@ -55,6 +55,8 @@ const BIN_CHUNK: usize = 1 << 20;
 pub(crate) struct ActorOps {
     static_size: usize,
     is_static: bool,
+    /// `Compact::FIELDS` of the class (for the fingerprint).
+    fields: &'static str,
     needs_drop: bool,
     compact: unsafe fn(*mut u8, *mut u8, *mut u8),
     total_size: unsafe fn(*const u8) -> usize,
@@ -77,6 +79,7 @@ impl ActorOps {
         ActorOps {
             static_size: static_size_bytes::<A>(),
             is_static: A::IS_STATIC,
+            fields: A::FIELDS,
             needs_drop: std::mem::needs_drop::<A>(),
             compact: compact_raw::<A>,
             total_size: total_size_raw::<A>,
@@ -255,8 +258,8 @@ impl Store {
 
     /// The static size of the class's instances, and whether they have no
     /// dynamic part (for the fingerprint).
-    pub(crate) fn layout(&self) -> (usize, bool) {
-        (self.ops.static_size, self.ops.is_static)
+    pub(crate) fn layout(&self) -> (usize, bool, &'static str) {
+        (self.ops.static_size, self.ops.is_static, self.ops.fields)
     }
 
     /// The store as a pointer for the thunks of its class.
