@@ -381,31 +381,27 @@ impl Arena {
     /// per chunk in slot order (freed slots included): what a snapshot of
     /// a dense arena copies, without a copy into one buffer.
     pub fn used_runs(&self) -> impl Iterator<Item = &[u8]> {
+        let used = self.used_bytes();
+        (self.chunks.iter().enumerate())
+            .filter_map(move |(k, chunk)| used(k).map(|bytes| chunk.bytes(0..bytes)))
+    }
+
+    /// The bytes of chunk `k` below [`Arena::slot_count`] (`None` if none).
+    fn used_bytes(&self) -> impl Fn(usize) -> Option<usize> + use<> {
         let per_chunk = self.slots_per_chunk as usize;
-        let end = self.end as usize;
-        let slot_size = self.slot_size;
-        self.chunks
-            .iter()
-            .enumerate()
-            .filter_map(move |(k, chunk)| {
-                let slots = end.saturating_sub(k * per_chunk).min(per_chunk);
-                (slots > 0).then(|| chunk.bytes(0..slots * slot_size))
-            })
+        let (end, slot_size) = (self.end as usize, self.slot_size);
+        move |k| {
+            let slots = end.saturating_sub(k * per_chunk).min(per_chunk);
+            (slots > 0).then_some(slots * slot_size)
+        }
     }
 
     /// The bytes of every slot below [`Arena::slot_count`] mutably, one
     /// slice per chunk in slot order (see [`used_runs`](Self::used_runs)).
     pub fn used_runs_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
-        let per_chunk = self.slots_per_chunk as usize;
-        let end = self.end as usize;
-        let slot_size = self.slot_size;
-        self.chunks
-            .iter_mut()
-            .enumerate()
-            .filter_map(move |(k, chunk)| {
-                let slots = end.saturating_sub(k * per_chunk).min(per_chunk);
-                (slots > 0).then(|| chunk.bytes_mut(0..slots * slot_size))
-            })
+        let used = self.used_bytes();
+        (self.chunks.iter_mut().enumerate())
+            .filter_map(move |(k, chunk)| used(k).map(|bytes| chunk.bytes_mut(0..bytes)))
     }
 
     /// Hands out `n` new slots at the end at once (for bulk loading; the
