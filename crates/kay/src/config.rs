@@ -42,6 +42,15 @@ pub struct Config {
     /// [`with_storage`](crate::ActorSystem::with_storage) keeps (at least
     /// 1): older ones are removed after each new one is committed.
     pub snapshots_kept: usize,
+    /// Whether a system made with
+    /// [`with_storage`](crate::ActorSystem::with_storage) keeps its live
+    /// instance stores in mmap'ed files under `dir/live` (the default) or
+    /// on the heap. Snapshots are the same either way (the live files are
+    /// recreated at start; the snapshot is the durable copy); on the heap,
+    /// spawning and loading are faster (no file pages to allocate) and the
+    /// kernel writes nothing back while the system runs, while files let
+    /// the kernel page state out to them under memory pressure.
+    pub live_stores_in_files: bool,
     /// The machines this one talks to, and how (feature `net`; `None`: this
     /// machine alone). See the [`net`](crate::net) module.
     #[cfg(feature = "net")]
@@ -59,6 +68,7 @@ impl Default for Config {
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             shards: 4,
             snapshots_kept: 2,
+            live_stores_in_files: true,
             #[cfg(feature = "net")]
             net: None,
         }

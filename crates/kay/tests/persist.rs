@@ -808,3 +808,37 @@ fn a_background_snapshot_holds_the_turn_it_started_at() {
     assert_eq!(older.load().unwrap().unwrap().turn, 10);
     assert_eq!(digest(&older), expected);
 }
+
+/// Live stores on the heap (`Config::live_stores_in_files = false`) give
+/// the same snapshots: saved with files, loaded on the heap and back.
+#[test]
+fn live_stores_on_the_heap_snapshot_and_load_the_same() {
+    let heap = |threads| Config {
+        live_stores_in_files: false,
+        ..config(threads)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = ActorSystem::with_storage(dir.path(), heap(2)).unwrap();
+    register(&mut system);
+    populate(&mut system);
+    run_to(&mut system, 20);
+    let expected = digest(&system);
+    system.snapshot().unwrap();
+    drop(system);
+    assert!(
+        std::fs::read_dir(dir.path().join("live")).map_or(true, |mut d| d.next().is_none()),
+        "no live files on the heap"
+    );
+    let mut files = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    register(&mut files);
+    files.load().unwrap().unwrap();
+    assert_eq!(digest(&files), expected);
+    run_to(&mut files, 30);
+    files.snapshot().unwrap();
+    let at_30 = digest(&files);
+    drop(files);
+    let mut heap_again = ActorSystem::with_storage(dir.path(), heap(1)).unwrap();
+    register(&mut heap_again);
+    heap_again.load().unwrap().unwrap();
+    assert_eq!(digest(&heap_again), at_30);
+}
