@@ -47,6 +47,9 @@ pub const GENERATION_FORMAT: u32 = 1;
 const MANIFEST: &str = "MANIFEST";
 /// The longest file name in a generation.
 const MAX_NAME: usize = 100;
+/// The largest manifest read (its metadata holds e.g. a registry's
+/// fingerprint: kilobytes).
+const MAX_MANIFEST: u64 = 64 << 20;
 
 /// A directory of snapshot generations (see the module docs).
 #[derive(Debug, Clone)]
@@ -309,11 +312,15 @@ impl Generations {
             return Ok(None);
         };
         let (meta, files) = check_manifest(&dir, number)?;
+        let by_name = (files.iter().enumerate())
+            .map(|(at, entry)| (entry.name.clone(), at))
+            .collect();
         Ok(Some(GenerationFiles {
             dir,
             number,
             meta,
             files,
+            by_name,
         }))
     }
 
@@ -364,19 +371,28 @@ pub struct GenerationFiles {
     pub meta: Vec<u8>,
     /// Its files, as the manifest lists them.
     pub files: Vec<FileEntry>,
+    /// Each file's position in `files`, by name (a manifest may list many).
+    by_name: std::collections::HashMap<String, usize>,
 }
 
 impl GenerationFiles {
     fn entry(&self, name: &str) -> Result<&FileEntry> {
-        (self.files.iter().find(|e| e.name == name)).ok_or_else(|| Error::CorruptGeneration {
-            path: self.dir.join(name),
-            detail: "the manifest lists no such file".to_owned(),
+        (self.by_name.get(name).map(|&at| &self.files[at])).ok_or_else(|| {
+            Error::CorruptGeneration {
+                path: self.dir.join(name),
+                detail: "the manifest lists no such file".to_owned(),
+            }
         })
     }
 
-    /// The length file `name` has according to the manifest.
-    pub fn len_of(&self, name: &str) -> Result<u64> {
-        Ok(self.entry(name)?.len)
+    /// The length of file `name`, checked against the file itself (it
+    /// must exist, be a regular file reached without a link, and have the
+    /// length the manifest records): a length a reader can size memory
+    /// by, as no planted manifest can make it exceed what is on disk.
+    pub fn checked_len(&self, name: &str) -> Result<u64> {
+        let entry = self.entry(name)?;
+        open_checked(&self.dir.join(&entry.name), entry)?;
+        Ok(entry.len)
     }
 
     /// Reads file `name` whole, checking its length and checksum.
@@ -432,9 +448,17 @@ fn check_manifest(dir: &Path, number: u64) -> Result<(Vec<u8>, Vec<FileEntry>)> 
         });
     }
     let path = dir.join(MANIFEST);
-    let mut bytes = Vec::new();
-    open_no_follow(OpenOptions::new().read(true), &path)?
-        .read_to_end(&mut bytes)
+    let mut file = open_no_follow(OpenOptions::new().read(true), &path)?;
+    // A planted manifest must not make us read gigabytes.
+    let len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+    if len > MAX_MANIFEST {
+        return Err(Error::CorruptGeneration {
+            path,
+            detail: format!("{len} bytes, more than a manifest has ({MAX_MANIFEST} at most)"),
+        });
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut bytes)
         .map_err(|e| Error::io(&path, e))?;
     let (found, meta, files) = decode_manifest(&path, &bytes)?;
     if found != number {
@@ -443,8 +467,15 @@ fn check_manifest(dir: &Path, number: u64) -> Result<(Vec<u8>, Vec<FileEntry>)> 
             detail: format!("the manifest is of generation {found}, the directory of {number}"),
         });
     }
+    let mut names = std::collections::HashSet::with_capacity(files.len());
     for entry in &files {
         check_name(dir, &entry.name)?;
+        if !names.insert(entry.name.as_str()) {
+            return Err(Error::CorruptGeneration {
+                path: dir.join(&entry.name),
+                detail: "the manifest lists this file twice".to_owned(),
+            });
+        }
     }
     Ok((meta, files))
 }

@@ -325,3 +325,37 @@ fn an_arena_is_snapshotted_run_by_run_and_an_unfinished_writer_leaves_nothing() 
         .collect();
     assert_eq!(names, ["gen-00000000000000000001"]);
 }
+
+/// A planted manifest can neither make loading read gigabytes nor list a
+/// file twice.
+#[test]
+fn oversized_manifests_and_names_listed_twice_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    // Two files of the same name (a manifest written by hand: CRC right).
+    let path = write(&generations, 1).unwrap();
+    let manifest = std::fs::read(manifest_of(&path)).unwrap();
+    let body = &manifest[..manifest.len() - 4];
+    // The first entry (after magic 8, format 4, number 8, meta len 8 + 8,
+    // count 4) repeated in place of the second, count unchanged.
+    let first = 8 + 4 + 8 + 8 + 8 + 4;
+    let entry_len = 2 + "part-0.bin".len() + 8 + 4;
+    let mut twice = body[..first + entry_len].to_vec();
+    twice.extend_from_slice(&body[first..first + entry_len]);
+    twice.extend_from_slice(&body[first + 2 * entry_len..]);
+    twice.extend_from_slice(&crc32fast::hash(&twice).to_le_bytes());
+    std::fs::write(manifest_of(&path), &twice).unwrap();
+    let error = generations.newest_manifest().unwrap_err().to_string();
+    assert!(
+        error.contains("twice") && error.contains("part-0.bin"),
+        "{error}"
+    );
+    // A manifest of 100 MB is refused before it is read.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(manifest_of(&path))
+        .unwrap();
+    file.set_len(100 << 20).unwrap();
+    let error = generations.newest().unwrap_err().to_string();
+    assert!(error.contains("more than a manifest has"), "{error}");
+}

@@ -530,6 +530,25 @@ fn planted_snapshots_with_right_checksums_are_refused_and_nothing_is_loaded() {
             "",
         ),
         (
+            // Four billion slots of a store that holds a few thousand: the
+            // stores must not grow towards the claim before it is checked.
+            "a system file claiming far more slots than the store holds",
+            Box::new(move |files, _| {
+                let size = kay::compact::static_size_bytes::<Cell>().next_multiple_of(8);
+                let slots = (file_mut(files, &format!("store-{cell}-0")).len() / size) as u64;
+                let system = file_mut(files, "system");
+                // The run's (origin, slots): a slot count behind a nonzero
+                // address.
+                let at = (8..system.len() - 8)
+                    .find(|&at| {
+                        system[at..at + 8] == slots.to_le_bytes() && system[at - 8..at] != [0; 8]
+                    })
+                    .expect("the run of shard 0");
+                system[at..at + 8].copy_from_slice(&u64::from(u32::MAX - 2).to_le_bytes());
+            }),
+            "the slots the system file lists need",
+        ),
+        (
             "a truncated system file",
             Box::new(|files, _| {
                 file_mut(files, "system").pop();

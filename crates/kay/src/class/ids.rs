@@ -428,6 +428,12 @@ mod persist {
                 }
             }
         }
+        // Free and spare blocks, in a set: a planted file may list many,
+        // and each live block is checked against all of them.
+        let idle: BTreeSet<u32> = (blocks.free.iter())
+            .chain(lane_ids.iter().flat_map(|(_, ids)| ids.spare.iter()))
+            .copied()
+            .collect();
         for &block in live_blocks {
             if blocks
                 .owners
@@ -438,9 +444,7 @@ mod persist {
                     "live instances in block {block}, which nobody owns"
                 ));
             }
-            if blocks.free.contains(&block)
-                || lane_ids.iter().any(|(_, ids)| ids.spare.contains(&block))
-            {
+            if idle.contains(&block) {
                 return Err(format!(
                     "live instances in block {block}, which is free or spare"
                 ));

@@ -717,6 +717,26 @@ impl ActorSystem {
          -> Result<(u64, u64), PersistError> {
             let file = store_file(image.class, image.shard);
             let store = &mut shard.store;
+            // The slots listed must be what the file holds, before any
+            // memory is set aside for them: a planted system file cannot
+            // make the stores grow beyond the bytes on disk.
+            let on_disk = generation_ref.checked_len(&file)?;
+            let listed = (image.bins.iter())
+                .flat_map(|(bin, runs)| runs.iter().map(move |&(_, slots)| (*bin, slots)))
+                .try_fold(0u64, |sum, (bin, slots)| {
+                    slots
+                        .checked_mul(store.slot_size_of(bin) as u64)
+                        .and_then(|bytes| sum.checked_add(bytes))
+                });
+            if listed != Some(on_disk) {
+                return Err(corrupt(
+                    &file,
+                    format!(
+                        "the file holds {on_disk} bytes, the slots the system file lists need {}",
+                        listed.map_or("more than 2^64".to_owned(), |l| l.to_string())
+                    ),
+                ));
+            }
             let mut read_error = None;
             let loaded = store.load_image(
                 &image.bins,
