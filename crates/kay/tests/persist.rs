@@ -549,6 +549,23 @@ fn planted_snapshots_with_right_checksums_are_refused_and_nothing_is_loaded() {
             "the slots the system file lists need",
         ),
         (
+            // An instance number far beyond every block handed out: refused
+            // before the index makes room for it.
+            "an instance numbered in a block nobody was given",
+            Box::new(move |files, _| {
+                let mine = file_mut(files, &format!("store-{cell}-0"));
+                // The IDs in the first slot (a `CellID`: instance, type,
+                // machine 0, version), renumbered in shard 0 of 4.
+                let size = kay::compact::static_size_bytes::<Cell>();
+                for k in (0..size - 7).step_by(8) {
+                    if mine[k + 4..k + 6] == cell.to_le_bytes() && mine[k + 6] == 0 {
+                        mine[k..k + 4].copy_from_slice(&4_000_000_000u32.to_le_bytes());
+                    }
+                }
+            }),
+            "no lane was given",
+        ),
+        (
             "a truncated system file",
             Box::new(|files, _| {
                 file_mut(files, "system").pop();

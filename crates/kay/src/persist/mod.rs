@@ -754,6 +754,14 @@ impl ActorSystem {
                         || id.machine != machine
                     {
                         Err(format!("instance {id} does not belong in this store"))
+                    } else if (image.blocks)
+                        .owner(LocalInstance::of(id.instance, shared.shards))
+                        .is_none()
+                    {
+                        // Checked before the index makes room for it: the
+                        // index grows with the blocks the system file lists
+                        // as owned, not with any number an instance claims.
+                        Err(format!("instance {id} lies in a block no lane was given"))
                     } else {
                         Ok(())
                     }
