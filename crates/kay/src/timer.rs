@@ -294,7 +294,7 @@ impl Timers {
             if timer.every == 0 {
                 self.by_id.remove(&timer.id);
             } else {
-                timer.due = turn + timer.every;
+                timer.due = turn.saturating_add(timer.every);
                 self.insert(timer);
             }
         }
@@ -374,5 +374,30 @@ impl Timers {
             });
         }
         Ok(timers)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ActorSystem, Config};
+
+    /// A period near `u64::MAX` (a snapshot may hold any) never overflows
+    /// the next due turn: it saturates, and the timer does not fire again.
+    #[test]
+    fn a_huge_period_saturates_instead_of_overflowing() {
+        let system = ActorSystem::new(Config::default());
+        let mut world = system.world();
+        let mut timers = Timers::default();
+        timers.insert(Timer {
+            id: TimerID(1),
+            due: 1,
+            every: u64::MAX,
+            recipient: RawID::default(),
+            message: Box::new(Compacted::new(7u32)),
+        });
+        timers.fire(5, &mut world);
+        assert_eq!(timers.len(), 1);
+        assert!(!timers.due(u64::MAX - 1) && timers.due(u64::MAX));
     }
 }
