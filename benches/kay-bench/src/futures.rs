@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use kay::{Actor, ActorSystem, ClassSetup, Compact, Reply, ReplyTo, World};
 
 use crate::report::{Measurement, median, timed};
-use crate::workloads::{Scale, config, threads, verify};
+use crate::workloads::{Scale, config, kay_and_plain, verify};
 
 kay::typed_id!(
     /// A number that answers requests.
@@ -144,26 +144,14 @@ pub fn request(scale: Scale, reps: usize) -> Vec<Measurement> {
             black_box(sum);
         })
     });
-    let base = Measurement {
-        workload: "request",
-        what: "request -> reply, per round trip",
-        system: "plain",
-        threads: 1,
+    kay_and_plain(
+        "request",
+        "request -> reply, per round trip",
         n,
-        median_s: plain_s,
-        items: n,
-        ..Measurement::empty()
-    };
-    vec![
-        base.clone(),
-        Measurement {
-            system: "kay",
-            threads: threads(),
-            median_s: kay_s,
-            plain_s: Some(plain_s),
-            ..base
-        },
-    ]
+        n,
+        kay_s,
+        plain_s,
+    )
 }
 
 #[cfg(feature = "net")]

@@ -222,14 +222,9 @@ pub fn w5_network(scale: Scale, reps: usize) -> Vec<Measurement> {
         n: total as usize,
         median_s: elapsed,
         items: total as usize,
-        plain_s: None,
-        bytes_per_actor: None,
-        peak_bytes_per_actor: None,
-        actor_bytes: None,
         msgs_per_s: Some(total as f64 / elapsed),
         wire_bytes_per_msg: Some(wire_bytes_per_msg),
         request_rtt_us: Some(rtts[rtts.len() / 2]),
-        ratio_to_broadcast: None,
-        persistence: None,
+        ..Measurement::empty()
     }]
 }

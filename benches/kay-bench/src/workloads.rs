@@ -59,7 +59,8 @@ pub fn verify(workload: &str, what: &str, ok: bool) {
     }
 }
 
-fn kay_and_plain(
+/// The plain row and the kay row of one workload.
+pub fn kay_and_plain(
     workload: &'static str,
     what: &'static str,
     n: usize,
@@ -75,15 +76,7 @@ fn kay_and_plain(
         n,
         median_s: plain_s,
         items,
-        plain_s: None,
-        bytes_per_actor: None,
-        peak_bytes_per_actor: None,
-        actor_bytes: None,
-        msgs_per_s: None,
-        wire_bytes_per_msg: None,
-        request_rtt_us: None,
-        ratio_to_broadcast: None,
-        persistence: None,
+        ..Measurement::empty()
     };
     vec![
         base.clone(),

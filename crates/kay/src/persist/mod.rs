@@ -900,11 +900,9 @@ impl ActorSystem {
             return refuse("the system is panicked (see panic_report; clear_panic first)");
         }
         let kept = (self.classes.iter().flatten()).any(|c| {
-            c.shards.iter().any(|s| {
-                s.resume
-                    || s.state.counters.kept > 0
-                        && s.state.kept.as_ref().is_some_and(|k| !k.is_empty())
-            })
+            c.shards
+                .iter()
+                .any(|s| s.resume || s.state.kept.as_ref().is_some_and(|k| !k.is_empty()))
         });
         if kept {
             return refuse(

@@ -712,7 +712,6 @@ impl Store {
         accept: impl Fn(RawID) -> Result<(), String>,
         validated: &mut [usize],
     ) -> Result<u64, String> {
-        let mut counts = Vec::with_capacity(bins.len());
         for (bin, runs) in bins {
             let slots = runs
                 .iter()
@@ -722,7 +721,6 @@ impl Store {
             self.arena(*bin)
                 .extend(slots as usize)
                 .map_err(|e| format!("cannot grow the instance store: {e}"))?;
-            counts.push(slots as usize);
         }
         // Straight from the file into the slots.
         let mut parts: Vec<&mut [u8]> = Vec::new();
@@ -791,7 +789,7 @@ impl Store {
                     chunk = rest;
                 }
             }
-            debug_assert_eq!(k, counts[b]);
+            debug_assert_eq!(k as u64, runs.iter().map(|&(_, n)| n).sum::<u64>());
         }
         Ok(bytes)
     }
@@ -814,24 +812,33 @@ impl Store {
             }
         }
         destroy_bins(&mut self.bins);
-        self.index = Index::new(self.index.shards());
-        self.len = 0;
-        self.last = None;
+        self.forget_instances();
     }
 
     /// Drops every instance and empties the store (a load that failed
     /// part way leaves nothing behind).
     pub(crate) fn unload(&mut self) {
+        self.drop_instances();
+        self.forget_instances();
+    }
+
+    /// Drops every instance and frees the bins.
+    fn drop_instances(&mut self) {
         if self.ops.needs_drop {
             for arena in self.bins.iter().flatten() {
                 for slot in arena.indices() {
-                    // SAFETY: every slot below `slot_count` holds a live,
-                    // validated instance, dropped exactly once here.
+                    // SAFETY: every slot below `slot_count` holds a live
+                    // instance, dropped exactly once here (its bin is freed
+                    // right after).
                     unsafe { (self.ops.drop)(arena.slot_ptr(slot).as_ptr()) };
                 }
             }
         }
         destroy_bins(&mut self.bins);
+    }
+
+    /// Empties the index and the count (after the bins were freed).
+    fn forget_instances(&mut self) {
         self.index = Index::new(self.index.shards());
         self.len = 0;
         self.last = None;
@@ -846,16 +853,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        if self.ops.needs_drop {
-            for arena in self.bins.iter().flatten() {
-                for slot in arena.indices() {
-                    // SAFETY: every slot below `slot_count` holds a live
-                    // instance, dropped exactly once here.
-                    unsafe { (self.ops.drop)(arena.slot_ptr(slot).as_ptr()) };
-                }
-            }
-        }
-        destroy_bins(&mut self.bins);
+        self.drop_instances();
     }
 }
 
