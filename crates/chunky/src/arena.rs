@@ -380,7 +380,7 @@ impl Arena {
     /// The bytes of every slot below [`Arena::slot_count`], as one slice
     /// per chunk in slot order (freed slots included): what a snapshot of
     /// a dense arena copies, without a copy into one buffer.
-    pub fn used_runs(&self) -> impl Iterator<Item = &[u8]> {
+    pub fn used_runs(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
         let used = self.used_bytes();
         (self.chunks.iter().enumerate())
             .filter_map(move |(k, chunk)| used(k).map(|bytes| chunk.bytes(0..bytes)))
@@ -398,7 +398,7 @@ impl Arena {
 
     /// The bytes of every slot below [`Arena::slot_count`] mutably, one
     /// slice per chunk in slot order (see [`used_runs`](Self::used_runs)).
-    pub fn used_runs_mut(&mut self) -> impl Iterator<Item = &mut [u8]> {
+    pub fn used_runs_mut(&mut self) -> impl DoubleEndedIterator<Item = &mut [u8]> {
         let used = self.used_bytes();
         (self.chunks.iter_mut().enumerate())
             .filter_map(move |(k, chunk)| used(k).map(|bytes| chunk.bytes_mut(0..bytes)))
@@ -424,6 +424,37 @@ impl Arena {
             self.chunks.push(chunk);
         }
         self.end = end as u32;
+        Ok(())
+    }
+
+    /// Appends `chunk`, made elsewhere (e.g. mapped from a snapshot by
+    /// [`FileReader::map_chunk`](crate::FileReader::map_chunk)), as the
+    /// arena's next chunk, its first `slots` slots handed out (their bytes
+    /// are the chunk's). The arena's chunks so far must be full, and
+    /// `chunk` must be of the arena's chunk size.
+    ///
+    /// The chunk is not part of the arena's storage: an arena with adopted
+    /// chunks cannot be reopened from its storage (it reports the chunk
+    /// missing), so adopt into arenas that are not meant to be reopened.
+    pub fn adopt(&mut self, chunk: Chunk, slots: usize) -> Result<()> {
+        let full = self.chunks.len() as u64 * u64::from(self.slots_per_chunk);
+        let fits = chunk.len() == self.chunk_size.bytes()
+            && slots <= self.slots_per_chunk as usize
+            && u64::from(self.end) == full
+            && full + (slots as u64) < u64::from(NO_SLOT);
+        if !fits {
+            return Err(Error::corrupt_data(
+                &self.handle.ident,
+                format!(
+                    "cannot adopt a chunk of {} bytes with {slots} slots after {} slots in {} chunks",
+                    chunk.len(),
+                    self.end,
+                    self.chunks.len()
+                ),
+            ));
+        }
+        self.chunks.push(chunk);
+        self.end += slots as u32;
         Ok(())
     }
 

@@ -37,6 +37,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::storage::Chunk;
 use crate::storage::mmap::open_no_follow;
 
 /// The manifest's magic bytes.
@@ -432,6 +433,197 @@ impl GenerationFiles {
         }
         Ok(())
     }
+}
+
+impl GenerationFiles {
+    /// Opens file `name` to be taken in piece by piece, front to back,
+    /// each piece read into memory or mapped as a chunk (see
+    /// [`FileReader`]); its length is checked now, its checksum by
+    /// [`FileReader::finish`].
+    pub fn reader(&self, name: &str) -> Result<FileReader> {
+        let entry = self.entry(name)?;
+        let path = self.dir.join(&entry.name);
+        let file = open_checked(&path, entry)?;
+        let mappable = mappable(&file, &path)?;
+        Ok(FileReader {
+            file,
+            path,
+            entry: entry.clone(),
+            crc: crc32fast::Hasher::new(),
+            at: 0,
+            mappable,
+        })
+    }
+}
+
+/// A generation's file taken in front to back (see
+/// [`GenerationFiles::reader`]): each piece is read into memory
+/// ([`read`](Self::read)) or, where it lies on a page boundary, mapped
+/// copy-on-write as a [`Chunk`] ([`map_chunk`](Self::map_chunk): no copy,
+/// pages shared with the page cache until written). The checksum is taken
+/// over every piece as it comes; nothing taken counts as checked until
+/// [`finish`](Self::finish) says so.
+#[derive(Debug)]
+pub struct FileReader {
+    file: File,
+    path: PathBuf,
+    entry: FileEntry,
+    crc: crc32fast::Hasher,
+    at: u64,
+    mappable: bool,
+}
+
+impl FileReader {
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The bytes not taken yet.
+    pub fn remaining(&self) -> u64 {
+        self.entry.len - self.at
+    }
+
+    /// Whether pieces of this file can be mapped: it belongs to this
+    /// process's user and no one else may write to it (on Unix). A mapped
+    /// chunk shows later writes to the file in the pages it has not
+    /// written yet, so files that another user could change are read
+    /// instead.
+    pub fn is_mappable(&self) -> bool {
+        self.mappable
+    }
+
+    fn take(&mut self, n: u64) -> Result<u64> {
+        if n > self.remaining() {
+            return Err(Error::CorruptGeneration {
+                path: self.path.clone(),
+                detail: format!(
+                    "{n} more bytes expected at byte {}, the file holds {}",
+                    self.at, self.entry.len
+                ),
+            });
+        }
+        let at = self.at;
+        self.at += n;
+        Ok(at)
+    }
+
+    /// Reads the next `into.len()` bytes into `into`.
+    pub fn read(&mut self, into: &mut [u8]) -> Result<()> {
+        let at = self.take(into.len() as u64)?;
+        read_exact_at(&self.file, into, at).map_err(|e| Error::io(&self.path, e))?;
+        self.crc.update(into);
+        Ok(())
+    }
+
+    /// Reads and checks off the next `n` bytes without keeping them (for
+    /// padding between pieces).
+    pub fn skip(&mut self, mut n: usize) -> Result<()> {
+        let mut scratch = [0u8; 4096];
+        while n > 0 {
+            let step = n.min(scratch.len());
+            self.read(&mut scratch[..step])?;
+            n -= step;
+        }
+        Ok(())
+    }
+
+    /// Maps the next `len` bytes as the front of a chunk of `chunk_len`
+    /// bytes (zeros behind them), copy-on-write (see the type docs), if
+    /// the file [is mappable](Self::is_mappable), the piece starts on a
+    /// page boundary and `len` is a whole number of pages; otherwise
+    /// `None` and nothing is taken (read it instead).
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_len < len`.
+    pub fn map_chunk(&mut self, len: usize, chunk_len: usize) -> Result<Option<Chunk>> {
+        assert!(len <= chunk_len, "a chunk of {chunk_len} bytes for {len}");
+        let page = crate::storage::page_size();
+        if !self.mappable
+            || len == 0
+            || !len.is_multiple_of(page)
+            || !chunk_len.is_multiple_of(page)
+            || !self.at.is_multiple_of(page as u64)
+            || len as u64 > self.remaining()
+        {
+            return Ok(None);
+        }
+        self.map_at(len, chunk_len).map(Some)
+    }
+
+    #[cfg(unix)]
+    fn map_at(&mut self, len: usize, chunk_len: usize) -> Result<Chunk> {
+        let chunk = crate::storage::map_private_chunk(&self.file, self.at, len, chunk_len)
+            .map_err(|e| Error::io(&self.path, e))?;
+        self.take(len as u64)?;
+        self.crc.update(chunk.bytes(0..len));
+        Ok(chunk)
+    }
+
+    #[cfg(not(unix))]
+    fn map_at(&mut self, _: usize, _: usize) -> Result<Chunk> {
+        unreachable!("files are not mapped (`mappable` is false)")
+    }
+
+    /// Reads what was not taken yet, then [`finish`](Self::finish)es:
+    /// for telling a damaged file (a checksum mismatch) from one whose
+    /// contents were refused for another reason, after such a refusal.
+    pub fn finish_rest(mut self) -> Result<()> {
+        let mut scratch = vec![0u8; 1 << 16];
+        while self.remaining() > 0 {
+            let step = (scratch.len() as u64).min(self.remaining()) as usize;
+            self.read(&mut scratch[..step])?;
+        }
+        self.finish()
+    }
+
+    /// Checks that the whole file was taken and that its checksum is the
+    /// one the manifest records.
+    pub fn finish(self) -> Result<()> {
+        let left = self.remaining();
+        if left != 0 {
+            return Err(Error::CorruptGeneration {
+                path: self.path,
+                detail: format!("{left} bytes at its end are not accounted for"),
+            });
+        }
+        let computed = self.crc.finalize();
+        if computed != self.entry.crc {
+            return Err(Error::ChecksumMismatch {
+                path: self.path,
+                stored: self.entry.crc,
+                computed,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Whether `file` may be mapped copy-on-write (see
+/// [`FileReader::is_mappable`]).
+#[cfg(unix)]
+fn mappable(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    Ok(meta.uid() == crate::storage::effective_uid() && meta.mode() & 0o022 == 0)
+}
+
+#[cfg(not(unix))]
+fn mappable(_: &File, _: &Path) -> Result<bool> {
+    Ok(false)
+}
+
+#[cfg(unix)]
+fn read_exact_at(file: &File, into: &mut [u8], at: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, into, at)
+}
+
+#[cfg(not(unix))]
+fn read_exact_at(mut file: &File, into: &mut [u8], at: u64) -> io::Result<()> {
+    use std::io::Seek;
+    file.seek(io::SeekFrom::Start(at))?;
+    file.read_exact(into)
 }
 
 /// Checks generation `number`'s directory and manifest; returns the

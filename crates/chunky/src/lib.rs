@@ -87,7 +87,8 @@ mod value;
 pub use arena::{Arena, SlotIndex};
 pub use error::{Error, Result};
 pub use generations::{
-    FileEntry, GENERATION_FORMAT, Generation, GenerationFiles, GenerationWriter, Generations,
+    FileEntry, FileReader, GENERATION_FORMAT, Generation, GenerationFiles, GenerationWriter,
+    Generations,
 };
 pub use multi_arena::{BinIndex, MultiArena, MultiSlot};
 pub use pod::Pod;

@@ -359,3 +359,110 @@ fn oversized_manifests_and_names_listed_twice_are_refused() {
     let error = generations.newest().unwrap_err().to_string();
     assert!(error.contains("more than a manifest has"), "{error}");
 }
+
+/// A file taken piece by piece: pieces on page boundaries are mapped
+/// copy-on-write as chunks (a partial one with zeros behind it), others
+/// read; writing to a mapped chunk leaves the file as it is; the checksum
+/// covers every piece, and a file not taken whole or damaged is refused.
+#[test]
+fn a_file_is_mapped_copy_on_write_and_read_piece_by_piece() {
+    use chunky::{Arena, ChunkSize, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    let page = 4096;
+    let bytes: Vec<u8> = (0..3 * page + 100)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    generations.write(1, b"m", &[("data", &bytes)]).unwrap();
+    let files = generations.newest_manifest().unwrap().unwrap();
+
+    let mut reader = files.reader("data").unwrap();
+    assert!(
+        reader.is_mappable(),
+        "a file of this user, writable by no one else"
+    );
+    // Two pages as the front of a chunk of four pages.
+    let mut chunk = reader.map_chunk(2 * page, 4 * page).unwrap().unwrap();
+    assert_eq!(chunk.len(), 4 * page);
+    assert_eq!(chunk.bytes(0..2 * page), &bytes[..2 * page]);
+    assert!(chunk.bytes(2 * page..4 * page).iter().all(|&b| b == 0));
+    // Not on a page boundary after a short read: read instead.
+    let mut head = [0u8; 10];
+    reader.read(&mut head).unwrap();
+    assert_eq!(head, bytes[2 * page..2 * page + 10]);
+    assert!(reader.map_chunk(page, page).unwrap().is_none());
+    reader.skip(page - 10).unwrap();
+    let mut tail = vec![0u8; 100];
+    reader.read(&mut tail).unwrap();
+    assert_eq!(tail, bytes[3 * page..]);
+    assert!(reader.read(&mut [0u8; 1]).is_err(), "beyond the end");
+    reader.finish().unwrap();
+    // Written in memory only: the file keeps its bytes.
+    chunk.bytes_mut(0..4).copy_from_slice(b"XXXX");
+    let mut again = files.reader("data").unwrap();
+    let mut all = vec![0u8; bytes.len()];
+    again.read(&mut all).unwrap();
+    again.finish().unwrap();
+    assert_eq!(all, bytes);
+
+    // A mapped chunk becomes an arena's next chunk.
+    let storage = Storage::heap();
+    let mut arena = Arena::open(&storage, "a", 16, ChunkSize::new(4 * page).unwrap()).unwrap();
+    let per_chunk = arena.slots_per_chunk();
+    assert!(
+        arena.adopt(chunk, per_chunk + 1).is_err(),
+        "more slots than fit"
+    );
+    let mut reader = files.reader("data").unwrap();
+    let chunk = reader.map_chunk(2 * page, 4 * page).unwrap().unwrap();
+    arena.adopt(chunk, 2 * page / 16).unwrap();
+    assert_eq!(arena.slot_count(), 2 * page / 16);
+    assert_eq!(arena.used_runs().next().unwrap(), &bytes[..2 * page]);
+    let not_full = reader.map_chunk(page, 4 * page).unwrap().unwrap();
+    assert!(
+        arena.adopt(not_full, 1).is_err(),
+        "after a chunk that is not full"
+    );
+    arena.push().unwrap();
+    // (Unmapped before the file is changed below: see `FileReader`.)
+    drop(arena);
+
+    // Not taken whole, or taken and damaged: refused.
+    let mut short = files.reader("data").unwrap();
+    short.skip(page).unwrap();
+    assert!(
+        short
+            .finish()
+            .unwrap_err()
+            .to_string()
+            .contains("not accounted for")
+    );
+    let mut flipped = bytes.clone();
+    flipped[5000] ^= 1;
+    let path = dir.path().join("gen-00000000000000000001").join("data");
+    std::fs::write(&path, &flipped).unwrap();
+    let mut damaged = files.reader("data").unwrap();
+    damaged.map_chunk(2 * page, 2 * page).unwrap().unwrap();
+    let error = damaged.finish_rest().unwrap_err();
+    assert!(matches!(error, Error::ChecksumMismatch { .. }), "{error}");
+}
+
+/// A file others may write is read, never mapped (a mapped page not yet
+/// written would show their writes).
+#[cfg(unix)]
+#[test]
+fn files_others_may_write_are_not_mapped() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    generations
+        .write(1, b"m", &[("data", &[7u8; 8192])])
+        .unwrap();
+    let path = dir.path().join("gen-00000000000000000001").join("data");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o622)).unwrap();
+    let files = generations.newest_manifest().unwrap().unwrap();
+    let mut reader = files.reader("data").unwrap();
+    assert!(!reader.is_mappable());
+    assert!(reader.map_chunk(4096, 4096).unwrap().is_none());
+    reader.finish_rest().unwrap();
+}

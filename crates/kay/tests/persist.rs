@@ -535,13 +535,15 @@ fn planted_snapshots_with_right_checksums_are_refused_and_nothing_is_loaded() {
             "a system file claiming far more slots than the store holds",
             Box::new(move |files, _| {
                 let size = kay::compact::static_size_bytes::<Cell>().next_multiple_of(8);
-                let slots = (file_mut(files, &format!("store-{cell}-0")).len() / size) as u64;
+                let most = (file_mut(files, &format!("store-{cell}-0")).len() / size) as u64;
                 let system = file_mut(files, "system");
-                // The run's (origin, slots): a slot count behind a nonzero
-                // address.
+                // The run's (origin, slots): a slot count behind the address
+                // of a chunk (page-aligned, nonzero).
+                let word = |at: usize| u64::from_le_bytes(system[at..at + 8].try_into().unwrap());
                 let at = (8..system.len() - 8)
                     .find(|&at| {
-                        system[at..at + 8] == slots.to_le_bytes() && system[at - 8..at] != [0; 8]
+                        let origin = word(at - 8);
+                        origin != 0 && origin % 4096 == 0 && (1..=most).contains(&word(at))
                     })
                     .expect("the run of shard 0");
                 system[at..at + 8].copy_from_slice(&u64::from(u32::MAX - 2).to_le_bytes());
@@ -877,4 +879,83 @@ fn live_stores_on_the_heap_snapshot_and_load_the_same() {
     register(&mut heap_again);
     heap_again.load().unwrap().unwrap();
     assert_eq!(digest(&heap_again), at_30);
+}
+
+/// Stores of several chunks per shard: their full chunks and the partial
+/// last one are mapped from the snapshot copy-on-write (no copy), the
+/// run goes on the same as the uninterrupted one (writes to mapped
+/// chunks stay in the process: the snapshot's files keep their bytes),
+/// and files that someone else could write are read instead.
+#[test]
+fn large_stores_are_mapped_copy_on_write_or_read_when_others_could_write() {
+    const MANY: u64 = 150_000;
+    let dir = tempfile::tempdir().unwrap();
+    let populate_many = |system: &mut ActorSystem| {
+        let mut world = system.world();
+        for k in 0..MANY {
+            world.spawn::<Cell, _>(SpawnCell {
+                seed: k * 7919 + 1,
+                peer: CellID::from_raw(kay::RawID::default()),
+                born: 0,
+            });
+        }
+        system.turn();
+    };
+    let mut whole = ActorSystem::with_storage(dir.path(), config(2)).unwrap();
+    register(&mut whole);
+    populate_many(&mut whole);
+    run_to(&mut whole, 3);
+    let saved = whole.snapshot().unwrap();
+    let generation = saved.dir.clone();
+    let cell = cell_type(&mut whole);
+    let files_before = store_files(dir.path(), cell);
+    let at_save = hash(&digest(&whole));
+    run_to(&mut whole, 6);
+    let expected = hash(&digest(&whole));
+    drop(whole);
+
+    let load = |threads| {
+        let mut system = ActorSystem::with_storage(dir.path(), config(threads)).unwrap();
+        register(&mut system);
+        let report = system.load().unwrap().expect("a snapshot");
+        assert_eq!(report.generation, saved.generation);
+        assert_eq!(hash(&digest(&system)), at_save);
+        (system, report)
+    };
+    for threads in [1, 2] {
+        let (mut system, report) = load(threads);
+        assert!(
+            report.state_bytes > 4 << 20,
+            "several chunks per shard: {report:?}"
+        );
+        assert_eq!(report.mapped_bytes, report.state_bytes, "all mapped");
+        run_to(&mut system, 6);
+        assert_eq!(hash(&digest(&system)), expected, "threads {threads}");
+        drop(system);
+        // The turns wrote to the mapped chunks, not to the snapshot.
+        assert_eq!(store_files(dir.path(), cell), files_before);
+    }
+
+    // A store file others may write is read, not mapped: the same state.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for entry in std::fs::read_dir(&generation).unwrap() {
+            let path = entry.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("store-")
+            {
+                let mut permissions = std::fs::metadata(&path).unwrap().permissions();
+                permissions.set_mode(permissions.mode() | 0o020);
+                std::fs::set_permissions(&path, permissions).unwrap();
+            }
+        }
+        let (mut system, report) = load(2);
+        assert_eq!(report.mapped_bytes, 0, "group-writable files are read");
+        run_to(&mut system, 6);
+        assert_eq!(hash(&digest(&system)), expected);
+    }
 }

@@ -281,6 +281,93 @@ pub(crate) fn map_chunk(
     Ok(unsafe { Chunk::from_raw_parts(ptr, len, owner) })
 }
 
+/// A copy-on-write mapping of part of a file: writes go to this process's
+/// own copies of the pages, never to the file.
+struct PrivateOwner {
+    _mmap: MmapMut,
+}
+
+impl ChunkOwner for PrivateOwner {}
+
+/// Maps `len` bytes of `file` from `offset` (both multiples of the page
+/// size) copy-on-write (`MAP_PRIVATE`) as a chunk of `chunk_len >= len`
+/// bytes: it starts with the file's bytes (zeros behind them), and what is
+/// written to it stays in this process.
+///
+/// The caller vouches that no one writes to the file while the chunk
+/// lives (the pages not yet written would show it): see
+/// `FileReader::map_chunk`, which maps only files of this user that
+/// nobody else may write.
+#[cfg(unix)]
+pub(crate) fn map_private_chunk(
+    file: &File,
+    offset: u64,
+    len: usize,
+    chunk_len: usize,
+) -> io::Result<Chunk> {
+    use std::os::fd::AsRawFd;
+    assert!(offset.is_multiple_of(CHUNK_ALIGN as u64) && len > 0 && len <= chunk_len);
+    let mut mmap = if len == chunk_len {
+        // SAFETY: a private mapping: this process's writes never reach the
+        // file, and its bytes change only if another process writes to the
+        // file, which the caller rules out (above).
+        unsafe { MmapOptions::new().offset(offset).len(len).map_copy(file)? }
+    } else {
+        // Zeroed memory for the whole chunk, its front replaced by the
+        // file's pages (unmapping the chunk unmaps both).
+        let mut mmap = MmapOptions::new().len(chunk_len).map_anon()?;
+        let offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
+        // SAFETY: `MAP_FIXED` over the first `len` bytes of a mapping this
+        // function owns (no one else refers to it yet); private, as above.
+        let placed = unsafe {
+            libc::mmap(
+                mmap.as_mut_ptr().cast(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                offset,
+            )
+        };
+        if placed == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        mmap
+    };
+    let ptr = NonNull::new(mmap.as_mut_ptr()).ok_or_else(|| io::Error::other("null mapping"))?;
+    if !(ptr.as_ptr() as usize).is_multiple_of(CHUNK_ALIGN) {
+        return Err(io::Error::other("mapping is not page aligned"));
+    }
+    let owner = Box::new(PrivateOwner { _mmap: mmap });
+    // SAFETY: the mapping is chunk_len bytes, readable and writable
+    // (private), initialised (file contents, then zeros), CHUNK_ALIGN-
+    // aligned (checked), fixed in place while the owner holds the MmapMut,
+    // and reached by no one else: it is this mapping's only handle, and
+    // its pages are this process's alone once written.
+    Ok(unsafe { Chunk::from_raw_parts(ptr, chunk_len, owner) })
+}
+
+/// The system's page size (file mappings start on page boundaries).
+pub(crate) fn page_size() -> usize {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        usize::try_from(size).unwrap_or(CHUNK_ALIGN)
+    }
+    #[cfg(not(unix))]
+    {
+        CHUNK_ALIGN
+    }
+}
+
+/// This process's effective user ID.
+#[cfg(unix)]
+pub(crate) fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
 #[cold]
 #[inline(never)]
 fn offset_out_of_bounds(offset: usize, len: usize) -> ! {

@@ -74,6 +74,49 @@ pub(crate) fn run_shared(pool: &rayon::ThreadPool, jobs: &mut [Job]) {
     });
 }
 
+/// Calls `f` on every item, on this thread and on up to `items.len() - 1`
+/// helpers of `pool` (this thread alone without a pool), as
+/// [`run_shared`] does for a cycle's jobs; returns the results in the
+/// items' order. For the per-shard work of snapshots and loads.
+pub(crate) fn run_each<T: Send, R: Send>(
+    pool: Option<&rayon::ThreadPool>,
+    items: &mut [T],
+    f: impl Fn(&mut T) -> R + Sync,
+) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    use std::sync::{Mutex, PoisonError};
+    let Some(pool) = pool.filter(|_| items.len() > 1) else {
+        return items.iter_mut().map(f).collect();
+    };
+    let slots: Vec<Mutex<(&mut T, Option<R>)>> = items
+        .iter_mut()
+        .map(|item| Mutex::new((item, None)))
+        .collect();
+    let next = AtomicUsize::new(0);
+    // Each index is handed out once, so each lock is taken once, by the
+    // thread that runs the item.
+    let take = || {
+        while let Some(slot) = slots.get(next.fetch_add(1, Relaxed)) {
+            let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
+            let (item, result) = &mut *slot;
+            *result = Some(f(item));
+        }
+    };
+    let helpers = pool.current_num_threads().min(slots.len() - 1);
+    pool.in_place_scope(|scope| {
+        for _ in 0..helpers {
+            scope.spawn(|_| take());
+        }
+        take();
+    });
+    (slots.into_iter())
+        .map(|slot| {
+            let (_, result) = slot.into_inner().unwrap_or_else(PoisonError::into_inner);
+            result.expect("every item was run (a panic would have been resumed)")
+        })
+        .collect()
+}
+
 impl Job {
     /// Runs the job from a shared reference.
     ///

@@ -33,7 +33,8 @@
 //! storage directory: one file per shard's instance store, holding the used
 //! part of each of its bins' chunks **as they are in memory** (compact
 //! state: no pointers out of the slot, so bytes are copied, not
-//! serialised), and one `system` file with the small state around them:
+//! serialised), each starting on a 4 KiB page boundary so that it can be
+//! mapped back as a chunk, and one `system` file with the small state around them:
 //! the turn and cycle counters, every shard's instance-number blocks and
 //! each sender lane's numbers, and each shard's rotation of spawns over
 //! shards (so that spawns after a load get the IDs the uninterrupted run
@@ -70,6 +71,23 @@
 //! instances (no live number reusable or handed out again). Any failure is
 //! an error naming the file and the problem, and the system is left as it
 //! was: empty.
+//!
+//! The store files are not copied into the live stores: each chunk's
+//! bytes are **mapped from the snapshot's file copy-on-write**
+//! (`MAP_PRIVATE`): the pages are the page cache's until the simulation
+//! writes to them, when the kernel gives this process its own copy; the
+//! snapshot's files never change. Loading thus costs the checks above
+//! (a checksum pass over the bytes, and per instance its validation and
+//! its index entry), not a copy; W6 in `kay-bench` measures it
+//! ([`LoadReport::mapped_bytes`] says how much was mapped). A chunk
+//! mapped from a file shows what another process writes to that file
+//! later (in the pages this process has not written yet), so a file is
+//! mapped only if it belongs to this process's user and no one else may
+//! write to it (Unix permissions); otherwise it is read, as on other
+//! platforms. A process of the same user could as well write into this
+//! process's memory directly (`/proc/PID/mem`), so this gives away
+//! nothing; do not edit a snapshot's files while a system that loaded
+//! them runs.
 //!
 //! Resumed equals uninterrupted: a run that snapshots at turn T, loads in a
 //! new process and continues, reaches the same state as a run that never
@@ -111,14 +129,18 @@ use crate::id::RawID;
 use crate::persist::bytes::{Reader, Writer};
 use crate::registry::Fingerprint;
 use crate::store::index::LocalInstance;
+use crate::store::{ImageError, RUN_ALIGN};
 use crate::sync::Unpoisoned;
 use crate::timer::Timers;
 
 /// The version of the snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u32 = 1;
+pub const SNAPSHOT_FORMAT: u32 = 2;
 
 /// The magic bytes that start a snapshot's metadata.
 const META_MAGIC: &[u8; 8] = b"KAYSNAP\0";
+
+/// Zeros, for the padding between runs in a store file.
+static ZEROS: [u8; RUN_ALIGN] = [0; RUN_ALIGN];
 
 /// The file holding the state besides the instance stores.
 const SYSTEM_FILE: &str = "system";
@@ -216,6 +238,9 @@ pub struct LoadReport {
     pub instances: u64,
     /// Bytes of instance state loaded.
     pub state_bytes: u64,
+    /// How many of them were mapped from the snapshot's files rather than
+    /// copied (see [`crate::persist`]: "Loading").
+    pub mapped_bytes: u64,
     /// Timers restored.
     pub timers: usize,
     /// How long it took (reading, checking and copying).
@@ -421,6 +446,11 @@ impl ActorSystem {
                         system.u64((run.len() / bin.slot_size) as u64);
                         state_bytes += run.len() as u64;
                         parts.push(run);
+                        // The next run starts on a page: mappable.
+                        let padding = run.len().next_multiple_of(RUN_ALIGN) - run.len();
+                        if padding > 0 {
+                            parts.push(&ZEROS[..padding]);
+                        }
                     }
                 }
                 instances += shard.store.len() as u64;
@@ -714,7 +744,7 @@ impl ActorSystem {
             crate::id::ShortTypeID,
             &'static str,
         )|
-         -> Result<(u64, u64), PersistError> {
+         -> Result<(u64, (u64, u64)), PersistError> {
             let file = store_file(image.class, image.shard);
             let store = &mut shard.store;
             // The slots listed must be what the file holds, before any
@@ -726,6 +756,7 @@ impl ActorSystem {
                 .try_fold(0u64, |sum, (bin, slots)| {
                     slots
                         .checked_mul(store.slot_size_of(bin) as u64)
+                        .and_then(|bytes| bytes.checked_next_multiple_of(RUN_ALIGN as u64))
                         .and_then(|bytes| sum.checked_add(bytes))
                 });
             if listed != Some(on_disk) {
@@ -737,41 +768,41 @@ impl ActorSystem {
                     ),
                 ));
             }
-            let mut read_error = None;
-            let loaded = store.load_image(
-                &image.bins,
-                |parts| {
-                    generation_ref.read_into(&file, parts).map_err(|e| {
-                        let text = e.to_string();
-                        read_error = Some(e);
-                        text
-                    })
-                },
-                |id: RawID| {
-                    if id.type_id != *type_id
-                        || id.is_broadcast()
-                        || !shared.owns(id.instance)
-                        || id.machine != machine
-                    {
-                        Err(format!("instance {id} does not belong in this store"))
-                    } else if (image.blocks)
-                        .owner(LocalInstance::of(id.instance, shared.shards))
-                        .is_none()
-                    {
-                        // Checked before the index makes room for it: the
-                        // index grows with the blocks the system file lists
-                        // as owned, not with any number an instance claims.
-                        Err(format!("instance {id} lies in a block no lane was given"))
-                    } else {
-                        Ok(())
-                    }
-                },
-            );
-            let bytes = match (loaded, read_error) {
-                (Ok(bytes), _) => bytes,
-                (Err(_), Some(e)) => return Err(PersistError::Storage(e)),
-                (Err(e), None) => return Err(corrupt(&file, e)),
+            let mut reader = generation_ref.reader(&file)?;
+            let shards = shared.shards;
+            let local_of = |instance: u32| match shards.is_power_of_two() {
+                true => LocalInstance(instance >> shards.trailing_zeros()),
+                false => LocalInstance::of(instance, shards),
             };
+            let loaded = store.load_image(&image.bins, &mut reader, |id: RawID| {
+                if id.type_id != *type_id
+                    || id.is_broadcast()
+                    || !shared.owns(id.instance)
+                    || id.machine != machine
+                {
+                    Err(format!("instance {id} does not belong in this store"))
+                } else if (image.blocks).owner(local_of(id.instance)).is_none() {
+                    // Checked before the index makes room for it: the
+                    // index grows with the blocks the system file lists
+                    // as owned, not with any number an instance claims.
+                    Err(format!("instance {id} lies in a block no lane was given"))
+                } else {
+                    Ok(())
+                }
+            });
+            let bytes = match loaded {
+                Ok(bytes) => bytes,
+                Err(ImageError::Read(e)) => return Err(PersistError::Storage(e)),
+                Err(ImageError::Invalid(e)) => {
+                    // A damaged file is reported as damaged (its checksum),
+                    // not by the first instance the damage made invalid.
+                    reader.finish_rest()?;
+                    return Err(corrupt(&file, e));
+                }
+            };
+            // The checksum covers every byte taken (the caller empties the
+            // stores on an error).
+            reader.finish()?;
             let live_blocks = store.live_blocks();
             let (this_shard, shards_count) = (shared.shard, shared.shards);
             let lane_refs: Vec<_> = image.lane_ids.iter().map(|(l, ids)| (*l, ids)).collect();
@@ -786,22 +817,17 @@ impl ActorSystem {
             .map_err(|e| corrupt(SYSTEM_FILE, format!("{name}, shard {}: {e}", image.shard)))?;
             Ok((store.len() as u64, bytes))
         };
-        let results: Vec<Result<(u64, u64), PersistError>> = match &self.pool {
-            Some(pool) if tasks.len() > 1 => {
-                use rayon::prelude::*;
-                pool.install(|| tasks.par_iter_mut().map(load_shard).collect())
-            }
-            _ => tasks.iter_mut().map(load_shard).collect(),
-        };
+        let results = crate::cycle::pool::run_each(self.pool.as_ref(), &mut tasks, load_shard);
         drop(tasks);
         let mut loaded = 0u64;
-        let mut state_bytes = 0u64;
+        let (mut state_bytes, mut mapped_bytes) = (0u64, 0u64);
         let mut failure = None;
         for result in results {
             match result {
-                Ok((instances, bytes)) => {
+                Ok((instances, (bytes, mapped))) => {
                     loaded += instances;
                     state_bytes += bytes;
+                    mapped_bytes += mapped;
                 }
                 Err(e) => {
                     failure.get_or_insert(e);
@@ -848,6 +874,7 @@ impl ActorSystem {
             turn,
             instances: loaded,
             state_bytes,
+            mapped_bytes,
             timers: timer_count,
             took: started.elapsed(),
         }))
@@ -936,14 +963,10 @@ fn write_generation(
     let mut writer = generations.begin(number)?;
     // The stores' files at once on several threads (copies into the page
     // cache and syncs overlap), then the rest in order.
-    let write = |(name, parts): &(String, Vec<&[u8]>)| writer.write_file(name, parts);
-    let entries: Vec<chunky::Result<chunky::FileEntry>> = match pool {
-        Some(pool) if stores.len() > 1 => {
-            use rayon::prelude::*;
-            pool.install(|| stores.par_iter().map(write).collect())
-        }
-        _ => stores.iter().map(write).collect(),
-    };
+    let mut stores: Vec<&(String, Vec<&[u8]>)> = stores.iter().collect();
+    let entries = crate::cycle::pool::run_each(pool, &mut stores, |(name, parts)| {
+        writer.write_file(name, parts)
+    });
     for entry in entries {
         writer.add(entry?)?;
     }

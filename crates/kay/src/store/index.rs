@@ -192,6 +192,24 @@ impl Index {
         self.put(instance, Entry::pack(location));
     }
 
+    /// Sets the location of `instance` if it is not live (allocating its
+    /// block if needed); `false` if it is live already.
+    #[inline]
+    pub(crate) fn insert_new(&mut self, instance: u32, location: Location) -> bool {
+        let entry = Entry::pack(location);
+        let (block, at) = self.position(instance);
+        if self.blocks.len() <= block {
+            self.blocks.resize_with(block + 1, || None);
+        }
+        let slot = &mut self.blocks[block]
+            .get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]))[at];
+        if slot.is_live() {
+            return false;
+        }
+        *slot = entry;
+        true
+    }
+
     fn put(&mut self, instance: u32, entry: Entry) {
         let (block, at) = self.position(instance);
         if self.blocks.len() <= block {

@@ -47,6 +47,19 @@ const PREFETCH_LINES: usize = 4;
 /// The default chunk size of a bin.
 const BIN_CHUNK: usize = 1 << 20;
 
+/// Where a snapshot's store file starts each run of slots: on a page
+/// boundary (the rest of the page before it is zeros), so that a run that
+/// fills a chunk can be mapped from the file as that chunk.
+pub(crate) const RUN_ALIGN: usize = 4096;
+
+/// Why [`Store::load_image`] failed.
+pub(crate) enum ImageError {
+    /// Reading the file (or making room for its runs) failed.
+    Read(chunky::Error),
+    /// The file holds something it must not (what).
+    Invalid(String),
+}
+
 /// What a [`Store`] knows of its actor type: sizes, and the type's compact
 /// operations as function pointers over raw slots. Made by
 /// [`of`](Self::of); every pointer it is called with points at a live
@@ -682,23 +695,29 @@ impl Store {
 
     /// Loads a snapshot's instances into this empty store: `bins` lists
     /// each bin and its runs (the address the run was written at, and its
-    /// slots); `read` fills the slots' bytes, bin after bin, from the
-    /// snapshot (and checks them against its checksum). Each instance is
-    /// then validated as the class's type (its pointers rewritten for its
-    /// new slot), and `accept` checks its ID (class, shard, machine); an
-    /// instance listed twice is refused. On an error the store is left
-    /// empty. Returns the bytes loaded.
+    /// slots: one run per chunk, each but the last a full chunk); `file`
+    /// holds the runs one after the other, each padded to [`RUN_ALIGN`].
+    /// A run that fills a chunk is mapped from the file copy-on-write
+    /// where the file allows it (no copy: its pages are shared with the
+    /// page cache until written), else read into a new chunk. Each
+    /// instance is then validated as the class's type (its pointers
+    /// rewritten for its new slot), and `accept` checks its ID (class,
+    /// shard, machine); an instance listed twice is refused. On an error
+    /// the store is left empty. Returns the bytes loaded, and how many of
+    /// them were mapped rather than read; the caller
+    /// checks the file's checksum ([`chunky::FileReader::finish`]) and
+    /// [`unload`](Self::unload)s on a mismatch.
     pub(crate) fn load_image(
         &mut self,
         bins: &[(u8, Vec<(u64, u64)>)],
-        read: impl FnOnce(&mut [&mut [u8]]) -> Result<(), String>,
+        file: &mut chunky::FileReader,
         accept: impl Fn(RawID) -> Result<(), String>,
-    ) -> Result<u64, String> {
+    ) -> Result<(u64, u64), ImageError> {
         debug_assert_eq!(self.len, 0, "loading into an empty store");
         // Nothing in the slots is valid until checked: a failure drops only
         // what was (see `abandon`).
         let mut validated = vec![0usize; bins.len()];
-        let result = self.load_image_inner(bins, read, accept, &mut validated);
+        let result = self.load_image_inner(bins, file, accept, &mut validated);
         if result.is_err() {
             self.abandon(bins, &validated);
         }
@@ -708,90 +727,89 @@ impl Store {
     fn load_image_inner(
         &mut self,
         bins: &[(u8, Vec<(u64, u64)>)],
-        read: impl FnOnce(&mut [&mut [u8]]) -> Result<(), String>,
+        file: &mut chunky::FileReader,
         accept: impl Fn(RawID) -> Result<(), String>,
         validated: &mut [usize],
-    ) -> Result<u64, String> {
-        for (bin, runs) in bins {
-            let slots = runs
-                .iter()
-                .try_fold(0u64, |sum, &(_, n)| sum.checked_add(n))
-                .filter(|&n| n < u64::from(u32::MAX))
-                .ok_or_else(|| format!("bin {bin}: too many slots"))?;
-            self.arena(*bin)
-                .extend(slots as usize)
-                .map_err(|e| format!("cannot grow the instance store: {e}"))?;
-        }
-        // Straight from the file into the slots.
-        let mut parts: Vec<&mut [u8]> = Vec::new();
-        let mut bytes = 0u64;
-        for arena in self.bins.iter_mut().flatten() {
-            for run in arena.used_runs_mut() {
-                bytes += run.len() as u64;
-                parts.push(run);
-            }
-        }
-        read(&mut parts)?;
-        drop(parts);
+    ) -> Result<(u64, u64), ImageError> {
         let ops = self.ops;
+        let (mut bytes, mut mapped_bytes) = (0u64, 0u64);
         let mut ids = Vec::new();
         for (b, (bin, runs)) in bins.iter().enumerate() {
             let slot_size = self.slot_size_of(*bin);
-            let arena = self.bins[*bin as usize].as_mut().expect("extended above");
-            // The file's runs (where their slots were written) over the
-            // new chunks' runs: validated segment by segment.
-            let mut file_runs = runs.iter().copied().filter(|&(_, slots)| slots > 0);
-            let mut current = file_runs.next();
+            let arena = self.arena(*bin);
+            let per_chunk = arena.slots_per_chunk();
+            let chunk_bytes = arena.chunk_size().bytes();
             let mut k = 0usize;
-            for mut chunk in arena.used_runs_mut() {
-                while !chunk.is_empty() {
-                    let (origin, slots) = current.expect("as many slots as listed");
-                    let here = (chunk.len() / slot_size).min(slots as usize);
-                    let (segment, rest) = chunk.split_at_mut(here * slot_size);
-                    let origin =
-                        usize::try_from(origin).map_err(|_| "a run's address overflows")?;
-                    if let Err((valid, e)) = (ops.validate_run)(segment, slot_size, origin) {
-                        validated[b] = k + valid;
-                        return Err(format!(
-                            "instance {} of bin {bin} fails validation: {e}",
-                            k + valid
-                        ));
+            for (r, &(origin, slots)) in runs.iter().enumerate() {
+                let last = r + 1 == runs.len();
+                let slots = usize::try_from(slots)
+                    .ok()
+                    .filter(|&n| n > 0 && n <= per_chunk && (last || n == per_chunk))
+                    .ok_or_else(|| {
+                        ImageError::Invalid(format!(
+                            "bin {bin}: run {r} holds {slots} slots; every run holds one \
+                             to {per_chunk}, and every run but the last {per_chunk}"
+                        ))
+                    })?;
+                let origin = usize::try_from(origin)
+                    .map_err(|_| ImageError::Invalid("a run's address overflows".to_owned()))?;
+                let run_bytes = slots * slot_size;
+                let padded = run_bytes.next_multiple_of(RUN_ALIGN);
+                let arena = self.bins[*bin as usize].as_mut().expect("opened above");
+                let mapped = if padded <= chunk_bytes {
+                    file.map_chunk(padded, chunk_bytes)
+                        .map_err(ImageError::Read)?
+                } else {
+                    None
+                };
+                match mapped {
+                    Some(chunk) => {
+                        arena
+                            .adopt(chunk, slots)
+                            .map_err(|e| ImageError::Invalid(e.to_string()))?;
+                        mapped_bytes += run_bytes as u64;
                     }
-                    k += here;
-                    // Valid now: from here on they are dropped if the load
-                    // fails.
-                    validated[b] = k;
-                    let base = segment.as_mut_ptr();
-                    ids.clear();
-                    (ops.ids_of_run)(segment, slot_size, &mut ids);
-                    for (j, &id) in ids.iter().enumerate() {
-                        if self.index.live(id.instance).is_some() {
-                            return Err(format!("instance {id} is listed twice"));
-                        }
-                        accept(id)?;
-                        self.index.set(
-                            id.instance,
-                            Location {
-                                ptr: base.wrapping_add(j * slot_size),
-                                bin: *bin,
-                                version: id.version,
-                            },
-                        );
+                    None => {
+                        arena.extend(slots).map_err(ImageError::Read)?;
+                        let run = arena.used_runs_mut().next_back().expect("just extended");
+                        file.read(run).map_err(ImageError::Read)?;
+                        file.skip(padded - run_bytes).map_err(ImageError::Read)?;
                     }
-                    self.len += here;
-                    current = match slots - here as u64 {
-                        0 => file_runs.next(),
-                        left => Some((
-                            (origin as u64).wrapping_add((here * slot_size) as u64),
-                            left,
-                        )),
-                    };
-                    chunk = rest;
                 }
+                bytes += run_bytes as u64;
+                let segment = arena.used_runs_mut().next_back().expect("just added");
+                debug_assert_eq!(segment.len(), run_bytes);
+                if let Err((valid, e)) = (ops.validate_run)(segment, slot_size, origin) {
+                    validated[b] = k + valid;
+                    return Err(ImageError::Invalid(format!(
+                        "instance {} of bin {bin} fails validation: {e}",
+                        k + valid
+                    )));
+                }
+                k += slots;
+                // Valid now: from here on they are dropped if the load
+                // fails.
+                validated[b] = k;
+                let base = segment.as_mut_ptr();
+                ids.clear();
+                (ops.ids_of_run)(segment, slot_size, &mut ids);
+                for (j, &id) in ids.iter().enumerate() {
+                    accept(id).map_err(ImageError::Invalid)?;
+                    let location = Location {
+                        ptr: base.wrapping_add(j * slot_size),
+                        bin: *bin,
+                        version: id.version,
+                    };
+                    if !self.index.insert_new(id.instance, location) {
+                        return Err(ImageError::Invalid(format!(
+                            "instance {id} is listed twice"
+                        )));
+                    }
+                }
+                self.len += slots;
             }
-            debug_assert_eq!(k as u64, runs.iter().map(|&(_, n)| n).sum::<u64>());
         }
-        Ok(bytes)
+        Ok((bytes, mapped_bytes))
     }
 
     /// Empties the store after a failed load: drops the instances that
