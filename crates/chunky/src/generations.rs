@@ -538,7 +538,30 @@ impl FileReader {
     ///
     /// If `chunk_len < len`.
     pub fn map_chunk(&mut self, len: usize, chunk_len: usize) -> Result<Option<Chunk>> {
+        let mapped = self.map_chunk_visiting(len, chunk_len, len.max(1), |_| Ok::<(), ()>(()))?;
+        Ok(mapped.map(|(chunk, _)| chunk))
+    }
+
+    /// As [`map_chunk`](Self::map_chunk), and hands the mapped bytes to
+    /// `visit` in pieces of `piece` bytes (the last one shorter), each
+    /// right after the checksum took it, while it is in the cache: one
+    /// pass over memory for checksumming and, say, validating the bytes.
+    /// Returns the chunk (whatever `visit` said) and `visit`'s outcome;
+    /// after its first error `visit` is not called again (the checksum
+    /// still takes every piece).
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_len < len` or `piece` is 0.
+    pub fn map_chunk_visiting<E>(
+        &mut self,
+        len: usize,
+        chunk_len: usize,
+        piece: usize,
+        mut visit: impl FnMut(&mut [u8]) -> std::result::Result<(), E>,
+    ) -> Result<Option<(Chunk, std::result::Result<(), E>)>> {
         assert!(len <= chunk_len, "a chunk of {chunk_len} bytes for {len}");
+        assert!(piece > 0, "pieces of no bytes");
         let page = crate::storage::page_size();
         if !self.mappable
             || len == 0
@@ -549,15 +572,26 @@ impl FileReader {
         {
             return Ok(None);
         }
-        self.map_at(len, chunk_len).map(Some)
+        let mut chunk = self.map_at(len, chunk_len)?;
+        let mut outcome = Ok(());
+        let mut at = 0;
+        while at < len {
+            let end = len.min(at + piece);
+            self.crc.update(chunk.bytes(at..end));
+            if outcome.is_ok() {
+                outcome = visit(chunk.bytes_mut(at..end));
+            }
+            at = end;
+        }
+        Ok(Some((chunk, outcome)))
     }
 
+    /// Maps the next `len` bytes (the checksum is the caller's to take).
     #[cfg(unix)]
     fn map_at(&mut self, len: usize, chunk_len: usize) -> Result<Chunk> {
         let chunk = crate::storage::map_private_chunk(&self.file, self.at, len, chunk_len)
             .map_err(|e| Error::io(&self.path, e))?;
         self.take(len as u64)?;
-        self.crc.update(chunk.bytes(0..len));
         Ok(chunk)
     }
 

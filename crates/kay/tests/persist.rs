@@ -959,3 +959,33 @@ fn large_stores_are_mapped_copy_on_write_or_read_when_others_could_write() {
         assert_eq!(hash(&digest(&system)), expected);
     }
 }
+
+/// A planted store whose damage lies pieces into a mapped chunk of a
+/// class with drop glue: the instances validated before it are dropped
+/// once, the rest never, and nothing is loaded.
+#[test]
+fn a_refusal_deep_in_a_mapped_chunk_drops_only_what_was_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let bag = {
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        register(&mut system);
+        let mut world = system.world();
+        for k in 0..2000 {
+            world.spawn::<Bag, _>(SpawnBag(k));
+        }
+        for _ in 0..6 {
+            system.turn();
+        }
+        system.snapshot().unwrap();
+        world.local_broadcast::<Bag>().as_raw().type_id.get()
+    };
+    plant(dir.path(), |files, _| {
+        let bags = file_mut(files, &format!("store-{bag}-0"));
+        // Past the first pieces (32 KiB each) of the first chunk.
+        let at = bags.len() * 3 / 4;
+        bags[at..at + 64].iter_mut().for_each(|b| *b = 0xA5);
+    });
+    let error = refused(dir.path());
+    assert!(error.contains("fails validation"), "{error}");
+    eprintln!("{error}");
+}

@@ -129,7 +129,7 @@ use crate::id::RawID;
 use crate::persist::bytes::{Reader, Writer};
 use crate::registry::Fingerprint;
 use crate::store::index::LocalInstance;
-use crate::store::{ImageError, RUN_ALIGN};
+use crate::store::{Belongs, ImageError, RUN_ALIGN};
 use crate::sync::Unpoisoned;
 use crate::timer::Timers;
 
@@ -769,27 +769,15 @@ impl ActorSystem {
                 ));
             }
             let mut reader = generation_ref.reader(&file)?;
-            let shards = shared.shards;
-            let local_of = |instance: u32| match shards.is_power_of_two() {
-                true => LocalInstance(instance >> shards.trailing_zeros()),
-                false => LocalInstance::of(instance, shards),
+            let owned = |local: LocalInstance| image.blocks.owner(local).is_some();
+            let belongs = Belongs {
+                type_id: *type_id,
+                machine,
+                shard: shared.shard,
+                shards: shared.shards,
+                owned: &owned,
             };
-            let loaded = store.load_image(&image.bins, &mut reader, |id: RawID| {
-                if id.type_id != *type_id
-                    || id.is_broadcast()
-                    || !shared.owns(id.instance)
-                    || id.machine != machine
-                {
-                    Err(format!("instance {id} does not belong in this store"))
-                } else if (image.blocks).owner(local_of(id.instance)).is_none() {
-                    // Checked before the index makes room for it: the
-                    // index grows with the blocks the system file lists
-                    // as owned, not with any number an instance claims.
-                    Err(format!("instance {id} lies in a block no lane was given"))
-                } else {
-                    Ok(())
-                }
-            });
+            let loaded = store.load_image(&image.bins, &mut reader, &belongs);
             let bytes = match loaded {
                 Ok(bytes) => bytes,
                 Err(ImageError::Read(e)) => return Err(PersistError::Storage(e)),

@@ -192,22 +192,59 @@ impl Index {
         self.put(instance, Entry::pack(location));
     }
 
-    /// Sets the location of `instance` if it is not live (allocating its
-    /// block if needed); `false` if it is live already.
-    #[inline]
-    pub(crate) fn insert_new(&mut self, instance: u32, location: Location) -> bool {
-        let entry = Entry::pack(location);
-        let (block, at) = self.position(instance);
-        if self.blocks.len() <= block {
-            self.blocks.resize_with(block + 1, || None);
+    /// Indexes a run of slots being loaded: instance `ids[j]` at slot
+    /// `base + j * slot_size` of bin `bin`, in order, each first checked
+    /// by `check` (with its local number); stops at the first one refused
+    /// or live already (its position; `None` for live already). The
+    /// current block stays at hand from one instance to the next (a run
+    /// holds whole blocks, mostly).
+    pub(crate) fn insert_run<E>(
+        &mut self,
+        ids: &[crate::id::RawID],
+        base: *mut u8,
+        slot_size: usize,
+        bin: u8,
+        mut check: impl FnMut(crate::id::RawID, LocalInstance) -> Result<(), E>,
+    ) -> Result<(), (usize, Option<E>)> {
+        let (shards, shift) = (self.shards, self.shard_shift);
+        let local_of = |instance: u32| match shift {
+            Some(shift) => LocalInstance(instance >> shift),
+            None => LocalInstance::of(instance, shards),
+        };
+        let mut j = 0;
+        while j < ids.len() {
+            // A block's worth: the first instance checked before its block
+            // is made, the others as they come.
+            let local = local_of(ids[j].instance);
+            check(ids[j], local).map_err(|e| (j, Some(e)))?;
+            let block = local.block() as usize;
+            if self.blocks.len() <= block {
+                self.blocks.resize_with(block + 1, || None);
+            }
+            let entries: &mut [Entry; BLOCK as usize] =
+                self.blocks[block].get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]));
+            let mut at = local.offset() as usize;
+            loop {
+                let entry = &mut entries[at];
+                if entry.is_live() {
+                    return Err((j, None));
+                }
+                *entry = Entry::pack(Location {
+                    ptr: base.wrapping_add(j * slot_size),
+                    bin,
+                    version: ids[j].version,
+                });
+                j += 1;
+                let Some(&id) = ids.get(j) else { break };
+                let local = local_of(id.instance);
+                if local.block() as usize != block {
+                    break;
+                }
+                check(id, local).map_err(|e| (j, Some(e)))?;
+                at = local.offset() as usize;
+            }
         }
-        let slot = &mut self.blocks[block]
-            .get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]))[at];
-        if slot.is_live() {
-            return false;
-        }
-        *slot = entry;
-        true
+        Ok(())
     }
 
     fn put(&mut self, instance: u32, entry: Entry) {

@@ -80,10 +80,9 @@ pub(crate) struct ActorOps {
     /// Validates a run of instances' slots (from a snapshot; slots of the
     /// given size, the first written at the given address), rewriting
     /// their pointers for where they are now; on an error, how many were
-    /// valid before the one that is not.
-    validate_run: fn(&mut [u8], usize, usize) -> RunValidation,
-    /// The IDs of a run of valid instances (slots of the given size).
-    ids_of_run: fn(&[u8], usize, &mut Vec<RawID>),
+    /// valid before the one that is not. The IDs of the valid ones go
+    /// into the slice (one per slot).
+    validate_run: fn(&mut [u8], usize, usize, &mut [RawID]) -> RunValidation,
 }
 
 impl ActorOps {
@@ -101,7 +100,6 @@ impl ActorOps {
             id: id_raw::<A>,
             as_any: as_any_raw::<A>,
             validate_run: validate_run::<A>,
-            ids_of_run: ids_of_run::<A>,
         }
     }
 
@@ -171,26 +169,132 @@ unsafe fn id_raw<A: Actor>(actor: *const u8) -> RawID {
 /// the one that is not, and why.
 type RunValidation = Result<(), (usize, compact::ValidationError)>;
 
-fn validate_run<A: Compact>(run: &mut [u8], slot_size: usize, origin: usize) -> RunValidation {
+/// Validates each slot of `run` as an `A` (written at `origin`), and
+/// puts the ID of each valid one into `ids` (as long as the run's slots):
+/// one pass over the run.
+fn validate_run<A: Actor>(
+    run: &mut [u8],
+    slot_size: usize,
+    origin: usize,
+    ids: &mut [RawID],
+) -> RunValidation {
     // Saved by this program: an `External` comes back empty.
     let limits = compact::Limits {
         reset_process_local: true,
         ..compact::Limits::default()
     };
-    for (k, slot) in run.chunks_exact_mut(slot_size).enumerate() {
+    for (k, (slot, id)) in run.chunks_exact_mut(slot_size).zip(ids).enumerate() {
         let written = origin.wrapping_add(k * slot_size);
-        if let Err(e) = compact::validate_in_place_with::<A>(slot, written, &limits) {
-            return Err((k, e));
+        match compact::validate_in_place_with::<A>(slot, written, &limits) {
+            Ok(actor) => *id = actor.id().as_raw(),
+            Err(e) => return Err((k, e)),
         }
     }
     Ok(())
 }
 
-fn ids_of_run<A: Actor>(run: &[u8], slot_size: usize, ids: &mut Vec<RawID>) {
-    for slot in run.chunks_exact(slot_size) {
-        // SAFETY: each slot holds a valid `A` (validated by the caller),
-        // aligned (slots are 8-aligned in page-aligned chunks).
-        ids.push(unsafe { id_raw::<A>(slot.as_ptr()) });
+/// Which IDs a store being loaded accepts: of its class, shard and
+/// machine, not a broadcast, in a block of instance numbers that was
+/// handed out (`owned`, asked once per block).
+pub(crate) struct Belongs<'a> {
+    pub(crate) type_id: crate::id::ShortTypeID,
+    pub(crate) machine: crate::id::MachineID,
+    pub(crate) shard: u32,
+    pub(crate) shards: u32,
+    pub(crate) owned: &'a dyn Fn(index::LocalInstance) -> bool,
+}
+
+/// Why a store being loaded refused an instance.
+#[derive(Clone, Copy)]
+enum Refusal {
+    Foreign,
+    NoBlock,
+    Twice,
+}
+
+/// Indexes the instances of a run of bin `bin` from `base`, whose IDs are
+/// `ids`: each must belong (see [`Belongs`]) and not be indexed yet. A
+/// refusal is only numbered here (the loop keeps its state in registers)
+/// and put into words by [`refusal`].
+#[inline(never)]
+fn index_run(
+    index: &mut Index,
+    ids: &[RawID],
+    base: *mut u8,
+    slot_size: usize,
+    bin: u8,
+    belongs: &Belongs<'_>,
+) -> Result<(), (usize, Refusal)> {
+    let (type_id, machine, shard, shards) = (
+        belongs.type_id,
+        belongs.machine,
+        belongs.shard,
+        belongs.shards,
+    );
+    let mut owned_block = u32::MAX;
+    let owned = belongs.owned;
+    let check = move |id: RawID, local: index::LocalInstance| {
+        if id.type_id != type_id
+            || id.machine != machine
+            || id.is_broadcast()
+            || crate::class::lanes::shard_number(id.instance, shards) != shard
+        {
+            return Err(Refusal::Foreign);
+        }
+        // Checked before the index makes room for it: the index grows
+        // with the blocks handed out, not with any number an instance
+        // claims. Asked once per block.
+        if owned_block != local.block() {
+            if !owned(local) {
+                return Err(Refusal::NoBlock);
+            }
+            owned_block = local.block();
+        }
+        Ok(())
+    };
+    index
+        .insert_run(ids, base, slot_size, bin, check)
+        .map_err(|(j, why)| (j, why.unwrap_or(Refusal::Twice)))
+}
+
+/// The bytes a load validates and indexes at a time: right after the
+/// checksum took them, while they are in the L1 cache.
+const PIECE: usize = 32 << 10;
+
+/// Validates the instances in `segment` (whole slots of `slot_size`
+/// bytes, the first written at `origin`, of bin `bin`), counts them as
+/// validated (`validated`: from now on they are dropped if the load
+/// fails), and indexes them; `len` counts them in.
+fn take_segment(
+    (ops, index, ids, belongs): (ActorOps, &mut Index, &mut Vec<RawID>, &Belongs<'_>),
+    segment: &mut [u8],
+    (slot_size, origin, bin): (usize, usize, u8),
+    (validated, len): (&mut usize, &mut usize),
+) -> Result<(), ImageError> {
+    let slots = segment.len() / slot_size;
+    ids.clear();
+    ids.resize(slots, RawID::default());
+    if let Err((valid, e)) = (ops.validate_run)(segment, slot_size, origin, ids) {
+        *validated += valid;
+        return Err(ImageError::Invalid(format!(
+            "instance {} of bin {bin} fails validation: {e}",
+            *validated
+        )));
+    }
+    *validated += slots;
+    index_run(index, ids, segment.as_mut_ptr(), slot_size, bin, belongs)
+        .map_err(|(j, why)| ImageError::Invalid(refusal(ids[j], why)))?;
+    *len += slots;
+    Ok(())
+}
+
+/// Puts [`index_run`]'s refusal of `id` into words.
+#[cold]
+fn refusal(id: RawID, why: Refusal) -> String {
+    match why {
+        Refusal::Foreign => format!("instance {id} does not belong in this store"),
+        Refusal::NoBlock => format!("instance {id} lies in a block no lane was given"),
+        Refusal::Twice => format!("instance {id} is listed twice"),
     }
 }
 
@@ -701,8 +805,8 @@ impl Store {
     /// where the file allows it (no copy: its pages are shared with the
     /// page cache until written), else read into a new chunk. Each
     /// instance is then validated as the class's type (its pointers
-    /// rewritten for its new slot), and `accept` checks its ID (class,
-    /// shard, machine); an instance listed twice is refused. On an error
+    /// rewritten for its new slot), and its ID checked (see [`Belongs`]);
+    /// an instance listed twice is refused. On an error
     /// the store is left empty. Returns the bytes loaded, and how many of
     /// them were mapped rather than read; the caller
     /// checks the file's checksum ([`chunky::FileReader::finish`]) and
@@ -711,13 +815,13 @@ impl Store {
         &mut self,
         bins: &[(u8, Vec<(u64, u64)>)],
         file: &mut chunky::FileReader,
-        accept: impl Fn(RawID) -> Result<(), String>,
+        belongs: &Belongs<'_>,
     ) -> Result<(u64, u64), ImageError> {
         debug_assert_eq!(self.len, 0, "loading into an empty store");
         // Nothing in the slots is valid until checked: a failure drops only
         // what was (see `abandon`).
         let mut validated = vec![0usize; bins.len()];
-        let result = self.load_image_inner(bins, file, accept, &mut validated);
+        let result = self.load_image_inner(bins, file, belongs, &mut validated);
         if result.is_err() {
             self.abandon(bins, &validated);
         }
@@ -728,7 +832,7 @@ impl Store {
         &mut self,
         bins: &[(u8, Vec<(u64, u64)>)],
         file: &mut chunky::FileReader,
-        accept: impl Fn(RawID) -> Result<(), String>,
+        belongs: &Belongs<'_>,
         validated: &mut [usize],
     ) -> Result<(u64, u64), ImageError> {
         let ops = self.ops;
@@ -739,7 +843,6 @@ impl Store {
             let arena = self.arena(*bin);
             let per_chunk = arena.slots_per_chunk();
             let chunk_bytes = arena.chunk_size().bytes();
-            let mut k = 0usize;
             for (r, &(origin, slots)) in runs.iter().enumerate() {
                 let last = r + 1 == runs.len();
                 let slots = usize::try_from(slots)
@@ -755,18 +858,41 @@ impl Store {
                     .map_err(|_| ImageError::Invalid("a run's address overflows".to_owned()))?;
                 let run_bytes = slots * slot_size;
                 let padded = run_bytes.next_multiple_of(RUN_ALIGN);
-                let arena = self.bins[*bin as usize].as_mut().expect("opened above");
+                // The instances validated (and their IDs indexed) piece by
+                // piece: while the checksum's pass has them in the cache.
+                let mut left = slots;
+                let mut piece_origin = origin;
+                let mut take = |segment: &mut [u8]| {
+                    let n = left.min(segment.len() / slot_size);
+                    left -= n;
+                    let segment = &mut segment[..n * slot_size];
+                    let origin = piece_origin;
+                    piece_origin = piece_origin.wrapping_add(n * slot_size);
+                    take_segment(
+                        (ops, &mut self.index, &mut ids, belongs),
+                        segment,
+                        (slot_size, origin, *bin),
+                        (&mut validated[b], &mut self.len),
+                    )
+                };
+                let piece = slot_size * (PIECE / slot_size).max(1);
                 let mapped = if padded <= chunk_bytes {
-                    file.map_chunk(padded, chunk_bytes)
+                    file.map_chunk_visiting(padded, chunk_bytes, piece, &mut take)
                         .map_err(ImageError::Read)?
                 } else {
                     None
                 };
+                let arena = self.bins[*bin as usize].as_mut().expect("opened above");
                 match mapped {
-                    Some(chunk) => {
-                        arena
-                            .adopt(chunk, slots)
-                            .map_err(|e| ImageError::Invalid(e.to_string()))?;
+                    Some((chunk, outcome)) => {
+                        if let Err(e) = arena.adopt(chunk, slots) {
+                            // Cannot happen (one chunk per run, checked
+                            // above); its instances are forgotten, not
+                            // dropped, with the chunk.
+                            validated[b] -= slots - left;
+                            return Err(ImageError::Invalid(e.to_string()));
+                        }
+                        outcome?;
                         mapped_bytes += run_bytes as u64;
                     }
                     None => {
@@ -774,39 +900,16 @@ impl Store {
                         let run = arena.used_runs_mut().next_back().expect("just extended");
                         file.read(run).map_err(ImageError::Read)?;
                         file.skip(padded - run_bytes).map_err(ImageError::Read)?;
+                        let segment = arena.used_runs_mut().next_back().expect("just added");
+                        take_segment(
+                            (ops, &mut self.index, &mut ids, belongs),
+                            segment,
+                            (slot_size, origin, *bin),
+                            (&mut validated[b], &mut self.len),
+                        )?;
                     }
                 }
                 bytes += run_bytes as u64;
-                let segment = arena.used_runs_mut().next_back().expect("just added");
-                debug_assert_eq!(segment.len(), run_bytes);
-                if let Err((valid, e)) = (ops.validate_run)(segment, slot_size, origin) {
-                    validated[b] = k + valid;
-                    return Err(ImageError::Invalid(format!(
-                        "instance {} of bin {bin} fails validation: {e}",
-                        k + valid
-                    )));
-                }
-                k += slots;
-                // Valid now: from here on they are dropped if the load
-                // fails.
-                validated[b] = k;
-                let base = segment.as_mut_ptr();
-                ids.clear();
-                (ops.ids_of_run)(segment, slot_size, &mut ids);
-                for (j, &id) in ids.iter().enumerate() {
-                    accept(id).map_err(ImageError::Invalid)?;
-                    let location = Location {
-                        ptr: base.wrapping_add(j * slot_size),
-                        bin: *bin,
-                        version: id.version,
-                    };
-                    if !self.index.insert_new(id.instance, location) {
-                        return Err(ImageError::Invalid(format!(
-                            "instance {id} is listed twice"
-                        )));
-                    }
-                }
-                self.len += slots;
             }
         }
         Ok((bytes, mapped_bytes))
