@@ -115,8 +115,14 @@ impl GenerationWriter<'_> {
         let mut crc = crc32fast::Hasher::new();
         let mut len = 0u64;
         for part in parts {
-            file.write_all(part).map_err(|e| Error::io(&path, e))?;
+            // The checksum first: it brings the bytes into the cache, from
+            // where the write copies them.
             crc.update(part);
+            file.write_all(part).map_err(|e| Error::io(&path, e))?;
+            // Large parts go to disk while the next ones are copied.
+            if part.len() >= 1 << 20 {
+                crate::storage::start_writeback(&file, len, part.len());
+            }
             len += part.len() as u64;
         }
         file.sync_data().map_err(|e| Error::io(&path, e))?;

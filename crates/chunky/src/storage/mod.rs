@@ -32,10 +32,10 @@ use std::sync::Arc;
 
 pub use heap::HeapStorage;
 pub use mmap::MmapStorage;
-pub(crate) use raw::page_size;
 pub use raw::{CHUNK_ALIGN, Chunk, ChunkOwner};
 #[cfg(unix)]
 pub(crate) use raw::{effective_uid, map_private_chunk};
+pub(crate) use raw::{page_size, start_writeback};
 
 use crate::error::{Error, Result};
 

@@ -347,6 +347,30 @@ pub(crate) fn map_private_chunk(
     Ok(unsafe { Chunk::from_raw_parts(ptr, chunk_len, owner) })
 }
 
+/// Asks the kernel to start writing `len` bytes of `file` from `offset`
+/// to disk now, without waiting (Linux; elsewhere nothing): a later sync
+/// then waits for less. A hint: failures are ignored (the sync reports
+/// real ones).
+pub(crate) fn start_writeback(file: &File, offset: u64, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (
+            libc::off64_t::try_from(offset),
+            libc::off64_t::try_from(len),
+        ) else {
+            return;
+        };
+        // SAFETY: sync_file_range reads no memory of ours; an invalid
+        // range or descriptor is an error return, which we ignore.
+        let _ = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// The system's page size (file mappings start on page boundaries).
 pub(crate) fn page_size() -> usize {
     #[cfg(unix)]
