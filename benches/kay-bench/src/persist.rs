@@ -13,13 +13,20 @@
 //! - `cp_gb_per_s`: copying the snapshot's store files to another directory
 //!   of the same disk and syncing them (the durability a snapshot gives).
 //! - `load_vs_spawn`: `load()` over spawning the same actors (median).
+//! - `load_mapped_gb_per_s`, `load_mapped_vs_spawn`: the same with
+//!   `Config::map_snapshots_on_load` (the stores mapped copy-on-write
+//!   from the snapshot instead of read).
+//! - `first_turn_ms`, `first_turn_mapped_ms`: a turn that writes every
+//!   actor (W1's `Tick`) right after each kind of load (median), against
+//!   `turn_ms`, the same turn once the state is settled: what the mapped
+//!   load's copy-on-write faults cost later.
 
 use std::time::Instant;
 
 use kay::ActorSystem;
 
 use crate::report::{Measurement, Persistence, median, timed};
-use crate::workloads::{Mover, Scale, config, spawn_movers, verify};
+use crate::workloads::{Mover, Scale, Tick, config, spawn_movers, verify};
 
 /// Runs W6 in a directory under the system's temporary directory.
 pub fn w6_snapshot(scale: Scale, reps: usize) -> Vec<Measurement> {
@@ -71,16 +78,42 @@ pub fn w6_snapshot(scale: Scale, reps: usize) -> Vec<Measurement> {
     });
     drop(world);
     drop(system);
-    let load_s = median(reps, || {
-        let mut system = ActorSystem::with_storage(&dir, config()).expect("storage");
+    let mut first_turns = [Vec::new(), Vec::new()];
+    let mut settled = Vec::new();
+    let mut load = |map: bool| {
+        let config = kay::Config {
+            map_snapshots_on_load: map,
+            ..config()
+        };
+        let mut system = ActorSystem::with_storage(&dir, config).expect("storage");
         system.register::<Mover>();
         let started = Instant::now();
         let report = system.load().expect("a load").expect("a snapshot");
         let took = started.elapsed();
         verify("W6", "every actor loaded", report.instances == n as u64);
         verify("W6", "loaded actors", system.instance_count::<Mover>() == n);
+        verify("W6", "mapped or not", (report.mapped_bytes > 0) == map);
+        let mut world = system.world();
+        let mut turn = || {
+            let everyone = world.local_broadcast::<Mover>();
+            world.send(everyone, Tick { dt: 0.5 });
+            timed(|| {
+                system.turn();
+            })
+        };
+        first_turns[usize::from(map)].push(turn());
+        if !map {
+            turn();
+            settled.push(turn());
+        }
         took
-    });
+    };
+    let load_s = median(reps, || load(false));
+    let load_mapped_s = median(reps, || load(true));
+    let middle = |mut v: Vec<std::time::Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64() * 1e3
+    };
     // cp of the newest generation's store files (and sync), same disk.
     let newest = std::fs::read_dir(&dir)
         .expect("the snapshot directory")
@@ -131,6 +164,11 @@ pub fn w6_snapshot(scale: Scale, reps: usize) -> Vec<Measurement> {
             cp_gb_per_s: gb / cp_s,
             pause_ms: pause_s * 1e3,
             load_vs_spawn: load_s / spawn_s,
+            load_mapped_gb_per_s: gb / load_mapped_s,
+            load_mapped_vs_spawn: load_mapped_s / spawn_s,
+            first_turn_ms: middle(std::mem::take(&mut first_turns[0])),
+            first_turn_mapped_ms: middle(std::mem::take(&mut first_turns[1])),
+            turn_ms: middle(settled),
         }),
         ..Measurement::empty()
     }]

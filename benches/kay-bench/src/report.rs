@@ -56,6 +56,16 @@ pub struct Persistence {
     pub pause_ms: f64,
     /// `load()` time over the time of spawning the same actors.
     pub load_vs_spawn: f64,
+    /// As `load_gb_per_s`, with `Config::map_snapshots_on_load`.
+    pub load_mapped_gb_per_s: f64,
+    /// As `load_vs_spawn`, with `Config::map_snapshots_on_load`.
+    pub load_mapped_vs_spawn: f64,
+    /// A turn that writes every actor, right after a load, in ms.
+    pub first_turn_ms: f64,
+    /// The same after a mapped load (its copy-on-write faults).
+    pub first_turn_mapped_ms: f64,
+    /// The same turn once the state is settled, in ms.
+    pub turn_ms: f64,
 }
 
 impl Measurement {
@@ -144,6 +154,11 @@ impl Report {
                 "cp_gb_per_s": m.persistence.map(|p| p.cp_gb_per_s),
                 "pause_ms": m.persistence.map(|p| p.pause_ms),
                 "load_vs_spawn": m.persistence.map(|p| p.load_vs_spawn),
+                "load_mapped_gb_per_s": m.persistence.map(|p| p.load_mapped_gb_per_s),
+                "load_mapped_vs_spawn": m.persistence.map(|p| p.load_mapped_vs_spawn),
+                "first_turn_ms": m.persistence.map(|p| p.first_turn_ms),
+                "first_turn_mapped_ms": m.persistence.map(|p| p.first_turn_mapped_ms),
+                "turn_ms": m.persistence.map(|p| p.turn_ms),
             });
             println!("{line}");
         }
@@ -181,13 +196,18 @@ impl Report {
                 _ if m.persistence.is_some() => {
                     let p = m.persistence.unwrap_or_else(|| unreachable!());
                     format!(
-                        "{} [snapshot {:.2} GB/s, load {:.2} GB/s, cp {:.2} GB/s, pause {:.1} ms, load/spawn {:.3}]",
+                        "{} [snapshot {:.2} GB/s, load {:.2} GB/s, cp {:.2} GB/s, pause {:.1} ms, load/spawn {:.3}; mapped: load {:.2} GB/s, load/spawn {:.3}; first turn {:.1} ms, mapped {:.1} ms, settled {:.1} ms]",
                         m.what,
                         p.snapshot_gb_per_s,
                         p.load_gb_per_s,
                         p.cp_gb_per_s,
                         p.pause_ms,
-                        p.load_vs_spawn
+                        p.load_vs_spawn,
+                        p.load_mapped_gb_per_s,
+                        p.load_mapped_vs_spawn,
+                        p.first_turn_ms,
+                        p.first_turn_mapped_ms,
+                        p.turn_ms
                     )
                 }
                 _ if m.ratio_to_broadcast.is_some() => format!(

@@ -118,7 +118,8 @@ pub struct SpawnMover {
 /// One simulation step.
 #[derive(Compact, Clone)]
 pub struct Tick {
-    dt: f32,
+    /// The time step.
+    pub dt: f32,
 }
 
 impl<const PAD: usize> Actor for Mover<PAD> {

@@ -522,6 +522,34 @@ impl FileReader {
         Ok(())
     }
 
+    /// Reads the next `into.len()` bytes into `into`, then hands them to
+    /// `visit` in pieces of `piece` bytes (the last one shorter), each
+    /// right after the checksum took it, as
+    /// [`map_chunk_visiting`](Self::map_chunk_visiting) does; returns
+    /// `visit`'s outcome.
+    ///
+    /// # Panics
+    ///
+    /// If `piece` is 0.
+    pub fn read_visiting<E>(
+        &mut self,
+        into: &mut [u8],
+        piece: usize,
+        mut visit: impl FnMut(&mut [u8]) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
+        assert!(piece > 0, "pieces of no bytes");
+        let at = self.take(into.len() as u64)?;
+        read_exact_at(&self.file, into, at).map_err(|e| Error::io(&self.path, e))?;
+        let mut outcome = Ok(());
+        for part in into.chunks_mut(piece) {
+            self.crc.update(part);
+            if outcome.is_ok() {
+                outcome = visit(part);
+            }
+        }
+        Ok(outcome)
+    }
+
     /// Reads and checks off the next `n` bytes without keeping them (for
     /// padding between pieces).
     pub fn skip(&mut self, mut n: usize) -> Result<()> {

@@ -427,6 +427,21 @@ fn a_file_is_mapped_copy_on_write_and_read_piece_by_piece() {
     // (Unmapped before the file is changed below: see `FileReader`.)
     drop(arena);
 
+    // Read and visited in pieces, each after the checksum took it.
+    let mut reader = files.reader("data").unwrap();
+    let mut into = vec![0u8; bytes.len()];
+    let mut seen = Vec::new();
+    let outcome = reader
+        .read_visiting(&mut into, 5000, |piece| {
+            seen.push(piece.len());
+            if seen.len() == 2 { Err("stop") } else { Ok(()) }
+        })
+        .unwrap();
+    assert_eq!(outcome, Err("stop"), "the visitor's outcome");
+    assert_eq!(seen, [5000, 5000], "not called after its first error");
+    assert_eq!(into, bytes);
+    reader.finish().unwrap();
+
     // Not taken whole, or taken and damaged: refused.
     let mut short = files.reader("data").unwrap();
     short.skip(page).unwrap();

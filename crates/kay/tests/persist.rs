@@ -881,17 +881,20 @@ fn live_stores_on_the_heap_snapshot_and_load_the_same() {
     assert_eq!(digest(&heap_again), at_30);
 }
 
-/// Stores of several chunks per shard: their full chunks and the partial
-/// last one are mapped from the snapshot copy-on-write (no copy), the
-/// run goes on the same as the uninterrupted one (writes to mapped
-/// chunks stay in the process: the snapshot's files keep their bytes),
-/// and files that someone else could write are read instead.
+/// Stores of several chunks per shard, loaded both ways: read into
+/// memory (the default) or mapped from the snapshot copy-on-write
+/// (`Config::map_snapshots_on_load`: full chunks and the partial last
+/// one); either way the run goes on as the uninterrupted one, writes
+/// never reach the snapshot's files, and files that someone else could
+/// write are read, not mapped.
 #[test]
-fn large_stores_are_mapped_copy_on_write_or_read_when_others_could_write() {
+fn large_stores_are_read_or_mapped_copy_on_write_and_go_on_the_same() {
     const MANY: u64 = 150_000;
     let dir = tempfile::tempdir().unwrap();
-    let populate_many = |system: &mut ActorSystem| {
-        let mut world = system.world();
+    let mut whole = ActorSystem::with_storage(dir.path(), config(2)).unwrap();
+    register(&mut whole);
+    {
+        let mut world = whole.world();
         for k in 0..MANY {
             world.spawn::<Cell, _>(SpawnCell {
                 seed: k * 7919 + 1,
@@ -899,11 +902,8 @@ fn large_stores_are_mapped_copy_on_write_or_read_when_others_could_write() {
                 born: 0,
             });
         }
-        system.turn();
-    };
-    let mut whole = ActorSystem::with_storage(dir.path(), config(2)).unwrap();
-    register(&mut whole);
-    populate_many(&mut whole);
+        whole.turn();
+    }
     run_to(&mut whole, 3);
     let saved = whole.snapshot().unwrap();
     let generation = saved.dir.clone();
@@ -914,25 +914,34 @@ fn large_stores_are_mapped_copy_on_write_or_read_when_others_could_write() {
     let expected = hash(&digest(&whole));
     drop(whole);
 
-    let load = |threads| {
-        let mut system = ActorSystem::with_storage(dir.path(), config(threads)).unwrap();
+    let load = |threads, map| {
+        let config = Config {
+            map_snapshots_on_load: map,
+            ..config(threads)
+        };
+        let mut system = ActorSystem::with_storage(dir.path(), config).unwrap();
         register(&mut system);
         let report = system.load().unwrap().expect("a snapshot");
         assert_eq!(report.generation, saved.generation);
         assert_eq!(hash(&digest(&system)), at_save);
         (system, report)
     };
-    for threads in [1, 2] {
-        let (mut system, report) = load(threads);
+    for (threads, map) in [(1, false), (2, false), (1, true), (2, true)] {
+        let (mut system, report) = load(threads, map);
         assert!(
             report.state_bytes > 4 << 20,
             "several chunks per shard: {report:?}"
         );
-        assert_eq!(report.mapped_bytes, report.state_bytes, "all mapped");
+        let mapped = if map { report.state_bytes } else { 0 };
+        assert_eq!(report.mapped_bytes, mapped, "map {map}");
         run_to(&mut system, 6);
-        assert_eq!(hash(&digest(&system)), expected, "threads {threads}");
+        assert_eq!(
+            hash(&digest(&system)),
+            expected,
+            "threads {threads}, map {map}"
+        );
         drop(system);
-        // The turns wrote to the mapped chunks, not to the snapshot.
+        // The turns wrote to the loaded stores, not to the snapshot.
         assert_eq!(store_files(dir.path(), cell), files_before);
     }
 
@@ -953,7 +962,7 @@ fn large_stores_are_mapped_copy_on_write_or_read_when_others_could_write() {
                 std::fs::set_permissions(&path, permissions).unwrap();
             }
         }
-        let (mut system, report) = load(2);
+        let (mut system, report) = load(2, true);
         assert_eq!(report.mapped_bytes, 0, "group-writable files are read");
         run_to(&mut system, 6);
         assert_eq!(hash(&digest(&system)), expected);
@@ -988,4 +997,14 @@ fn a_refusal_deep_in_a_mapped_chunk_drops_only_what_was_validated() {
     let error = refused(dir.path());
     assert!(error.contains("fails validation"), "{error}");
     eprintln!("{error}");
+    // The same, mapped.
+    let mapping = Config {
+        map_snapshots_on_load: true,
+        ..config(1)
+    };
+    let mut system = ActorSystem::with_storage(dir.path(), mapping).unwrap();
+    register(&mut system);
+    let error = system.load().unwrap_err().to_string();
+    assert!(error.contains("fails validation"), "{error}");
+    assert!(system.stats().classes.iter().all(|c| c.instances == 0));
 }

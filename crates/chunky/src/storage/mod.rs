@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 pub use heap::HeapStorage;
 pub use mmap::MmapStorage;
-pub use raw::{CHUNK_ALIGN, Chunk, ChunkOwner};
+pub use raw::{CHUNK_ALIGN, Chunk, ChunkOwner, anonymous_chunks};
 #[cfg(unix)]
 pub(crate) use raw::{effective_uid, map_private_chunk};
 pub(crate) use raw::{page_size, start_writeback};

@@ -72,22 +72,30 @@
 //! an error naming the file and the problem, and the system is left as it
 //! was: empty.
 //!
-//! The store files are not copied into the live stores: each chunk's
-//! bytes are **mapped from the snapshot's file copy-on-write**
-//! (`MAP_PRIVATE`): the pages are the page cache's until the simulation
-//! writes to them, when the kernel gives this process its own copy; the
-//! snapshot's files never change. Loading thus costs the checks above
-//! (a checksum pass over the bytes, and per instance its validation and
-//! its index entry), not a copy; W6 in `kay-bench` measures it
-//! ([`LoadReport::mapped_bytes`] says how much was mapped). A chunk
-//! mapped from a file shows what another process writes to that file
-//! later (in the pages this process has not written yet), so a file is
-//! mapped only if it belongs to this process's user and no one else may
-//! write to it (Unix permissions); otherwise it is read, as on other
-//! platforms. A process of the same user could as well write into this
-//! process's memory directly (`/proc/PID/mem`), so this gives away
-//! nothing; do not edit a snapshot's files while a system that loaded
-//! them runs.
+//! The store files are read straight into the stores' memory, a chunk per
+//! run of slots, in one region per bin backed by huge pages where the
+//! system gives them (Linux transparent huge pages): a copy of the bytes
+//! and nothing per instance but the checks above, which run piece by
+//! piece right behind the checksum, while the bytes are in the cache.
+//!
+//! With [`Config::map_snapshots_on_load`](crate::Config::map_snapshots_on_load)
+//! the chunks are instead **mapped from the snapshot's files
+//! copy-on-write** (`MAP_PRIVATE`): no copy at all, the pages stay the
+//! page cache's until the simulation writes to them, when the kernel gives
+//! this process its own copy; the snapshot's files never change. That
+//! load is about twice as fast, but the copy is only put off: the first
+//! turn that writes every actor pays a copy-on-write fault per page (W6 in
+//! `kay-bench` measures both: 1M actors on 2 threads, that turn took
+//! ~90-130 ms instead of ~1.5). Mapping suits inspecting a snapshot, or
+//! state that is mostly read; [`LoadReport::mapped_bytes`] says how much
+//! was mapped. A chunk mapped from a file shows what another process
+//! writes to that file later (in the pages this process has not written
+//! yet), so a file is mapped only if it belongs to this process's user and
+//! no one else may write to it (Unix permissions); otherwise it is read,
+//! as on other platforms. A process of the same user could as well write
+//! into this process's memory directly (`/proc/PID/mem`), so this gives
+//! away nothing; do not edit a snapshot's files while a system that
+//! mapped them runs.
 //!
 //! Resumed equals uninterrupted: a run that snapshots at turn T, loads in a
 //! new process and continues, reaches the same state as a run that never
@@ -725,6 +733,7 @@ impl ActorSystem {
         // load in parallel on the system's threads. Any error empties the
         // stores again.
         let machine = self.config.machine;
+        let map = self.config.map_snapshots_on_load;
         let generation_ref = &generation;
         let mut tasks = Vec::with_capacity(shards.len());
         let mut images = shards.iter();
@@ -777,7 +786,7 @@ impl ActorSystem {
                 shards: shared.shards,
                 owned: &owned,
             };
-            let loaded = store.load_image(&image.bins, &mut reader, &belongs);
+            let loaded = store.load_image(&image.bins, &mut reader, &belongs, map);
             let bytes = match loaded {
                 Ok(bytes) => bytes,
                 Err(ImageError::Read(e)) => return Err(PersistError::Storage(e)),

@@ -816,12 +816,13 @@ impl Store {
         bins: &[(u8, Vec<(u64, u64)>)],
         file: &mut chunky::FileReader,
         belongs: &Belongs<'_>,
+        map: bool,
     ) -> Result<(u64, u64), ImageError> {
         debug_assert_eq!(self.len, 0, "loading into an empty store");
         // Nothing in the slots is valid until checked: a failure drops only
         // what was (see `abandon`).
         let mut validated = vec![0usize; bins.len()];
-        let result = self.load_image_inner(bins, file, belongs, &mut validated);
+        let result = self.load_image_inner(bins, file, (belongs, map), &mut validated);
         if result.is_err() {
             self.abandon(bins, &validated);
         }
@@ -832,7 +833,7 @@ impl Store {
         &mut self,
         bins: &[(u8, Vec<(u64, u64)>)],
         file: &mut chunky::FileReader,
-        belongs: &Belongs<'_>,
+        (belongs, map): (&Belongs<'_>, bool),
         validated: &mut [usize],
     ) -> Result<(u64, u64), ImageError> {
         let ops = self.ops;
@@ -843,19 +844,35 @@ impl Store {
             let arena = self.arena(*bin);
             let per_chunk = arena.slots_per_chunk();
             let chunk_bytes = arena.chunk_size().bytes();
-            for (r, &(origin, slots)) in runs.iter().enumerate() {
-                let last = r + 1 == runs.len();
-                let slots = usize::try_from(slots)
-                    .ok()
-                    .filter(|&n| n > 0 && n <= per_chunk && (last || n == per_chunk))
-                    .ok_or_else(|| {
-                        ImageError::Invalid(format!(
-                            "bin {bin}: run {r} holds {slots} slots; every run holds one \
-                             to {per_chunk}, and every run but the last {per_chunk}"
-                        ))
-                    })?;
-                let origin = usize::try_from(origin)
-                    .map_err(|_| ImageError::Invalid("a run's address overflows".to_owned()))?;
+            // Every run checked before memory is set aside for them: one
+            // chunk per run, each but the last full (so the chunks are no
+            // more than the file's bytes, which the caller checked).
+            let runs = (runs.iter().enumerate())
+                .map(|(r, &(origin, slots))| {
+                    let last = r + 1 == runs.len();
+                    let slots = usize::try_from(slots)
+                        .ok()
+                        .filter(|&n| n > 0 && n <= per_chunk && (last || n == per_chunk))
+                        .ok_or_else(|| {
+                            ImageError::Invalid(format!(
+                                "bin {bin}: run {r} holds {slots} slots; every run holds one \
+                                 to {per_chunk}, and every run but the last {per_chunk}"
+                            ))
+                        })?;
+                    let origin = usize::try_from(origin)
+                        .map_err(|_| ImageError::Invalid("a run's address overflows".to_owned()))?;
+                    Ok((origin, slots))
+                })
+                .collect::<Result<Vec<_>, ImageError>>()?;
+            let map = map && file.is_mappable();
+            let mut fresh = if map {
+                Vec::new()
+            } else {
+                chunky::storage::anonymous_chunks(runs.len(), chunk_bytes)
+                    .map_err(|e| ImageError::Read(chunky::Error::io(file.path(), e)))?
+            }
+            .into_iter();
+            for (origin, slots) in runs {
                 let run_bytes = slots * slot_size;
                 let padded = run_bytes.next_multiple_of(RUN_ALIGN);
                 // The instances validated (and their IDs indexed) piece by
@@ -876,39 +893,40 @@ impl Store {
                     )
                 };
                 let piece = slot_size * (PIECE / slot_size).max(1);
-                let mapped = if padded <= chunk_bytes {
-                    file.map_chunk_visiting(padded, chunk_bytes, piece, &mut take)
-                        .map_err(ImageError::Read)?
-                } else {
-                    None
+                let mapped = match map {
+                    true => file
+                        .map_chunk_visiting(padded, chunk_bytes, piece, &mut take)
+                        .map_err(ImageError::Read)?,
+                    false => None,
                 };
-                let arena = self.bins[*bin as usize].as_mut().expect("opened above");
-                match mapped {
-                    Some((chunk, outcome)) => {
-                        if let Err(e) = arena.adopt(chunk, slots) {
-                            // Cannot happen (one chunk per run, checked
-                            // above); its instances are forgotten, not
-                            // dropped, with the chunk.
-                            validated[b] -= slots - left;
-                            return Err(ImageError::Invalid(e.to_string()));
-                        }
-                        outcome?;
+                let (chunk, outcome) = match mapped {
+                    Some(mapped) => {
                         mapped_bytes += run_bytes as u64;
+                        mapped
                     }
                     None => {
-                        arena.extend(slots).map_err(ImageError::Read)?;
-                        let run = arena.used_runs_mut().next_back().expect("just extended");
-                        file.read(run).map_err(ImageError::Read)?;
-                        file.skip(padded - run_bytes).map_err(ImageError::Read)?;
-                        let segment = arena.used_runs_mut().next_back().expect("just added");
-                        take_segment(
-                            (ops, &mut self.index, &mut ids, belongs),
-                            segment,
-                            (slot_size, origin, *bin),
-                            (&mut validated[b], &mut self.len),
-                        )?;
+                        // Read (pages larger than the runs' alignment cannot
+                        // be mapped either).
+                        let mut chunk = match fresh.next() {
+                            Some(chunk) => chunk,
+                            None => chunky::storage::anonymous_chunks(1, chunk_bytes)
+                                .map_err(|e| ImageError::Read(chunky::Error::io(file.path(), e)))?
+                                .remove(0),
+                        };
+                        let outcome = file
+                            .read_visiting(chunk.bytes_mut(0..padded), piece, &mut take)
+                            .map_err(ImageError::Read)?;
+                        (chunk, outcome)
                     }
+                };
+                let arena = self.bins[*bin as usize].as_mut().expect("opened above");
+                if let Err(e) = arena.adopt(chunk, slots) {
+                    // Cannot happen (one chunk per run, checked above); its
+                    // instances are forgotten, not dropped, with the chunk.
+                    validated[b] -= slots - left;
+                    return Err(ImageError::Invalid(e.to_string()));
                 }
+                outcome?;
                 bytes += run_bytes as u64;
             }
         }
