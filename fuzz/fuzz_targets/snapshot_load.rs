@@ -6,8 +6,10 @@
 //! panic; a system that loaded runs turns and snapshots again.
 //!
 //! Input: byte 0 picks the file (the metadata, the system file or a store
-//! file), byte 1 the mode (even: replace the file with the rest; odd: XOR
-//! the rest into it at the offset of bytes 2..4).
+//! file), byte 1 the mode (bit 0 clear: replace the file with the rest;
+//! set: XOR the rest into it at the offset of bytes 2..4; bit 1: load
+//! with `Config::map_snapshots_on_load`, the stores mapped copy-on-write
+//! instead of read).
 //!
 //! `cd fuzz && TMPDIR=/dev/shm CARGO_BUILD_JOBS=1 cargo +nightly fuzz run snapshot_load -- -max_total_time=120`
 #![no_main]
@@ -99,15 +101,16 @@ impl Actor for Bag {
     }
 }
 
-fn config() -> Config {
+fn config(map: bool) -> Config {
     Config {
         threads: 1,
+        map_snapshots_on_load: map,
         ..Config::default()
     }
 }
 
-fn system(dir: &std::path::Path) -> ActorSystem {
-    let mut system = ActorSystem::with_storage(dir, config()).unwrap();
+fn system(dir: &std::path::Path, map: bool) -> ActorSystem {
+    let mut system = ActorSystem::with_storage(dir, config(map)).unwrap();
     system.register::<Cell>();
     system.register::<Bag>();
     system
@@ -129,7 +132,7 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>) {
         let dir = std::env::temp_dir().join(format!("kay-fuzz-snap-orig-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         {
-            let mut system = system(&dir);
+            let mut system = system(&dir, false);
             let mut world = system.world();
             for k in 0..40 {
                 world.spawn::<Cell, _>(Seed(k * 7 + 1));
@@ -175,7 +178,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::remove_dir_all(&dir);
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
     Generations::open(&dir, 2).unwrap().write(1, &meta, &refs).unwrap();
-    let mut loaded = system(&dir);
+    let mut loaded = system(&dir, mode & 2 != 0);
     if let Ok(Some(_)) = loaded.load() {
         // What loaded is sound: it runs, is read and saved again.
         run(&mut loaded, 3);
