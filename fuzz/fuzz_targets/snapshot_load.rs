@@ -1,6 +1,6 @@
 //! Coverage-guided fuzzing of kay's snapshot loading
 //! (`ActorSystem::load`): a real snapshot (static and dynamic actors,
-//! timers, dead and reused instance numbers) with one of its files
+//! timers, dead and reused instance numbers, a message waiting) with one of its files
 //! replaced or altered by the input, planted with right checksums (so
 //! that the fuzzer gets past them), loads or gives an error, never a
 //! panic; a system that loaded runs turns and snapshots again.
@@ -141,6 +141,11 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>) {
                 world.spawn::<Bag, _>(Seed(k));
             }
             run(&mut system, 9);
+            // A message waiting in every shard's inbox: the snapshot
+            // carries it.
+            let mut world = system.world();
+            let cells = world.local_broadcast::<Cell>();
+            world.send(cells, Step(99));
             system.snapshot().unwrap();
         }
         let newest = Generations::open(&dir, 2).unwrap().newest().unwrap().unwrap();

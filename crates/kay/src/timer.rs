@@ -72,6 +72,18 @@ pub(crate) trait TimerMessage: Send {
     fn message_type(&self) -> std::any::TypeId;
     /// Its compacted bytes and the address their pointers assume.
     fn bytes(&self) -> (&[u8], usize);
+    /// Writes a copy of it as a record for `recipient` into `lane` (a
+    /// snapshot's waiting message, loaded); returns whether the lane's
+    /// pending flag was just raised.
+    ///
+    /// # Safety
+    /// Between message cycles: no other writer of `lane` runs.
+    unsafe fn write_record(
+        &self,
+        lane: &crate::class::lanes::Lane,
+        message_id: crate::registry::MessageID,
+        recipient: RawID,
+    ) -> bool;
 }
 
 impl<M: Message> TimerMessage for Compacted<M> {
@@ -83,6 +95,19 @@ impl<M: Message> TimerMessage for Compacted<M> {
     }
     fn bytes(&self) -> (&[u8], usize) {
         (self.as_bytes(), self.origin())
+    }
+    unsafe fn write_record(
+        &self,
+        lane: &crate::class::lanes::Lane,
+        message_id: crate::registry::MessageID,
+        recipient: RawID,
+    ) -> bool {
+        let source = (&**self as *const M).cast_mut();
+        let size = crate::world::route::message_size(&**self);
+        // SAFETY: `source` is a valid, compact `M` (copying leaves it
+        // intact) of `size` record bytes; the caller is the lane's only
+        // writer.
+        unsafe { crate::world::route::write_compacted(lane, message_id, recipient, source, size) }
     }
 }
 

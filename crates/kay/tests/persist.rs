@@ -1008,3 +1008,288 @@ fn a_refusal_deep_in_a_mapped_chunk_drops_only_what_was_validated() {
     assert!(error.contains("fails validation"), "{error}");
     assert!(system.stats().classes.iter().all(|c| c.instances == 0));
 }
+
+kay::typed_id!(pub RelayID);
+
+/// Passes a value along a chain, hop by hop: with a cap on cycles per
+/// turn, turns end with messages still waiting.
+#[derive(Compact, Clone, Debug)]
+pub struct Relay {
+    id: RelayID,
+    value: u64,
+    next: RelayID,
+    passed: u32,
+}
+
+#[derive(Compact, Clone)]
+pub struct SpawnRelay {
+    seed: u64,
+    next: RelayID,
+}
+
+#[derive(Compact, Clone)]
+#[repr(C)]
+pub struct Pass {
+    value: u64,
+    hops: u32,
+    note: CVec<u32>,
+}
+
+#[derive(Compact, Clone)]
+pub struct Stir(u64);
+
+impl Actor for Relay {
+    type ID = RelayID;
+    fn id(&self) -> RelayID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, m: &SpawnRelay, _: &mut World| Relay {
+                id,
+                value: m.seed,
+                next: m.next,
+                passed: 0,
+            })
+            .handler(|r: &mut Relay, m: &Pass, world: &mut World| {
+                r.value = r.value.rotate_left(5) ^ m.value ^ u64::from(m.note.len() as u32);
+                r.passed += 1;
+                if m.hops > 0 {
+                    let mut note = m.note.clone();
+                    note.push(m.hops);
+                    world.send(
+                        r.next,
+                        Pass {
+                            value: r.value,
+                            hops: m.hops - 1,
+                            note,
+                        },
+                    );
+                }
+            })
+            .handler(|r: &mut Relay, m: &Stir, _: &mut World| {
+                r.value = r.value.wrapping_mul(31).wrapping_add(m.0);
+            });
+    }
+}
+
+fn relay_digest(system: &ActorSystem) -> String {
+    let mut relays = system.with_instances::<Relay, _>(|r| format!("{r:?}"));
+    relays.sort();
+    let stats = system.stats();
+    let counters: Vec<String> = (stats.classes.iter())
+        .map(|c| format!("{} {:?} {}", c.name, c.handled, c.instances))
+        .collect();
+    format!(
+        "turn {}\n{}\n{}",
+        system.current_turn(),
+        relays.join("\n"),
+        counters.join("\n")
+    )
+}
+
+/// A snapshot taken while messages wait in inboxes (a turn cut short by
+/// `max_cycles_per_call`, and messages sent from outside since the last
+/// turn, a broadcast among them) carries them: the loaded system handles
+/// them in the next turn exactly as the uninterrupted one does.
+#[test]
+fn messages_waiting_in_inboxes_are_snapshotted_and_handled_the_same() {
+    for threads in [1, 2] {
+        let config = || Config {
+            max_cycles_per_call: 3,
+            ..config(threads)
+        };
+        let start = |dir: &Path| {
+            let mut system = ActorSystem::with_storage(dir, config()).unwrap();
+            system.register::<Relay>();
+            system
+        };
+        let send_some = |system: &mut ActorSystem, turn: u64, relays: &[RelayID]| {
+            let mut world = system.world();
+            for (k, relay) in relays
+                .iter()
+                .enumerate()
+                .skip(turn as usize % 7)
+                .step_by(37)
+            {
+                world.send(
+                    *relay,
+                    Pass {
+                        value: turn * 1000 + k as u64,
+                        hops: 8,
+                        note: CVec::new(),
+                    },
+                );
+            }
+        };
+        let stir = |system: &mut ActorSystem, turn: u64| {
+            let mut world = system.world();
+            let everyone = world.local_broadcast::<Relay>();
+            world.send(everyone, Stir(turn));
+        };
+        // The run up to the snapshot point, the same in both.
+        let prepare = |system: &mut ActorSystem| {
+            let mut world = system.world();
+            let mut relays = Vec::new();
+            let mut previous = RelayID::from_raw(kay::RawID::default());
+            for k in 0..600u64 {
+                previous = world.spawn::<Relay, _>(SpawnRelay {
+                    seed: k * 977 + 3,
+                    next: previous,
+                });
+                relays.push(previous);
+            }
+            system.turn();
+            for turn in 1..20 {
+                send_some(system, turn, &relays);
+                let report = system.turn();
+                assert!(report.messages_left, "the turns are cut short");
+            }
+            // Sent from outside after the last turn: they wait too.
+            send_some(system, 20, &relays);
+            stir(system, 20);
+            relays
+        };
+        let go_on = |system: &mut ActorSystem, relays: &[RelayID]| {
+            for turn in 21..30 {
+                system.turn();
+                send_some(system, turn, relays);
+            }
+            for _ in 0..20 {
+                system.turn();
+            }
+            relay_digest(system)
+        };
+
+        let whole_dir = tempfile::tempdir().unwrap();
+        let mut whole = start(whole_dir.path());
+        let relays = prepare(&mut whole);
+        let expected = go_on(&mut whole, &relays);
+        drop(whole);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = start(dir.path());
+        let relays_again = prepare(&mut first);
+        assert_eq!(relays_again, relays);
+        let at_snapshot = relay_digest(&first);
+        first.snapshot().expect("a snapshot with messages waiting");
+        drop(first);
+        let mut second = start(dir.path());
+        second.load().unwrap().expect("the snapshot");
+        assert_eq!(relay_digest(&second), at_snapshot);
+        assert_eq!(go_on(&mut second, &relays), expected, "threads {threads}");
+    }
+}
+
+/// Planted waiting messages (right checksums) are refused, naming the
+/// system file, and nothing is loaded: one for another shard's instance,
+/// a spawn, one of no message type, one in a lane that does not exist,
+/// and one whose bytes fail validation as its type.
+#[test]
+fn planted_waiting_messages_are_refused_and_nothing_is_loaded() {
+    const MARK: u64 = 0x5EED_F00D_CAFE_0001;
+    let saved = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        system.register::<Relay>();
+        let mut world = system.world();
+        let mut previous = RelayID::from_raw(kay::RawID::default());
+        for k in 0..50 {
+            previous = world.spawn::<Relay, _>(SpawnRelay {
+                seed: k,
+                next: previous,
+            });
+        }
+        system.turn();
+        let note: Vec<u32> = vec![1, 2, 3];
+        world.send(
+            previous,
+            Pass {
+                value: MARK,
+                hops: 3,
+                note: note.into(),
+            },
+        );
+        system
+            .snapshot()
+            .expect("a snapshot with a message waiting");
+        dir
+    };
+    // The waiting message's fields, found by its value: lane (4 bytes),
+    // message id (2), recipient (8), origin (8), length (8), then the
+    // message (its value first).
+    type Change = fn(&mut [u8], usize);
+    let cases: [(&str, Change, &str); 5] = [
+        (
+            "another shard's instance",
+            |s, at| s[at - 24] ^= 1,
+            "waits in",
+        ),
+        ("a spawn", |s, at| s[at - 25] |= 0x80, "a spawn waits"),
+        (
+            "no message type",
+            |s, at| s[at - 26..at - 24].copy_from_slice(&[0xF0, 0x7F]),
+            "no type",
+        ),
+        (
+            "a lane that does not exist",
+            |s, at| s[at - 30..at - 26].copy_from_slice(&[0xFF, 0, 0, 0]),
+            "lane 255",
+        ),
+        (
+            "bytes that fail validation",
+            |s, at| s[at + 16..at + 40].fill(0xA5),
+            "fails validation",
+        ),
+    ];
+    for (what, change, says) in cases {
+        let dir = saved();
+        plant(dir.path(), |files, _| {
+            let system = file_mut(files, "system");
+            let at = (0..system.len() - 8)
+                .find(|&at| system[at..at + 8] == MARK.to_le_bytes())
+                .expect("the waiting message");
+            change(system, at);
+        });
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        system.register::<Relay>();
+        let error = system.load().unwrap_err().to_string();
+        assert!(
+            error.contains(says) && error.contains("system"),
+            "{what}: {error}"
+        );
+        assert_eq!(system.instance_count::<Relay>(), 0, "{what}");
+        assert_eq!(
+            system.turn().handled,
+            0,
+            "{what}: nothing waits after a refusal"
+        );
+        eprintln!("{what}: {error}");
+    }
+}
+
+/// Spawns waiting in an inbox are not carried (their numbers are handed
+/// out but not yet live): the snapshot says so and writes nothing; after
+/// a turn it succeeds.
+#[test]
+fn a_snapshot_with_spawns_waiting_is_refused_until_a_turn_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    system.register::<Relay>();
+    let mut world = system.world();
+    world.spawn::<Relay, _>(SpawnRelay {
+        seed: 1,
+        next: RelayID::from_raw(kay::RawID::default()),
+    });
+    let error = system.snapshot().unwrap_err().to_string();
+    assert!(error.contains("spawns are waiting"), "{error}");
+    assert!(
+        chunky::Generations::open(dir.path(), 2)
+            .unwrap()
+            .newest()
+            .unwrap()
+            .is_none()
+    );
+    system.turn();
+    system.snapshot().unwrap();
+}

@@ -564,6 +564,21 @@ impl ShardShared {
         }
     }
 
+    /// Hands every record waiting in the shard's lanes to `f` (its sender
+    /// lane, tag and bytes), lane after lane in lane order, each lane's in
+    /// order: the order the next cycle handles them in.
+    ///
+    /// # Safety
+    /// Between message cycles (no lane's writer or reader runs).
+    pub(crate) unsafe fn for_each_waiting(&self, mut f: impl FnMut(SenderLane, u16, &[u8])) {
+        let mut lanes = self.lanes_in_use.locked().clone();
+        lanes.sort_unstable_by_key(|lane| lane.get());
+        for lane in lanes {
+            // SAFETY: between cycles (caller).
+            unsafe { (self.lane(lane).inbox).for_each_waiting(|tag, record| f(lane, tag, record)) };
+        }
+    }
+
     /// Makes the next message cycle visit this shard, from outside
     /// handlers (the system's thread): raises its flag, its group's flag
     /// and the flag that makes the system scan the groups.

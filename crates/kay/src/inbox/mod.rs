@@ -627,6 +627,44 @@ impl Inbox {
         }
     }
 
+    /// Hands each waiting record (not drained yet) to `f` with its tag, in
+    /// order, without draining it: for a snapshot of the inbox.
+    ///
+    /// # Safety
+    ///
+    /// No push, drain or `reclaim` of this inbox runs meanwhile (on any
+    /// thread), nor from inside `f`: every record pushed so far is
+    /// published, and nothing moves.
+    pub unsafe fn for_each_waiting(&self, mut f: impl FnMut(u16, &[u8])) {
+        let (mut chunk, mut offset) = self.read_position();
+        loop {
+            // SAFETY: the read position's chunk and its successors are alive
+            // while no `reclaim` runs (caller).
+            let c = unsafe { &*chunk };
+            let end = c.reserved_end();
+            while offset < end {
+                // SAFETY: a multiple of 8 below `end <= cap`.
+                match Slot::decode(unsafe { c.header(offset) }.load(Acquire)) {
+                    Slot::Record(len, tag) => {
+                        // SAFETY: published, as the Acquire load shows;
+                        // nothing writes or reclaims it meanwhile (caller).
+                        f(tag, unsafe { c.payload(offset, len) });
+                        offset += record_size(len);
+                    }
+                    Slot::Abandoned(len) => offset += record_size(len),
+                    Slot::Unwritten => return,
+                    Slot::EndOfChunk => offset = c.cap(),
+                }
+            }
+            let next = c.next.load(Acquire);
+            if offset < c.cap() || next.is_null() {
+                return;
+            }
+            chunk = next;
+            offset = 0;
+        }
+    }
+
     /// The reader's (chunk, offset), read consistently.
     fn read_position(&self) -> (*mut Chunk, usize) {
         loop {

@@ -348,3 +348,39 @@ fn bytes_before_spanning_bounds_the_records_over_several_chunks() {
     assert_eq!(drained, 40);
     assert_eq!(inbox.bytes_before_spanning(until), 0);
 }
+
+#[test]
+fn waiting_records_are_seen_in_order_without_draining_them() {
+    let inbox = Inbox::new(64);
+    let push_all = |tags: u16, sizes: &[usize]| {
+        for (k, &size) in sizes.iter().enumerate() {
+            // SAFETY: single-threaded: the only writer.
+            unsafe {
+                inbox.push_with_unshared(size, tags + k as u16, |bytes| bytes.fill(size as u8));
+            }
+        }
+    };
+    // A first batch, drained: the walk starts at the reader.
+    push_all(100, &[8, 16, 24]);
+    assert_eq!(drain_sizes(&inbox), [8, 16, 24]);
+    let sizes = [8, 3, 100, 0, 40, 5000, 16];
+    push_all(0, &sizes);
+    let mut seen = Vec::new();
+    // SAFETY: nothing pushes, drains or reclaims meanwhile.
+    unsafe {
+        inbox.for_each_waiting(|tag, bytes| {
+            assert!(bytes.iter().all(|&b| b == bytes.len() as u8));
+            seen.push((tag, bytes.len()));
+        })
+    };
+    let expected: Vec<(u16, usize)> = (sizes.iter().enumerate())
+        .map(|(k, &s)| (k as u16, s))
+        .collect();
+    assert_eq!(seen, expected);
+    // Not drained: the same records are still there, in order.
+    assert_eq!(drain_sizes(&inbox), sizes);
+    let mut after = 0;
+    // SAFETY: as above.
+    unsafe { inbox.for_each_waiting(|_, _| after += 1) };
+    assert_eq!(after, 0);
+}

@@ -38,8 +38,11 @@
 //! the turn and cycle counters, every shard's instance-number blocks and
 //! each sender lane's numbers, and each shard's rotation of spawns over
 //! shards (so that spawns after a load get the IDs the uninterrupted run
-//! gets), per-class message counters, and every pending timer with its
-//! compacted message. Outside [`World`](crate::World)s are not part of the
+//! gets), per-class message counters, every pending timer with its
+//! compacted message, and every message waiting in an inbox (a turn cut
+//! short by [`Config::max_cycles_per_call`](crate::Config::max_cycles_per_call),
+//! or messages sent from outside since the last turn), lane by lane in
+//! the order the next cycle handles them. Outside [`World`](crate::World)s are not part of the
 //! system: one made after a load starts its rotation of spawns over
 //! shards afresh, as any new `World` does. The manifest, written last and
 //! renamed into place atomically, records the format, the registry's
@@ -48,13 +51,16 @@
 //! file's length and CRC-32.
 //!
 //! A snapshot is taken between turns (`&mut self`: no cycle runs) when
-//! nothing is in flight: no message waiting in an inbox (a turn that hit
-//! [`Config::max_cycles_per_call`](crate::Config::max_cycles_per_call)
-//! leaves some: run another turn), no request open (an outside
-//! [`Reply`](crate::Reply) cannot outlive its process; a continuation
-//! waits for an answer that is in flight), no panicked state, no network.
-//! Otherwise [`snapshot`](crate::ActorSystem::snapshot) says which and
-//! writes nothing.
+//! nothing it cannot carry is in flight: no spawn waiting in an inbox (its
+//! instance number is handed out but not yet live: run another turn), no
+//! request open (an outside [`Reply`](crate::Reply) cannot outlive its
+//! process; a continuation waits for an answer that is in flight), no
+//! panicked state, no network. Otherwise
+//! [`snapshot`](crate::ActorSystem::snapshot) says which and writes
+//! nothing. Waiting messages are loaded back into the lanes they waited
+//! in, each validated as its type and its recipient checked (of the
+//! shard's class and shard, or a broadcast), behind the [`Loaded`]
+//! broadcast.
 //!
 //! # Loading
 //! [`load`](crate::ActorSystem::load) is called on a system that has just
@@ -118,7 +124,8 @@
 //!   empty by `with_storage` (they are the running state, not a snapshot),
 //!   or on the heap with `Config::live_stores_in_files = false` (faster to
 //!   spawn into and to load: W6 loads 1M actors about a third faster).
-//!   Inboxes stay on the heap: a snapshot is taken when they are empty.
+//!   Inboxes stay on the heap (their records are short-lived; a snapshot
+//!   copies the waiting ones into its `system` file).
 //! - `Config::snapshots_kept` generations are kept (default 2); older ones
 //!   are removed after each new one is committed.
 
@@ -134,6 +141,7 @@ use crate::class::ids::check_loaded;
 use crate::class::{ClassCounters, ShardShared};
 use crate::config::Config;
 use crate::id::RawID;
+use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, read_header};
 use crate::persist::bytes::{Reader, Writer};
 use crate::registry::Fingerprint;
 use crate::store::index::LocalInstance;
@@ -142,7 +150,7 @@ use crate::sync::Unpoisoned;
 use crate::timer::Timers;
 
 /// The version of the snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u32 = 2;
+pub const SNAPSHOT_FORMAT: u32 = 3;
 
 /// The magic bytes that start a snapshot's metadata.
 const META_MAGIC: &[u8; 8] = b"KAYSNAP\0";
@@ -313,6 +321,18 @@ struct ShardImage {
     timer_count: u64,
     spawn_turns: Vec<u32>,
     counters: ClassCounters,
+    /// (In a mutex only to make the image `Sync`: the loading threads
+    /// never touch it.)
+    waiting: std::sync::Mutex<Vec<Waiting>>,
+}
+
+/// A message that waited in an inbox when the snapshot was taken,
+/// validated, to be put back where it was.
+struct Waiting {
+    lane: crate::class::lanes::SenderLane,
+    tag: u16,
+    recipient: RawID,
+    message: Box<dyn crate::timer::TimerMessage>,
 }
 
 fn store_file(type_id: usize, shard: usize) -> String {
@@ -472,6 +492,34 @@ impl ActorSystem {
                 system.u64(counters.stale);
                 system.u64(counters.no_handler);
                 system.u64(counters.kept);
+                // The messages waiting in the shard's inboxes, lane after
+                // lane, in the order the next cycle handles them.
+                let mut waiting = Writer::default();
+                let (mut count, mut spawns) = (0usize, false);
+                // SAFETY: between cycles (`&mut self`, `check_quiet`).
+                unsafe {
+                    shared.for_each_waiting(|lane, tag, record| {
+                        if tag & SPAWN_TAG != 0 {
+                            spawns = true;
+                            return;
+                        }
+                        let message = &record[RECORD_HEADER..];
+                        waiting.u32(lane.get());
+                        waiting.u16(tag);
+                        waiting.u64(read_header(record).as_u64());
+                        waiting.u64(message.as_ptr() as u64);
+                        waiting.slice(message);
+                        count += 1;
+                    })
+                };
+                if spawns {
+                    return Err(PersistError::NotNow(
+                        "snapshot now: spawns are waiting in inboxes (run another turn first)"
+                            .to_owned(),
+                    ));
+                }
+                system.len(count);
+                system.bytes.extend_from_slice(&waiting.bytes);
                 stores.push((store_file(c, s), parts));
             }
         }
@@ -710,6 +758,43 @@ impl ActorSystem {
                         no_handler: input.u64("a counter")?,
                         kept: input.u64("a counter")?,
                     };
+                    let count = input.len(30, "the waiting messages")?;
+                    let mut waiting = Vec::with_capacity(count);
+                    for _ in 0..count {
+                        let lane = input.u32("a waiting message's lane")?;
+                        let tag = input.u16("a waiting message's id")?;
+                        let recipient =
+                            RawID::from_u64(input.u64("a waiting message's recipient")?);
+                        let origin = input.u64("a waiting message's origin")? as usize;
+                        let bytes = input.slice("a waiting message")?;
+                        if lane >= lanes {
+                            return Err(format!("a message waits in lane {lane} of {lanes}"));
+                        }
+                        if tag & SPAWN_TAG != 0 {
+                            return Err("a spawn waits in an inbox".to_owned());
+                        }
+                        let foreign = !recipient.is_broadcast()
+                            && (recipient.type_id != class.shared.type_id
+                                || recipient.machine != self.config.machine
+                                || !shared.owns(recipient.instance));
+                        if foreign {
+                            return Err(format!(
+                                "a message for {recipient} waits in {}, shard {s}",
+                                class.shared.name
+                            ));
+                        }
+                        let restore = restore
+                            .get(usize::from(tag))
+                            .ok_or_else(|| format!("a waiting message of no type ({tag})"))?;
+                        let message = restore(bytes, origin)
+                            .map_err(|e| format!("a waiting message fails validation: {e}"))?;
+                        waiting.push(Waiting {
+                            lane: crate::class::lanes::SenderLane::from_index(lane),
+                            tag,
+                            recipient,
+                            message,
+                        });
+                    }
                     shards.push(ShardImage {
                         class: c,
                         shard: s,
@@ -719,6 +804,7 @@ impl ActorSystem {
                         timer_count,
                         spawn_turns,
                         counters,
+                        waiting: std::sync::Mutex::new(waiting),
                     });
                 }
             }
@@ -841,6 +927,7 @@ impl ActorSystem {
         }
 
         // Everything checked: apply the small state.
+        let mut waiting_messages = Vec::new();
         for image in shards {
             let class = self.classes[image.class].as_mut().expect("checked above");
             // SAFETY: between cycles (`&mut self`, `check_quiet`).
@@ -849,7 +936,11 @@ impl ActorSystem {
             shard.state.world.timer_count = image.timer_count;
             shard.state.world.spawn_turns = image.spawn_turns;
             shard.state.counters = image.counters;
+            let waiting =
+                (image.waiting.into_inner()).unwrap_or_else(std::sync::PoisonError::into_inner);
+            waiting_messages.push((image.class, image.shard, waiting));
         }
+
         let timer_count = timers.len();
         self.timers = timers;
         self.turn = turn;
@@ -865,6 +956,37 @@ impl ActorSystem {
             turn,
             generation: generation.number,
         });
+        // The waiting messages back in their lanes, in order (behind
+        // `Loaded`, which comes first), the lanes raised for the next
+        // cycle as their senders left them.
+        let mut raised = Vec::new();
+        for (class, shard, waiting) in waiting_messages {
+            let class = self.classes[class].as_ref().expect("checked above");
+            let shared = &class.shared.shards[shard];
+            for waiting in waiting {
+                let lane = shared.lane(waiting.lane);
+                let message_id = crate::registry::MessageID(waiting.tag);
+                // SAFETY: between cycles: nothing else writes to the lane.
+                let first = unsafe {
+                    waiting
+                        .message
+                        .write_record(lane, message_id, waiting.recipient)
+                };
+                if waiting.recipient.is_broadcast() {
+                    shared.mark_broadcast();
+                }
+                if waiting.lane == crate::class::lanes::SenderLane::OUTSIDE {
+                    shared.raise_from_outside();
+                } else if first {
+                    raised.push(crate::class::lanes::RaisedLane::new(
+                        shared.global,
+                        waiting.lane,
+                        Some(std::ptr::NonNull::from(lane)),
+                    ));
+                }
+            }
+        }
+        self.raised.extend(raised);
         Ok(Some(LoadReport {
             generation: generation.number,
             dir: generation.dir.clone(),
@@ -917,8 +1039,14 @@ impl ActorSystem {
         if !self.jobs.is_empty() {
             return refuse("a message cycle did not complete");
         }
-        if self.messages_waiting() || !self.gathered.is_empty() {
-            return refuse("messages are waiting in inboxes (run another turn first)");
+        // A snapshot carries waiting messages; a load must not find any.
+        if what == "load" && self.messages_waiting() {
+            return refuse("messages are waiting in inboxes (load before sending any)");
+        }
+        if !self.gathered.is_empty() {
+            return refuse(
+                "a cycle's partial answers wait to be delivered (run another turn first)",
+            );
         }
         if self.panicked {
             return refuse("the system is panicked (see panic_report; clear_panic first)");

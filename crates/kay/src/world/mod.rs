@@ -2,7 +2,7 @@
 
 #[cfg(feature = "net")]
 mod remote;
-mod route;
+pub(crate) mod route;
 
 use std::any::TypeId;
 use std::marker::PhantomData;

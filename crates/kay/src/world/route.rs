@@ -334,7 +334,7 @@ fn write_record<M: Compact>(
 /// The size of a record holding `message`; refuses (panics on) an
 /// `External` inside it.
 #[inline(always)]
-pub(super) fn message_size<M: Compact>(message: &M) -> usize {
+pub(crate) fn message_size<M: Compact>(message: &M) -> usize {
     RECORD_HEADER
         + if M::IS_STATIC {
             static_size_bytes::<M>()
@@ -353,7 +353,7 @@ pub(super) fn message_size<M: Compact>(message: &M) -> usize {
 /// just raised.
 #[inline(always)]
 #[must_use]
-pub(super) unsafe fn write_compacted<M: Compact>(
+pub(crate) unsafe fn write_compacted<M: Compact>(
     lane: &Lane,
     message_id: MessageID,
     recipient: RawID,
