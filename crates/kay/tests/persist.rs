@@ -1293,3 +1293,33 @@ fn a_snapshot_with_spawns_waiting_is_refused_until_a_turn_ran() {
     system.turn();
     system.snapshot().unwrap();
 }
+
+/// A planted system file listing a bin of slots larger than any chunk
+/// (with no runs, so no store bytes are needed for it) is refused, not
+/// a panic.
+#[test]
+fn a_planted_bin_of_huge_slots_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        system.register::<Relay>();
+        system.turn();
+        system.snapshot().unwrap();
+    }
+    plant(dir.path(), |files, _| {
+        let system = file_mut(files, "system");
+        // turn, cycle, outside timers, timer count, class count (8 bytes
+        // each), the class (4), its shard count (8): shard 0's bin count.
+        let at = 8 * 5 + 4 + 8;
+        assert_eq!(system[at - 8..at], 4u64.to_le_bytes(), "four shards");
+        assert_eq!(system[at..at + 8], 0u64.to_le_bytes(), "no bins");
+        system[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
+        let mut bin = vec![30u8];
+        bin.extend_from_slice(&0u64.to_le_bytes());
+        system.splice(at + 8..at + 8, bin);
+    });
+    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+    system.register::<Relay>();
+    let error = system.load().unwrap_err().to_string();
+    assert!(error.contains("bin 30"), "{error}");
+}

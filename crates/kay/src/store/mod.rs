@@ -841,6 +841,13 @@ impl Store {
         let mut ids = Vec::new();
         for (b, (bin, runs)) in bins.iter().enumerate() {
             let slot_size = self.slot_size_of(*bin);
+            // A bin is listed only with slots, of a size a chunk holds.
+            if runs.is_empty() || slot_size > chunky::ChunkSize::MAX.bytes() {
+                return Err(ImageError::Invalid(format!(
+                    "bin {bin} (slots of {slot_size} bytes) is listed with {} runs",
+                    runs.len()
+                )));
+            }
             let arena = self.arena(*bin);
             let per_chunk = arena.slots_per_chunk();
             let chunk_bytes = arena.chunk_size().bytes();
