@@ -1054,6 +1054,13 @@ impl Actor for Relay {
             .handler(|r: &mut Relay, m: &Pass, world: &mut World| {
                 r.value = r.value.rotate_left(5) ^ m.value ^ u64::from(m.note.len() as u32);
                 r.passed += 1;
+                if m.hops == 4 && r.passed.is_multiple_of(5) {
+                    // Spawns that may wait when the turn is cut short.
+                    world.spawn::<Relay, _>(SpawnRelay {
+                        seed: r.value,
+                        next: r.id,
+                    });
+                }
                 if m.hops > 0 {
                     let mut note = m.note.clone();
                     note.push(m.hops);
@@ -1090,8 +1097,9 @@ fn relay_digest(system: &ActorSystem) -> String {
 
 /// A snapshot taken while messages wait in inboxes (a turn cut short by
 /// `max_cycles_per_call`, and messages sent from outside since the last
-/// turn, a broadcast among them) carries them: the loaded system handles
-/// them in the next turn exactly as the uninterrupted one does.
+/// turn, a broadcast and spawns among them) carries them: the loaded
+/// system handles them in the next turn exactly as the uninterrupted one
+/// does.
 #[test]
 fn messages_waiting_in_inboxes_are_snapshotted_and_handled_the_same() {
     for threads in [1, 2] {
@@ -1148,6 +1156,13 @@ fn messages_waiting_in_inboxes_are_snapshotted_and_handled_the_same() {
             // Sent from outside after the last turn: they wait too.
             send_some(system, 20, &relays);
             stir(system, 20);
+            let mut world = system.world();
+            for k in 0..3 {
+                world.spawn::<Relay, _>(SpawnRelay {
+                    seed: k,
+                    next: relays[k as usize],
+                });
+            }
             relays
         };
         let go_on = |system: &mut ActorSystem, relays: &[RelayID]| {
@@ -1183,7 +1198,7 @@ fn messages_waiting_in_inboxes_are_snapshotted_and_handled_the_same() {
 
 /// Planted waiting messages (right checksums) are refused, naming the
 /// system file, and nothing is loaded: one for another shard's instance,
-/// a spawn, one of no message type, one in a lane that does not exist,
+/// a spawn of a live number, one of no message type, one in a lane that does not exist,
 /// and one whose bytes fail validation as its type.
 #[test]
 fn planted_waiting_messages_are_refused_and_nothing_is_loaded() {
@@ -1225,7 +1240,11 @@ fn planted_waiting_messages_are_refused_and_nothing_is_loaded() {
             |s, at| s[at - 24] ^= 1,
             "waits in",
         ),
-        ("a spawn", |s, at| s[at - 25] |= 0x80, "a spawn waits"),
+        (
+            "a spawn of a live number",
+            |s, at| s[at - 25] |= 0x80,
+            "of a live number",
+        ),
         (
             "no message type",
             |s, at| s[at - 26..at - 24].copy_from_slice(&[0xF0, 0x7F]),
@@ -1268,32 +1287,6 @@ fn planted_waiting_messages_are_refused_and_nothing_is_loaded() {
     }
 }
 
-/// Spawns waiting in an inbox are not carried (their numbers are handed
-/// out but not yet live): the snapshot says so and writes nothing; after
-/// a turn it succeeds.
-#[test]
-fn a_snapshot_with_spawns_waiting_is_refused_until_a_turn_ran() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
-    system.register::<Relay>();
-    let mut world = system.world();
-    world.spawn::<Relay, _>(SpawnRelay {
-        seed: 1,
-        next: RelayID::from_raw(kay::RawID::default()),
-    });
-    let error = system.snapshot().unwrap_err().to_string();
-    assert!(error.contains("spawns are waiting"), "{error}");
-    assert!(
-        chunky::Generations::open(dir.path(), 2)
-            .unwrap()
-            .newest()
-            .unwrap()
-            .is_none()
-    );
-    system.turn();
-    system.snapshot().unwrap();
-}
-
 /// A planted system file listing a bin of slots larger than any chunk
 /// (with no runs, so no store bytes are needed for it) is refused, not
 /// a panic.
@@ -1322,4 +1315,87 @@ fn a_planted_bin_of_huge_slots_is_refused() {
     system.register::<Relay>();
     let error = system.load().unwrap_err().to_string();
     assert!(error.contains("bin 30"), "{error}");
+}
+
+/// Spawns waiting in a planted snapshot (right checksums) must spawn a
+/// fresh instance where nothing is: a spawn of a number not handed out
+/// yet, or of the same number twice, is refused and nothing is loaded.
+#[test]
+fn planted_waiting_spawns_are_refused_and_nothing_is_loaded() {
+    const MARK: u64 = 0x5EED_0000_0000_0000;
+    let saved = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        system.register::<Relay>();
+        let mut world = system.world();
+        for k in 0..20 {
+            world.spawn::<Relay, _>(SpawnRelay {
+                seed: k,
+                next: RelayID::from_raw(kay::RawID::default()),
+            });
+        }
+        system.turn();
+        // Five spawns waiting (over four shards: the first and the fifth
+        // in the same one).
+        for k in 0..5 {
+            world.spawn::<Relay, _>(SpawnRelay {
+                seed: MARK + k,
+                next: RelayID::from_raw(kay::RawID::default()),
+            });
+        }
+        system.snapshot().expect("a snapshot with spawns waiting");
+        dir
+    };
+    // A spawn's record: ... recipient (8), origin (8), length (8), then
+    // the message (`SpawnRelay`: its seed first).
+    let find = |system: &[u8], k: u64| {
+        (0..system.len() - 8)
+            .find(|&at| system[at..at + 8] == (MARK + k).to_le_bytes())
+            .expect("the spawn")
+    };
+    type Change = Box<dyn Fn(&mut Vec<u8>, &dyn Fn(&[u8], u64) -> usize)>;
+    let cases: Vec<(&str, Change, &str)> = vec![
+        (
+            "a number not handed out yet",
+            Box::new(|s, find| {
+                let at = find(s, 0);
+                let instance = u32::from_le_bytes(s[at - 24..at - 20].try_into().unwrap());
+                s[at - 24..at - 20].copy_from_slice(&(instance + 4 * 500).to_le_bytes());
+            }),
+            "not handed out",
+        ),
+        (
+            "the same number twice",
+            Box::new(|s, find| {
+                let first = find(s, 0);
+                let recipient = s[first - 24..first - 16].to_vec();
+                let fifth = find(s, 4);
+                s[fifth - 24..fifth - 16].copy_from_slice(&recipient);
+            }),
+            "spawned twice",
+        ),
+    ];
+    for (what, change, says) in cases {
+        let dir = saved();
+        // Unchanged, it loads.
+        {
+            let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+            system.register::<Relay>();
+            system.load().unwrap().unwrap();
+            system.turn();
+            assert_eq!(system.instance_count::<Relay>(), 25, "the spawns waited");
+        }
+        plant(dir.path(), |files, _| {
+            change(file_mut(files, "system"), &find)
+        });
+        let mut system = ActorSystem::with_storage(dir.path(), config(1)).unwrap();
+        system.register::<Relay>();
+        let error = system.load().unwrap_err().to_string();
+        assert!(
+            error.contains(says) && error.contains("system"),
+            "{what}: {error}"
+        );
+        assert_eq!(system.instance_count::<Relay>(), 0, "{what}");
+        eprintln!("{what}: {error}");
+    }
 }

@@ -452,9 +452,64 @@ mod persist {
         }
         Ok(())
     }
+
+    /// Checks the spawns that wait in a snapshot's inboxes (their
+    /// recipients, `spawns`) against the shard's loaded ID state: each
+    /// number handed out and never to be handed out again (in a block a
+    /// lane owns, not free or spare, below its lane's next number if the
+    /// block is the lane's current one, not reusable), not live, and no
+    /// number spawned twice. A spawn that passes creates a fresh instance
+    /// where nothing is, as in the run that saved it.
+    pub(crate) fn check_spawns(
+        blocks: &Blocks,
+        lane_ids: &[(SenderLane, &LaneIds)],
+        spawns: &[crate::id::RawID],
+        is_live: impl Fn(LocalInstance) -> bool,
+        (shard, shards): (u32, u32),
+    ) -> Result<(), String> {
+        if spawns.is_empty() {
+            return Ok(());
+        }
+        let idle: BTreeSet<u32> = (blocks.free.iter())
+            .chain(lane_ids.iter().flat_map(|(_, ids)| ids.spare.iter()))
+            .copied()
+            .collect();
+        let reusable: BTreeSet<u32> = (lane_ids.iter())
+            .flat_map(|(_, ids)| ids.free.iter().map(|&(number, _)| number))
+            .collect();
+        let mut spawned = BTreeSet::new();
+        for id in spawns {
+            let number = id.instance;
+            if number % shards != shard || number > crate::id::MAX_INSTANCE {
+                return Err(format!("a spawn of {id} waits here, not of this shard"));
+            }
+            let local = LocalInstance::of(number, shards);
+            let block = local.block();
+            let Some(owner) = blocks.owner(local) else {
+                return Err(format!("a spawn of {id} waits, in a block nobody owns"));
+            };
+            let handed_out = !idle.contains(&block)
+                && (lane_ids.iter())
+                    .find(|(lane, _)| *lane == owner)
+                    .is_none_or(|(_, ids)| {
+                        ids.next >= ids.end || ids.next.block() != block || local < ids.next
+                    });
+            if !handed_out || reusable.contains(&number) {
+                return Err(format!("a spawn of {id} waits, of a number not handed out"));
+            }
+            if is_live(local) {
+                return Err(format!("a spawn of {id} waits, of a live number"));
+            }
+            if !spawned.insert(number) {
+                return Err(format!("{id} is spawned twice"));
+            }
+        }
+        Ok(())
+    }
 }
 
 pub(crate) use persist::check as check_loaded;
+pub(crate) use persist::check_spawns as check_loaded_spawns;
 
 #[cfg(test)]
 mod tests {

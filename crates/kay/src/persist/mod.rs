@@ -51,16 +51,16 @@
 //! file's length and CRC-32.
 //!
 //! A snapshot is taken between turns (`&mut self`: no cycle runs) when
-//! nothing it cannot carry is in flight: no spawn waiting in an inbox (its
-//! instance number is handed out but not yet live: run another turn), no
-//! request open (an outside [`Reply`](crate::Reply) cannot outlive its
-//! process; a continuation waits for an answer that is in flight), no
-//! panicked state, no network. Otherwise
-//! [`snapshot`](crate::ActorSystem::snapshot) says which and writes
-//! nothing. Waiting messages are loaded back into the lanes they waited
-//! in, each validated as its type and its recipient checked (of the
+//! nothing it cannot carry is in flight: no request open (an outside
+//! [`Reply`](crate::Reply) cannot outlive its process; a continuation
+//! waits for an answer that is in flight), no panicked state, no network.
+//! Otherwise [`snapshot`](crate::ActorSystem::snapshot) says which and
+//! writes nothing. Waiting messages are loaded back into the lanes they
+//! waited in, each validated as its type and its recipient checked (of the
 //! shard's class and shard, or a broadcast), behind the [`Loaded`]
-//! broadcast.
+//! broadcast; a waiting spawn's instance number must be one that was
+//! handed out, is not live, cannot be handed out again and is spawned
+//! once, so that it creates a fresh instance where nothing is.
 //!
 //! # Loading
 //! [`load`](crate::ActorSystem::load) is called on a system that has just
@@ -137,11 +137,11 @@ use std::time::{Duration, Instant};
 use chunky::{Generations, Storage};
 
 use crate::ActorSystem;
-use crate::class::ids::check_loaded;
+use crate::class::ids::{check_loaded, check_loaded_spawns};
 use crate::class::{ClassCounters, ShardShared};
 use crate::config::Config;
 use crate::id::RawID;
-use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, read_header};
+use crate::inbox::record::{RECORD_HEADER, SPAWN_TAG, UNKNOWN, read_header};
 use crate::persist::bytes::{Reader, Writer};
 use crate::registry::Fingerprint;
 use crate::store::index::LocalInstance;
@@ -324,6 +324,8 @@ struct ShardImage {
     /// (In a mutex only to make the image `Sync`: the loading threads
     /// never touch it.)
     waiting: std::sync::Mutex<Vec<Waiting>>,
+    /// The recipients of the spawns among them.
+    spawns: Vec<RawID>,
 }
 
 /// A message that waited in an inbox when the snapshot was taken,
@@ -495,14 +497,10 @@ impl ActorSystem {
                 // The messages waiting in the shard's inboxes, lane after
                 // lane, in the order the next cycle handles them.
                 let mut waiting = Writer::default();
-                let (mut count, mut spawns) = (0usize, false);
+                let mut count = 0usize;
                 // SAFETY: between cycles (`&mut self`, `check_quiet`).
                 unsafe {
                     shared.for_each_waiting(|lane, tag, record| {
-                        if tag & SPAWN_TAG != 0 {
-                            spawns = true;
-                            return;
-                        }
                         let message = &record[RECORD_HEADER..];
                         waiting.u32(lane.get());
                         waiting.u16(tag);
@@ -512,12 +510,6 @@ impl ActorSystem {
                         count += 1;
                     })
                 };
-                if spawns {
-                    return Err(PersistError::NotNow(
-                        "snapshot now: spawns are waiting in inboxes (run another turn first)"
-                            .to_owned(),
-                    ));
-                }
                 system.len(count);
                 system.bytes.extend_from_slice(&waiting.bytes);
                 stores.push((store_file(c, s), parts));
@@ -760,6 +752,7 @@ impl ActorSystem {
                     };
                     let count = input.len(30, "the waiting messages")?;
                     let mut waiting = Vec::with_capacity(count);
+                    let mut spawns = Vec::new();
                     for _ in 0..count {
                         let lane = input.u32("a waiting message's lane")?;
                         let tag = input.u16("a waiting message's id")?;
@@ -770,11 +763,10 @@ impl ActorSystem {
                         if lane >= lanes {
                             return Err(format!("a message waits in lane {lane} of {lanes}"));
                         }
-                        if tag & SPAWN_TAG != 0 {
-                            return Err("a spawn waits in an inbox".to_owned());
-                        }
-                        let foreign = !recipient.is_broadcast()
-                            && (recipient.type_id != class.shared.type_id
+                        let spawn = tag & SPAWN_TAG != 0;
+                        let foreign = (spawn || !recipient.is_broadcast())
+                            && (recipient.is_broadcast()
+                                || recipient.type_id != class.shared.type_id
                                 || recipient.machine != self.config.machine
                                 || !shared.owns(recipient.instance));
                         if foreign {
@@ -783,9 +775,19 @@ impl ActorSystem {
                                 class.shared.name
                             ));
                         }
-                        let restore = restore
-                            .get(usize::from(tag))
-                            .ok_or_else(|| format!("a waiting message of no type ({tag})"))?;
+                        let id = tag & !SPAWN_TAG;
+                        let restore = if spawn && id == UNKNOWN.0 {
+                            // A spawn whose message no class handles: the
+                            // record holds only the ID.
+                            crate::timer::restore_timer_message::<()>
+                        } else {
+                            *restore
+                                .get(usize::from(id))
+                                .ok_or_else(|| format!("a waiting message of no type ({id})"))?
+                        };
+                        if spawn {
+                            spawns.push(recipient);
+                        }
                         let message = restore(bytes, origin)
                             .map_err(|e| format!("a waiting message fails validation: {e}"))?;
                         waiting.push(Waiting {
@@ -805,6 +807,7 @@ impl ActorSystem {
                         spawn_turns,
                         counters,
                         waiting: std::sync::Mutex::new(waiting),
+                        spawns,
                     });
                 }
             }
@@ -895,6 +898,14 @@ impl ActorSystem {
                 &live_blocks,
                 |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
                 lanes,
+                (this_shard, shards_count),
+            )
+            .map_err(|e| corrupt(SYSTEM_FILE, format!("{name}, shard {}: {e}", image.shard)))?;
+            check_loaded_spawns(
+                &image.blocks,
+                &lane_refs,
+                &image.spawns,
+                |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
                 (this_shard, shards_count),
             )
             .map_err(|e| corrupt(SYSTEM_FILE, format!("{name}, shard {}: {e}", image.shard)))?;
