@@ -1,9 +1,10 @@
 //! Coverage-guided fuzzing of kay's snapshot loading
 //! (`ActorSystem::load`): a real snapshot (static and dynamic actors,
-//! timers, dead and reused instance numbers, a message waiting) with one of its files
-//! replaced or altered by the input, planted with right checksums (so
-//! that the fuzzer gets past them), loads or gives an error, never a
-//! panic; a system that loaded runs turns and snapshots again.
+//! timers, dead and reused instance numbers, a message and a spawn
+//! waiting) with one of its files replaced or altered by the input,
+//! planted with right checksums (so that the fuzzer gets past them),
+//! loads or gives an error, never a panic; a system that loaded runs
+//! turns and snapshots again.
 //!
 //! Input: byte 0 picks the file (the metadata, the system file or a store
 //! file), byte 1 the mode (bit 0 clear: replace the file with the rest;
@@ -141,11 +142,12 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>) {
                 world.spawn::<Bag, _>(Seed(k));
             }
             run(&mut system, 9);
-            // A message waiting in every shard's inbox: the snapshot
-            // carries it.
+            // A message waiting in every shard's inbox, and a spawn: the
+            // snapshot carries them.
             let mut world = system.world();
             let cells = world.local_broadcast::<Cell>();
             world.send(cells, Step(99));
+            world.spawn::<Cell, _>(Seed(5));
             system.snapshot().unwrap();
         }
         let newest = Generations::open(&dir, 2).unwrap().newest().unwrap().unwrap();
