@@ -599,32 +599,9 @@ impl Inbox {
     /// records from the read position; for statistics only (it may be stale
     /// while other threads push or drain).
     pub fn len(&self) -> usize {
-        let (mut chunk, mut offset) = self.read_position();
         let mut count = 0;
-        loop {
-            // SAFETY: the read position's chunk and its successors are alive
-            // while no `reclaim` runs (the caller of `reclaim` guarantees).
-            let c = unsafe { &*chunk };
-            let end = c.reserved_end();
-            while offset < end {
-                // SAFETY: a multiple of 8 below `end <= cap`.
-                match Slot::decode(unsafe { c.header(offset) }.load(Acquire)) {
-                    Slot::Record(len, _) => {
-                        count += 1;
-                        offset += record_size(len);
-                    }
-                    Slot::Abandoned(len) => offset += record_size(len),
-                    Slot::Unwritten => return count,
-                    Slot::EndOfChunk => offset = c.cap(),
-                }
-            }
-            let next = c.next.load(Acquire);
-            if offset < c.cap() || next.is_null() {
-                return count;
-            }
-            chunk = next;
-            offset = 0;
-        }
+        self.walk_waiting(|_, _, _, _| count += 1);
+        count
     }
 
     /// Hands each waiting record (not drained yet) to `f` with its tag, in
@@ -636,19 +613,28 @@ impl Inbox {
     /// thread), nor from inside `f`: every record pushed so far is
     /// published, and nothing moves.
     pub unsafe fn for_each_waiting(&self, mut f: impl FnMut(u16, &[u8])) {
+        self.walk_waiting(|chunk, start, len, tag| {
+            // SAFETY: published (the walk acquired its header); nothing
+            // writes or reclaims it meanwhile (caller).
+            f(tag, unsafe { chunk.payload(start, len) })
+        });
+    }
+
+    /// Calls `f` with each published record from the read position (its
+    /// chunk, offset, length and tag), in order; stops at the first
+    /// reserved but unpublished one.
+    fn walk_waiting(&self, mut f: impl FnMut(&Chunk, usize, usize, u16)) {
         let (mut chunk, mut offset) = self.read_position();
         loop {
             // SAFETY: the read position's chunk and its successors are alive
-            // while no `reclaim` runs (caller).
+            // while no `reclaim` runs (the caller of `reclaim` guarantees).
             let c = unsafe { &*chunk };
             let end = c.reserved_end();
             while offset < end {
                 // SAFETY: a multiple of 8 below `end <= cap`.
                 match Slot::decode(unsafe { c.header(offset) }.load(Acquire)) {
                     Slot::Record(len, tag) => {
-                        // SAFETY: published, as the Acquire load shows;
-                        // nothing writes or reclaims it meanwhile (caller).
-                        f(tag, unsafe { c.payload(offset, len) });
+                        f(c, offset, len, tag);
                         offset += record_size(len);
                     }
                     Slot::Abandoned(len) => offset += record_size(len),
