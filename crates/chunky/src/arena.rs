@@ -404,29 +404,6 @@ impl Arena {
             .filter_map(move |(k, chunk)| used(k).map(|bytes| chunk.bytes_mut(0..bytes)))
     }
 
-    /// Hands out `n` new slots at the end at once (for bulk loading; the
-    /// free list is not used), allocating the chunks they need.
-    pub fn extend(&mut self, n: usize) -> Result<()> {
-        let end = u64::from(self.end) + n as u64;
-        if end >= u64::from(NO_SLOT) {
-            return Err(Error::CapacityExceeded {
-                ident: self.handle.ident.clone(),
-                what: "slots",
-            });
-        }
-        let per_chunk = u64::from(self.slots_per_chunk);
-        while (self.chunks.len() as u64) * per_chunk < end {
-            let index = ChunkIndex(self.chunks.len() as u32);
-            let chunk =
-                self.handle
-                    .storage
-                    .create_chunk(&self.handle.ident, index, self.chunk_size)?;
-            self.chunks.push(chunk);
-        }
-        self.end = end as u32;
-        Ok(())
-    }
-
     /// Appends `chunk`, made elsewhere (e.g. mapped from a snapshot by
     /// [`FileReader::map_chunk`](crate::FileReader::map_chunk)), as the
     /// arena's next chunk, its first `slots` slots handed out (their bytes

@@ -310,7 +310,7 @@ impl Generations {
 
     /// The newest complete generation's manifest, checked (magic, format,
     /// checksum, file names), without reading its files: read each with
-    /// [`GenerationFiles::read_into`] or [`GenerationFiles::read`], which
+    /// [`GenerationFiles::reader`] or [`GenerationFiles::read`], which
     /// check its length and checksum. For loading large files straight
     /// into their destination; [`newest`](Self::newest) checks everything
     /// first.
@@ -405,39 +405,6 @@ impl GenerationFiles {
     /// Reads file `name` whole, checking its length and checksum.
     pub fn read(&self, name: &str) -> Result<Vec<u8>> {
         read_checked(&self.dir, self.entry(name)?)
-    }
-
-    /// Reads file `name` into `parts`, one after the other, which must
-    /// hold exactly its length; checks its checksum. On an error the parts
-    /// hold unchecked bytes: discard them.
-    pub fn read_into(&self, name: &str, parts: &mut [&mut [u8]]) -> Result<()> {
-        let entry = self.entry(name)?;
-        let path = self.dir.join(&entry.name);
-        let mut file = open_checked(&path, entry)?;
-        let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        if total != entry.len {
-            return Err(Error::CorruptGeneration {
-                path,
-                detail: format!(
-                    "{} bytes listed, {total} expected by what it holds",
-                    entry.len
-                ),
-            });
-        }
-        let mut crc = crc32fast::Hasher::new();
-        for part in parts.iter_mut() {
-            file.read_exact(part).map_err(|e| Error::io(&path, e))?;
-            crc.update(part);
-        }
-        let computed = crc.finalize();
-        if computed != entry.crc {
-            return Err(Error::ChecksumMismatch {
-                path,
-                stored: entry.crc,
-                computed,
-            });
-        }
-        Ok(())
     }
 }
 
@@ -571,8 +538,21 @@ impl FileReader {
     /// # Panics
     ///
     /// If `chunk_len < len`.
-    pub fn map_chunk(&mut self, len: usize, chunk_len: usize) -> Result<Option<Chunk>> {
-        let mapped = self.map_chunk_visiting(len, chunk_len, len.max(1), |_| Ok::<(), ()>(()))?;
+    ///
+    /// # Safety
+    ///
+    /// No one writes to or truncates the file while the chunk lives: the
+    /// pages the chunk has not written yet would show the change (or
+    /// fault). [`is_mappable`](Self::is_mappable) rules out other users;
+    /// this process and this user's others are the caller's to keep away.
+    #[allow(
+        unsafe_code,
+        reason = "the caller keeps writers away from the mapped file"
+    )]
+    pub unsafe fn map_chunk(&mut self, len: usize, chunk_len: usize) -> Result<Option<Chunk>> {
+        // SAFETY: forwarded from the caller.
+        let mapped =
+            unsafe { self.map_chunk_visiting(len, chunk_len, len.max(1), |_| Ok::<(), ()>(()))? };
         Ok(mapped.map(|(chunk, _)| chunk))
     }
 
@@ -587,7 +567,15 @@ impl FileReader {
     /// # Panics
     ///
     /// If `chunk_len < len` or `piece` is 0.
-    pub fn map_chunk_visiting<E>(
+    ///
+    /// # Safety
+    ///
+    /// As for [`map_chunk`](Self::map_chunk).
+    #[allow(
+        unsafe_code,
+        reason = "the caller keeps writers away from the mapped file"
+    )]
+    pub unsafe fn map_chunk_visiting<E>(
         &mut self,
         len: usize,
         chunk_len: usize,
@@ -606,7 +594,8 @@ impl FileReader {
         {
             return Ok(None);
         }
-        let mut chunk = self.map_at(len, chunk_len)?;
+        // SAFETY: forwarded from the caller.
+        let mut chunk = unsafe { self.map_at(len, chunk_len)? };
         let mut outcome = Ok(());
         let mut at = 0;
         while at < len {
@@ -621,16 +610,27 @@ impl FileReader {
     }
 
     /// Maps the next `len` bytes (the checksum is the caller's to take).
+    ///
+    /// # Safety
+    ///
+    /// As for [`map_chunk`](Self::map_chunk).
     #[cfg(unix)]
-    fn map_at(&mut self, len: usize, chunk_len: usize) -> Result<Chunk> {
-        let chunk = crate::storage::map_private_chunk(&self.file, self.at, len, chunk_len)
-            .map_err(|e| Error::io(&self.path, e))?;
+    #[allow(
+        unsafe_code,
+        reason = "the caller keeps writers away from the mapped file"
+    )]
+    unsafe fn map_at(&mut self, len: usize, chunk_len: usize) -> Result<Chunk> {
+        // SAFETY: forwarded from the caller.
+        let chunk =
+            unsafe { crate::storage::map_private_chunk(&self.file, self.at, len, chunk_len) }
+                .map_err(|e| Error::io(&self.path, e))?;
         self.take(len as u64)?;
         Ok(chunk)
     }
 
     #[cfg(not(unix))]
-    fn map_at(&mut self, _: usize, _: usize) -> Result<Chunk> {
+    #[allow(unsafe_code, reason = "the same signature as on Unix")]
+    unsafe fn map_at(&mut self, _: usize, _: usize) -> Result<Chunk> {
         unreachable!("files are not mapped (`mappable` is false)")
     }
 

@@ -382,7 +382,11 @@ fn a_file_is_mapped_copy_on_write_and_read_piece_by_piece() {
         "a file of this user, writable by no one else"
     );
     // Two pages as the front of a chunk of four pages.
-    let mut chunk = reader.map_chunk(2 * page, 4 * page).unwrap().unwrap();
+    // SAFETY: nothing writes the file while the chunk lives (it is
+    // changed below only once every chunk of it is dropped).
+    let mut chunk = unsafe { reader.map_chunk(2 * page, 4 * page) }
+        .unwrap()
+        .unwrap();
     assert_eq!(chunk.len(), 4 * page);
     assert_eq!(chunk.bytes(0..2 * page), &bytes[..2 * page]);
     assert!(chunk.bytes(2 * page..4 * page).iter().all(|&b| b == 0));
@@ -390,7 +394,9 @@ fn a_file_is_mapped_copy_on_write_and_read_piece_by_piece() {
     let mut head = [0u8; 10];
     reader.read(&mut head).unwrap();
     assert_eq!(head, bytes[2 * page..2 * page + 10]);
-    assert!(reader.map_chunk(page, page).unwrap().is_none());
+    // SAFETY: nothing writes the file while the chunk lives (it is
+    // changed below only once every chunk of it is dropped).
+    assert!(unsafe { reader.map_chunk(page, page) }.unwrap().is_none());
     reader.skip(page - 10).unwrap();
     let mut tail = vec![0u8; 100];
     reader.read(&mut tail).unwrap();
@@ -414,11 +420,19 @@ fn a_file_is_mapped_copy_on_write_and_read_piece_by_piece() {
         "more slots than fit"
     );
     let mut reader = files.reader("data").unwrap();
-    let chunk = reader.map_chunk(2 * page, 4 * page).unwrap().unwrap();
+    // SAFETY: nothing writes the file while the chunk lives (it is
+    // changed below only once every chunk of it is dropped).
+    let chunk = unsafe { reader.map_chunk(2 * page, 4 * page) }
+        .unwrap()
+        .unwrap();
     arena.adopt(chunk, 2 * page / 16).unwrap();
     assert_eq!(arena.slot_count(), 2 * page / 16);
     assert_eq!(arena.used_runs().next().unwrap(), &bytes[..2 * page]);
-    let not_full = reader.map_chunk(page, 4 * page).unwrap().unwrap();
+    // SAFETY: nothing writes the file while the chunk lives (it is
+    // changed below only once every chunk of it is dropped).
+    let not_full = unsafe { reader.map_chunk(page, 4 * page) }
+        .unwrap()
+        .unwrap();
     assert!(
         arena.adopt(not_full, 1).is_err(),
         "after a chunk that is not full"
@@ -457,7 +471,11 @@ fn a_file_is_mapped_copy_on_write_and_read_piece_by_piece() {
     let path = dir.path().join("gen-00000000000000000001").join("data");
     std::fs::write(&path, &flipped).unwrap();
     let mut damaged = files.reader("data").unwrap();
-    damaged.map_chunk(2 * page, 2 * page).unwrap().unwrap();
+    // SAFETY: nothing writes the file while this chunk lives (it is
+    // dropped at once).
+    unsafe { damaged.map_chunk(2 * page, 2 * page) }
+        .unwrap()
+        .unwrap();
     let error = damaged.finish_rest().unwrap_err();
     assert!(matches!(error, Error::ChecksumMismatch { .. }), "{error}");
 }
@@ -478,6 +496,7 @@ fn files_others_may_write_are_not_mapped() {
     let files = generations.newest_manifest().unwrap().unwrap();
     let mut reader = files.reader("data").unwrap();
     assert!(!reader.is_mappable());
-    assert!(reader.map_chunk(4096, 4096).unwrap().is_none());
+    // SAFETY: nothing writes the file (and nothing is mapped).
+    assert!(unsafe { reader.map_chunk(4096, 4096) }.unwrap().is_none());
     reader.finish_rest().unwrap();
 }

@@ -60,7 +60,8 @@ pub struct Config {
     /// of ~3 (1M actors, 2 threads). For inspecting a snapshot, or state
     /// that is mostly read, mapping is the better choice. Files that
     /// another user could write are read either way (see
-    /// [`crate::persist`]).
+    /// [`crate::persist`]); do not write to a snapshot's files while a
+    /// system that mapped them runs (as with the live store files).
     pub map_snapshots_on_load: bool,
     /// The machines this one talks to, and how (feature `net`; `None`: this
     /// machine alone). See the [`net`](crate::net) module.

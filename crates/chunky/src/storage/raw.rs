@@ -294,12 +294,13 @@ impl ChunkOwner for PrivateOwner {}
 /// bytes: it starts with the file's bytes (zeros behind them), and what is
 /// written to it stays in this process.
 ///
-/// The caller vouches that no one writes to the file while the chunk
-/// lives (the pages not yet written would show it): see
-/// `FileReader::map_chunk`, which maps only files of this user that
-/// nobody else may write.
+/// # Safety
+///
+/// No one writes to or truncates the file while the chunk lives: the
+/// pages the chunk has not written yet would show the change (or fault).
+/// See `FileReader::map_chunk`.
 #[cfg(unix)]
-pub(crate) fn map_private_chunk(
+pub(crate) unsafe fn map_private_chunk(
     file: &File,
     offset: u64,
     len: usize,
@@ -309,8 +310,7 @@ pub(crate) fn map_private_chunk(
     assert!(offset.is_multiple_of(CHUNK_ALIGN as u64) && len > 0 && len <= chunk_len);
     let mut mmap = if len == chunk_len {
         // SAFETY: a private mapping: this process's writes never reach the
-        // file, and its bytes change only if another process writes to the
-        // file, which the caller rules out (above).
+        // file, and no one else writes to it while the chunk lives (caller).
         unsafe { MmapOptions::new().offset(offset).len(len).map_copy(file)? }
     } else {
         // Zeroed memory for the whole chunk, its front replaced by the

@@ -326,11 +326,16 @@ mod persist {
     /// Checks a shard's ID state (`blocks`, and each lane's numbers) against
     /// the instances loaded into it: `live_blocks` (sorted) hold live
     /// instances and `is_live(local)` says whether a number is taken.
-    /// `lanes` is the number of sender lanes of the system.
+    /// `lanes` is the number of sender lanes of the system. `spawns` are
+    /// the recipients of the spawns waiting in the shard's inboxes: each
+    /// number handed out and never to be handed out again (in a block a
+    /// lane owns, not free or spare, below its lane's next number if the
+    /// block is the lane's current one, not reusable), not live, and
+    /// spawned once, so that it creates a fresh instance where nothing is.
     pub(crate) fn check(
         blocks: &Blocks,
         lane_ids: &[(SenderLane, &LaneIds)],
-        live_blocks: &[u32],
+        (live_blocks, spawns): (&[u32], &[crate::id::RawID]),
         is_live: impl Fn(LocalInstance) -> bool,
         lanes: u32,
         (shard, shards): (u32, u32),
@@ -450,33 +455,6 @@ mod persist {
                 ));
             }
         }
-        Ok(())
-    }
-
-    /// Checks the spawns that wait in a snapshot's inboxes (their
-    /// recipients, `spawns`) against the shard's loaded ID state: each
-    /// number handed out and never to be handed out again (in a block a
-    /// lane owns, not free or spare, below its lane's next number if the
-    /// block is the lane's current one, not reusable), not live, and no
-    /// number spawned twice. A spawn that passes creates a fresh instance
-    /// where nothing is, as in the run that saved it.
-    pub(crate) fn check_spawns(
-        blocks: &Blocks,
-        lane_ids: &[(SenderLane, &LaneIds)],
-        spawns: &[crate::id::RawID],
-        is_live: impl Fn(LocalInstance) -> bool,
-        (shard, shards): (u32, u32),
-    ) -> Result<(), String> {
-        if spawns.is_empty() {
-            return Ok(());
-        }
-        let idle: BTreeSet<u32> = (blocks.free.iter())
-            .chain(lane_ids.iter().flat_map(|(_, ids)| ids.spare.iter()))
-            .copied()
-            .collect();
-        let reusable: BTreeSet<u32> = (lane_ids.iter())
-            .flat_map(|(_, ids)| ids.free.iter().map(|&(number, _)| number))
-            .collect();
         let mut spawned = BTreeSet::new();
         for id in spawns {
             let number = id.instance;
@@ -494,7 +472,7 @@ mod persist {
                     .is_none_or(|(_, ids)| {
                         ids.next >= ids.end || ids.next.block() != block || local < ids.next
                     });
-            if !handed_out || reusable.contains(&number) {
+            if !handed_out || numbers.contains(&number) {
                 return Err(format!("a spawn of {id} waits, of a number not handed out"));
             }
             if is_live(local) {
@@ -509,7 +487,6 @@ mod persist {
 }
 
 pub(crate) use persist::check as check_loaded;
-pub(crate) use persist::check_spawns as check_loaded_spawns;
 
 #[cfg(test)]
 mod tests {
@@ -673,7 +650,9 @@ mod tests {
         ids.free = vec![(3, 1), (7, 1)];
         ids.spare = vec![blocks.grant(lane(1)).unwrap()];
         let live = |l: LocalInstance| l.0 < 10 && l.0 != 3 && l.0 != 7;
-        let ok = |b: &Blocks, i: &LaneIds| check_loaded(b, &[(lane(1), i)], &[0], live, 4, (0, 1));
+        let ok = |b: &Blocks, i: &LaneIds| {
+            check_loaded(b, &[(lane(1), i)], (&[0], &[]), live, 4, (0, 1))
+        };
         ok(&blocks, &ids).unwrap();
         // What a snapshot writes reads back the same.
         let mut out = Writer::default();
@@ -709,20 +688,20 @@ mod tests {
         assert!(ok(&blocks, &bad).unwrap_err().contains("never handed out"));
         // Live instances in a block nobody owns.
         assert!(
-            check_loaded(&blocks, &[(lane(1), &ids)], &[0, 1], live, 4, (0, 1))
+            check_loaded(&blocks, &[(lane(1), &ids)], (&[0, 1], &[]), live, 4, (0, 1))
                 .unwrap_err()
                 .contains("free or spare")
         );
         let mut unowned = Blocks::new(0, 1);
         unowned.frontier = 3;
         assert!(
-            check_loaded(&unowned, &[], &[2], live, 4, (0, 1))
+            check_loaded(&unowned, &[], (&[2], &[]), live, 4, (0, 1))
                 .unwrap_err()
                 .contains("nobody owns")
         );
         // A lane beyond the system's lanes.
         assert!(
-            check_loaded(&blocks, &[(lane(1), &ids)], &[0], live, 1, (0, 1))
+            check_loaded(&blocks, &[(lane(1), &ids)], (&[0], &[]), live, 1, (0, 1))
                 .unwrap_err()
                 .contains("of 1 lanes")
         );

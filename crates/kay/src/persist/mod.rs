@@ -137,7 +137,7 @@ use std::time::{Duration, Instant};
 use chunky::{Generations, Storage};
 
 use crate::ActorSystem;
-use crate::class::ids::{check_loaded, check_loaded_spawns};
+use crate::class::ids::check_loaded;
 use crate::class::{ClassCounters, ShardShared};
 use crate::config::Config;
 use crate::id::RawID;
@@ -764,11 +764,14 @@ impl ActorSystem {
                             return Err(format!("a message waits in lane {lane} of {lanes}"));
                         }
                         let spawn = tag & SPAWN_TAG != 0;
-                        let foreign = (spawn || !recipient.is_broadcast())
-                            && (recipient.is_broadcast()
-                                || recipient.type_id != class.shared.type_id
+                        // A broadcast may wait in any shard, a spawn never.
+                        let foreign = if recipient.is_broadcast() {
+                            spawn
+                        } else {
+                            recipient.type_id != class.shared.type_id
                                 || recipient.machine != self.config.machine
-                                || !shared.owns(recipient.instance));
+                                || !shared.owns(recipient.instance)
+                        };
                         if foreign {
                             return Err(format!(
                                 "a message for {recipient} waits in {}, shard {s}",
@@ -895,17 +898,9 @@ impl ActorSystem {
             check_loaded(
                 &image.blocks,
                 &lane_refs,
-                &live_blocks,
+                (&live_blocks, &image.spawns),
                 |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
                 lanes,
-                (this_shard, shards_count),
-            )
-            .map_err(|e| corrupt(SYSTEM_FILE, format!("{name}, shard {}: {e}", image.shard)))?;
-            check_loaded_spawns(
-                &image.blocks,
-                &lane_refs,
-                &image.spawns,
-                |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
                 (this_shard, shards_count),
             )
             .map_err(|e| corrupt(SYSTEM_FILE, format!("{name}, shard {}: {e}", image.shard)))?;

@@ -900,11 +900,17 @@ impl Store {
                     )
                 };
                 let piece = slot_size * (PIECE / slot_size).max(1);
-                let mapped = match map {
-                    true => file
-                        .map_chunk_visiting(padded, chunk_bytes, piece, &mut take)
-                        .map_err(ImageError::Read)?,
-                    false => None,
+                let mapped = if map {
+                    // SAFETY: with `Config::map_snapshots_on_load` the
+                    // snapshot's files are not written while the system
+                    // lives (its docs and `kay::persist` say so, as they
+                    // do of the live store files); the reader maps only
+                    // files no other user may write.
+                    let mapped =
+                        unsafe { file.map_chunk_visiting(padded, chunk_bytes, piece, &mut take) };
+                    mapped.map_err(ImageError::Read)?
+                } else {
+                    None
                 };
                 let (chunk, outcome) = match mapped {
                     Some(mapped) => {
