@@ -1,7 +1,8 @@
 //! Coverage-guided fuzzing of kay's snapshot loading
 //! (`ActorSystem::load`): a real snapshot (static and dynamic actors,
 //! timers, dead and reused instance numbers, a message and a spawn
-//! waiting) with one of its files replaced or altered by the input,
+//! waiting, requests pending with continuations and their `ReplyTo`s
+//! held in actors' state) with one of its files replaced or altered by the input,
 //! planted with right checksums (so that the fuzzer gets past them),
 //! loads or gives an error, never a panic; a system that loaded runs
 //! turns and snapshots again.
@@ -44,6 +45,23 @@ pub struct Bag {
     id: BagID,
     items: CVec<u32>,
     name: CString,
+    /// Requests to itself, answered at the next `Grow`.
+    pending: CVec<kay::ReplyTo<u32>>,
+}
+
+#[derive(Compact, Clone)]
+pub struct Ask {
+    reply: kay::ReplyTo<u32>,
+}
+
+/// Takes the answer to an `Ask` (a continuation).
+#[derive(Compact, Clone)]
+pub struct Got(u32);
+
+impl kay::Continue<u32> for Got {
+    fn answered(&mut self, answer: Result<u32, kay::ReplyError>) {
+        self.0 = answer.unwrap_or(u32::MAX);
+    }
 }
 
 #[derive(Compact, Clone)]
@@ -91,14 +109,24 @@ impl Actor for Bag {
                     id,
                     items: CVec::new(),
                     name: format!("bag {}", s.0).into(),
+                    pending: CVec::new(),
                 }
             })
-            .handler(|b: &mut Bag, g: &Grow, _: &mut World| {
+            .handler(|b: &mut Bag, g: &Grow, world: &mut World| {
                 b.items.push(g.0);
                 if b.items.len() > 20 {
                     b.items = CVec::new();
                 }
-            });
+                for reply in b.pending.iter() {
+                    world.reply(*reply, g.0);
+                }
+                b.pending = CVec::new();
+                let (reply_to, reply) = world.request_to::<u32>(b.id);
+                world.send(b.id, Ask { reply: reply_to });
+                reply.then_send(b.id, Got(0), world);
+            })
+            .handler(|b: &mut Bag, a: &Ask, _: &mut World| b.pending.push(a.reply))
+            .handler(|b: &mut Bag, g: &Got, _: &mut World| b.items.push(g.0));
     }
 }
 
@@ -114,6 +142,7 @@ fn system(dir: &std::path::Path, map: bool) -> ActorSystem {
     let mut system = ActorSystem::with_storage(dir, config(map)).unwrap();
     system.register::<Cell>();
     system.register::<Bag>();
+    system.register_continuation::<u32, Got>();
     system
 }
 

@@ -138,6 +138,9 @@ pub struct ActorSystem {
     /// How to make a timer's message of each type from a snapshot, by
     /// message id.
     pub(crate) message_restore: Vec<crate::timer::RestoreTimerMessage>,
+    /// The kinds of continuations snapshots carry (see
+    /// [`register_continuation`](Self::register_continuation)).
+    pub(crate) continuations: Vec<crate::reply::ContinuationKind>,
     /// Where snapshots go ([`with_storage`](Self::with_storage)).
     pub(crate) persist: Option<Box<crate::persist::Persist>>,
     /// The partials of gathered requests taken from this cycle's jobs (see
@@ -232,6 +235,7 @@ impl ActorSystem {
             message_debug: FxHashMap::default(),
             message_types: Vec::new(),
             message_restore: Vec::new(),
+            continuations: Vec::new(),
             persist: None,
             timers: Timers::default(),
             gathered: Vec::new(),
@@ -368,6 +372,43 @@ impl ActorSystem {
     pub fn register_combine<T: crate::Combine>(&mut self) {
         let (answer, combine) = crate::reply::gather::combine_fn::<T>();
         self.shared.combines.locked().insert(answer, combine);
+    }
+
+    /// Lets snapshots carry continuations that put answers `T` into
+    /// messages `M` ([`Reply::then_send`](crate::Reply::then_send)). A
+    /// continuation is part of the simulation's state, like a timer: a
+    /// request asked from a handler in one turn may be answered in a later
+    /// one, and a snapshot taken in between must hold what the answer
+    /// will be sent in. Only the program knows which message types take
+    /// which answers, so it names them here, at setup, before
+    /// [`load`](Self::load) (a load needs them to make the continuations
+    /// again). A [`snapshot`](Self::snapshot) that finds a continuation of
+    /// a kind not registered is refused with an error naming this call.
+    ///
+    /// ```
+    /// # use kay::{ActorSystem, Config, Continue, ReplyError};
+    /// #[derive(kay::Compact, Clone)]
+    /// pub struct Counted { count: Option<u32> }
+    /// impl Continue<u32> for Counted {
+    ///     fn answered(&mut self, answer: Result<u32, ReplyError>) {
+    ///         self.count = answer.ok();
+    ///     }
+    /// }
+    /// let mut system = ActorSystem::new(Config::default());
+    /// system.register_continuation::<u32, Counted>();
+    /// ```
+    pub fn register_continuation<T, M>(&mut self)
+    where
+        T: compact::Compact + Send + 'static,
+        M: crate::Continue<T>,
+    {
+        crate::actor::refuse_process_local::<M>();
+        let kind = crate::reply::continuation_kind::<T, M>();
+        let known = (self.continuations.iter())
+            .any(|k| k.message == kind.message && k.answer == kind.answer);
+        if !known {
+            self.continuations.push(kind);
+        }
     }
 
     /// Timers waiting to fire (see [`World::send_after`]).

@@ -1301,9 +1301,11 @@ fn a_planted_bin_of_huge_slots_is_refused() {
     }
     plant(dir.path(), |files, _| {
         let system = file_mut(files, "system");
-        // turn, cycle, outside timers, timer count, class count (8 bytes
-        // each), the class (4), its shard count (8): shard 0's bin count.
-        let at = 8 * 5 + 4 + 8;
+        // turn, cycle, outside timers, timer count, the (empty) reply
+        // table's late count, slot count and free count, class count (8
+        // bytes each), the class (4), its shard count (8): shard 0's bin
+        // count.
+        let at = 8 * 8 + 4 + 8;
         assert_eq!(system[at - 8..at], 4u64.to_le_bytes(), "four shards");
         assert_eq!(system[at..at + 8], 0u64.to_le_bytes(), "no bins");
         system[at..at + 8].copy_from_slice(&1u64.to_le_bytes());
@@ -1397,5 +1399,373 @@ fn planted_waiting_spawns_are_refused_and_nothing_is_loaded() {
         );
         assert_eq!(system.instance_count::<Relay>(), 0, "{what}");
         eprintln!("{what}: {error}");
+    }
+}
+
+kay::typed_id!(pub KeeperID);
+kay::typed_id!(pub AskerID);
+
+/// Answers requests a turn late: it keeps their `ReplyTo`s in its state
+/// and answers them when settled; one in five it never answers (the
+/// asker's timeout ends those).
+#[derive(Compact, Clone, Debug)]
+pub struct Keeper {
+    id: KeeperID,
+    value: u64,
+    pending: CVec<kay::ReplyTo<u64>>,
+}
+
+#[derive(Compact, Clone)]
+pub struct Ask {
+    reply: kay::ReplyTo<u64>,
+}
+
+impl kay::Request for Ask {
+    type Answer = u64;
+    fn reply_to(&self) -> kay::ReplyTo<u64> {
+        self.reply
+    }
+}
+
+#[derive(Compact, Clone)]
+pub struct Settle(u64);
+
+impl Actor for Keeper {
+    type ID = KeeperID;
+    fn id(&self) -> KeeperID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, value: &u64, _: &mut World| Keeper {
+                id,
+                value: *value,
+                pending: CVec::new(),
+            })
+            .request_handler(|k: &mut Keeper, m: &Ask, _: &mut World| {
+                k.value = k.value.wrapping_mul(31).wrapping_add(7);
+                if !k.value.is_multiple_of(5) {
+                    k.pending.push(m.reply);
+                }
+            })
+            .handler(|k: &mut Keeper, m: &Settle, world: &mut World| {
+                for (n, reply) in k.pending.iter().enumerate() {
+                    world.reply(*reply, k.value % 1000 + m.0 * 10 + n as u64);
+                }
+                k.pending = CVec::new();
+            });
+    }
+}
+
+/// Asks a keeper every turn from its handler (`then_send`), with a
+/// timeout of two turns, and folds what comes back into its state.
+#[derive(Compact, Clone, Debug)]
+pub struct Asker {
+    id: AskerID,
+    keeper: KeeperID,
+    sum: u64,
+    answers: u32,
+    timeouts: u32,
+    last_timeout: u64,
+}
+
+#[derive(Compact, Clone)]
+pub struct Go;
+
+#[derive(Compact, Clone)]
+pub struct Got {
+    value: u64,
+    timed_out: u64,
+}
+
+impl kay::Continue<u64> for Got {
+    fn answered(&mut self, answer: Result<u64, kay::ReplyError>) {
+        match answer {
+            Ok(value) => self.value = value,
+            Err(kay::ReplyError::TimedOut { turn }) => self.timed_out = turn,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+}
+
+impl Actor for Asker {
+    type ID = AskerID;
+    fn id(&self) -> AskerID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, keeper: &KeeperID, _: &mut World| Asker {
+                id,
+                keeper: *keeper,
+                sum: 0,
+                answers: 0,
+                timeouts: 0,
+                last_timeout: 0,
+            })
+            .handler(|a: &mut Asker, _: &Go, world: &mut World| {
+                let (reply_to, reply) = world.request_to::<u64>(a.keeper);
+                world.send(a.keeper, Ask { reply: reply_to });
+                let reply = reply.timeout(2, world);
+                reply.then_send(
+                    a.id,
+                    Got {
+                        value: 0,
+                        timed_out: 0,
+                    },
+                    world,
+                );
+            })
+            .handler(|a: &mut Asker, m: &Got, _: &mut World| {
+                if m.timed_out > 0 {
+                    a.timeouts += 1;
+                    a.last_timeout = m.timed_out;
+                } else {
+                    a.answers += 1;
+                    a.sum = a.sum.wrapping_mul(3).wrapping_add(m.value);
+                }
+            });
+    }
+}
+
+fn asking_system(dir: &Path, threads: usize, register_continuation: bool) -> ActorSystem {
+    let mut system = ActorSystem::with_storage(dir, config(threads)).unwrap();
+    system.register::<Keeper>();
+    system.register::<Asker>();
+    if register_continuation {
+        system.register_continuation::<u64, Got>();
+    }
+    system
+}
+
+/// One turn of the asking simulation: every asker asks, every keeper
+/// settles what it was asked before.
+fn asking_turn(system: &mut ActorSystem) {
+    let turn = system.current_turn();
+    let mut world = system.world();
+    let askers = world.local_broadcast::<Asker>();
+    let keepers = world.local_broadcast::<Keeper>();
+    world.send(askers, Go);
+    world.send(keepers, Settle(turn));
+    system.turn();
+}
+
+fn asking_digest(system: &ActorSystem) -> String {
+    let mut keepers = system.with_instances::<Keeper, _>(|k| format!("{k:?}"));
+    let mut askers = system.with_instances::<Asker, _>(|a| format!("{a:?}"));
+    keepers.sort();
+    askers.sort();
+    format!(
+        "turn {}\n{}\n{}\nlate {}",
+        system.current_turn(),
+        keepers.join("\n"),
+        askers.join("\n"),
+        system.stats().late_replies
+    )
+}
+
+/// Requests asked from handlers and answered turns later (continuations
+/// of `then_send`, with timeouts; the keepers hold the `ReplyTo`s in
+/// their state) are carried by a snapshot: the loaded system answers them,
+/// times them out and hands out request tokens exactly as the
+/// uninterrupted one (1 and 2 threads). Without `register_continuation`
+/// the snapshot is refused, naming the call, and nothing is written.
+#[test]
+fn requests_pending_across_turns_are_snapshotted_and_answered_the_same() {
+    let populate = |system: &mut ActorSystem| {
+        let mut world = system.world();
+        for k in 0..40u64 {
+            let keeper = world.spawn::<Keeper, _>(k * 7919 + 1);
+            for _ in 0..3 {
+                world.spawn::<Asker, _>(keeper);
+            }
+        }
+        system.turn();
+    };
+    for threads in [1, 2] {
+        let whole_dir = tempfile::tempdir().unwrap();
+        let mut whole = asking_system(whole_dir.path(), threads, true);
+        populate(&mut whole);
+        for _ in 0..60 {
+            asking_turn(&mut whole);
+        }
+        let expected = asking_digest(&whole);
+        let (answers, timeouts) = whole
+            .with_instances::<Asker, _>(|a| (a.answers, a.timeouts))
+            .into_iter()
+            .fold((0, 0), |(x, y), (a, t)| (x + a, y + t));
+        assert!(
+            answers > 4000 && timeouts > 500,
+            "the run answers requests and times some out: {answers} answers, {timeouts} timeouts"
+        );
+        drop(whole);
+
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = asking_system(dir.path(), threads, true);
+        populate(&mut first);
+        for _ in 0..30 {
+            asking_turn(&mut first);
+        }
+        let at_snapshot = asking_digest(&first);
+        first
+            .snapshot()
+            .expect("a snapshot with continuations pending");
+        drop(first);
+        let mut second = asking_system(dir.path(), threads, true);
+        second.load().unwrap().expect("the snapshot");
+        assert_eq!(asking_digest(&second), at_snapshot);
+        for _ in 30..60 {
+            asking_turn(&mut second);
+        }
+        assert_eq!(asking_digest(&second), expected, "threads {threads}");
+    }
+
+    // Not registered: refused, naming the call; no generation written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = asking_system(dir.path(), 1, false);
+    populate(&mut system);
+    asking_turn(&mut system);
+    let error = system.snapshot().unwrap_err().to_string();
+    assert!(
+        error.contains("register_continuation::<u64, persist::Got>()"),
+        "{error}"
+    );
+    assert!(
+        chunky::Generations::open(dir.path(), 2)
+            .unwrap()
+            .newest()
+            .unwrap()
+            .is_none()
+    );
+    // And a snapshot of one that registered it cannot be loaded by a
+    // program that did not.
+    let dir = tempfile::tempdir().unwrap();
+    let mut system = asking_system(dir.path(), 1, true);
+    populate(&mut system);
+    asking_turn(&mut system);
+    system.snapshot().unwrap();
+    drop(system);
+    let mut other = asking_system(dir.path(), 1, false);
+    let error = other.load().unwrap_err().to_string();
+    assert!(
+        error.contains("system")
+            && error.contains("persist::Got")
+            && error.contains("not registered"),
+        "{error}"
+    );
+    assert_eq!(other.current_turn(), 0);
+}
+
+/// Where the reply table's slots lie in a snapshot's `system` file that
+/// holds no timers (it follows the turn, cycle, outside timer count and
+/// the timer count): each slot's offset and state, and the offset of the
+/// free list behind them.
+fn reply_slots(system: &[u8]) -> (Vec<(usize, u8)>, usize) {
+    let u64_at = |at: usize| u64::from_le_bytes(system[at..at + 8].try_into().unwrap()) as usize;
+    assert_eq!(u64_at(24), 0, "no timers");
+    let count = u64_at(40);
+    let mut at = 48;
+    let mut slots = Vec::new();
+    for _ in 0..count {
+        let state = system[at + 4];
+        slots.push((at, state));
+        at += 5;
+        if state == 2 {
+            at += 8 + 1; // deadline, machine
+            at += 8 + u64_at(at); // message type
+            at += 8 + u64_at(at); // answer type
+            at += 8 + 8; // recipient, origin
+            at += 8 + u64_at(at); // message
+        }
+    }
+    (slots, at)
+}
+
+/// Planted reply tables (right checksums) are refused, naming the system
+/// file, and nothing is loaded: a generation out of range, an unknown
+/// state, a continuation whose message fails validation as its type, a
+/// free list naming a slot that is not free, one missing a free slot.
+#[test]
+fn planted_reply_tables_are_refused_and_nothing_is_loaded() {
+    let saved = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut system = asking_system(dir.path(), 1, true);
+        let mut world = system.world();
+        for k in 0..6u64 {
+            let keeper = world.spawn::<Keeper, _>(k * 7919 + 1);
+            world.spawn::<Asker, _>(keeper);
+        }
+        for _ in 0..4 {
+            asking_turn(&mut system);
+        }
+        system.snapshot().unwrap();
+        dir
+    };
+    let refused = |dir: &Path| {
+        let mut system = asking_system(dir, 1, true);
+        let error = system.load().unwrap_err().to_string();
+        assert!(error.contains("system"), "{error}");
+        assert_eq!(system.current_turn(), 0, "{error}");
+        assert!(
+            system.stats().classes.iter().all(|c| c.instances == 0),
+            "{error}"
+        );
+        error
+    };
+    type Change = fn(&mut Vec<u8>, &[(usize, u8)], usize);
+    let cases: [(&str, Change); 5] = [
+        ("generation", |system, slots, _| {
+            let at = slots[0].0;
+            system[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        }),
+        ("unknown state 9", |system, slots, _| {
+            system[slots[0].0 + 4] = 9;
+        }),
+        ("fails validation", |system, slots, _| {
+            // The first continuation's message, cut to 8 bytes.
+            let (at, _) = *slots
+                .iter()
+                .find(|(_, state)| *state == 2)
+                .expect("a continuation");
+            let u64_at = |system: &Vec<u8>, at: usize| {
+                u64::from_le_bytes(system[at..at + 8].try_into().unwrap()) as usize
+            };
+            let mut p = at + 5 + 9;
+            p += 8 + u64_at(system, p);
+            p += 8 + u64_at(system, p);
+            p += 16;
+            let len = u64_at(system, p);
+            assert!(len > 8);
+            system[p..p + 8].copy_from_slice(&8u64.to_le_bytes());
+            system.drain(p + 8 + 8..p + 8 + len);
+        }),
+        ("listed as free", |system, slots, free| {
+            // A continuation's slot named free instead of a free one.
+            let busy = slots.iter().position(|(_, state)| *state == 2).unwrap() as u32;
+            let n = u64::from_le_bytes(system[free..free + 8].try_into().unwrap());
+            assert!(n > 0, "some slots are free");
+            system[free + 8..free + 12].copy_from_slice(&busy.to_le_bytes());
+        }),
+        ("reply slots are free", |system, _, free| {
+            // The last free slot dropped from the list.
+            let n = u64::from_le_bytes(system[free..free + 8].try_into().unwrap());
+            system[free..free + 8].copy_from_slice(&(n - 1).to_le_bytes());
+            let end = free + 8 + 4 * n as usize;
+            system.drain(end - 4..end);
+        }),
+    ];
+    for (expected, change) in cases {
+        let dir = saved();
+        plant(dir.path(), |files, _| {
+            let system = file_mut(files, "system");
+            let (slots, free) = reply_slots(system);
+            assert!(
+                slots.iter().any(|(_, state)| *state == 2),
+                "continuations were saved"
+            );
+            change(system, &slots, free);
+        });
+        let error = refused(dir.path());
+        assert!(error.contains(expected), "{expected}: {error}");
     }
 }

@@ -39,7 +39,11 @@
 //! each sender lane's numbers, and each shard's rotation of spawns over
 //! shards (so that spawns after a load get the IDs the uninterrupted run
 //! gets), per-class message counters, every pending timer with its
-//! compacted message, and every message waiting in an inbox (a turn cut
+//! compacted message, the reply table (each pending continuation of a
+//! request asked from a handler, [`Reply::then_send`](crate::Reply::then_send),
+//! with its compacted message, deadline and recipient; the slots' generations and free order, so
+//! that tokens in messages and actors' state keep naming the same
+//! requests), and every message waiting in an inbox (a turn cut
 //! short by [`Config::max_cycles_per_call`](crate::Config::max_cycles_per_call),
 //! or messages sent from outside since the last turn), lane by lane in
 //! the order the next cycle handles them. Outside [`World`](crate::World)s are not part of the
@@ -51,11 +55,17 @@
 //! file's length and CRC-32.
 //!
 //! A snapshot is taken between turns (`&mut self`: no cycle runs) when
-//! nothing it cannot carry is in flight: no request open (an outside
-//! [`Reply`](crate::Reply) cannot outlive its process; a continuation
-//! waits for an answer that is in flight), no panicked state, no network.
+//! nothing it cannot carry is in flight: no panicked state, no network,
+//! and no continuation of a kind the program did not register with
+//! [`register_continuation`](crate::ActorSystem::register_continuation)
+//! (only the program knows which message takes which answer, and a load
+//! needs that to make it again).
 //! Otherwise [`snapshot`](crate::ActorSystem::snapshot) says which and
-//! writes nothing. Waiting messages are loaded back into the lanes they
+//! writes nothing. A request an outside [`Reply`](crate::Reply) waits
+//! for does not stop a snapshot, but that future does not outlive its
+//! process: in the loaded system the request is abandoned (its answer,
+//! when it comes, is discarded and counted in
+//! [`Stats::late_replies`](crate::Stats::late_replies)). Waiting messages are loaded back into the lanes they
 //! waited in, each validated as its type and its recipient checked (of the
 //! shard's class and shard, or a broadcast), behind the [`Loaded`]
 //! broadcast; a waiting spawn's instance number must be one that was
@@ -119,7 +129,12 @@
 //!   [`External`](crate::External#not-persisted)). A run that was loaded
 //!   thus handles these messages on top of what the uninterrupted run
 //!   handles; nothing else differs.
-//! - **Open requests are not persisted** (see above); timers are.
+//! - **Requests asked from handlers are persisted, outside futures are
+//!   not** (see above): a continuation is simulation state, like a timer;
+//!   an outside `Reply` belongs to code that does not outlive its
+//!   process. Continuations of a kind not registered with
+//!   `register_continuation` make `snapshot` fail with an error naming the
+//!   call to add (rather than be dropped: the answer would be lost).
 //! - The live instance stores are mmap'ed files under `dir/live`, recreated
 //!   empty by `with_storage` (they are the running state, not a snapshot),
 //!   or on the heap with `Config::live_stores_in_files = false` (faster to
@@ -150,7 +165,7 @@ use crate::sync::Unpoisoned;
 use crate::timer::Timers;
 
 /// The version of the snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT: u32 = 3;
+pub const SNAPSHOT_FORMAT: u32 = 4;
 
 /// The magic bytes that start a snapshot's metadata.
 const META_MAGIC: &[u8; 8] = b"KAYSNAP\0";
@@ -448,6 +463,14 @@ impl ActorSystem {
         self.timers
             .encode(&mut system, |t| message_ids.get(&t).map(|m| m.0))
             .map_err(|e| PersistError::NotNow(format!("snapshot: {e}")))?;
+        let kinds = &self.continuations;
+        (self.shared.replies)
+            .save(&mut system, |message, answer| {
+                kinds
+                    .iter()
+                    .any(|k| k.message == message && k.answer == answer)
+            })
+            .map_err(|e| PersistError::NotNow(format!("snapshot now: {e}")))?;
         let mut stores = Vec::new();
         let (mut instances, mut state_bytes) = (0u64, 0u64);
         let classes: Vec<usize> = (self.classes.iter().enumerate())
@@ -631,6 +654,7 @@ impl ActorSystem {
         };
         let fresh = self.turn == 0
             && self.timers.len() == 0
+            && self.shared.replies.is_unused()
             && self.shared.outside_timer_ops.locked().is_empty()
             && (self.classes.iter().flatten()).all(|c| c.shards.iter().all(|s| s.store.len() == 0));
         if !fresh {
@@ -693,6 +717,11 @@ impl ActorSystem {
             let cycle = input.u64("the cycle")?;
             let outside_timers = input.u64("the outside timer count")?;
             let timers = Timers::decode(&mut input, |tag| restore.get(usize::from(tag)).copied())?;
+            let replies = crate::reply::Replies::read_saved(&mut input, |message, answer| {
+                (self.continuations.iter())
+                    .find(|k| k.message_name == message && k.answer_name == answer)
+                    .copied()
+            })?;
             let count = input.len(12, "the class count")?;
             let registered = self.classes.iter().flatten().count();
             if count != registered {
@@ -815,9 +844,9 @@ impl ActorSystem {
                 }
             }
             input.finish("the system state")?;
-            Ok((turn, cycle, outside_timers, timers, shards))
+            Ok((turn, cycle, outside_timers, (timers, replies), shards))
         })();
-        let (turn, cycle, outside_timers, timers, shards) =
+        let (turn, cycle, outside_timers, (timers, replies), shards) =
             parsed.map_err(|e| corrupt(SYSTEM_FILE, e))?;
 
         // The instances, read straight into their slots and validated one
@@ -949,6 +978,7 @@ impl ActorSystem {
 
         let timer_count = timers.len();
         self.timers = timers;
+        self.shared.replies.install(replies);
         self.turn = turn;
         self.cycle = cycle;
         self.shared
@@ -1066,12 +1096,6 @@ impl ActorSystem {
             return refuse(
                 "messages kept while panicked wait to be handled (run another turn first)",
             );
-        }
-        let open = self.shared.replies.open_requests();
-        if open > 0 {
-            return refuse(&format!(
-                "{open} request(s) wait for an answer, which a snapshot cannot carry"
-            ));
         }
         #[cfg(feature = "net")]
         if self.config.net.is_some() {

@@ -38,7 +38,9 @@
 //! A handler must not wait. It sends the request and names a message that
 //! takes the answer: [`Reply::then_send`]. The pending message is data in
 //! the system's reply table (compact, like every message), not a closure
-//! in the actor's state.
+//! in the actor's state, so a snapshot carries it, with its timeout, once
+//! the program registered its kind with
+//! [`ActorSystem::register_continuation`](crate::ActorSystem::register_continuation).
 //!
 //! # Errors instead of hangs
 //! A request resolves to a [`ReplyError`] when its recipient does not exist
@@ -65,7 +67,7 @@ mod table;
 pub use gather::{Combine, Max, Min, Sum};
 
 use table::Answers;
-pub(crate) use table::{Continuation, Replies, Resolved};
+pub(crate) use table::{Continuation, ContinuationKind, Replies, Resolved};
 
 use crate::World;
 use crate::id::{MachineID, RawID, TypedID};
@@ -407,6 +409,34 @@ impl<T: 'static, M: Continue<T>> Continuation for Next<T, M> {
         }));
         world.send(self.recipient, message);
     }
+
+    fn message_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<M>()
+    }
+
+    fn names(&self) -> (&'static str, &'static str) {
+        (std::any::type_name::<M>(), std::any::type_name::<T>())
+    }
+
+    fn parts(&self) -> (RawID, &[u8], usize) {
+        (
+            self.recipient,
+            self.message.as_bytes(),
+            self.message.origin(),
+        )
+    }
+}
+
+/// The kind of continuations that put answers `T` into messages `M` (see
+/// [`ActorSystem::register_continuation`](crate::ActorSystem::register_continuation)).
+pub(crate) fn continuation_kind<T: Compact + Send + 'static, M: Continue<T>>() -> ContinuationKind {
+    ContinuationKind::new::<T, M>(|recipient, bytes, origin| {
+        Ok(Box::new(Next::<T, M> {
+            recipient,
+            message: compact::Compacted::<M>::from_bytes(bytes, origin)?,
+            _answer: PhantomData,
+        }))
+    })
 }
 
 /// Every answer to a request (see [`Reply::collect`]).

@@ -46,6 +46,7 @@ use compact::Compact;
 
 use super::{Reply, ReplyError, ReplyTo, ReplyToken};
 use crate::id::{MachineID, RawID};
+use crate::persist::bytes::{Reader, Writer};
 use crate::sync::Unpoisoned;
 
 /// An answer (a `T`) or the answers of a partial (a `Vec<T>`), boxed.
@@ -96,6 +97,56 @@ pub(crate) trait Continuation: Send {
     /// Puts `answer` (a `T` of the request, boxed) or `error` into the
     /// message and sends it through `world`.
     fn send(self: Box<Self>, world: &mut crate::World, answer: Result<Box<dyn Any>, ReplyError>);
+    /// The message's type (a snapshot records the continuation by it).
+    fn message_type(&self) -> TypeId;
+    /// The names of the message's type and of the answer's.
+    fn names(&self) -> (&'static str, &'static str);
+    /// Where the message goes, its compacted bytes and the address their
+    /// pointers assume.
+    fn parts(&self) -> (RawID, &[u8], usize);
+}
+
+/// Makes a continuation for a recipient from its message's compacted
+/// bytes (written at an address), validating them.
+pub(crate) type RestoreContinuation =
+    fn(RawID, &[u8], usize) -> Result<Box<dyn Continuation>, compact::ValidationError>;
+
+/// How continuations of one kind (a [`Reply::then_send`] of message `M`
+/// for an answer `T`) are made again from a snapshot: see
+/// `ActorSystem::register_continuation`.
+#[derive(Clone, Copy)]
+pub(crate) struct ContinuationKind {
+    /// `M`.
+    pub(crate) message: TypeId,
+    /// `T`.
+    pub(crate) answer: TypeId,
+    /// The names of `M` and `T` (how a snapshot names the kind).
+    pub(crate) message_name: &'static str,
+    pub(crate) answer_name: &'static str,
+    /// Makes the continuation for a recipient from the message's compacted
+    /// bytes (written at an address), validating them.
+    pub(crate) restore: RestoreContinuation,
+    pub(crate) concat: fn(Vec<AnyAnswer>) -> AnyAnswer,
+    #[cfg(feature = "net")]
+    pub(crate) decode: Decode,
+}
+
+impl ContinuationKind {
+    /// The kind of continuations of `M` for answers `T`, made by `restore`.
+    pub(crate) fn new<T: Compact + Send + 'static, M: 'static>(
+        restore: RestoreContinuation,
+    ) -> ContinuationKind {
+        ContinuationKind {
+            message: TypeId::of::<M>(),
+            answer: TypeId::of::<T>(),
+            message_name: std::any::type_name::<M>(),
+            answer_name: std::any::type_name::<T>(),
+            restore,
+            concat: concat::<T>,
+            #[cfg(feature = "net")]
+            decode: decode::<T>,
+        }
+    }
 }
 
 enum State {
@@ -382,7 +433,11 @@ impl Replies {
     pub(crate) fn answer<T: Compact + Send>(&self, to: ReplyTo<T>, value: T) -> Resolved {
         let mut table = self.lock();
         match table.slot(to.token) {
-            Some(slot) if slot.answer == TypeId::of::<T>() => {
+            // (An abandoned request takes any answer: one loaded from a
+            // snapshot does not know its type.)
+            Some(slot)
+                if slot.answer == TypeId::of::<T>() || matches!(slot.state, State::Abandoned) =>
+            {
                 if matches!(slot.state, State::Gathering { .. }) {
                     // A single answer for a broadcast: only partials count.
                     table.late += 1;
@@ -450,13 +505,24 @@ impl Replies {
         partial: bool,
     ) -> Result<Option<(TypeId, AnyAnswer)>, compact::ValidationError> {
         let mut table = self.lock();
-        let waits = table.slot(token).and_then(|slot| match slot.state {
-            State::Waiting(_) | State::Continue(_) if !partial => Some((slot.decode, slot.answer)),
-            State::Gathering { .. } if partial => Some((slot.decode, slot.answer)),
-            _ => None,
-        });
+        let (waits, abandoned) = match table.slot(token) {
+            Some(slot) => match slot.state {
+                State::Waiting(_) | State::Continue(_) if !partial => {
+                    (Some((slot.decode, slot.answer)), false)
+                }
+                State::Gathering { .. } if partial => (Some((slot.decode, slot.answer)), false),
+                State::Abandoned => (None, true),
+                _ => (None, false),
+            },
+            None => (None, false),
+        };
         let Some((decode, answer)) = waits else {
             table.late += 1;
+            if abandoned {
+                // Its answer came: the slot is free again (as for a local
+                // answer).
+                table.release(token);
+            }
             return Ok(None);
         };
         drop(table);
@@ -615,14 +681,180 @@ impl Replies {
         self.lock().waiting > 0
     }
 
-    /// How many requests are open: waited for, gathering, or holding a
-    /// continuation (what a snapshot cannot carry over).
-    pub(crate) fn open_requests(&self) -> usize {
-        self.lock()
-            .slots
+    /// Whether no request was ever opened (a system a snapshot may be
+    /// loaded into).
+    pub(crate) fn is_unused(&self) -> bool {
+        self.lock().slots.is_empty()
+    }
+
+    /// Writes the table for a snapshot (see `crate::persist`): the late
+    /// count, every slot's generation and state, then the free slots in
+    /// the order they are reused, so that a loaded system hands out the
+    /// tokens the uninterrupted one does, and a token in a message or an
+    /// actor's state names the same request. A continuation is written
+    /// with its kind (message and answer type names: `registered` says
+    /// whether this system can make it again; one it cannot is an error
+    /// naming what to register), deadline, target machine, recipient and
+    /// compacted message. An outside [`Reply`] does not outlive its
+    /// process: a request one waits for is written as abandoned (its
+    /// answer will be discarded), an outcome none took yet as freed.
+    pub(crate) fn save(
+        &self,
+        out: &mut Writer,
+        registered: impl Fn(TypeId, TypeId) -> bool,
+    ) -> Result<(), String> {
+        let table = self.lock();
+        let mut free = table.free.clone();
+        out.u64(table.late);
+        out.len(table.slots.len());
+        for (index, slot) in table.slots.iter().enumerate() {
+            match &slot.state {
+                State::Free => {
+                    out.u32(slot.generation);
+                    out.u8(SAVED_FREE);
+                }
+                State::Ready(_) | State::Failed(_) => {
+                    // As `release` would free it.
+                    out.u32(slot.generation.wrapping_add(1) & ReplyToken::GENERATION_MASK);
+                    out.u8(SAVED_FREE);
+                    free.push(index as u32);
+                }
+                State::Waiting(_) | State::Gathering { .. } | State::Abandoned => {
+                    out.u32(slot.generation);
+                    out.u8(SAVED_ABANDONED);
+                }
+                State::Continue(next) => {
+                    let (message, answer) = next.names();
+                    if !registered(next.message_type(), slot.answer) {
+                        return Err(format!(
+                            "a continuation of message `{message}` for an answer `{answer}` \
+                             waits (Reply::then_send); call \
+                             `ActorSystem::register_continuation::<{answer}, {message}>()` \
+                             at setup so that snapshots can carry it"
+                        ));
+                    }
+                    let (recipient, bytes, origin) = next.parts();
+                    out.u32(slot.generation);
+                    out.u8(SAVED_CONTINUE);
+                    out.u64(slot.deadline);
+                    out.u8(slot.target.0);
+                    out.str(message);
+                    out.str(answer);
+                    out.u64(recipient.as_u64());
+                    out.u64(origin as u64);
+                    out.slice(bytes);
+                }
+            }
+        }
+        out.u32s(&free);
+        Ok(())
+    }
+
+    /// Reads a table written by [`save`](Self::save), checking it
+    /// whole: generations in range, known states, every continuation of a
+    /// registered kind (`kind`, by message and answer type names) with a
+    /// message that validates as its type, and the free slots exactly the
+    /// slots that are free, each once.
+    pub(crate) fn read_saved(
+        input: &mut Reader<'_>,
+        kind: impl Fn(&str, &str) -> Option<ContinuationKind>,
+    ) -> Result<SavedReplies, String> {
+        let late = input.u64("the late answers")?;
+        let count = input.len(5, "the reply slots")?;
+        if count > u32::MAX as usize {
+            return Err(format!("{count} reply slots"));
+        }
+        let mut slots = Vec::with_capacity(count);
+        for index in 0..count {
+            let generation = input.u32("a reply slot's generation")?;
+            if generation > ReplyToken::GENERATION_MASK {
+                return Err(format!(
+                    "reply slot {index}: generation {generation} out of range"
+                ));
+            }
+            let mut slot = Slot {
+                generation,
+                state: State::Free,
+                answer: TypeId::of::<()>(),
+                target: MachineID(0),
+                deadline: u64::MAX,
+                concat: concat::<()>,
+                #[cfg(feature = "net")]
+                decode: decode::<()>,
+            };
+            match input.u8("a reply slot's state")? {
+                SAVED_FREE => {}
+                SAVED_ABANDONED => slot.state = State::Abandoned,
+                SAVED_CONTINUE => {
+                    slot.deadline = input.u64("a continuation's deadline")?;
+                    slot.target = MachineID(input.u8("a continuation's machine")?);
+                    let message = input.str("a continuation's message type")?;
+                    let answer = input.str("a continuation's answer type")?;
+                    let recipient = RawID::from_u64(input.u64("a continuation's recipient")?);
+                    let origin = input.u64("a continuation message's origin")? as usize;
+                    let bytes = input.slice("a continuation's message")?;
+                    let Some(kind) = kind(message, answer) else {
+                        return Err(format!(
+                            "reply slot {index} holds a continuation of message `{message}` for \
+                             an answer `{answer}`, which is not registered here \
+                             (ActorSystem::register_continuation)"
+                        ));
+                    };
+                    let next = (kind.restore)(recipient, bytes, origin).map_err(|e| {
+                        format!(
+                            "reply slot {index}: the continuation's message fails validation: {e}"
+                        )
+                    })?;
+                    slot.state = State::Continue(next);
+                    slot.answer = kind.answer;
+                    slot.concat = kind.concat;
+                    #[cfg(feature = "net")]
+                    {
+                        slot.decode = kind.decode;
+                    }
+                }
+                other => return Err(format!("reply slot {index}: unknown state {other}")),
+            }
+            slots.push(slot);
+        }
+        let free = input.u32s("the free reply slots")?;
+        let mut listed = vec![false; count];
+        for &index in &free {
+            let i = index as usize;
+            if i >= count || listed[i] || !matches!(slots[i].state, State::Free) {
+                return Err(format!(
+                    "reply slot {index} is listed as free, but is not, twice, or does not exist"
+                ));
+            }
+            listed[i] = true;
+        }
+        let free_slots = slots
             .iter()
+            .filter(|s| matches!(s.state, State::Free))
+            .count();
+        if free_slots != free.len() {
+            return Err(format!(
+                "{free_slots} reply slots are free, {} listed as free",
+                free.len()
+            ));
+        }
+        Ok(SavedReplies(Table {
+            slots,
+            free,
+            waiting: 0,
+            late,
+        }))
+    }
+
+    /// Replaces the (unused) table with a snapshot's.
+    pub(crate) fn install(&self, saved: SavedReplies) {
+        let earliest = (saved.0.slots.iter())
             .filter(|slot| waits(&slot.state))
-            .count()
+            .map(|slot| slot.deadline)
+            .min()
+            .unwrap_or(u64::MAX);
+        *self.lock() = saved.0;
+        self.earliest.store(earliest, Relaxed);
     }
 
     /// Answers and partials that came when nothing waited for them.
@@ -639,6 +871,14 @@ impl Replies {
         debug_assert!(failed.iter().all(Option::is_none));
     }
 }
+
+/// A reply table read from a snapshot (see [`Replies::read_saved`]).
+pub(crate) struct SavedReplies(Table);
+
+/// A slot's state in a snapshot.
+const SAVED_FREE: u8 = 0;
+const SAVED_ABANDONED: u8 = 1;
+const SAVED_CONTINUE: u8 = 2;
 
 /// Whether a request in `state` still waits for its outcome.
 fn waits(state: &State) -> bool {
