@@ -1612,7 +1612,8 @@ fn requests_pending_across_turns_are_snapshotted_and_answered_the_same() {
             .expect("a snapshot with continuations pending");
         drop(first);
         let mut second = asking_system(dir.path(), threads, true);
-        second.load().unwrap().expect("the snapshot");
+        let loaded = second.load().unwrap().expect("the snapshot");
+        assert!(loaded.continuations > 50, "{loaded:?}");
         assert_eq!(asking_digest(&second), at_snapshot);
         for _ in 30..60 {
             asking_turn(&mut second);

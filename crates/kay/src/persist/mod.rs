@@ -274,6 +274,10 @@ pub struct LoadReport {
     pub mapped_bytes: u64,
     /// Timers restored.
     pub timers: usize,
+    /// Continuations restored: requests asked from handlers
+    /// ([`Reply::then_send`](crate::Reply::then_send)) that wait for their
+    /// answers.
+    pub continuations: usize,
     /// How long it took (reading, checking and copying).
     pub took: Duration,
 }
@@ -978,6 +982,7 @@ impl ActorSystem {
 
         let timer_count = timers.len();
         self.timers = timers;
+        let continuations = replies.continuations();
         self.shared.replies.install(replies);
         self.turn = turn;
         self.cycle = cycle;
@@ -1031,6 +1036,7 @@ impl ActorSystem {
             state_bytes,
             mapped_bytes,
             timers: timer_count,
+            continuations,
             took: started.elapsed(),
         }))
     }

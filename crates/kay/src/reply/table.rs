@@ -875,6 +875,15 @@ impl Replies {
 /// A reply table read from a snapshot (see [`Replies::read_saved`]).
 pub(crate) struct SavedReplies(Table);
 
+impl SavedReplies {
+    /// How many continuations it holds.
+    pub(crate) fn continuations(&self) -> usize {
+        (self.0.slots.iter())
+            .filter(|slot| matches!(slot.state, State::Continue(_)))
+            .count()
+    }
+}
+
 /// A slot's state in a snapshot.
 const SAVED_FREE: u8 = 0;
 const SAVED_ABANDONED: u8 = 1;
