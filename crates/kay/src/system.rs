@@ -155,6 +155,10 @@ pub struct ActorSystem {
     /// Networking, once started ([`connect`](Self::connect)).
     #[cfg(feature = "net")]
     pub(crate) net: Option<Box<crate::net::Net>>,
+    /// Peers' batch frames of the turn a loaded snapshot holds, not
+    /// applied yet: [`connect`](Self::connect) queues them.
+    #[cfg(feature = "net")]
+    pub(crate) loaded_frames: Vec<(u8, Vec<bytes::Bytes>)>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -244,6 +248,8 @@ impl ActorSystem {
             message_net_ops: Vec::new(),
             #[cfg(feature = "net")]
             net: None,
+            #[cfg(feature = "net")]
+            loaded_frames: Vec::new(),
             _not_send: PhantomData,
         }
     }

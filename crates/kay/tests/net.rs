@@ -362,6 +362,7 @@ fn child() {
         "distance" => distance(me, addresses),
         "reduce" => reduce(me, addresses),
         "hang" => hang(me, addresses),
+        "persist" => persist(me, addresses),
         other => panic!("unknown role {other}"),
     }
 }
@@ -1049,4 +1050,335 @@ fn a_peer_killed_mid_request_fails_the_request_naming_it() {
     let lost = "Err(PeerLost { machine: MachineID(1) })";
     assert_eq!(expect_line(&outputs[0], "HANG "), lost);
     assert_eq!(expect_line(&outputs[0], "REDUCE "), lost);
+}
+
+kay::typed_id!(NodeID);
+
+/// A node of the snapshot test: every turn it pushes its value to its
+/// partner on the other machine and asks for the partner's value (a
+/// request across machines whose continuation waits over turn ends).
+#[derive(Compact, Clone)]
+struct Node {
+    id: NodeID,
+    value: u64,
+    pushes: u32,
+    peeks: u32,
+    hash: u64,
+}
+
+#[derive(Compact, Clone)]
+struct Tick;
+
+#[derive(Compact, Clone)]
+struct Push(u64);
+
+/// The continuation that takes the answer to a `Value` request.
+#[derive(Compact, Clone)]
+struct Peeked {
+    value: u64,
+    failed: bool,
+}
+
+impl kay::Continue<u64> for Peeked {
+    fn answered(&mut self, answer: Result<u64, ReplyError>) {
+        match answer {
+            Ok(value) => self.value = value,
+            Err(_) => self.failed = true,
+        }
+    }
+}
+
+impl Node {
+    fn mix(&mut self, value: u64) {
+        self.hash = (self.hash ^ value).wrapping_mul(0x0100_0000_01b3);
+    }
+}
+
+impl Actor for Node {
+    type ID = NodeID;
+    fn id(&self) -> NodeID {
+        self.id
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, seed: &u64, _: &mut World| Node {
+                id,
+                value: *seed,
+                pushes: 0,
+                peeks: 0,
+                hash: *seed,
+            })
+            .handler(|node: &mut Node, _: &Tick, world: &mut World| {
+                node.value = node.value.wrapping_mul(31).wrapping_add(7);
+                let raw = node.id.as_raw();
+                let other = MachineID(1 - raw.machine.0);
+                let partner =
+                    NodeID::from_raw(RawID::new(raw.type_id, raw.instance, other, raw.version));
+                world.send(partner, Push(node.value));
+                let (reply_to, reply) = world.request_to::<u64>(partner);
+                world.send(partner, Value { reply: reply_to });
+                reply.then_send(
+                    node.id,
+                    Peeked {
+                        value: 0,
+                        failed: false,
+                    },
+                    world,
+                );
+            })
+            .handler(|node: &mut Node, push: &Push, _: &mut World| {
+                node.pushes += 1;
+                node.mix(push.0);
+            })
+            .request_handler(|node: &mut Node, peek: &Value, world: &mut World| {
+                world.reply(peek.reply, node.value);
+            })
+            .handler(|node: &mut Node, peeked: &Peeked, _: &mut World| {
+                node.peeks += 1;
+                node.mix(if peeked.failed {
+                    u64::MAX
+                } else {
+                    peeked.value
+                });
+            });
+    }
+}
+
+const PERSIST_TURNS: u64 = 20;
+
+/// One machine of the snapshot test (`KAY_PERSIST_PHASE`): `whole` runs
+/// all turns; `first` runs half, snapshots into `KAY_PERSIST_DIR` and
+/// exits; `second` loads that snapshot (on new addresses) and runs the
+/// rest. Prints `RESULT machine hash` over every node's state.
+fn persist(me: u8, addresses: Vec<SocketAddr>) {
+    let phase = std::env::var("KAY_PERSIST_PHASE").unwrap();
+    let dir = std::path::PathBuf::from(std::env::var("KAY_PERSIST_DIR").unwrap_or_default())
+        .join(format!("machine-{me}"));
+    let mut config = config(me, &addresses, "the cluster secret");
+    if let Ok(secs) = std::env::var("KAY_JOIN_SECS") {
+        config.net.as_mut().unwrap().join_timeout = Duration::from_secs(secs.parse().unwrap());
+    }
+    let mut system = if phase == "whole" {
+        ActorSystem::new(config)
+    } else {
+        ActorSystem::with_storage(&dir, config).unwrap()
+    };
+    system.register::<Node>();
+    system.register_continuation::<u64, Peeked>();
+    let mut world = system.world();
+    let (from, to) = match phase.as_str() {
+        "whole" => (1, PERSIST_TURNS),
+        "first" => (1, PERSIST_TURNS / 2),
+        _ => {
+            let loaded = system.load().unwrap().expect("a snapshot");
+            println!(
+                "LOADED {me} turn {} continuations {}",
+                loaded.turn, loaded.continuations
+            );
+            (loaded.turn + 1, PERSIST_TURNS)
+        }
+    };
+    if from == 1 {
+        for k in 0..40u64 {
+            world.spawn::<Node, _>(k * 7919 + u64::from(me));
+        }
+    }
+    for _ in from..=to {
+        let nodes = world.local_broadcast::<Node>();
+        world.send(nodes, Tick);
+        system.turn();
+    }
+    if phase == "first" {
+        let saved = system.snapshot().unwrap();
+        println!("SNAPSHOT {me} turn {}", saved.turn);
+        return;
+    }
+    let mut nodes =
+        system.with_instances::<Node, _>(|n| (n.id.as_raw().instance, n.pushes, n.peeks, n.hash));
+    nodes.sort();
+    let hash = nodes.iter().fold(0u64, |h, n| {
+        (h.rotate_left(7) ^ n.3 ^ u64::from(n.1) << 32 ^ u64::from(n.2)).wrapping_mul(31)
+    });
+    let pushes: u32 = nodes.iter().map(|n| n.1).sum();
+    println!("RESULT {me} {hash} {pushes}");
+}
+
+/// The `RESULT` and other lines a child printed with `prefix`.
+fn lines_with(outputs: &[Output], prefix: &str) -> BTreeMap<u8, String> {
+    let mut lines = BTreeMap::new();
+    for output in outputs {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success(),
+            "a machine failed:\n{stdout}\n{stderr}"
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once(prefix).map(|(_, rest)| rest))
+            .unwrap_or_else(|| panic!("no {prefix}line:\n{stdout}\n{stderr}"));
+        let machine: u8 = line.split(' ').next().unwrap().parse().unwrap();
+        lines.insert(machine, line.to_owned());
+    }
+    lines
+}
+
+/// Two machines in lockstep, exchanging messages and requests whose
+/// continuations wait over turn ends, snapshot at turn 10 (each its own
+/// state and the peer's batches of that turn it had not applied yet);
+/// loaded in new processes, on new addresses, they run to turn 20 and end
+/// exactly where an uninterrupted run ends.
+#[test]
+fn two_machines_snapshot_in_lockstep_and_resume_as_if_uninterrupted() {
+    let phase = |name: &'static str| {
+        [
+            (0, "KAY_PERSIST_PHASE", name),
+            (1, "KAY_PERSIST_PHASE", name),
+        ]
+    };
+    let whole = lines_with(&run_machines("persist", 2, &phase("whole")), "RESULT ");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let env = |name: &'static str| {
+        let mut env = phase(name).to_vec();
+        env.extend([(0, "KAY_PERSIST_DIR", path), (1, "KAY_PERSIST_DIR", path)]);
+        env
+    };
+    let first = lines_with(&run_machines("persist", 2, &env("first")), "SNAPSHOT ");
+    assert_eq!(first.len(), 2, "{first:?}");
+    let outputs = run_machines("persist", 2, &env("second"));
+    let loaded = lines_with(&outputs, "LOADED ");
+    for line in loaded.values() {
+        let continuations: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        assert!(
+            continuations > 0,
+            "requests across machines were pending: {line}"
+        );
+    }
+    let resumed = lines_with(&outputs, "RESULT ");
+    assert_eq!(resumed, whole);
+}
+
+/// A fresh machine over `dir` (as machine `me` of two, or without
+/// networking) that tries to load; returns the error's text after
+/// checking that nothing was loaded.
+fn refused_load(dir: &std::path::Path, me: u8, networked: bool) -> String {
+    let mut config = config(me, &kay::net::loopback_addresses(2), "the cluster secret");
+    if !networked {
+        config.net = None;
+    }
+    let mut system = ActorSystem::with_storage(dir, config).unwrap();
+    system.register::<Node>();
+    system.register_continuation::<u64, Peeked>();
+    let error = match system.load() {
+        Ok(loaded) => panic!("a planted snapshot loaded: {loaded:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(system.instance_count::<Node>(), 0, "{error}");
+    assert_eq!(system.current_turn(), 0, "{error}");
+    error
+}
+
+/// A networked machine's snapshot loads only as the same machine of a
+/// topology of the same size; planted peer frames (right checksums) are
+/// refused naming the system file: a frame that is not a batch, a batch
+/// of another turn, a message of no type. Snapshots outside lockstep are
+/// refused.
+#[test]
+fn network_turns_in_snapshots_are_checked_and_planted_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let env = [
+        (0, "KAY_PERSIST_PHASE", "first"),
+        (1, "KAY_PERSIST_PHASE", "first"),
+        (0, "KAY_PERSIST_DIR", path),
+        (1, "KAY_PERSIST_DIR", path),
+    ];
+    lines_with(&run_machines("persist", 2, &env), "SNAPSHOT ");
+    let saved = dir.path().join("machine-0");
+    let error = refused_load(&saved, 1, true);
+    assert!(
+        error.contains("a snapshot of machine 0 of 2, loaded as machine 1"),
+        "{error}"
+    );
+    let error = refused_load(&saved, 0, false);
+    assert!(error.contains("loaded without networking"), "{error}");
+
+    // The peer's frames: at the end of the system file, behind `1` (net),
+    // machine 0, 2 machines, 1 peer, peer 1, its frame count.
+    let mut signature = vec![1u8, 0];
+    signature.extend_from_slice(&2u64.to_le_bytes());
+    signature.extend_from_slice(&1u64.to_le_bytes());
+    signature.push(1);
+    type Change = fn(&mut [u8]);
+    let cases: [(&str, Change); 3] = [
+        ("a malformed batch", |frame| frame[1] = 5),
+        ("a batch of turn 11 in turn 10", |frame| {
+            // The batch's turn, behind the 4-byte header and the count.
+            frame[8..16].copy_from_slice(&11u64.to_le_bytes());
+        }),
+        ("unknown message type", |frame| {
+            // The first message's tag, behind the 24-byte batch header
+            // and its length.
+            frame[28..30].copy_from_slice(&0x3ffu16.to_le_bytes());
+        }),
+    ];
+    for (expected, change) in cases {
+        let planted = tempfile::tempdir().unwrap();
+        let generations = chunky::Generations::open(&saved, 2).unwrap();
+        let newest = generations.newest().unwrap().unwrap();
+        let mut files: Vec<(String, Vec<u8>)> = (newest.files.iter())
+            .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
+            .collect();
+        let system = &mut files.iter_mut().find(|(n, _)| n == "system").unwrap().1;
+        let at = (0..system.len() - signature.len())
+            .rev()
+            .find(|&at| system[at..].starts_with(&signature))
+            .expect("the network part");
+        let frames_at = at + signature.len();
+        let count = u64::from_le_bytes(system[frames_at..frames_at + 8].try_into().unwrap());
+        assert!(count > 0, "machine 1's batches of turn 10 were saved");
+        let frame_at = frames_at + 16;
+        change(&mut system[frame_at..]);
+        let refs: Vec<(&str, &[u8])> = (files.iter())
+            .map(|(n, b)| (n.as_str(), b.as_slice()))
+            .collect();
+        chunky::Generations::open(planted.path(), 2)
+            .unwrap()
+            .write(1, &newest.meta, &refs)
+            .unwrap();
+        let error = refused_load(planted.path(), 0, true);
+        assert!(
+            error.contains("system") && error.contains(expected),
+            "{expected}: {error}"
+        );
+    }
+
+    // Machine 0 resumes turn 10, machine 1 starts afresh: machine 0
+    // refuses it (each goes on alone once the join time is up).
+    let env = [
+        (0, "KAY_PERSIST_PHASE", "second"),
+        (1, "KAY_PERSIST_PHASE", "whole"),
+        (0, "KAY_PERSIST_DIR", path),
+        (0, "KAY_JOIN_SECS", "2"),
+        (1, "KAY_JOIN_SECS", "2"),
+    ];
+    let outputs = run_machines("persist", 2, &env);
+    lines_with(&outputs, "RESULT ");
+    let said = String::from_utf8_lossy(&outputs[0].stderr);
+    assert!(
+        said.contains(
+            "machine 1 joined at turn 0: every machine must load its snapshot of the same turn"
+        ),
+        "{said}"
+    );
+
+    // Outside lockstep: refused.
+    let mut config = config(0, &kay::net::loopback_addresses(2), "the cluster secret");
+    config.net.as_mut().unwrap().max_turn_distance = 2;
+    let elsewhere = tempfile::tempdir().unwrap();
+    let mut system = ActorSystem::with_storage(elsewhere.path(), config).unwrap();
+    system.register::<Node>();
+    let error = system.snapshot().unwrap_err().to_string();
+    assert!(error.contains("lockstep"), "{error}");
 }

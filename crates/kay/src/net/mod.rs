@@ -64,6 +64,14 @@
 //! running. A message larger than a frame can hold is refused when sent
 //! (a `tracing` error, counted in [`NetStats::too_large`]).
 //!
+//! # Snapshots
+//!
+//! In lockstep, every machine can snapshot at the same turn
+//! ([`ActorSystem::snapshot`] with storage): each holds its own state and
+//! the batches its peers sent in that turn, which it had not applied yet;
+//! each loads its own, and the machines go on together as if they never
+//! stopped. See "Networked systems" in [`crate::persist`].
+//!
 //! # Handshake
 //!
 //! Each side sends a `Hello` (version, machine, a random 32-byte nonce, its
@@ -322,6 +330,67 @@ enum Checked {
     Failed(ReplyToken, ReplyError),
 }
 
+/// Checks the batch frames a snapshot holds of one peer's turn `turn`,
+/// for machine `me`: each a batch of that turn whose messages are of
+/// known types, for this machine (or a spawn or global broadcast), and
+/// valid as their types; answers and failures to this machine's requests
+/// are checked for their token (their answer's bytes are validated when
+/// they are applied, as any answer from the wire).
+pub(crate) fn check_frames(
+    me: MachineID,
+    turn: u64,
+    frames: &[Bytes],
+    ops: &[Option<NetOps>],
+) -> Result<(), String> {
+    let mut scratch: Vec<u64> = Vec::new();
+    for bytes in frames {
+        let batch = match frame::parse(bytes) {
+            Ok(frame::Frame::Batch(batch)) => batch,
+            Ok(_) => return Err("a frame that is not a batch".to_owned()),
+            Err(error) => return Err(format!("a malformed batch: {error}")),
+        };
+        if batch.turn != turn {
+            return Err(format!("a batch of turn {} in turn {turn}", batch.turn));
+        }
+        for message in batch.messages() {
+            let to_me = message.recipient.machine == me;
+            match message.tag {
+                frame::ANSWER_TAG | frame::FAILED_TAG if !to_me => {
+                    return Err("an answer for another machine".to_owned());
+                }
+                frame::ANSWER_TAG | frame::FAILED_TAG => {
+                    token_of(message.payload)?;
+                }
+                tag => {
+                    let id = tag & !SPAWN_TAG;
+                    let Some(Some(op)) = ops.get(id as usize) else {
+                        return Err(format!("unknown message type {id}"));
+                    };
+                    let spawn = tag & SPAWN_TAG != 0;
+                    if !spawn && !message.recipient.is_global_broadcast() && !to_me {
+                        return Err(format!(
+                            "a message for machine {}",
+                            message.recipient.machine.0
+                        ));
+                    }
+                    let len = message.payload.len();
+                    scratch.clear();
+                    scratch.resize(len.div_ceil(8), 0);
+                    // SAFETY: the buffer has `len` bytes (rounded up to
+                    // words); any bytes are valid `u8`s.
+                    let slot = unsafe {
+                        std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), len)
+                    };
+                    slot.copy_from_slice(message.payload);
+                    (op.validate)(slot, message.origin as usize)
+                        .map_err(|error| format!("message type {id} failed validation: {error}"))?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The token at the start of an answer's payload.
 fn token_of(payload: &[u8]) -> Result<ReplyToken, String> {
     let bits = payload.get(..8).ok_or("an answer shorter than its token")?;
@@ -378,6 +447,9 @@ pub(crate) struct Net {
     /// The world that delivers received messages (the outside lane).
     inject: World,
     scratch: Vec<u64>,
+    /// The turn this system had run when it connected (0, or the turn of
+    /// the snapshot it loaded): the next one waits for every peer to join.
+    start_turn: u64,
 }
 
 impl ActorSystem {
@@ -427,7 +499,7 @@ impl ActorSystem {
             },
             listener,
         );
-        let books = (0..config.machines.len())
+        let mut books: Vec<Book> = (0..config.machines.len())
             .map(|m| Book {
                 stats: PeerStats {
                     machine: m as u8,
@@ -436,6 +508,16 @@ impl ActorSystem {
                 ..Book::default()
             })
             .collect();
+        // A loaded snapshot's peer turns, not applied yet: the next turn
+        // applies them, as the uninterrupted run does (see `crate::persist`).
+        for (machine, frames) in std::mem::take(&mut self.loaded_frames) {
+            let book = &mut books[machine as usize];
+            book.pending.extend(frames.into_iter().map(Pending::Batch));
+            book.pending.push_back(Pending::End(self.turn));
+            book.ends = 1;
+            book.turn = self.turn;
+            book.applied = self.turn.saturating_sub(1);
+        }
         self.net = Some(Box::new(Net {
             me,
             _runtime: runtime,
@@ -445,6 +527,7 @@ impl ActorSystem {
             turn,
             inject: World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE),
             scratch: Vec::new(),
+            start_turn: self.turn,
             config,
         }));
         Ok(())
@@ -549,7 +632,7 @@ impl Net {
     }
 
     fn wait_and_apply(&mut self, turn: u64, ops: &[Option<NetOps>]) {
-        let first = turn == 1;
+        let first = turn == self.start_turn + 1;
         let started = Instant::now();
         let mut warned = Instant::now();
         loop {
@@ -570,20 +653,27 @@ impl Net {
                 );
                 break;
             }
-            if warned.elapsed() > Duration::from_secs(5) {
-                warned = Instant::now();
-                tracing::info!(
-                    machine = self.me.0,
-                    turn,
-                    "kay net: waiting for machines {waiting:?}"
-                );
-            }
-            if let Ok(event) = self.events.recv_timeout(Duration::from_millis(100)) {
-                self.on_event(event);
-            }
+            self.await_event(&mut warned, turn, &waiting, "the turn");
         }
         for machine in 0..self.books.len() {
             self.apply(machine, turn, ops);
+        }
+    }
+
+    /// Waits up to 100 ms for the next event and handles it; says every
+    /// 5 s (`warned`: when it last said) that `what` of turn `turn` waits
+    /// for the machines `waiting`.
+    fn await_event(&mut self, warned: &mut Instant, turn: u64, waiting: &[usize], what: &str) {
+        if warned.elapsed() > Duration::from_secs(5) {
+            *warned = Instant::now();
+            tracing::info!(
+                machine = self.me.0,
+                turn,
+                "kay net: {what} waits for machines {waiting:?}"
+            );
+        }
+        if let Ok(event) = self.events.recv_timeout(Duration::from_millis(100)) {
+            self.on_event(event);
         }
     }
 
@@ -596,6 +686,22 @@ impl Net {
             } => {
                 let mine = self.turn.load(Relaxed);
                 let book = &mut self.books[machine.0 as usize];
+                if !book.joined && self.start_turn > 0 && turn != self.start_turn {
+                    // A machine loaded from a snapshot resumes only with
+                    // peers that loaded theirs of the same turn (what it
+                    // loaded of theirs stays pending for them).
+                    let reason = format!(
+                        "this machine resumed a snapshot of turn {}, machine {} joined at turn \
+                         {turn}: every machine must load its snapshot of the same turn",
+                        self.start_turn, machine.0
+                    );
+                    tracing::error!(machine = self.me.0, peer = machine.0, "kay net: {reason}");
+                    book.stats.refused += 1;
+                    if let Some(link) = &self.links[machine.0 as usize] {
+                        let _ = link.tx.send(Outgoing::Close { epoch, reason });
+                    }
+                    return;
+                }
                 book.joined = true;
                 book.connected = true;
                 book.epoch = epoch;
@@ -668,6 +774,73 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// For a snapshot after turn `turn` (lockstep): waits until every
+    /// peer finished that turn, then returns copies of the batch frames
+    /// each sent in it, which this machine applies at the start of the
+    /// next turn (they stay pending here). Every machine of the topology
+    /// must have joined at the same turn and be connected or have sent
+    /// its turn end already.
+    pub(crate) fn frames_of_turn(&mut self, turn: u64) -> Result<Vec<(u8, Vec<Bytes>)>, String> {
+        let peers: Vec<usize> = (0..self.books.len())
+            .filter(|&m| m != self.me.0 as usize)
+            .collect();
+        for &m in &peers {
+            let book = &self.books[m];
+            if !book.joined {
+                return Err(format!(
+                    "machine {m} has not joined (a snapshot of a networked system holds every machine's turn)"
+                ));
+            }
+            if book.offset != 0 {
+                return Err(format!(
+                    "machine {m} joined at another turn than this machine's (offset {})",
+                    book.offset
+                ));
+            }
+        }
+        let ended = |book: &Book| {
+            book.pending
+                .iter()
+                .any(|p| matches!(p, Pending::End(t) if *t == turn))
+        };
+        let mut warned = Instant::now();
+        loop {
+            while let Ok(event) = self.events.try_recv() {
+                self.on_event(event);
+            }
+            let mut waiting = Vec::new();
+            for &m in &peers {
+                let book = &self.books[m];
+                if ended(book) {
+                    continue;
+                }
+                if !book.connected {
+                    return Err(format!(
+                        "machine {m} was lost before it finished turn {turn}"
+                    ));
+                }
+                waiting.push(m);
+            }
+            if waiting.is_empty() {
+                break;
+            }
+            self.await_event(&mut warned, turn, &waiting, "a snapshot");
+        }
+        Ok(peers
+            .into_iter()
+            .map(|m| {
+                let frames = (self.books[m].pending.iter())
+                    .take_while(|p| !matches!(p, Pending::End(t) if *t == turn))
+                    .filter_map(|p| match p {
+                        Pending::Batch(bytes) => Some(bytes.clone()),
+                        Pending::End(_) => None,
+                    })
+                    .collect();
+                (m as u8, frames)
+            })
+            .collect())
     }
 
     /// Delivers `machine`'s complete turns due before turn `turn`: in

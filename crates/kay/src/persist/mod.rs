@@ -55,8 +55,8 @@
 //! file's length and CRC-32.
 //!
 //! A snapshot is taken between turns (`&mut self`: no cycle runs) when
-//! nothing it cannot carry is in flight: no panicked state, no network,
-//! and no continuation of a kind the program did not register with
+//! nothing it cannot carry is in flight: no panicked state, no
+//! continuation of a kind the program did not register with
 //! [`register_continuation`](crate::ActorSystem::register_continuation)
 //! (only the program knows which message takes which answer, and a load
 //! needs that to make it again).
@@ -113,6 +113,32 @@
 //! away nothing; do not edit a snapshot's files while a system that
 //! mapped them runs.
 //!
+//! # Networked systems (feature `net`)
+//! Each machine snapshots its own state, in lockstep
+//! ([`NetConfig::max_turn_distance`](crate::net::NetConfig::max_turn_distance)
+//! 0) and at the same turn on every machine (the program's loop decides
+//! it, e.g. every N turns). What is in flight between machines at that
+//! turn's end is the batches every machine sent in it, which each peer
+//! applies at the start of the next turn: so a machine's snapshot waits
+//! until every peer finished the turn and holds copies of their batches
+//! of it (checked on load as any frame from the wire: every message of a
+//! known type, for this machine, valid as its type). Loading one puts
+//! them back in front of whatever the peers send next, so the next turn
+//! applies exactly what the uninterrupted run applies. Continuations
+//! waiting for answers from other machines are carried as any other.
+//!
+//! To resume, every machine loads its snapshot of that turn (on the same
+//! or new addresses) before its first turn, which waits for all of them
+//! to join; a machine that joins at another turn (a fresh one, or one
+//! that loaded another turn) is refused with an error naming both turns.
+//! A snapshot is refused outside lockstep, while messages sent from
+//! outside to other machines wait to go (snapshot right after a turn), or
+//! while a peer has not joined, has rejoined at another turn, or is lost
+//! before it finished the turn; a networked snapshot loads only as the
+//! same machine of a topology of the same size, and a plain one only
+//! without networking. The network's statistics ([`ActorSystem::net_stats`](crate::ActorSystem::net_stats))
+//! start again at zero.
+//!
 //! Resumed equals uninterrupted: a run that snapshots at turn T, loads in a
 //! new process and continues, reaches the same state as a run that never
 //! stopped (the same instances, IDs and bytes; slots freed in a bin are
@@ -163,6 +189,14 @@ use crate::store::index::LocalInstance;
 use crate::store::{Belongs, ImageError, RUN_ALIGN};
 use crate::sync::Unpoisoned;
 use crate::timer::Timers;
+
+/// Peers' batch frames of a snapshot's turn, by machine (see "Networked
+/// systems" in the module docs).
+#[cfg(feature = "net")]
+type NetFrames = Vec<(u8, Vec<::bytes::Bytes>)>;
+/// None without networking.
+#[cfg(not(feature = "net"))]
+type NetFrames = Vec<std::convert::Infallible>;
 
 /// The version of the snapshot format this build writes and reads.
 pub const SNAPSHOT_FORMAT: u32 = 4;
@@ -436,9 +470,10 @@ impl ActorSystem {
     }
 
     /// Writes a snapshot of the whole system as a new generation (see
-    /// [`crate::persist`]): between turns, with no message or request in
-    /// flight. The previous generations stay until it is committed; on an
-    /// error (a full disk, say) nothing is committed.
+    /// [`crate::persist`]): between turns. The previous generations stay
+    /// until it is committed; on an error (a full disk, say) nothing is
+    /// committed. A networked machine first waits until every peer
+    /// finished this turn (see "Networked systems" in [`crate::persist`]).
     pub fn snapshot(&mut self) -> Result<SnapshotReport, PersistError> {
         self.take_snapshot(false)
     }
@@ -475,6 +510,10 @@ impl ActorSystem {
                     .any(|k| k.message == message && k.answer == answer)
             })
             .map_err(|e| PersistError::NotNow(format!("snapshot now: {e}")))?;
+        // The peers' frames of this turn (waiting for them first), written
+        // at the end.
+        let mut net_turn = Writer::default();
+        self.write_net_turn(&mut net_turn)?;
         let mut stores = Vec::new();
         let (mut instances, mut state_bytes) = (0u64, 0u64);
         let classes: Vec<usize> = (self.classes.iter().enumerate())
@@ -542,6 +581,7 @@ impl ActorSystem {
                 stores.push((store_file(c, s), parts));
             }
         }
+        system.bytes.extend_from_slice(&net_turn.bytes);
         let meta = self.snapshot_meta();
         let mut persist = self.persist.take().expect("checked above");
         let number = persist.next;
@@ -847,10 +887,17 @@ impl ActorSystem {
                     });
                 }
             }
+            let frames = self.read_net_turn(&mut input, turn)?;
             input.finish("the system state")?;
-            Ok((turn, cycle, outside_timers, (timers, replies), shards))
+            Ok((
+                turn,
+                cycle,
+                outside_timers,
+                (timers, replies, frames),
+                shards,
+            ))
         })();
-        let (turn, cycle, outside_timers, (timers, replies), shards) =
+        let (turn, cycle, outside_timers, (timers, replies, frames), shards) =
             parsed.map_err(|e| corrupt(SYSTEM_FILE, e))?;
 
         // The instances, read straight into their slots and validated one
@@ -984,6 +1031,12 @@ impl ActorSystem {
         self.timers = timers;
         let continuations = replies.continuations();
         self.shared.replies.install(replies);
+        #[cfg(feature = "net")]
+        {
+            self.loaded_frames = frames;
+        }
+        #[cfg(not(feature = "net"))]
+        drop(frames);
         self.turn = turn;
         self.cycle = cycle;
         self.shared
@@ -1039,6 +1092,92 @@ impl ActorSystem {
             continuations,
             took: started.elapsed(),
         }))
+    }
+
+    /// Writes the networked part of a snapshot (the end of the `system`
+    /// file): nothing but a 0 for a system without networking; else its
+    /// machine, the topology's size and, once connected, every peer's
+    /// batch frames of this turn, which this machine applies at the start
+    /// of the next (waiting until every peer finished this turn).
+    fn write_net_turn(&mut self, system: &mut Writer) -> Result<(), PersistError> {
+        #[cfg(feature = "net")]
+        if let Some(config) = &self.config.net {
+            system.u8(1);
+            system.u8(self.config.machine.0);
+            system.len(config.machines.len());
+            let frames = match self.net.as_mut() {
+                Some(net) => net
+                    .frames_of_turn(self.turn)
+                    .map_err(|e| PersistError::NotNow(format!("snapshot now: {e}")))?,
+                None => Vec::new(),
+            };
+            system.len(frames.len());
+            for (machine, frames) in frames {
+                system.u8(machine);
+                system.len(frames.len());
+                for frame in frames {
+                    system.slice(&frame);
+                }
+            }
+            return Ok(());
+        }
+        system.u8(0);
+        Ok(())
+    }
+
+    /// Reads and checks what [`write_net_turn`](Self::write_net_turn)
+    /// wrote: a networked snapshot loads only into a system of the same
+    /// machine and topology size (and a plain one only into a plain one),
+    /// each peer listed once, every frame a valid batch of turn `turn`.
+    #[cfg(feature = "net")]
+    fn read_net_turn(&self, input: &mut Reader<'_>, turn: u64) -> Result<NetFrames, String> {
+        let networked = input.u8("whether the system was networked")?;
+        let (me, config) = (self.config.machine, self.config.net.as_ref());
+        let Some(config) = config else {
+            return match networked {
+                0 => Ok(Vec::new()),
+                _ => Err("a snapshot of a networked machine, loaded without networking".to_owned()),
+            };
+        };
+        if networked != 1 {
+            return Err("a snapshot of a system without networking, loaded networked".to_owned());
+        }
+        let machine = input.u8("the machine")?;
+        let machines = input.len(0, "the topology's size")?;
+        if machine != me.0 || machines != config.machines.len() {
+            return Err(format!(
+                "a snapshot of machine {machine} of {machines}, loaded as machine {} of {}",
+                me.0,
+                config.machines.len()
+            ));
+        }
+        let count = input.len(9, "the peers' turns")?;
+        let mut peers = Vec::with_capacity(count);
+        for _ in 0..count {
+            let peer = input.u8("a peer")?;
+            if usize::from(peer) >= machines
+                || peer == me.0
+                || peers.last().is_some_and(|(last, _)| *last >= peer)
+            {
+                return Err(format!("peer {peer} out of order or not a peer"));
+            }
+            let n = input.len(8, "a peer's frames")?;
+            let frames = (0..n)
+                .map(|_| input.slice("a frame").map(::bytes::Bytes::copy_from_slice))
+                .collect::<Result<Vec<_>, _>>()?;
+            crate::net::check_frames(me, turn, &frames, &self.message_net_ops)
+                .map_err(|e| format!("machine {peer}'s turn {turn}: {e}"))?;
+            peers.push((peer, frames));
+        }
+        Ok(peers)
+    }
+
+    #[cfg(not(feature = "net"))]
+    fn read_net_turn(&self, input: &mut Reader<'_>, _: u64) -> Result<NetFrames, String> {
+        match input.u8("whether the system was networked")? {
+            0 => Ok(Vec::new()),
+            _ => Err("a snapshot of a networked machine; this build has no networking".to_owned()),
+        }
     }
 
     /// Sends `loaded` to every instance of the classes that handle it.
@@ -1104,8 +1243,23 @@ impl ActorSystem {
             );
         }
         #[cfg(feature = "net")]
-        if self.config.net.is_some() {
-            return refuse("snapshots of networked systems are not supported yet");
+        if let Some(net) = &self.config.net {
+            if net.max_turn_distance != 0 {
+                return refuse(
+                    "a networked system is snapshotted in lockstep only (NetConfig::max_turn_distance 0)",
+                );
+            }
+            if what == "load" && self.net.is_some() {
+                return refuse("the system is connected already: load before connecting");
+            }
+            let outside = (self.shared.net.as_ref())
+                .is_some_and(|shared| shared.outside.locked().iter().any(|o| !o.is_empty()));
+            if outside {
+                return refuse(
+                    "messages to other machines sent from outside since the last turn wait to go \
+                     (run a turn first, or snapshot before sending them)",
+                );
+            }
         }
         Ok(())
     }
