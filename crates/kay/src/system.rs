@@ -159,6 +159,10 @@ pub struct ActorSystem {
     /// applied yet: [`connect`](Self::connect) queues them.
     #[cfg(feature = "net")]
     pub(crate) loaded_frames: Vec<(u8, Vec<bytes::Bytes>)>,
+    /// The rotation over shards of spawns from other machines, as a loaded
+    /// snapshot left it.
+    #[cfg(feature = "net")]
+    pub(crate) loaded_spawn_turns: Vec<u32>,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -250,6 +254,8 @@ impl ActorSystem {
             net: None,
             #[cfg(feature = "net")]
             loaded_frames: Vec::new(),
+            #[cfg(feature = "net")]
+            loaded_spawn_turns: Vec::new(),
             _not_send: PhantomData,
         }
     }

@@ -1060,6 +1060,8 @@ kay::typed_id!(NodeID);
 #[derive(Compact, Clone)]
 struct Node {
     id: NodeID,
+    /// Spawned by the other machine (such nodes spawn no more).
+    spawned: bool,
     value: u64,
     pushes: u32,
     peeks: u32,
@@ -1103,6 +1105,7 @@ impl Actor for Node {
         class
             .spawner(|id, seed: &u64, _: &mut World| Node {
                 id,
+                spawned: *seed >= SPAWNED,
                 value: *seed,
                 pushes: 0,
                 peeks: 0,
@@ -1115,6 +1118,12 @@ impl Actor for Node {
                 let partner =
                     NodeID::from_raw(RawID::new(raw.type_id, raw.instance, other, raw.version));
                 world.send(partner, Push(node.value));
+                // The first nodes now and then spawn one on the other
+                // machine (where it lands depends on that machine's
+                // rotation of spawns over its shards).
+                if !node.spawned && node.pushes % 7 == 3 {
+                    world.spawn_on::<Node, _>(other, SPAWNED + node.value % 1000);
+                }
                 let (reply_to, reply) = world.request_to::<u64>(partner);
                 world.send(partner, Value { reply: reply_to });
                 reply.then_send(
@@ -1145,6 +1154,9 @@ impl Actor for Node {
 }
 
 const PERSIST_TURNS: u64 = 20;
+
+/// Seeds of the nodes spawned from the other machine start here.
+const SPAWNED: u64 = 1 << 40;
 
 /// One machine of the snapshot test (`KAY_PERSIST_PHASE`): `whole` runs
 /// all turns; `first` runs half, snapshots into `KAY_PERSIST_DIR` and
@@ -1179,7 +1191,9 @@ fn persist(me: u8, addresses: Vec<SocketAddr>) {
         }
     };
     if from == 1 {
-        for k in 0..40u64 {
+        // (Not a multiple of the shards: the spawns from the other
+        // machine leave its rotation mid-way.)
+        for k in 0..39u64 {
             world.spawn::<Node, _>(k * 7919 + u64::from(me));
         }
     }
@@ -1200,7 +1214,7 @@ fn persist(me: u8, addresses: Vec<SocketAddr>) {
         (h.rotate_left(7) ^ n.3 ^ u64::from(n.1) << 32 ^ u64::from(n.2)).wrapping_mul(31)
     });
     let pushes: u32 = nodes.iter().map(|n| n.1).sum();
-    println!("RESULT {me} {hash} {pushes}");
+    println!("RESULT {me} {hash} {pushes} {}", nodes.len());
 }
 
 /// The `RESULT` and other lines a child printed with `prefix`.

@@ -21,7 +21,19 @@ pub fn launch(args: &Args) {
         let threads = args.threads.unwrap_or(1).to_string();
         let children: Vec<_> = (0..args.machines)
             .map(|m| {
-                Command::new(std::env::current_exe().expect("this program"))
+                let mut command = Command::new(std::env::current_exe().expect("this program"));
+                // Each machine snapshots into (and resumes from) its own
+                // directory under `--snapshot-dir`.
+                if let Some(dir) = &args.snapshot_dir {
+                    command
+                        .arg("--snapshot-dir")
+                        .arg(dir.join(format!("machine-{m}")))
+                        .args(["--snapshot-every", &args.snapshot_every.to_string()]);
+                    if args.resume {
+                        command.arg("--resume");
+                    }
+                }
+                command
                     .args(["--agents", &args.agents.to_string()])
                     .args(["--turns", &args.turns.max(1).to_string()])
                     .args(["--threads", &threads])
@@ -98,6 +110,15 @@ pub fn launch(args: &Args) {
             println!(
                 "  city: {cars} cars, {trips} trips, {slowest:.1} turns/s (the slowest machine)"
             );
+            if args.snapshot_dir.is_some() {
+                let m = &machines[0];
+                println!(
+                    "  snapshots: every machine resumed at turn {}, wrote {} (longest pause {:.1} ms)",
+                    m["resumed_from"],
+                    m["snapshots"],
+                    number(m, "snapshot_pause_ms")
+                );
+            }
             // Machine 0 asks every lane for its figures each second (a
             // map-reduce over all machines): the same as on one machine.
             let f = &machines[0]["figures"];

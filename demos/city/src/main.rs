@@ -132,10 +132,6 @@ fn main() {
         }
     }
 
-    if args.snapshot_dir.is_some() && args.machines > 1 {
-        eprintln!("city: --snapshot-dir works on one machine only (for now)");
-        std::process::exit(2);
-    }
     let build_start = Instant::now();
     let mut city = match (&args.snapshot_dir, args.resume) {
         (Some(dir), true) => City::resume(config, dir).unwrap_or_else(|e| {
@@ -278,6 +274,9 @@ fn main() {
                 "figures": figures.json(),
                 "net_sent": sent,
                 "net_received": received,
+                "resumed_from": first_turn,
+                "snapshots": snapshots.count,
+                "snapshot_pause_ms": snapshots.max_pause_ms,
             })
         );
         return;

@@ -136,3 +136,54 @@ fn a_resumed_city_ends_where_the_uninterrupted_one_does() {
     assert_eq!(resumed["resumed_from"], 60);
     assert_eq!(resumed["checksum"], whole["checksum"], "{resumed}\n{whole}");
 }
+
+/// The same over two machines (processes on 127.0.0.1, in lockstep): each
+/// machine snapshots its band at turn 40 and 60, the next run resumes
+/// every machine from its own snapshot and ends with each machine's
+/// checksum of the uninterrupted run to 120.
+#[test]
+fn a_city_over_two_machines_resumes_where_the_uninterrupted_one_ends() {
+    let city = env!("CARGO_BIN_EXE_city");
+    let run = |extra: &[&str]| -> Vec<serde_json::Value> {
+        let output = std::process::Command::new(city)
+            .args(["--machines", "2", "--agents", "20000", "--size", "30x30"])
+            .args(["--json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let last: serde_json::Value = stdout
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no figures:\n{stdout}"));
+        last["per_machine"].as_array().expect("per machine").clone()
+    };
+    let checksums = |machines: &[serde_json::Value]| {
+        machines
+            .iter()
+            .map(|m| m["checksum"].clone())
+            .collect::<Vec<_>>()
+    };
+    let whole = run(&["--turns", "120"]);
+    let dir = tempfile::tempdir().unwrap();
+    let dir_arg = dir.path().to_str().unwrap();
+    let first = run(&[
+        "--turns",
+        "60",
+        "--snapshot-dir",
+        dir_arg,
+        "--snapshot-every",
+        "40",
+    ]);
+    assert_eq!(first[0]["snapshots"], 2, "{first:?}");
+    let resumed = run(&["--turns", "120", "--snapshot-dir", dir_arg, "--resume"]);
+    assert_eq!(resumed[0]["resumed_from"], 60, "{resumed:?}");
+    assert_eq!(checksums(&resumed), checksums(&whole));
+    assert_ne!(checksums(&first), checksums(&whole));
+}

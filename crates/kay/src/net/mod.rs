@@ -518,6 +518,8 @@ impl ActorSystem {
             book.turn = self.turn;
             book.applied = self.turn.saturating_sub(1);
         }
+        let mut inject = World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE);
+        inject.spawn_turns = std::mem::take(&mut self.loaded_spawn_turns);
         self.net = Some(Box::new(Net {
             me,
             _runtime: runtime,
@@ -525,7 +527,7 @@ impl ActorSystem {
             events,
             books,
             turn,
-            inject: World::new(Arc::clone(&self.shared), SenderLane::OUTSIDE),
+            inject,
             scratch: Vec::new(),
             start_turn: self.turn,
             config,
@@ -774,6 +776,12 @@ impl Net {
                 }
             }
         }
+    }
+
+    /// The rotation over shards of the spawns other machines sent (part of
+    /// a snapshot: the spawns after a load land where they would have).
+    pub(crate) fn spawn_turns(&self) -> &[u32] {
+        &self.inject.spawn_turns
     }
 
     /// For a snapshot after turn `turn` (lockstep): waits until every

@@ -193,7 +193,7 @@ use crate::timer::Timers;
 /// Peers' batch frames of a snapshot's turn, by machine (see "Networked
 /// systems" in the module docs).
 #[cfg(feature = "net")]
-type NetFrames = Vec<(u8, Vec<::bytes::Bytes>)>;
+type NetFrames = (Vec<(u8, Vec<::bytes::Bytes>)>, Vec<u32>);
 /// None without networking.
 #[cfg(not(feature = "net"))]
 type NetFrames = Vec<std::convert::Infallible>;
@@ -1033,7 +1033,7 @@ impl ActorSystem {
         self.shared.replies.install(replies);
         #[cfg(feature = "net")]
         {
-            self.loaded_frames = frames;
+            (self.loaded_frames, self.loaded_spawn_turns) = frames;
         }
         #[cfg(not(feature = "net"))]
         drop(frames);
@@ -1105,11 +1105,13 @@ impl ActorSystem {
             system.u8(1);
             system.u8(self.config.machine.0);
             system.len(config.machines.len());
-            let frames = match self.net.as_mut() {
-                Some(net) => net
-                    .frames_of_turn(self.turn)
-                    .map_err(|e| PersistError::NotNow(format!("snapshot now: {e}")))?,
-                None => Vec::new(),
+            let (frames, spawn_turns) = match self.net.as_mut() {
+                Some(net) => (
+                    net.frames_of_turn(self.turn)
+                        .map_err(|e| PersistError::NotNow(format!("snapshot now: {e}")))?,
+                    net.spawn_turns().to_vec(),
+                ),
+                None => (Vec::new(), Vec::new()),
             };
             system.len(frames.len());
             for (machine, frames) in frames {
@@ -1119,6 +1121,8 @@ impl ActorSystem {
                     system.slice(&frame);
                 }
             }
+            // The rotation over shards of spawns from other machines.
+            system.u32s(&spawn_turns);
             return Ok(());
         }
         system.u8(0);
@@ -1135,7 +1139,7 @@ impl ActorSystem {
         let (me, config) = (self.config.machine, self.config.net.as_ref());
         let Some(config) = config else {
             return match networked {
-                0 => Ok(Vec::new()),
+                0 => Ok((Vec::new(), Vec::new())),
                 _ => Err("a snapshot of a networked machine, loaded without networking".to_owned()),
             };
         };
@@ -1169,13 +1173,17 @@ impl ActorSystem {
                 .map_err(|e| format!("machine {peer}'s turn {turn}: {e}"))?;
             peers.push((peer, frames));
         }
-        Ok(peers)
+        let spawn_turns = input.u32s("the network's spawn rotation")?;
+        if spawn_turns.len() > self.shared.types.locked().len() {
+            return Err("a network spawn rotation for more types than are registered".to_owned());
+        }
+        Ok((peers, spawn_turns))
     }
 
     #[cfg(not(feature = "net"))]
     fn read_net_turn(&self, input: &mut Reader<'_>, _: u64) -> Result<NetFrames, String> {
         match input.u8("whether the system was networked")? {
-            0 => Ok(Vec::new()),
+            0 => Ok(NetFrames::new()),
             _ => Err("a snapshot of a networked machine; this build has no networking".to_owned()),
         }
     }
