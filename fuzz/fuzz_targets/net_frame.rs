@@ -28,9 +28,8 @@ fuzz_target!(|data: &[u8]| {
             let len = message.payload.len();
             let mut words = vec![0u64; len.div_ceil(8)];
             // SAFETY: an owned u64 buffer viewed as `len` bytes.
-            let buf = unsafe {
-                std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len)
-            };
+            let buf =
+                unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) };
             buf.copy_from_slice(message.payload);
             if let Ok(value) = validate_in_place::<Message>(buf, message.origin as usize) {
                 let _ = format!("{value:?}");

@@ -179,7 +179,11 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>) {
             world.spawn::<Cell, _>(Seed(5));
             system.snapshot().unwrap();
         }
-        let newest = Generations::open(&dir, 2).unwrap().newest().unwrap().unwrap();
+        let newest = Generations::open(&dir, 2)
+            .unwrap()
+            .newest()
+            .unwrap()
+            .unwrap();
         let files = (newest.files.iter())
             .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
             .collect();
@@ -212,8 +216,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let dir = std::env::temp_dir().join(format!("kay-fuzz-snap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    Generations::open(&dir, 2).unwrap().write(1, &meta, &refs).unwrap();
+    let refs: Vec<(&str, &[u8])> = files
+        .iter()
+        .map(|(n, b)| (n.as_str(), b.as_slice()))
+        .collect();
+    Generations::open(&dir, 2)
+        .unwrap()
+        .write(1, &meta, &refs)
+        .unwrap();
     let mut loaded = system(&dir, mode & 2 != 0);
     if let Ok(Some(_)) = loaded.load() {
         // What loaded is sound: it runs, is read and saved again.
@@ -221,7 +231,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = loaded.with_instances::<Bag, _>(|b| (b.items.len(), b.name.len()));
         loaded.snapshot().expect("a loaded system snapshots again");
     } else {
-        assert_eq!(loaded.instance_count::<Cell>() + loaded.instance_count::<Bag>(), 0);
+        assert_eq!(
+            loaded.instance_count::<Cell>() + loaded.instance_count::<Bag>(),
+            0
+        );
     }
     drop(loaded);
     let _ = std::fs::remove_dir_all(&dir);

@@ -28,7 +28,8 @@ fn check_with<T: Compact + std::fmt::Debug + Clone>(
 ) {
     let mut words = vec![0u64; bytes.len().div_ceil(8) + 1];
     // SAFETY: an owned u64 buffer viewed as bytes.
-    let buf = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    let buf =
+        unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
     buf.copy_from_slice(bytes);
     if let Ok(value) = validate_in_place::<T>(buf, origin) {
         inspect(value);
@@ -56,7 +57,9 @@ fn lookups<K: Hash + Eq, V: PartialEq>(map: &CHashMap<K, V>) {
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the origin style: 0 (offsets) or a fixed address,
     // so that inputs can reach deep structure with small offsets.
-    let Some((&mode, bytes)) = data.split_first() else { return };
+    let Some((&mode, bytes)) = data.split_first() else {
+        return;
+    };
     let origin = if mode & 1 == 0 { 0 } else { 0x1000 };
     check::<Nested>(bytes, origin);
     check::<CVec<CString>>(bytes, origin);
