@@ -358,8 +358,14 @@ pub(crate) fn check_frames(
                 frame::ANSWER_TAG | frame::FAILED_TAG if !to_me => {
                     return Err("an answer for another machine".to_owned());
                 }
-                frame::ANSWER_TAG | frame::FAILED_TAG => {
+                frame::ANSWER_TAG => {
                     token_of(message.payload)?;
+                }
+                frame::FAILED_TAG => {
+                    // As `deliver_turn` reads it: the token and a reason.
+                    if message.payload.len() != 16 || message.payload[8] > 3 {
+                        return Err("a malformed failed request".to_owned());
+                    }
                 }
                 tag => {
                     let id = tag & !SPAWN_TAG;
@@ -801,12 +807,6 @@ impl Net {
                     "machine {m} has not joined (a snapshot of a networked system holds every machine's turn)"
                 ));
             }
-            if book.offset != 0 {
-                return Err(format!(
-                    "machine {m} joined at another turn than this machine's (offset {})",
-                    book.offset
-                ));
-            }
         }
         let ended = |book: &Book| {
             book.pending
@@ -821,6 +821,12 @@ impl Net {
             let mut waiting = Vec::new();
             for &m in &peers {
                 let book = &self.books[m];
+                if book.offset != 0 {
+                    return Err(format!(
+                        "machine {m} joined at another turn than this machine's (offset {})",
+                        book.offset
+                    ));
+                }
                 if ended(book) {
                     continue;
                 }
