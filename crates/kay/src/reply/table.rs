@@ -32,6 +32,12 @@
 //!   that no longer waits (late, after a timeout; for an abandoned
 //!   request; or forged) are counted, not delivered.
 //!
+//! - A snapshot (`crate::persist`) saves every slot's generation and
+//!   state and the free order; continuations with their message, outside
+//!   futures' requests as *Abandoned* (the future stays behind), outcomes
+//!   not taken yet as freed. An abandoned slot takes an answer of any
+//!   type (a loaded one does not know its request's).
+//!
 //! Each operation is O(1) but [`Replies::expire`] and [`Replies::lost`],
 //! which scan the slots, and only on turns when a deadline passed or a
 //! machine was lost.
@@ -921,5 +927,31 @@ mod tests {
         let mut cx = Context::from_waker(Waker::noop());
         let mut reply = std::pin::pin!(reply);
         assert_eq!(reply.as_mut().poll(&mut cx), Poll::Ready(Ok(9)));
+    }
+
+    /// An answer from another machine to an abandoned request frees its
+    /// slot, as a local one does (it stayed taken).
+    #[cfg(feature = "net")]
+    #[test]
+    fn a_remote_answer_to_an_abandoned_request_frees_its_slot() {
+        let replies = Arc::new(Replies::new(0));
+        let remote = RawID::new(ShortTypeID::new(1), 0, MachineID(1), 0);
+        let (to, reply) = replies.open::<u64>(MachineID(0), remote, 0, 2);
+        drop(reply);
+        let wire = compact::Compacted::new(super::super::WireAnswer {
+            token: to.token.bits(),
+            answer: 5u64,
+        });
+        let (bytes, origin) = (wire.as_bytes(), wire.origin());
+        assert!(matches!(
+            replies.decode(to.token, bytes, origin, false),
+            Ok(None)
+        ));
+        assert_eq!(replies.late(), 1);
+        assert_eq!(
+            replies.lock().free,
+            vec![to.token.index()],
+            "the slot is free again"
+        );
     }
 }
