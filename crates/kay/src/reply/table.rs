@@ -955,3 +955,202 @@ mod tests {
         );
     }
 }
+
+/// A snapshot of the table, loaded into a new one, behaves as the table
+/// it was taken of, for any requests before and after it: the same tokens
+/// handed out, the same continuations resolved with the same outcomes,
+/// the same late answers (checked against the table itself, whose outside
+/// futures are dropped at the snapshot as a loaded system has none).
+#[cfg(test)]
+mod snapshot_model {
+    use super::*;
+    use crate::id::ShortTypeID;
+    use proptest::prelude::*;
+
+    /// A continuation that only carries a number.
+    struct Note([u8; 4]);
+
+    impl Continuation for Note {
+        fn send(self: Box<Self>, _: &mut crate::World, _: Result<Box<dyn Any>, ReplyError>) {
+            unreachable!("not sent in this test")
+        }
+        fn message_type(&self) -> TypeId {
+            TypeId::of::<Note>()
+        }
+        fn names(&self) -> (&'static str, &'static str) {
+            ("Note", "u64")
+        }
+        fn parts(&self) -> (RawID, &[u8], usize) {
+            (RawID::default(), &self.0, 0)
+        }
+    }
+
+    fn kind() -> ContinuationKind {
+        ContinuationKind {
+            message_name: "Note",
+            ..ContinuationKind::new::<u64, Note>(|_, bytes, _| {
+                Ok(Box::new(Note(bytes.try_into().expect("4 bytes"))))
+            })
+        }
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Open,
+        Continue(usize),
+        Drop(usize),
+        Answer(usize, u64),
+        Fail(usize),
+        Poll(usize),
+        Timeout(usize, u64),
+        Expire,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Open),
+            2 => any::<usize>().prop_map(Op::Continue),
+            1 => any::<usize>().prop_map(Op::Drop),
+            3 => (any::<usize>(), any::<u64>()).prop_map(|(i, v)| Op::Answer(i, v)),
+            1 => any::<usize>().prop_map(Op::Fail),
+            1 => any::<usize>().prop_map(Op::Poll),
+            1 => (any::<usize>(), 0..4u64).prop_map(|(i, t)| Op::Timeout(i, t)),
+            1 => Just(Op::Expire),
+        ]
+    }
+
+    /// A table and what the test holds of it: every request opened (its
+    /// `ReplyTo`, and its future until it is continued or dropped).
+    struct Side {
+        replies: Arc<Replies>,
+        requests: Vec<(ReplyTo<u64>, Option<Reply<u64>>)>,
+        turn: u64,
+        notes: u32,
+    }
+
+    fn describe(resolved: Resolved) -> String {
+        match resolved {
+            None => "-".to_owned(),
+            Some((next, outcome)) => format!(
+                "note {:?}: {:?}",
+                next.parts().1,
+                outcome.map(|v| *v.downcast::<u64>().expect("a u64"))
+            ),
+        }
+    }
+
+    impl Side {
+        /// Applies `op`; says what came of it.
+        fn apply(&mut self, op: &Op) -> String {
+            let me = MachineID(0);
+            let to_one = RawID::new(ShortTypeID::new(1), 0, me, 0);
+            let n = self.requests.len();
+            let pick = |i: usize| (n > 0).then(|| i % n);
+            match *op {
+                Op::Open => {
+                    let (to, reply) = self.replies.open::<u64>(me, to_one, self.turn, 1);
+                    self.requests.push((to, Some(reply)));
+                    format!("open {:?}", to.token)
+                }
+                Op::Continue(i) => {
+                    let Some(i) = pick(i) else { return "-".into() };
+                    let Some(reply) = self.requests[i].1.take() else {
+                        return "-".into();
+                    };
+                    self.notes += 1;
+                    let note = Box::new(Note(self.notes.to_le_bytes()));
+                    let resolved = self.replies.continue_with(reply.token, note);
+                    drop(reply);
+                    describe(resolved)
+                }
+                Op::Drop(i) => {
+                    if let Some(i) = pick(i) {
+                        self.requests[i].1 = None;
+                    }
+                    "-".into()
+                }
+                Op::Answer(i, value) => match pick(i) {
+                    Some(i) => describe(self.replies.answer(self.requests[i].0, value)),
+                    None => "-".into(),
+                },
+                Op::Fail(i) => match pick(i) {
+                    Some(i) => describe(
+                        (self.replies).fail(self.requests[i].0.token, ReplyError::NoRecipient),
+                    ),
+                    None => "-".into(),
+                },
+                Op::Poll(i) => {
+                    let Some(i) = pick(i) else { return "-".into() };
+                    let Some(reply) = self.requests[i].1.as_mut() else {
+                        return "-".into();
+                    };
+                    let mut cx = Context::from_waker(Waker::noop());
+                    format!("{:?}", std::pin::Pin::new(reply).poll(&mut cx))
+                }
+                Op::Timeout(i, turns) => {
+                    if let Some(i) = pick(i) {
+                        let token = self.requests[i].0.token;
+                        self.replies.set_timeout(token, self.turn, turns);
+                    }
+                    "-".into()
+                }
+                Op::Expire => {
+                    self.turn += 1;
+                    let expired = self.replies.expire(self.turn);
+                    let said: Vec<String> = expired.into_iter().map(describe).collect();
+                    format!("expire {}: {said:?}", self.turn)
+                }
+            }
+        }
+
+        fn late(&self) -> u64 {
+            self.replies.late()
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_loaded_table_goes_on_as_the_one_it_was_saved_of(
+            before in prop::collection::vec(op(), 0..40),
+            after in prop::collection::vec(op(), 0..40),
+        ) {
+            let mut a = Side {
+                replies: Arc::new(Replies::new(0)),
+                requests: Vec::new(),
+                turn: 0,
+                notes: 0,
+            };
+            for op in &before {
+                a.apply(op);
+            }
+            let mut out = Writer::default();
+            a.replies.save(&mut out, |m, t| m == TypeId::of::<Note>() && t == TypeId::of::<u64>())
+                .expect("a registered kind");
+            // A loaded system has no outside futures: drop them in slot
+            // order (as the snapshot freed the outcomes not taken).
+            let mut futures: Vec<_> = a.requests.iter_mut().filter_map(|(_, r)| r.take()).collect();
+            futures.sort_by_key(|r| r.token.index());
+            drop(futures);
+            let mut input = Reader::new(&out.bytes);
+            let saved = Replies::read_saved(&mut input, |m, t| {
+                (m == "Note" && t == std::any::type_name::<u64>()).then(kind)
+            })
+            .expect("what was saved reads back");
+            input.finish("the table").expect("all of it");
+            let b_replies = Arc::new(Replies::new(0));
+            b_replies.install(saved);
+            let mut b = Side {
+                replies: b_replies,
+                requests: a.requests.iter().map(|(to, _)| (*to, None)).collect(),
+                turn: a.turn,
+                notes: a.notes,
+            };
+            prop_assert_eq!(a.late(), b.late());
+            for op in &after {
+                let (x, y) = (a.apply(op), b.apply(op));
+                prop_assert_eq!(x, y, "after {:?}", op);
+            }
+            prop_assert_eq!(a.late(), b.late());
+        }
+    }
+}
