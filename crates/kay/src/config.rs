@@ -57,7 +57,12 @@ pub struct Config {
     /// 1M actors in ~6 ms instead of ~10), but every page the simulation
     /// then writes for the first time costs a copy-on-write fault: a turn
     /// that writes every actor right after the load took ~100 ms instead
-    /// of ~3 (1M actors, 2 threads). For inspecting a snapshot, or state
+    /// of ~3 (1M actors, 2 threads). Most of that is not the copy: a page
+    /// the load read (to check it) has a read-only entry, and replacing
+    /// it while another thread of the process runs means interrupting
+    /// that thread to flush its TLB, once per 4 KiB page (`perf`:
+    /// `do_wp_page` → `flush_tlb_mm_range` → IPIs; ~21-27 ms on one
+    /// thread, where there is no one to interrupt). For inspecting a snapshot, or state
     /// that is mostly read, mapping is the better choice. Files that
     /// another user could write are read either way (see
     /// [`crate::persist`]); do not write to a snapshot's files while a
