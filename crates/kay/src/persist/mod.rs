@@ -115,8 +115,7 @@
 //!
 //! # Networked systems (feature `net`)
 //! Each machine snapshots its own state, in lockstep
-//! ([`NetConfig::max_turn_distance`](crate::net::NetConfig::max_turn_distance)
-//! 0) and at the same turn on every machine (the program's loop decides
+//! (`NetConfig::max_turn_distance` 0) and at the same turn on every machine (the program's loop decides
 //! it, e.g. every N turns). What is in flight between machines at that
 //! turn's end is the batches every machine sent in it, which each peer
 //! applies at the start of the next turn: so a machine's snapshot waits
@@ -136,7 +135,7 @@
 //! while a peer has not joined, has rejoined at another turn, or is lost
 //! before it finished the turn; a networked snapshot loads only as the
 //! same machine of a topology of the same size, and a plain one only
-//! without networking. The network's statistics ([`ActorSystem::net_stats`](crate::ActorSystem::net_stats))
+//! without networking. The network's statistics (`ActorSystem::net_stats`)
 //! start again at zero.
 //!
 //! Resumed equals uninterrupted: a run that snapshots at turn T, loads in a
