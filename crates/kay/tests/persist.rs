@@ -1770,3 +1770,38 @@ fn planted_reply_tables_are_refused_and_nothing_is_loaded() {
         assert!(error.contains(expected), "{expected}: {error}");
     }
 }
+
+/// A request an outside `Reply` waits for does not stop a snapshot; the
+/// future stays with its process: there it resolves, and in the loaded
+/// system the request is abandoned (its answer counted as late).
+#[test]
+fn an_outside_future_stays_behind_and_its_request_is_abandoned_in_the_loaded_system() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = asking_system(dir.path(), 1, true);
+    let mut world = first.world();
+    let keeper = world.spawn::<Keeper, _>(1u64);
+    first.turn();
+    let (reply_to, reply) = world.request_to::<u64>(keeper);
+    world.send(keeper, Ask { reply: reply_to });
+    first.turn(); // the keeper keeps the ReplyTo
+    first
+        .snapshot()
+        .expect("an outside future does not stop a snapshot");
+    // Here, the future resolves when the keeper settles.
+    world.send(keeper, Settle(7));
+    first.block_on(reply).expect("an answer");
+    assert_eq!(first.stats().late_replies, 0);
+    drop(world);
+    drop(first);
+
+    let mut second = asking_system(dir.path(), 1, true);
+    second.load().unwrap().expect("the snapshot");
+    let mut world = second.world();
+    world.send(keeper, Settle(7));
+    second.turn();
+    assert_eq!(
+        second.stats().late_replies,
+        1,
+        "the abandoned request's answer"
+    );
+}
