@@ -40,10 +40,11 @@
 //! shards (so that spawns after a load get the IDs the uninterrupted run
 //! gets), per-class message counters, every pending timer with its
 //! compacted message, the reply table (each pending continuation of a
-//! request asked from a handler, [`Reply::then_send`](crate::Reply::then_send),
-//! with its compacted message, deadline and recipient; the slots' generations and free order, so
-//! that tokens in messages and actors' state keep naming the same
-//! requests), and every message waiting in an inbox (a turn cut
+//! request asked from a handler,
+//! [`Reply::then_send`](crate::Reply::then_send), with its compacted
+//! message, deadline and recipient; the slots' generations and free
+//! order, so that tokens in messages and actors' state keep naming the
+//! same requests), and every message waiting in an inbox (a turn cut
 //! short by [`Config::max_cycles_per_call`](crate::Config::max_cycles_per_call),
 //! or messages sent from outside since the last turn), lane by lane in
 //! the order the next cycle handles them. Outside [`World`](crate::World)s are not part of the
@@ -59,18 +60,19 @@
 //! continuation of a kind the program did not register with
 //! [`register_continuation`](crate::ActorSystem::register_continuation)
 //! (only the program knows which message takes which answer, and a load
-//! needs that to make it again).
-//! Otherwise [`snapshot`](crate::ActorSystem::snapshot) says which and
-//! writes nothing. A request an outside [`Reply`](crate::Reply) waits
+//! needs that to make it again). Otherwise
+//! [`snapshot`](crate::ActorSystem::snapshot) says which and writes
+//! nothing. A request an outside [`Reply`](crate::Reply) waits
 //! for does not stop a snapshot, but that future does not outlive its
 //! process: in the loaded system the request is abandoned (its answer,
 //! when it comes, is discarded and counted in
-//! [`Stats::late_replies`](crate::Stats::late_replies)). Waiting messages are loaded back into the lanes they
-//! waited in, each validated as its type and its recipient checked (of the
-//! shard's class and shard, or a broadcast), behind the [`Loaded`]
-//! broadcast; a waiting spawn's instance number must be one that was
-//! handed out, is not live, cannot be handed out again and is spawned
-//! once, so that it creates a fresh instance where nothing is.
+//! [`Stats::late_replies`](crate::Stats::late_replies)). Waiting messages
+//! are loaded back into the lanes they waited in, each validated as its
+//! type and its recipient checked (of the shard's class and shard, or a
+//! broadcast), behind the [`Loaded`] broadcast; a waiting spawn's
+//! instance number must be one that was handed out, is not live, cannot
+//! be handed out again and is spawned once, so that it creates a fresh
+//! instance where nothing is.
 //!
 //! # Loading
 //! [`load`](crate::ActorSystem::load) is called on a system that has just
@@ -115,8 +117,9 @@
 //!
 //! # Networked systems (feature `net`)
 //! Each machine snapshots its own state, in lockstep
-//! (`NetConfig::max_turn_distance` 0) and at the same turn on every machine (the program's loop decides
-//! it, e.g. every N turns). What is in flight between machines at that
+//! (`NetConfig::max_turn_distance` 0) and at the same turn on every
+//! machine (the program's loop decides it, e.g. every N turns). What is
+//! in flight between machines at that
 //! turn's end is the batches every machine sent in it, which each peer
 //! applies at the start of the next turn: so a machine's snapshot waits
 //! until every peer finished the turn and holds copies of their batches
@@ -189,8 +192,9 @@ use crate::store::{Belongs, ImageError, RUN_ALIGN};
 use crate::sync::Unpoisoned;
 use crate::timer::Timers;
 
-/// Peers' batch frames of a snapshot's turn, by machine (see "Networked
-/// systems" in the module docs).
+/// The networked part of a snapshot: the peers' batch frames of its turn,
+/// by machine, and the rotation over shards of spawns from other machines
+/// (see "Networked systems" in the module docs).
 #[cfg(feature = "net")]
 type NetFrames = (Vec<(u8, Vec<::bytes::Bytes>)>, Vec<u32>);
 /// None without networking.
