@@ -106,6 +106,37 @@ fn register(system: &mut ActorSystem) {
     system.register_continuation::<u64, Peeked>();
 }
 
+/// Where the network part of machine 0's `system` file of a two-machine
+/// snapshot starts: the file's last part is `1` (networked), machine 0, 2
+/// machines, 1 peer, peer 1, the frame count, the frames and the spawn
+/// rotation. The header is searched for, and taken where exactly that
+/// structure runs to the end of the file (bytes inside a frame could look
+/// like the header).
+fn network_part(system: &[u8]) -> usize {
+    let mut header = vec![1u8, 0];
+    header.extend_from_slice(&2u64.to_le_bytes());
+    header.extend_from_slice(&1u64.to_le_bytes());
+    header.push(1);
+    let u64_at = |at: usize| {
+        let bytes = system.get(at..at + 8)?;
+        usize::try_from(u64::from_le_bytes(bytes.try_into().unwrap())).ok()
+    };
+    let runs_to_the_end = |mut at: usize| -> Option<()> {
+        let frames = u64_at(at)?;
+        at += 8;
+        for _ in 0..frames.min(system.len()) {
+            at = at.checked_add(8)?.checked_add(u64_at(at)?)?;
+        }
+        let turns = u64_at(at)?;
+        (at.checked_add(8)?.checked_add(turns.checked_mul(4)?)? == system.len()).then_some(())
+    };
+    (0..system.len().saturating_sub(header.len()))
+        .find(|&at| {
+            system[at..].starts_with(&header) && runs_to_the_end(at + header.len()).is_some()
+        })
+        .expect("the network part")
+}
+
 /// Machine 0's snapshot files, its metadata and where the network part of
 /// its system file starts.
 fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>, usize) {
@@ -145,15 +176,7 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>, usize) {
             .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
             .collect();
         let system = &files.iter().find(|(n, _)| n == "system").unwrap().1;
-        // networked, machine 0, 2 machines, 1 peer, machine 1.
-        let mut signature = vec![1u8, 0];
-        signature.extend_from_slice(&2u64.to_le_bytes());
-        signature.extend_from_slice(&1u64.to_le_bytes());
-        signature.push(1);
-        let at = (0..system.len() - signature.len())
-            .rev()
-            .find(|&at| system[at..].starts_with(&signature))
-            .expect("the network part");
+        let at = network_part(system);
         let meta = newest.meta.clone();
         let _ = std::fs::remove_dir_all(&root);
         (files, meta, at)

@@ -1273,6 +1273,38 @@ fn two_machines_snapshot_in_lockstep_and_resume_as_if_uninterrupted() {
     assert_eq!(resumed, whole);
 }
 
+/// Where machine 1's frames start in machine 0's `system` file of a
+/// two-machine snapshot: its last part is `1` (networked), machine 0, 2
+/// machines, 1 peer, peer 1, the frame count, the frames and the spawn
+/// rotation. The header is searched for, and taken where exactly that
+/// structure runs to the end of the file (bytes inside a frame could look
+/// like the header).
+fn network_part(system: &[u8]) -> usize {
+    let mut header = vec![1u8, 0];
+    header.extend_from_slice(&2u64.to_le_bytes());
+    header.extend_from_slice(&1u64.to_le_bytes());
+    header.push(1);
+    let u64_at = |at: usize| {
+        let bytes = system.get(at..at + 8)?;
+        usize::try_from(u64::from_le_bytes(bytes.try_into().unwrap())).ok()
+    };
+    let runs_to_the_end = |mut at: usize| -> Option<()> {
+        let frames = u64_at(at)?;
+        at += 8;
+        for _ in 0..frames.min(system.len()) {
+            at = at.checked_add(8)?.checked_add(u64_at(at)?)?;
+        }
+        let turns = u64_at(at)?;
+        (at.checked_add(8)?.checked_add(turns.checked_mul(4)?)? == system.len()).then_some(())
+    };
+    (0..system.len().saturating_sub(header.len()))
+        .find(|&at| {
+            system[at..].starts_with(&header) && runs_to_the_end(at + header.len()).is_some()
+        })
+        .map(|at| at + header.len())
+        .expect("the network part")
+}
+
 /// A fresh machine over `dir` (as machine `me` of two, or without
 /// networking) that tries to load; returns the error's text after
 /// checking that nothing was loaded.
@@ -1318,12 +1350,7 @@ fn network_turns_in_snapshots_are_checked_and_planted_ones_refused() {
     let error = refused_load(&saved, 0, false);
     assert!(error.contains("loaded without networking"), "{error}");
 
-    // The peer's frames: at the end of the system file, behind `1` (net),
-    // machine 0, 2 machines, 1 peer, peer 1, its frame count.
-    let mut signature = vec![1u8, 0];
-    signature.extend_from_slice(&2u64.to_le_bytes());
-    signature.extend_from_slice(&1u64.to_le_bytes());
-    signature.push(1);
+    // The peer's frames (see `network_part`).
     type Change = fn(&mut [u8]);
     let cases: [(&str, Change); 3] = [
         ("a malformed batch", |frame| frame[1] = 5),
@@ -1345,11 +1372,7 @@ fn network_turns_in_snapshots_are_checked_and_planted_ones_refused() {
             .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
             .collect();
         let system = &mut files.iter_mut().find(|(n, _)| n == "system").unwrap().1;
-        let at = (0..system.len() - signature.len())
-            .rev()
-            .find(|&at| system[at..].starts_with(&signature))
-            .expect("the network part");
-        let frames_at = at + signature.len();
+        let frames_at = network_part(system);
         let count = u64::from_le_bytes(system[frames_at..frames_at + 8].try_into().unwrap());
         assert!(count > 0, "machine 1's batches of turn 10 were saved");
         let frame_at = frames_at + 16;

@@ -380,6 +380,38 @@ fn refused(dir: &Path) -> String {
     error
 }
 
+/// Where the slot count of the first run of class `class`'s shard 0 lies
+/// in a `system` file (of a system without networking): behind the turn,
+/// cycle and outside timer count, the timers, the reply table and the
+/// classes listed before it (see `kay::persist`).
+fn first_run_slots(system: &[u8], class: u16) -> usize {
+    let u64_at = |at: usize| u64::from_le_bytes(system[at..at + 8].try_into().unwrap()) as usize;
+    let mut at = 24;
+    let timers = u64_at(at);
+    at += 8;
+    for _ in 0..timers {
+        // id, due, every, recipient, message id, origin, message.
+        at += 8 * 4 + 2 + 8;
+        at += 8 + u64_at(at);
+    }
+    at += 8; // late answers
+    assert_eq!(u64_at(at), 0, "no reply slots in this test's snapshots");
+    at += 8;
+    assert_eq!(u64_at(at), 0, "no free reply slots");
+    at += 8;
+    let classes = u64_at(at);
+    at += 8;
+    assert!(classes > 0);
+    let listed = u32::from_le_bytes(system[at..at + 4].try_into().unwrap());
+    assert_eq!(listed, u32::from(class), "the class is listed first");
+    at += 4 + 8; // the class, its shard count
+    assert!(u64_at(at) > 0, "shard 0 has bins");
+    at += 8 + 1; // the bin count, the first bin
+    assert!(u64_at(at) > 0, "the bin has runs");
+    at += 8 + 8; // the run count, the first run's origin
+    at
+}
+
 /// The newest generation's directory in `dir`.
 fn newest_dir(dir: &Path) -> std::path::PathBuf {
     chunky::Generations::open(dir, 2)
@@ -537,15 +569,13 @@ fn planted_snapshots_with_right_checksums_are_refused_and_nothing_is_loaded() {
                 let size = kay::compact::static_size_bytes::<Cell>().next_multiple_of(8);
                 let most = (file_mut(files, &format!("store-{cell}-0")).len() / size) as u64;
                 let system = file_mut(files, "system");
-                // The run's (origin, slots): a slot count behind the address
-                // of a chunk (page-aligned, nonzero).
-                let word = |at: usize| u64::from_le_bytes(system[at..at + 8].try_into().unwrap());
-                let at = (8..system.len() - 8)
-                    .find(|&at| {
-                        let origin = word(at - 8);
-                        origin != 0 && origin % 4096 == 0 && (1..=most).contains(&word(at))
-                    })
-                    .expect("the run of shard 0");
+                // The slot count of the first run of the class's shard 0,
+                // found by reading the file's structure (a search for a
+                // page-aligned origin could stop at a timer's message
+                // whose address happens to be page-aligned).
+                let at = first_run_slots(system, cell);
+                let word = u64::from_le_bytes(system[at..at + 8].try_into().unwrap());
+                assert!((1..=most).contains(&word), "a run's slot count, not {word}");
                 system[at..at + 8].copy_from_slice(&u64::from(u32::MAX - 2).to_le_bytes());
             }),
             "the slots the system file lists need",
