@@ -215,6 +215,8 @@ impl ActorSystem {
                 .net
                 .as_ref()
                 .map(|net| Arc::new(crate::net::NetShared::new(net))),
+            snapshots: std::sync::atomic::AtomicBool::new(false),
+            continuation_kinds: std::sync::Mutex::default(),
         });
         assert!(config.shards >= 1, "Config::shards must be at least 1");
         let pool = (config.threads > 1).then(|| {
@@ -395,7 +397,11 @@ impl ActorSystem {
     /// which answers, so it names them here, at setup, before
     /// [`load`](Self::load) (a load needs them to make the continuations
     /// again). A [`snapshot`](Self::snapshot) that finds a continuation of
-    /// a kind not registered is refused with an error naming this call.
+    /// a kind not registered is refused with an error naming this call;
+    /// and since that happens only if one waits at the snapshot's turn (a
+    /// run may go a long time without), a system made with
+    /// [`with_storage`](Self::with_storage) warns (`tracing`, once per
+    /// kind) as soon as a handler makes one.
     ///
     /// ```
     /// # use kay::{ActorSystem, Config, Continue, ReplyError};
@@ -420,6 +426,7 @@ impl ActorSystem {
             .any(|k| k.message == kind.message && k.answer == kind.answer);
         if !known {
             self.continuations.push(kind);
+            (self.shared.continuation_kinds.locked().registered).push((kind.message, kind.answer));
         }
     }
 

@@ -1835,3 +1835,61 @@ fn an_outside_future_stays_behind_and_its_request_is_abandoned_in_the_loaded_sys
         "the abandoned request's answer"
     );
 }
+
+/// Runs `f` with `tracing` output captured; returns what it logged.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = capture.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// A system that takes snapshots warns, once per kind, when a handler
+/// makes a continuation of a kind not registered (a snapshot taken while
+/// one waits would fail), rather than only when such a snapshot is tried;
+/// a registered kind, or a system without storage, is not warned about.
+#[test]
+fn an_unregistered_continuation_is_warned_about_when_it_is_made() {
+    let run = |storage: bool, register: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        logged(|| {
+            let mut system = if storage {
+                asking_system(dir.path(), 1, register)
+            } else {
+                let mut system = ActorSystem::new(config(1));
+                system.register::<Keeper>();
+                system.register::<Asker>();
+                system
+            };
+            let mut world = system.world();
+            let keeper = world.spawn::<Keeper, _>(1u64);
+            world.spawn::<Asker, _>(keeper);
+            world.spawn::<Asker, _>(keeper);
+            system.turn();
+            for _ in 0..3 {
+                asking_turn(&mut system);
+            }
+        })
+    };
+    let said = run(true, false);
+    let call = "register_continuation::<u64, persist::Got>()";
+    assert_eq!(said.matches(call).count(), 1, "{said}");
+    assert!(!run(true, true).contains(call));
+    assert!(!run(false, false).contains(call));
+}

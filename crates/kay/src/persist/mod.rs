@@ -162,7 +162,10 @@
 //!   an outside `Reply` belongs to code that does not outlive its
 //!   process. Continuations of a kind not registered with
 //!   `register_continuation` make `snapshot` fail with an error naming the
-//!   call to add (rather than be dropped: the answer would be lost).
+//!   call to add (rather than be dropped: the answer would be lost), and
+//!   are warned about (`tracing`, once per kind) when a handler of a
+//!   system with storage first makes one: a snapshot meets one only if it
+//!   waits at that turn, which a test run may never hit.
 //! - The live instance stores are mmap'ed files under `dir/live`, recreated
 //!   empty by `with_storage` (they are the running state, not a snapshot),
 //!   or on the heap with `Config::live_stores_in_files = false` (faster to
@@ -461,6 +464,7 @@ impl ActorSystem {
         let next = generations.newest_number()?.map_or(1, |n| n + 1);
         let mut system = ActorSystem::new(config);
         system.storage = storage;
+        (system.shared.snapshots).store(true, std::sync::atomic::Ordering::Relaxed);
         system.persist = Some(Box::new(Persist {
             generations,
             next,

@@ -369,6 +369,7 @@ impl<T: Compact + Send + 'static> Reply<T> {
     /// ```
     pub fn then_send<M: Continue<T>>(self, recipient: impl TypedID, message: M, world: &mut World) {
         crate::actor::refuse_process_local::<M>();
+        world.shared.check_continuation::<T, M>();
         let next = Box::new(Next::<T, M> {
             recipient: recipient.as_raw(),
             message: crate::world::compacted_message(message),

@@ -51,6 +51,46 @@ pub(crate) struct Shared {
     /// What sending to other machines needs (feature `net`, with a topology).
     #[cfg(feature = "net")]
     pub(crate) net: Option<Arc<crate::net::NetShared>>,
+    /// Whether the system takes snapshots (`with_storage`): then a
+    /// continuation of a kind not registered is warned about when it is
+    /// made, not first when a snapshot meets it.
+    pub(crate) snapshots: std::sync::atomic::AtomicBool,
+    /// The continuation kinds registered (message, answer), and those
+    /// warned about.
+    pub(crate) continuation_kinds: Mutex<ContinuationKinds>,
+}
+
+/// See [`Shared::continuation_kinds`].
+#[derive(Default)]
+pub(crate) struct ContinuationKinds {
+    pub(crate) registered: Vec<(TypeId, TypeId)>,
+    warned: Vec<(TypeId, TypeId)>,
+}
+
+impl Shared {
+    /// Warns (once per kind, with `tracing`) about a continuation of
+    /// message `M` for answers `T` made in a system that takes snapshots
+    /// without the kind registered: a snapshot taken while one waits would
+    /// fail.
+    pub(crate) fn check_continuation<T: 'static, M: 'static>(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.snapshots.load(Relaxed) {
+            return;
+        }
+        let kind = (TypeId::of::<M>(), TypeId::of::<T>());
+        let mut kinds = self.continuation_kinds.locked();
+        if kinds.registered.contains(&kind) || kinds.warned.contains(&kind) {
+            return;
+        }
+        kinds.warned.push(kind);
+        let (message, answer) = (std::any::type_name::<M>(), std::any::type_name::<T>());
+        tracing::warn!(
+            "kay: Reply::then_send of `{message}` for an answer `{answer}` in a system that \
+             takes snapshots, but this kind of continuation is not registered: a snapshot taken \
+             while one waits will fail; call \
+             `ActorSystem::register_continuation::<{answer}, {message}>()` at setup"
+        );
+    }
 }
 
 /// The handle given to handlers to send, spawn and address broadcasts; also
