@@ -138,9 +138,6 @@ pub struct ActorSystem {
     /// How to make a timer's message of each type from a snapshot, by
     /// message id.
     pub(crate) message_restore: Vec<crate::timer::RestoreTimerMessage>,
-    /// The kinds of continuations snapshots carry (see
-    /// [`register_continuation`](Self::register_continuation)).
-    pub(crate) continuations: Vec<crate::reply::ContinuationKind>,
     /// Where snapshots go ([`with_storage`](Self::with_storage)).
     pub(crate) persist: Option<Box<crate::persist::Persist>>,
     /// The partials of gathered requests taken from this cycle's jobs (see
@@ -245,7 +242,6 @@ impl ActorSystem {
             message_debug: FxHashMap::default(),
             message_types: Vec::new(),
             message_restore: Vec::new(),
-            continuations: Vec::new(),
             persist: None,
             timers: Timers::default(),
             gathered: Vec::new(),
@@ -422,12 +418,7 @@ impl ActorSystem {
     {
         crate::actor::refuse_process_local::<M>();
         let kind = crate::reply::continuation_kind::<T, M>();
-        let known = (self.continuations.iter())
-            .any(|k| k.message == kind.message && k.answer == kind.answer);
-        if !known {
-            self.continuations.push(kind);
-            (self.shared.continuation_kinds.locked().registered).push((kind.message, kind.answer));
-        }
+        self.shared.continuation_kinds.locked().register(kind);
     }
 
     /// Timers waiting to fire (see [`World::send_after`]).

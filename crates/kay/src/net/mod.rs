@@ -353,48 +353,84 @@ pub(crate) fn check_frames(
             return Err(format!("a batch of turn {} in turn {turn}", batch.turn));
         }
         for message in batch.messages() {
-            let to_me = message.recipient.machine == me;
-            match message.tag {
-                frame::ANSWER_TAG | frame::FAILED_TAG if !to_me => {
-                    return Err("an answer for another machine".to_owned());
-                }
-                frame::ANSWER_TAG => {
-                    token_of(message.payload)?;
-                }
-                frame::FAILED_TAG => {
-                    // As `deliver_turn` reads it: the token and a reason.
-                    if message.payload.len() != 16 || message.payload[8] > 3 {
-                        return Err("a malformed failed request".to_owned());
-                    }
-                }
-                tag => {
-                    let id = tag & !SPAWN_TAG;
-                    let Some(Some(op)) = ops.get(id as usize) else {
-                        return Err(format!("unknown message type {id}"));
-                    };
-                    let spawn = tag & SPAWN_TAG != 0;
-                    if !spawn && !message.recipient.is_global_broadcast() && !to_me {
-                        return Err(format!(
-                            "a message for machine {}",
-                            message.recipient.machine.0
-                        ));
-                    }
-                    let len = message.payload.len();
-                    scratch.clear();
-                    scratch.resize(len.div_ceil(8), 0);
-                    // SAFETY: the buffer has `len` bytes (rounded up to
-                    // words); any bytes are valid `u8`s.
-                    let slot = unsafe {
-                        std::slice::from_raw_parts_mut(scratch.as_mut_ptr().cast::<u8>(), len)
-                    };
-                    slot.copy_from_slice(message.payload);
-                    (op.validate)(slot, message.origin as usize)
-                        .map_err(|error| format!("message type {id} failed validation: {error}"))?;
-                }
-            }
+            let len = message.payload.len();
+            scratch.clear();
+            scratch.resize(len.div_ceil(8), 0);
+            let slot = words_as_bytes(&mut scratch, len);
+            slot.copy_from_slice(message.payload);
+            check_message(me, &message, slot, ops)?;
         }
     }
     Ok(())
+}
+
+/// A message of a peer's batch, checked (see [`check_message`]).
+enum Wire {
+    /// An answer (or a partial) to one of this machine's requests: its
+    /// value is validated by the reply table, as the type awaited.
+    Answer(ReplyToken),
+    /// A request of this machine that failed there.
+    Failed(ReplyToken, ReplyError),
+    /// A message: its type's operations and id, and whether a spawn.
+    Message(NetOps, MessageID, bool),
+}
+
+/// Checks `message` of a peer's batch arriving at machine `me`, its
+/// payload copied 8-aligned into `slot`: an answer or failure must be for
+/// this machine, a message of a known type for this machine (or a spawn or
+/// a global broadcast), validated in `slot` (its pointers rewritten for
+/// where it is). Used on arrival and on a snapshot's peer turns.
+fn check_message(
+    me: MachineID,
+    message: &frame::WireMessage<'_>,
+    slot: &mut [u8],
+    ops: &[Option<NetOps>],
+) -> Result<Wire, String> {
+    let to_me = message.recipient.machine == me;
+    match message.tag {
+        frame::ANSWER_TAG | frame::FAILED_TAG if !to_me => {
+            Err("an answer for another machine arrived here".to_owned())
+        }
+        frame::ANSWER_TAG => Ok(Wire::Answer(token_of(slot)?)),
+        frame::FAILED_TAG => {
+            let error = match (slot.len(), slot.get(8)) {
+                (16, Some(0)) => ReplyError::NoReply,
+                (16, Some(1)) => ReplyError::NoRecipient,
+                (16, Some(2)) => ReplyError::HandlerPanicked,
+                (16, Some(3)) => ReplyError::SystemPanicked,
+                _ => return Err("a malformed failed request".to_owned()),
+            };
+            Ok(Wire::Failed(token_of(slot)?, error))
+        }
+        tag => {
+            let id = tag & !SPAWN_TAG;
+            let Some(Some(op)) = ops.get(id as usize) else {
+                return Err(format!("unknown message type {id}"));
+            };
+            let spawn = tag & SPAWN_TAG != 0;
+            if !spawn && !message.recipient.is_global_broadcast() && !to_me {
+                return Err(format!(
+                    "a message for machine {} arrived here",
+                    message.recipient.machine.0
+                ));
+            }
+            (op.validate)(slot, message.origin as usize)
+                .map_err(|error| format!("message type {id} failed validation: {error}"))?;
+            Ok(Wire::Message(*op, MessageID(id), spawn))
+        }
+    }
+}
+
+/// The first `len` bytes of `words` (which hold at least that many).
+fn words_as_bytes(words: &mut [u64], len: usize) -> &mut [u8] {
+    assert!(
+        len <= words.len() * 8,
+        "{len} bytes in {} words",
+        words.len()
+    );
+    // SAFETY: `words` holds at least `len` initialised bytes (asserted),
+    // any bytes are valid `u8`s, and the bytes borrow `words` mutably.
+    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), len) }
 }
 
 /// The token at the start of an answer's payload.
@@ -915,24 +951,13 @@ impl Net {
         let mut at = 0;
         for message in messages {
             let len = message.payload.len();
-            let slot = &mut self.scratch[at..at + len.div_ceil(8)];
-            // SAFETY: the slot has `len` bytes (rounded up to words); any
-            // bytes are valid `u8`s.
-            let slot =
-                unsafe { std::slice::from_raw_parts_mut(slot.as_mut_ptr().cast::<u8>(), len) };
+            let slot = words_as_bytes(&mut self.scratch[at..at + len.div_ceil(8)], len);
             slot.copy_from_slice(message.payload);
-            let origin = message.origin as usize;
-            let id = message.tag & !SPAWN_TAG;
-            let to_me = message.recipient.machine == self.me;
-            match message.tag {
-                frame::ANSWER_TAG | frame::FAILED_TAG if !to_me => {
-                    return Err("an answer for another machine arrived here".to_owned());
-                }
-                frame::ANSWER_TAG => {
-                    let token = token_of(slot)?;
+            match check_message(self.me, &message, slot, ops)? {
+                Wire::Answer(token) => {
                     let replies = &self.inject.shared.replies;
                     let partial = token.is_gather();
-                    match replies.decode(token, slot, origin, partial) {
+                    match replies.decode(token, slot, message.origin as usize, partial) {
                         Ok(Some((answer, value))) if partial => {
                             checked.push(Checked::Partial(token, answer, value));
                         }
@@ -941,31 +966,9 @@ impl Net {
                         Err(error) => return Err(format!("an answer failed validation: {error}")),
                     }
                 }
-                frame::FAILED_TAG => {
-                    let error = match (slot.len(), slot.get(8)) {
-                        (16, Some(0)) => ReplyError::NoReply,
-                        (16, Some(1)) => ReplyError::NoRecipient,
-                        (16, Some(2)) => ReplyError::HandlerPanicked,
-                        (16, Some(3)) => ReplyError::SystemPanicked,
-                        _ => return Err("a malformed failed request".to_owned()),
-                    };
-                    checked.push(Checked::Failed(token_of(slot)?, error));
-                }
-                _ => {
-                    let Some(Some(op)) = ops.get(id as usize) else {
-                        return Err(format!("unknown message type {id}"));
-                    };
-                    let spawn = message.tag & SPAWN_TAG != 0;
-                    if !spawn && !message.recipient.is_global_broadcast() && !to_me {
-                        return Err(format!(
-                            "a message for machine {} arrived here",
-                            message.recipient.machine.0
-                        ));
-                    }
-                    (op.validate)(slot, origin)
-                        .map_err(|error| format!("message type {id} failed validation: {error}"))?;
-                    let recipient = message.recipient;
-                    checked.push(Checked::Message(*op, recipient, MessageID(id), spawn, at));
+                Wire::Failed(token, error) => checked.push(Checked::Failed(token, error)),
+                Wire::Message(op, id, spawn) => {
+                    checked.push(Checked::Message(op, message.recipient, id, spawn, at));
                 }
             }
             at += len.div_ceil(8);

@@ -509,14 +509,13 @@ impl ActorSystem {
         self.timers
             .encode(&mut system, |t| message_ids.get(&t).map(|m| m.0))
             .map_err(|e| PersistError::NotNow(format!("snapshot: {e}")))?;
-        let kinds = &self.continuations;
+        let kinds = self.shared.continuation_kinds.locked();
         (self.shared.replies)
             .save(&mut system, |message, answer| {
-                kinds
-                    .iter()
-                    .any(|k| k.message == message && k.answer == answer)
+                kinds.is_registered(message, answer)
             })
             .map_err(|e| PersistError::NotNow(format!("snapshot now: {e}")))?;
+        drop(kinds);
         // The peers' frames of this turn (waiting for them first), written
         // at the end.
         let mut net_turn = Writer::default();
@@ -768,11 +767,11 @@ impl ActorSystem {
             let cycle = input.u64("the cycle")?;
             let outside_timers = input.u64("the outside timer count")?;
             let timers = Timers::decode(&mut input, |tag| restore.get(usize::from(tag)).copied())?;
+            let kinds = self.shared.continuation_kinds.locked();
             let replies = crate::reply::Replies::read_saved(&mut input, |message, answer| {
-                (self.continuations.iter())
-                    .find(|k| k.message_name == message && k.answer_name == answer)
-                    .copied()
+                kinds.named(message, answer)
             })?;
+            drop(kinds);
             let count = input.len(12, "the class count")?;
             let registered = self.classes.iter().flatten().count();
             if count != registered {

@@ -55,16 +55,44 @@ pub(crate) struct Shared {
     /// continuation of a kind not registered is warned about when it is
     /// made, not first when a snapshot meets it.
     pub(crate) snapshots: std::sync::atomic::AtomicBool,
-    /// The continuation kinds registered (message, answer), and those
-    /// warned about.
+    /// The continuation kinds registered
+    /// ([`register_continuation`](crate::ActorSystem::register_continuation)),
+    /// and those warned about.
     pub(crate) continuation_kinds: Mutex<ContinuationKinds>,
 }
 
 /// See [`Shared::continuation_kinds`].
 #[derive(Default)]
 pub(crate) struct ContinuationKinds {
-    pub(crate) registered: Vec<(TypeId, TypeId)>,
+    registered: Vec<crate::reply::ContinuationKind>,
+    /// Kinds (message, answer) made but not registered, warned about.
     warned: Vec<(TypeId, TypeId)>,
+}
+
+impl ContinuationKinds {
+    /// Registers `kind` (once).
+    pub(crate) fn register(&mut self, kind: crate::reply::ContinuationKind) {
+        if !self.is_registered(kind.message, kind.answer) {
+            self.registered.push(kind);
+        }
+    }
+
+    /// Whether continuations of `message` for answers `answer` are
+    /// registered.
+    pub(crate) fn is_registered(&self, message: TypeId, answer: TypeId) -> bool {
+        (self.registered.iter()).any(|k| k.message == message && k.answer == answer)
+    }
+
+    /// The kind a snapshot names by its message and answer type names.
+    pub(crate) fn named(
+        &self,
+        message: &str,
+        answer: &str,
+    ) -> Option<crate::reply::ContinuationKind> {
+        (self.registered.iter())
+            .find(|k| k.message_name == message && k.answer_name == answer)
+            .copied()
+    }
 }
 
 impl Shared {
@@ -79,7 +107,7 @@ impl Shared {
         }
         let kind = (TypeId::of::<M>(), TypeId::of::<T>());
         let mut kinds = self.continuation_kinds.locked();
-        if kinds.registered.contains(&kind) || kinds.warned.contains(&kind) {
+        if kinds.is_registered(kind.0, kind.1) || kinds.warned.contains(&kind) {
             return;
         }
         kinds.warned.push(kind);
