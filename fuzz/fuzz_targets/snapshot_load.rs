@@ -18,7 +18,8 @@
 
 use std::sync::OnceLock;
 
-use chunky::Generations;
+#[path = "common/planted.rs"]
+mod planted;
 use kay::{Actor, ActorSystem, CString, CVec, ClassSetup, Compact, Config, Fate, World};
 use libfuzzer_sys::fuzz_target;
 
@@ -179,17 +180,9 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>) {
             world.spawn::<Cell, _>(Seed(5));
             system.snapshot().unwrap();
         }
-        let newest = Generations::open(&dir, 2)
-            .unwrap()
-            .newest()
-            .unwrap()
-            .unwrap();
-        let files = (newest.files.iter())
-            .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
-            .collect();
-        let meta = newest.meta.clone();
+        let snapshot = planted::newest(&dir);
         let _ = std::fs::remove_dir_all(&dir);
-        (files, meta)
+        snapshot
     })
 }
 
@@ -207,23 +200,9 @@ fuzz_target!(|data: &[u8]| {
     if mode % 2 == 0 {
         *target = rest.to_vec();
     } else if let [a, b, patch @ ..] = rest {
-        let at = usize::from(u16::from_le_bytes([*a, *b]));
-        for (k, byte) in patch.iter().enumerate() {
-            if let Some(old) = target.get_mut(at + k) {
-                *old ^= byte;
-            }
-        }
+        planted::xor_at(target, usize::from(u16::from_le_bytes([*a, *b])), patch);
     }
-    let dir = std::env::temp_dir().join(format!("kay-fuzz-snap-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    Generations::open(&dir, 2)
-        .unwrap()
-        .write(1, &meta, &refs)
-        .unwrap();
+    let dir = planted::plant("kay-fuzz-snap", &files, &meta);
     let mut loaded = system(&dir, mode & 2 != 0);
     if let Ok(Some(_)) = loaded.load() {
         // What loaded is sound: it runs, is read and saved again.

@@ -15,7 +15,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chunky::Generations;
+#[path = "common/planted.rs"]
+mod planted;
 use kay::net::NetConfig;
 use kay::{
     Actor, ActorSystem, ClassSetup, Compact, Config, Continue, MachineID, RawID, ReplyError,
@@ -167,17 +168,9 @@ fn original() -> &'static (Vec<(String, Vec<u8>)>, Vec<u8>, usize) {
             }
         });
         let dir = root.join("machine-0");
-        let newest = Generations::open(&dir, 2)
-            .unwrap()
-            .newest()
-            .unwrap()
-            .unwrap();
-        let files: Vec<(String, Vec<u8>)> = (newest.files.iter())
-            .map(|f| (f.name.clone(), newest.read(&f.name).unwrap().to_vec()))
-            .collect();
+        let (files, meta) = planted::newest(&dir);
         let system = &files.iter().find(|(n, _)| n == "system").unwrap().1;
         let at = network_part(system);
-        let meta = newest.meta.clone();
         let _ = std::fs::remove_dir_all(&root);
         (files, meta, at)
     })
@@ -191,26 +184,16 @@ fuzz_target!(|data: &[u8]| {
     let mut files = files.clone();
     let system = &mut files.iter_mut().find(|(n, _)| n == "system").unwrap().1;
     if mode % 2 == 0 {
-        let at = net_at + usize::from(u16::from_le_bytes([*a, *b]));
-        for (k, byte) in rest.iter().enumerate() {
-            if let Some(old) = system.get_mut(at + k) {
-                *old ^= byte;
-            }
-        }
+        planted::xor_at(
+            system,
+            net_at + usize::from(u16::from_le_bytes([*a, *b])),
+            rest,
+        );
     } else {
         system.truncate(*net_at);
         system.extend_from_slice(rest);
     }
-    let dir = std::env::temp_dir().join(format!("kay-fuzz-net-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let refs: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(n, b)| (n.as_str(), b.as_slice()))
-        .collect();
-    Generations::open(&dir, 2)
-        .unwrap()
-        .write(1, meta, &refs)
-        .unwrap();
+    let dir = planted::plant("kay-fuzz-net", &files, meta);
     let config = config(0, kay::net::loopback_addresses(2), Duration::ZERO);
     let mut loaded = ActorSystem::with_storage(&dir, config).unwrap();
     register(&mut loaded);

@@ -507,14 +507,7 @@ impl FileReader {
         assert!(piece > 0, "pieces of no bytes");
         let at = self.take(into.len() as u64)?;
         read_exact_at(&self.file, into, at).map_err(|e| Error::io(&self.path, e))?;
-        let mut outcome = Ok(());
-        for part in into.chunks_mut(piece) {
-            self.crc.update(part);
-            if outcome.is_ok() {
-                outcome = visit(part);
-            }
-        }
-        Ok(outcome)
+        Ok(checksum_visiting(&mut self.crc, into, piece, &mut visit))
     }
 
     /// Reads and checks off the next `n` bytes without keeping them (for
@@ -596,16 +589,7 @@ impl FileReader {
         }
         // SAFETY: forwarded from the caller.
         let mut chunk = unsafe { self.map_at(len, chunk_len)? };
-        let mut outcome = Ok(());
-        let mut at = 0;
-        while at < len {
-            let end = len.min(at + piece);
-            self.crc.update(chunk.bytes(at..end));
-            if outcome.is_ok() {
-                outcome = visit(chunk.bytes_mut(at..end));
-            }
-            at = end;
-        }
+        let outcome = checksum_visiting(&mut self.crc, chunk.bytes_mut(0..len), piece, &mut visit);
         Ok(Some((chunk, outcome)))
     }
 
@@ -666,6 +650,25 @@ impl FileReader {
         }
         Ok(())
     }
+}
+
+/// Adds `bytes` to `crc` in pieces of `piece` bytes, handing each to
+/// `visit` right after (while it is in the cache) until `visit` fails;
+/// returns `visit`'s outcome.
+fn checksum_visiting<E>(
+    crc: &mut crc32fast::Hasher,
+    bytes: &mut [u8],
+    piece: usize,
+    visit: &mut impl FnMut(&mut [u8]) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut outcome = Ok(());
+    for part in bytes.chunks_mut(piece) {
+        crc.update(part);
+        if outcome.is_ok() {
+            outcome = visit(part);
+        }
+    }
+    outcome
 }
 
 /// Whether `file` may be mapped copy-on-write (see
