@@ -56,14 +56,23 @@ pub struct Persistence {
     pub pause_ms: f64,
     /// `load()` time over the time of spawning the same actors.
     pub load_vs_spawn: f64,
-    /// As `load_gb_per_s`, with `Config::map_snapshots_on_load`.
+    /// As `load_gb_per_s`, with `Config::map_snapshots_on_load` (the
+    /// default).
     pub load_mapped_gb_per_s: f64,
-    /// As `load_vs_spawn`, with `Config::map_snapshots_on_load`.
+    /// As `load_vs_spawn`, with `Config::map_snapshots_on_load` (the
+    /// default).
     pub load_mapped_vs_spawn: f64,
+    /// As `load_gb_per_s`, the snapshot read instead of mapped.
+    pub load_read_gb_per_s: f64,
+    /// As `load_vs_spawn`, the snapshot read instead of mapped.
+    pub load_read_vs_spawn: f64,
     /// A turn that writes every actor, right after a load, in ms.
     pub first_turn_ms: f64,
-    /// The same after a mapped load (its copy-on-write faults).
+    /// The same after a mapped load (the default: it copies the mapped
+    /// stores first).
     pub first_turn_mapped_ms: f64,
+    /// The same after a read load.
+    pub first_turn_read_ms: f64,
     /// The same turn once the state is settled, in ms.
     pub turn_ms: f64,
 }
@@ -158,6 +167,9 @@ impl Report {
                 "load_mapped_vs_spawn": m.persistence.map(|p| p.load_mapped_vs_spawn),
                 "first_turn_ms": m.persistence.map(|p| p.first_turn_ms),
                 "first_turn_mapped_ms": m.persistence.map(|p| p.first_turn_mapped_ms),
+                "load_read_gb_per_s": m.persistence.map(|p| p.load_read_gb_per_s),
+                "load_read_vs_spawn": m.persistence.map(|p| p.load_read_vs_spawn),
+                "first_turn_read_ms": m.persistence.map(|p| p.first_turn_read_ms),
                 "turn_ms": m.persistence.map(|p| p.turn_ms),
             });
             println!("{line}");
@@ -196,17 +208,17 @@ impl Report {
                 _ if m.persistence.is_some() => {
                     let p = m.persistence.unwrap_or_else(|| unreachable!());
                     format!(
-                        "{} [snapshot {:.2} GB/s, load {:.2} GB/s, cp {:.2} GB/s, pause {:.1} ms, load/spawn {:.3}; mapped: load {:.2} GB/s, load/spawn {:.3}; first turn {:.1} ms, mapped {:.1} ms, settled {:.1} ms]",
+                        "{} [snapshot {:.2} GB/s, cp {:.2} GB/s, pause {:.1} ms; load (mapped) {:.2} GB/s, load/spawn {:.3}, first turn {:.1} ms; read: load {:.2} GB/s, load/spawn {:.3}, first turn {:.1} ms; settled turn {:.1} ms]",
                         m.what,
                         p.snapshot_gb_per_s,
-                        p.load_gb_per_s,
                         p.cp_gb_per_s,
                         p.pause_ms,
+                        p.load_gb_per_s,
                         p.load_vs_spawn,
-                        p.load_mapped_gb_per_s,
-                        p.load_mapped_vs_spawn,
                         p.first_turn_ms,
-                        p.first_turn_mapped_ms,
+                        p.load_read_gb_per_s,
+                        p.load_read_vs_spawn,
+                        p.first_turn_read_ms,
                         p.turn_ms
                     )
                 }

@@ -405,7 +405,7 @@ impl Arena {
     }
 
     /// Appends `chunk`, made elsewhere (e.g. mapped from a snapshot by
-    /// [`FileReader::map_chunk`](crate::FileReader::map_chunk)), as the
+    /// [`FileReader::map_into`](crate::FileReader::map_into)), as the
     /// arena's next chunk, its first `slots` slots handed out (their bytes
     /// are the chunk's). The arena's chunks so far must be full, and
     /// `chunk` must be of the arena's chunk size.
@@ -433,6 +433,16 @@ impl Arena {
         self.chunks.push(chunk);
         self.end += slots as u32;
         Ok(())
+    }
+
+    /// Copies the chunks mapped from files (adopted from
+    /// [`FileReader::map_into`](crate::FileReader::map_into)) into memory
+    /// of the process's own, in place (see
+    /// [`privatize`](crate::storage::privatize)): before writing much of
+    /// them. Returns the bytes copied.
+    pub fn privatize(&mut self) -> Result<usize> {
+        crate::storage::privatize(&mut self.chunks)
+            .map_err(|e| Error::io(format!("(memory of {})", self.handle.ident), e))
     }
 
     /// Writes the chunks back to disk, then the metadata.

@@ -37,8 +37,8 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::storage::Chunk;
 use crate::storage::mmap::open_no_follow;
+use crate::storage::{Chunk, ChunkRegion};
 
 /// The manifest's magic bytes.
 const MAGIC: &[u8; 8] = b"KAYGEN\r\n";
@@ -492,7 +492,7 @@ impl FileReader {
     /// Reads the next `into.len()` bytes into `into`, then hands them to
     /// `visit` in pieces of `piece` bytes (the last one shorter), each
     /// right after the checksum took it, as
-    /// [`map_chunk_visiting`](Self::map_chunk_visiting) does; returns
+    /// [`map_into`](Self::map_into) does; returns
     /// `visit`'s outcome.
     ///
     /// # Panics
@@ -525,32 +525,37 @@ impl FileReader {
     /// Maps the next `len` bytes as the front of a chunk of `chunk_len`
     /// bytes (zeros behind them), copy-on-write (see the type docs), if
     /// the file [is mappable](Self::is_mappable), the piece starts on a
-    /// page boundary and `len` is a whole number of pages; otherwise
-    /// `None` and nothing is taken (read it instead).
+    /// page boundary, `len` is a whole number of pages and the system
+    /// maps it; otherwise `None` and nothing is taken (read it instead). The chunk is a
+    /// region of its own (see [`map_into`](Self::map_into) for many).
     ///
     /// # Panics
     ///
-    /// If `chunk_len < len`.
+    /// If `chunk_len < len`, or `chunk_len` is not a multiple of
+    /// [`CHUNK_ALIGN`](crate::storage::CHUNK_ALIGN).
     ///
     /// # Safety
     ///
-    /// No one writes to or truncates the file while the chunk lives: the
-    /// pages the chunk has not written yet would show the change (or
-    /// fault). [`is_mappable`](Self::is_mappable) rules out other users;
-    /// this process and this user's others are the caller's to keep away.
+    /// No one writes to or truncates the file while the chunk's pages
+    /// are mapped (until [`privatize`](crate::storage::privatize) copied
+    /// them, or the chunk is dropped): the pages the chunk has not
+    /// written yet would show the change (or fault).
+    /// [`is_mappable`](Self::is_mappable) rules out other users; this
+    /// process and this user's others are the caller's to keep away.
     #[allow(
         unsafe_code,
         reason = "the caller keeps writers away from the mapped file"
     )]
     pub unsafe fn map_chunk(&mut self, len: usize, chunk_len: usize) -> Result<Option<Chunk>> {
+        let mut region = ChunkRegion::new(1, chunk_len).map_err(|e| Error::io(&self.path, e))?;
         // SAFETY: forwarded from the caller.
-        let mapped =
-            unsafe { self.map_chunk_visiting(len, chunk_len, len.max(1), |_| Ok::<(), ()>(()))? };
+        let mapped = unsafe { self.map_into(&mut region, len, len.max(1), |_| Ok::<(), ()>(()))? };
         Ok(mapped.map(|(chunk, _)| chunk))
     }
 
-    /// As [`map_chunk`](Self::map_chunk), and hands the mapped bytes to
-    /// `visit` in pieces of `piece` bytes (the last one shorter), each
+    /// As [`map_chunk`](Self::map_chunk), as the next chunk of `region`
+    /// (`None` also once it has none left), and hands the mapped bytes
+    /// to `visit` in pieces of `piece` bytes (the last one shorter), each
     /// right after the checksum took it, while it is in the cache: one
     /// pass over memory for checksumming and, say, validating the bytes.
     /// Returns the chunk (whatever `visit` said) and `visit`'s outcome;
@@ -559,7 +564,7 @@ impl FileReader {
     ///
     /// # Panics
     ///
-    /// If `chunk_len < len` or `piece` is 0.
+    /// If `region`'s chunks are smaller than `len`, or `piece` is 0.
     ///
     /// # Safety
     ///
@@ -568,32 +573,39 @@ impl FileReader {
         unsafe_code,
         reason = "the caller keeps writers away from the mapped file"
     )]
-    pub unsafe fn map_chunk_visiting<E>(
+    pub unsafe fn map_into<E>(
         &mut self,
+        region: &mut ChunkRegion,
         len: usize,
-        chunk_len: usize,
         piece: usize,
         mut visit: impl FnMut(&mut [u8]) -> std::result::Result<(), E>,
     ) -> Result<Option<(Chunk, std::result::Result<(), E>)>> {
-        assert!(len <= chunk_len, "a chunk of {chunk_len} bytes for {len}");
+        assert!(
+            len <= region.chunk_len(),
+            "a chunk of {} bytes for {len}",
+            region.chunk_len()
+        );
         assert!(piece > 0, "pieces of no bytes");
         let page = crate::storage::page_size();
         if !self.mappable
             || len == 0
             || !len.is_multiple_of(page)
-            || !chunk_len.is_multiple_of(page)
             || !self.at.is_multiple_of(page as u64)
             || len as u64 > self.remaining()
+            || region.remaining() == 0
         {
             return Ok(None);
         }
         // SAFETY: forwarded from the caller.
-        let mut chunk = unsafe { self.map_at(len, chunk_len)? };
+        let Some(mut chunk) = (unsafe { self.map_at(region, len)? }) else {
+            return Ok(None);
+        };
         let outcome = checksum_visiting(&mut self.crc, chunk.bytes_mut(0..len), piece, &mut visit);
         Ok(Some((chunk, outcome)))
     }
 
-    /// Maps the next `len` bytes (the checksum is the caller's to take).
+    /// Maps the next `len` bytes into `region` (the checksum is the
+    /// caller's to take).
     ///
     /// # Safety
     ///
@@ -603,18 +615,22 @@ impl FileReader {
         unsafe_code,
         reason = "the caller keeps writers away from the mapped file"
     )]
-    unsafe fn map_at(&mut self, len: usize, chunk_len: usize) -> Result<Chunk> {
+    unsafe fn map_at(&mut self, region: &mut ChunkRegion, len: usize) -> Result<Option<Chunk>> {
         // SAFETY: forwarded from the caller.
-        let chunk =
-            unsafe { crate::storage::map_private_chunk(&self.file, self.at, len, chunk_len) }
-                .map_err(|e| Error::io(&self.path, e))?;
-        self.take(len as u64)?;
-        Ok(chunk)
+        match unsafe { region.map_next(&self.file, self.at, len) } {
+            Ok(Some(chunk)) => {
+                self.take(len as u64)?;
+                Ok(Some(chunk))
+            }
+            // A file system that cannot map (or a process out of
+            // mappings) is read from instead.
+            Ok(None) | Err(_) => Ok(None),
+        }
     }
 
     #[cfg(not(unix))]
     #[allow(unsafe_code, reason = "the same signature as on Unix")]
-    unsafe fn map_at(&mut self, _: usize, _: usize) -> Result<Chunk> {
+    unsafe fn map_at(&mut self, _: &mut ChunkRegion, _: usize) -> Result<Option<Chunk>> {
         unreachable!("files are not mapped (`mappable` is false)")
     }
 

@@ -360,6 +360,103 @@ fn oversized_manifests_and_names_listed_twice_are_refused() {
     assert!(error.contains("more than a manifest has"), "{error}");
 }
 
+/// Chunks mapped into one region (and one read into it where a piece
+/// cannot be mapped) are copied into the process's own memory by
+/// `privatize`, whole regions at a time and only where every chunk of the
+/// region is lent to it: the same addresses and bytes, what was written
+/// before kept, the file untouched, and (Linux) the file no longer mapped.
+#[test]
+fn mapped_regions_are_privatized_in_place() {
+    use chunky::storage::{ChunkRegion, privatize};
+    let dir = tempfile::tempdir().unwrap();
+    let generations = Generations::open(dir.path(), 2).unwrap();
+    let page = 4096;
+    let chunk_len = 4 * page;
+    let bytes: Vec<u8> = (0..6 * page + 100)
+        .map(|i| (i * 13 + i / 4096) as u8)
+        .collect();
+    generations.write(1, b"m", &[("data", &bytes)]).unwrap();
+    let files = generations.newest_manifest().unwrap().unwrap();
+    let path = files.reader("data").unwrap().path().canonicalize().unwrap();
+    let mapped = |path: &std::path::Path| {
+        std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .contains(&*path.to_string_lossy())
+    };
+
+    let mut reader = files.reader("data").unwrap();
+    let mut region = ChunkRegion::new(3, chunk_len).unwrap();
+    let mut visited = 0;
+    // SAFETY: nothing writes the file while its pages are mapped (it is
+    // only read in this test).
+    let (mut first, outcome) = unsafe {
+        reader.map_into(&mut region, chunk_len, page, |piece| {
+            visited += piece.len();
+            Ok::<(), ()>(())
+        })
+    }
+    .unwrap()
+    .unwrap();
+    outcome.unwrap();
+    assert_eq!(visited, chunk_len);
+    // SAFETY: as above.
+    let (second, _) = unsafe { reader.map_into(&mut region, 2 * page, page, |_| Ok::<(), ()>(())) }
+        .unwrap()
+        .unwrap();
+    // The tail is not whole pages: read into the region's last chunk.
+    let mut third = region.next_chunk().unwrap();
+    reader.read(third.bytes_mut(0..100)).unwrap();
+    assert!(region.next_chunk().is_none(), "three chunks");
+    // SAFETY: as above.
+    let none = unsafe { reader.map_into(&mut region, page, page, |_| Ok::<(), ()>(())) };
+    assert!(none.unwrap().is_none(), "the region has no chunk left");
+    reader.finish().unwrap();
+    drop(region);
+    assert_eq!(
+        second.ptr_at(0).as_ptr() as usize - first.ptr_at(0).as_ptr() as usize,
+        chunk_len
+    );
+    // Written before the copy: kept by it.
+    first.bytes_mut(page..page + 4).copy_from_slice(b"XXXX");
+    let mut expected = bytes[..chunk_len].to_vec();
+    expected[page..page + 4].copy_from_slice(b"XXXX");
+    #[cfg(target_os = "linux")]
+    assert!(mapped(&path), "mapped before");
+
+    // Not every chunk of the region lent: nothing copied.
+    let mut some = [first, second];
+    assert_eq!(privatize(&mut some).unwrap(), 0);
+    let [first, second] = some;
+    let addresses = [first.ptr_at(0), second.ptr_at(0), third.ptr_at(0)];
+    let mut all = [first, second, third];
+    let copied = privatize(&mut all).unwrap();
+    #[cfg(target_os = "linux")]
+    {
+        assert_eq!(copied, 3 * chunk_len, "the whole region");
+        assert!(!mapped(&path), "no longer mapped");
+    }
+    assert_eq!(privatize(&mut all).unwrap(), 0, "once");
+    let [mut first, second, third] = all;
+    assert_eq!(
+        [first.ptr_at(0), second.ptr_at(0), third.ptr_at(0)],
+        addresses
+    );
+    assert_eq!(first.bytes(0..chunk_len), &expected[..]);
+    assert_eq!(
+        second.bytes(0..2 * page),
+        &bytes[chunk_len..chunk_len + 2 * page]
+    );
+    assert!(second.bytes(2 * page..chunk_len).iter().all(|&b| b == 0));
+    assert_eq!(third.bytes(0..100), &bytes[6 * page..]);
+    // Writable, and the file keeps its bytes.
+    first.bytes_mut(0..chunk_len).fill(7);
+    let mut again = files.reader("data").unwrap();
+    let mut read = vec![0u8; bytes.len()];
+    again.read(&mut read).unwrap();
+    again.finish().unwrap();
+    assert_eq!(read, bytes);
+}
+
 /// A file taken piece by piece: pieces on page boundaries are mapped
 /// copy-on-write as chunks (a partial one with zeros behind it), others
 /// read; writing to a mapped chunk leaves the file as it is; the checksum

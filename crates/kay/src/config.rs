@@ -52,21 +52,21 @@ pub struct Config {
     /// the kernel page state out to them under memory pressure.
     pub live_stores_in_files: bool,
     /// Whether [`load`](crate::ActorSystem::load) maps the snapshot's store
-    /// files copy-on-write as the stores' memory instead of reading them
-    /// into memory (the default). Mapping loads several times faster (W6:
-    /// 1M actors in ~6 ms instead of ~10), but every page the simulation
-    /// then writes for the first time costs a copy-on-write fault: a turn
-    /// that writes every actor right after the load took ~100 ms instead
-    /// of ~3 (1M actors, 2 threads). Most of that is not the copy: a page
-    /// the load read (to check it) has a read-only entry, and replacing
-    /// it while another thread of the process runs means interrupting
-    /// that thread to flush its TLB, once per 4 KiB page (`perf`:
-    /// `do_wp_page` → `flush_tlb_mm_range` → IPIs; ~21-27 ms on one
-    /// thread, where there is no one to interrupt). For inspecting a snapshot, or state
-    /// that is mostly read, mapping is the better choice. Files that
-    /// another user could write are read either way (see
-    /// [`crate::persist`]); do not write to a snapshot's files while a
-    /// system that mapped them runs (as with the live store files).
+    /// files copy-on-write as the stores' memory (the default) instead of
+    /// reading them into memory. Mapping copies nothing at load: W6
+    /// (1M actors, 32 MB, 2 threads) loads in ~4-5 ms instead of ~8-9.
+    /// The copy comes when a store is first written: the first message
+    /// cycle that handles messages for a shard copies that shard's mapped
+    /// chunks into the system's own memory at once (huge pages where the
+    /// system gives them; ~5-6 ms for W6's 32 MB on 2 threads, so the
+    /// first turn takes ~6 ms instead of ~1), and stores that get no
+    /// messages stay mapped (a system loaded to be inspected copies
+    /// nothing). Reading is the better choice only where the snapshot's
+    /// files may change while the system runs, or a system must not
+    /// depend on them after `load` returns (until its first cycle it
+    /// does). Files that another user could write are read either way
+    /// (see [`crate::persist`]); do not write to a snapshot's files while
+    /// a system that mapped them runs (as with the live store files).
     pub map_snapshots_on_load: bool,
     /// The machines this one talks to, and how (feature `net`; `None`: this
     /// machine alone). See the [`net`](crate::net) module.
@@ -86,7 +86,7 @@ impl Default for Config {
             shards: 4,
             snapshots_kept: 2,
             live_stores_in_files: true,
-            map_snapshots_on_load: false,
+            map_snapshots_on_load: true,
             #[cfg(feature = "net")]
             net: None,
         }

@@ -911,12 +911,14 @@ fn live_stores_on_the_heap_snapshot_and_load_the_same() {
     assert_eq!(digest(&heap_again), at_30);
 }
 
-/// Stores of several chunks per shard, loaded both ways: read into
-/// memory (the default) or mapped from the snapshot copy-on-write
-/// (`Config::map_snapshots_on_load`: full chunks and the partial last
-/// one); either way the run goes on as the uninterrupted one, writes
-/// never reach the snapshot's files, and files that someone else could
-/// write are read, not mapped.
+/// Stores of several chunks per shard, loaded both ways: mapped from the
+/// snapshot copy-on-write (`Config::map_snapshots_on_load`, the default:
+/// full chunks and the partial last one) or read into memory; either way
+/// the run goes on as the uninterrupted one, writes never reach the
+/// snapshot's files, and files that someone else could write are read,
+/// not mapped. Mapped stores stay mapped until the first turn, which
+/// copies them into the process's own memory (Linux: the snapshot's files
+/// are in `/proc/self/maps` after the load, not after the turn).
 #[test]
 fn large_stores_are_read_or_mapped_copy_on_write_and_go_on_the_same() {
     const MANY: u64 = 150_000;
@@ -964,6 +966,12 @@ fn large_stores_are_read_or_mapped_copy_on_write_and_go_on_the_same() {
         );
         let mapped = if map { report.state_bytes } else { 0 };
         assert_eq!(report.mapped_bytes, mapped, "map {map}");
+        #[cfg(target_os = "linux")]
+        {
+            assert_eq!(maps_files_in(&generation), map, "mapped after the load");
+            run_to(&mut system, 4);
+            assert!(!maps_files_in(&generation), "copied by the first turn");
+        }
         run_to(&mut system, 6);
         assert_eq!(
             hash(&digest(&system)),
@@ -997,6 +1005,15 @@ fn large_stores_are_read_or_mapped_copy_on_write_and_go_on_the_same() {
         run_to(&mut system, 6);
         assert_eq!(hash(&digest(&system)), expected);
     }
+}
+
+/// Whether this process maps a file of directory `dir`.
+#[cfg(target_os = "linux")]
+fn maps_files_in(dir: &std::path::Path) -> bool {
+    let dir = dir.canonicalize().unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .any(|line| line.contains(&*dir.to_string_lossy()))
 }
 
 /// A planted store whose damage lies pieces into a mapped chunk of a

@@ -32,9 +32,9 @@ use std::sync::Arc;
 
 pub use heap::HeapStorage;
 pub use mmap::MmapStorage;
-pub use raw::{CHUNK_ALIGN, Chunk, ChunkOwner, anonymous_chunks};
 #[cfg(unix)]
-pub(crate) use raw::{effective_uid, map_private_chunk};
+pub(crate) use raw::effective_uid;
+pub use raw::{CHUNK_ALIGN, Chunk, ChunkOwner, ChunkRegion, anonymous_chunks, privatize};
 pub(crate) use raw::{page_size, start_writeback};
 
 use crate::error::{Error, Result};

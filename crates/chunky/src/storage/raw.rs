@@ -15,6 +15,7 @@ use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use memmap2::{MmapMut, MmapOptions};
 
@@ -41,6 +42,8 @@ pub struct Chunk {
     ptr: NonNull<u8>,
     len: usize,
     owner: Box<dyn ChunkOwner>,
+    /// The region it was carved from, if any (see [`privatize`]).
+    region: Option<Arc<RegionMemory>>,
 }
 
 // SAFETY: a Chunk is the only handle to its memory (module invariant), so
@@ -66,7 +69,12 @@ impl Chunk {
         owner: Box<dyn ChunkOwner>,
     ) -> Chunk {
         debug_assert_eq!(ptr.as_ptr() as usize % CHUNK_ALIGN, 0);
-        Chunk { ptr, len, owner }
+        Chunk {
+            ptr,
+            len,
+            owner,
+            region: None,
+        }
     }
 
     /// The size in bytes.
@@ -281,47 +289,166 @@ pub(crate) fn map_chunk(
     Ok(unsafe { Chunk::from_raw_parts(ptr, len, owner) })
 }
 
-/// A copy-on-write mapping of part of a file: writes go to this process's
-/// own copies of the pages, never to the file.
-struct PrivateOwner {
+/// Owns nothing: the memory of a chunk carved from a [`ChunkRegion`] is
+/// kept alive by the region's `Arc` in the chunk itself.
+struct InRegion;
+
+impl ChunkOwner for InRegion {}
+
+/// The memory of a [`ChunkRegion`], shared by the chunks carved from it.
+struct RegionMemory {
+    /// The whole reservation (one huge page larger than the chunks, for
+    /// alignment); unmapping it unmaps everything placed in it.
     _mmap: MmapMut,
+    /// The first chunk's address (a huge-page boundary where the
+    /// reservation allowed it).
+    base: usize,
+    /// The bytes of all chunks.
+    len: usize,
+    /// Whether a chunk maps a file (until [`privatize`] copied them).
+    mapped: AtomicBool,
 }
 
-impl ChunkOwner for PrivateOwner {}
-
-/// Maps `len` bytes of `file` from `offset` (both multiples of the page
-/// size) copy-on-write (`MAP_PRIVATE`) as a chunk of `chunk_len >= len`
-/// bytes: it starts with the file's bytes (zeros behind them), and what is
-/// written to it stays in this process.
+/// Memory for `count` chunks of one size laid out one after the other from
+/// a huge-page boundary, each either mapped copy-on-write from a file
+/// ([`FileReader::map_into`](crate::FileReader::map_into)) or left as
+/// zeros to read into ([`next_chunk`](Self::next_chunk)).
 ///
-/// # Safety
-///
-/// No one writes to or truncates the file while the chunk lives: the
-/// pages the chunk has not written yet would show the change (or fault).
-/// See `FileReader::map_chunk`.
-#[cfg(unix)]
-pub(crate) unsafe fn map_private_chunk(
-    file: &File,
-    offset: u64,
-    len: usize,
+/// A mapped chunk costs no copy: its pages are the page cache's until
+/// written. Each page then written is copied by the kernel on its first
+/// write, one 4 KiB page per fault, and on Linux each such fault that
+/// replaces a page the process already read interrupts every other
+/// running thread of the process to flush its TLB, which makes a pass
+/// that writes everything ten times slower than the copy itself.
+/// [`privatize`] copies all of a region's chunks in one go instead (huge
+/// pages where the system gives them), in place.
+pub struct ChunkRegion {
+    memory: Arc<RegionMemory>,
     chunk_len: usize,
-) -> io::Result<Chunk> {
-    use std::os::fd::AsRawFd;
-    assert!(offset.is_multiple_of(CHUNK_ALIGN as u64) && len > 0 && len <= chunk_len);
-    let mut mmap = if len == chunk_len {
-        // SAFETY: a private mapping: this process's writes never reach the
-        // file, and no one else writes to it while the chunk lives (caller).
-        unsafe { MmapOptions::new().offset(offset).len(len).map_copy(file)? }
-    } else {
-        // Zeroed memory for the whole chunk, its front replaced by the
-        // file's pages (unmapping the chunk unmaps both).
-        let mut mmap = MmapOptions::new().len(chunk_len).map_anon()?;
+    count: usize,
+    next: usize,
+}
+
+impl fmt::Debug for ChunkRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChunkRegion")
+            .field("base", &self.memory.base)
+            .field("chunk_len", &self.chunk_len)
+            .field("count", &self.count)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+const HUGE_PAGE: usize = 2 << 20;
+
+impl ChunkRegion {
+    /// Reserves memory for `count` chunks of `chunk_len` bytes (a
+    /// multiple of [`CHUNK_ALIGN`]); nothing is touched yet.
+    ///
+    /// # Panics
+    ///
+    /// If `chunk_len` is 0 or not a multiple of [`CHUNK_ALIGN`].
+    pub fn new(count: usize, chunk_len: usize) -> io::Result<ChunkRegion> {
+        assert!(chunk_len > 0 && chunk_len.is_multiple_of(CHUNK_ALIGN));
+        let len = count
+            .checked_mul(chunk_len)
+            .ok_or_else(|| io::Error::other("chunks too large"))?;
+        let mut mmap = MmapOptions::new()
+            .len(
+                len.checked_add(HUGE_PAGE)
+                    .ok_or_else(|| io::Error::other("chunks too large"))?,
+            )
+            .map_anon()?;
+        let start = mmap.as_mut_ptr().align_offset(HUGE_PAGE).min(HUGE_PAGE);
+        // SAFETY: start <= HUGE_PAGE, inside the mapping (len + HUGE_PAGE).
+        let base = unsafe { mmap.as_mut_ptr().add(start) };
+        #[cfg(target_os = "linux")]
+        if len > 0 {
+            // SAFETY: advice over a range of our own fresh mapping (start +
+            // len <= its length); it changes nothing the memory holds.
+            unsafe { libc::madvise(base.cast(), len, libc::MADV_HUGEPAGE) };
+        }
+        Ok(ChunkRegion {
+            memory: Arc::new(RegionMemory {
+                _mmap: mmap,
+                base: base.expose_provenance(),
+                len,
+                mapped: AtomicBool::new(false),
+            }),
+            chunk_len,
+            count,
+            next: 0,
+        })
+    }
+
+    /// The size of its chunks.
+    pub fn chunk_len(&self) -> usize {
+        self.chunk_len
+    }
+
+    /// How many chunks are not handed out yet.
+    pub fn remaining(&self) -> usize {
+        self.count - self.next
+    }
+
+    /// The next chunk, zeroed (`None` once all are handed out).
+    pub fn next_chunk(&mut self) -> Option<Chunk> {
+        let ptr = self.next_ptr()?;
+        Some(self.carve(ptr))
+    }
+
+    /// The next chunk's address, which the next chunk handed out takes.
+    fn next_ptr(&self) -> Option<NonNull<u8>> {
+        (self.next < self.count).then(|| {
+            let at = self.memory.base + self.next * self.chunk_len;
+            // SAFETY: the base is inside a live mapping, never null.
+            unsafe { NonNull::new_unchecked(std::ptr::with_exposed_provenance_mut(at)) }
+        })
+    }
+
+    fn carve(&mut self, ptr: NonNull<u8>) -> Chunk {
+        self.next += 1;
+        // SAFETY: chunk `next - 1` of the region: chunk_len bytes inside
+        // the reservation, readable and writable, initialised (zeros or
+        // the file's pages), CHUNK_ALIGN-aligned (the base and chunk_len
+        // are), never moved while the region's memory lives (the chunk
+        // holds it); handed out once, so the chunk is its only handle.
+        let mut chunk = unsafe { Chunk::from_raw_parts(ptr, self.chunk_len, Box::new(InRegion)) };
+        chunk.region = Some(Arc::clone(&self.memory));
+        chunk
+    }
+
+    /// The next chunk with its first `len` bytes (a multiple of the page
+    /// size) mapped copy-on-write from `file` at `offset` (a multiple of
+    /// [`CHUNK_ALIGN`]), the rest zeros; `None` once all are handed out.
+    ///
+    /// # Safety
+    ///
+    /// No one writes to or truncates the file while the chunk's pages are
+    /// mapped (until [`privatize`] copied them, or the chunk is dropped):
+    /// the pages the chunk has not written yet would show the change (or
+    /// fault). See `FileReader::map_into`.
+    #[cfg(unix)]
+    pub(crate) unsafe fn map_next(
+        &mut self,
+        file: &File,
+        offset: u64,
+        len: usize,
+    ) -> io::Result<Option<Chunk>> {
+        use std::os::fd::AsRawFd;
+        assert!(offset.is_multiple_of(CHUNK_ALIGN as u64) && len > 0 && len <= self.chunk_len);
+        let Some(at) = self.next_ptr() else {
+            return Ok(None);
+        };
         let offset = libc::off_t::try_from(offset).map_err(io::Error::other)?;
-        // SAFETY: `MAP_FIXED` over the first `len` bytes of a mapping this
-        // function owns (no one else refers to it yet); private, as above.
+        // SAFETY: `MAP_FIXED` over the first `len` bytes of the next chunk
+        // of our own reservation, which no one refers to yet; private: this
+        // process's writes never reach the file, and no one else writes to
+        // it while the chunk's pages are mapped (caller).
         let placed = unsafe {
             libc::mmap(
-                mmap.as_mut_ptr().cast(),
+                at.as_ptr().cast(),
                 len,
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_FIXED,
@@ -332,19 +459,122 @@ pub(crate) unsafe fn map_private_chunk(
         if placed == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        mmap
-    };
-    let ptr = NonNull::new(mmap.as_mut_ptr()).ok_or_else(|| io::Error::other("null mapping"))?;
-    if !(ptr.as_ptr() as usize).is_multiple_of(CHUNK_ALIGN) {
-        return Err(io::Error::other("mapping is not page aligned"));
+        self.memory.mapped.store(true, Ordering::Relaxed);
+        Ok(Some(self.carve(at)))
     }
-    let owner = Box::new(PrivateOwner { _mmap: mmap });
-    // SAFETY: the mapping is chunk_len bytes, readable and writable
-    // (private), initialised (file contents, then zeros), CHUNK_ALIGN-
-    // aligned (checked), fixed in place while the owner holds the MmapMut,
-    // and reached by no one else: it is this mapping's only handle, and
-    // its pages are this process's alone once written.
-    Ok(unsafe { Chunk::from_raw_parts(ptr, chunk_len, owner) })
+}
+
+/// Copies the file-mapped chunks among `chunks` (see [`ChunkRegion`]) into
+/// memory of this process's own, in place: the same addresses and bytes,
+/// in huge pages where the system gives them, and no page shared with a
+/// file any more. Returns the bytes copied.
+///
+/// A region is copied whole, and only if all its chunks still alive are
+/// in `chunks` (the `&mut` then says no one else reaches its memory);
+/// regions with chunks elsewhere are left as they are. Elsewhere than on
+/// Linux nothing is copied (the kernel copies pages as they are written).
+pub fn privatize(chunks: &mut [Chunk]) -> io::Result<usize> {
+    let mut copied = 0;
+    for i in 0..chunks.len() {
+        let Some(memory) = &chunks[i].region else {
+            continue;
+        };
+        if !memory.mapped.load(Ordering::Relaxed) {
+            continue;
+        }
+        let here = chunks
+            .iter()
+            .filter(|c| c.region.as_ref().is_some_and(|r| Arc::ptr_eq(r, memory)))
+            .count();
+        if here != Arc::strong_count(memory) {
+            continue;
+        }
+        // SAFETY: every handle to the region's memory is one of `chunks`,
+        // which the caller lends exclusively: no one reads or writes it
+        // while it is copied and moved.
+        unsafe { copy_in_place(memory)? };
+        memory.mapped.store(false, Ordering::Relaxed);
+        copied += memory.len;
+    }
+    Ok(copied)
+}
+
+/// Replaces the region's memory with a fresh anonymous copy of it at the
+/// same address (Linux: copy into new memory, then `mremap` it over).
+///
+/// # Safety
+///
+/// No one accesses the region's memory during the call.
+#[cfg(target_os = "linux")]
+unsafe fn copy_in_place(memory: &RegionMemory) -> io::Result<()> {
+    let len = memory.len;
+    let total = len + HUGE_PAGE;
+    // SAFETY: a fresh private anonymous mapping; nothing refers to it.
+    let fresh = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if fresh == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    let fresh = fresh.cast::<u8>();
+    let skip = fresh.align_offset(HUGE_PAGE).min(HUGE_PAGE);
+    // SAFETY: skip <= HUGE_PAGE: `copy` .. `copy + len` lies inside the
+    // fresh mapping of len + HUGE_PAGE bytes.
+    let copy = unsafe { fresh.add(skip) };
+    let base = std::ptr::with_exposed_provenance_mut::<u8>(memory.base);
+    // SAFETY: advice over our fresh mapping (huge pages, then populated
+    // for writing: fewer faults; failures only cost speed); then `len`
+    // bytes copied from the region (readable: the caller keeps writers
+    // away) into it (writable, disjoint: a new mapping).
+    unsafe {
+        libc::madvise(copy.cast(), len, libc::MADV_HUGEPAGE);
+        libc::madvise(copy.cast(), len, libc::MADV_POPULATE_WRITE);
+        std::ptr::copy_nonoverlapping(base.cast_const(), copy, len);
+    }
+    // SAFETY: moves the copy's pages over the region (`MREMAP_FIXED`
+    // unmaps what was there first, atomically for other threads: they
+    // see the old pages or the equal new ones); the region's range lies
+    // inside its reservation, which stays ours, and no one accesses it
+    // meanwhile (caller).
+    let moved = unsafe {
+        libc::mremap(
+            copy.cast(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            base.cast::<libc::c_void>(),
+        )
+    };
+    let failed = moved == libc::MAP_FAILED;
+    let error = failed.then(io::Error::last_os_error);
+    // SAFETY: unmaps the parts of the fresh mapping that are still ours:
+    // all of it if the move failed, else what lay before and after the
+    // moved range (the move unmapped the range itself).
+    unsafe {
+        if failed {
+            libc::munmap(fresh.cast(), total);
+        } else {
+            if skip > 0 {
+                libc::munmap(fresh.cast(), skip);
+            }
+            if total - skip - len > 0 {
+                libc::munmap(copy.add(len).cast(), total - skip - len);
+            }
+        }
+    }
+    error.map_or(Ok(()), Err)
+}
+
+#[cfg(not(target_os = "linux"))]
+unsafe fn copy_in_place(_: &RegionMemory) -> io::Result<()> {
+    Ok(())
 }
 
 /// Keeps an anonymous mapping alive for the chunks carved from it.
@@ -365,7 +595,6 @@ impl ChunkOwner for RegionChunk {}
 /// populated at once (`MADV_POPULATE_WRITE`): for filling many chunks
 /// right away without a page fault per 4 KiB page.
 pub fn anonymous_chunks(count: usize, chunk_len: usize) -> io::Result<Vec<Chunk>> {
-    const HUGE_PAGE: usize = 2 << 20;
     assert!(chunk_len > 0 && chunk_len.is_multiple_of(CHUNK_ALIGN));
     if count == 0 {
         return Ok(Vec::new());

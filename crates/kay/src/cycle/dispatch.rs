@@ -26,6 +26,9 @@ impl Shard {
     /// [`recover`] the work goes on where it stopped (the rest of the lane,
     /// or of the batch the record was in).
     pub(crate) fn run(&mut self, handlers: &HandlerTable) {
+        if self.store.mapped() {
+            self.store.privatize();
+        }
         self.taken = 0;
         let mut batch = Batch::new();
         let current = Current::default();

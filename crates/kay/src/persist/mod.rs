@@ -90,30 +90,42 @@
 //! an error naming the file and the problem, and the system is left as it
 //! was: empty.
 //!
-//! The store files are read straight into the stores' memory, a chunk per
-//! run of slots, in one region per bin backed by huge pages where the
-//! system gives them (Linux transparent huge pages): a copy of the bytes
-//! and nothing per instance but the checks above, which run piece by
-//! piece right behind the checksum, while the bytes are in the cache.
+//! The store files are **mapped copy-on-write** (`MAP_PRIVATE`) as the
+//! stores' memory, a chunk per run of slots, in one region per bin: no
+//! copy at load, and nothing per instance but the checks above, which run
+//! piece by piece right behind the checksum, while the bytes are in the
+//! cache. The snapshot's files never change. The copy is put off until a
+//! store is written: the first message cycle that handles messages for a
+//! shard first copies the shard's mapped chunks into the system's own
+//! memory, all at once, backed by huge pages where the system gives them
+//! (Linux transparent huge pages). Stores that get no messages stay
+//! mapped: a system loaded to be inspected copies nothing.
+//!
+//! Why at once rather than as the kernel would, page by page on the first
+//! write to each: a copy-on-write fault per 4 KiB page, and on Linux each
+//! fault on a page the process already read (the load's checks read them
+//! all) interrupts every other running thread of the process to flush its
+//! TLB. A turn that wrote all of W6's 1M actors (`kay-bench`, 2 threads)
+//! right after the load took 90-140 ms that way; copying first, the turn
+//! takes ~6 ms, and the turns after it ~1. (Measured: the load ~4-5 ms,
+//! against ~8-9 ms for reading the same 32 MB into fresh memory, which on
+//! this kind of machine costs as much as the copy: the kernel zeroes every
+//! new page first.)
 //!
 //! With [`Config::map_snapshots_on_load`](crate::Config::map_snapshots_on_load)
-//! the chunks are instead **mapped from the snapshot's files
-//! copy-on-write** (`MAP_PRIVATE`): no copy at all, the pages stay the
-//! page cache's until the simulation writes to them, when the kernel gives
-//! this process its own copy; the snapshot's files never change. That
-//! load is about twice as fast, but the copy is only put off: the first
-//! turn that writes every actor pays a copy-on-write fault per page (W6 in
-//! `kay-bench` measures both: 1M actors on 2 threads, that turn took
-//! ~90-130 ms instead of ~1.5). Mapping suits inspecting a snapshot, or
-//! state that is mostly read; [`LoadReport::mapped_bytes`] says how much
-//! was mapped. A chunk mapped from a file shows what another process
-//! writes to that file later (in the pages this process has not written
-//! yet), so a file is mapped only if it belongs to this process's user and
-//! no one else may write to it (Unix permissions); otherwise it is read,
-//! as on other platforms. A process of the same user could as well write
-//! into this process's memory directly (`/proc/PID/mem`), so this gives
-//! away nothing; do not edit a snapshot's files while a system that
-//! mapped them runs.
+//! `false` the files are instead read into memory at load (one region per
+//! bin, huge pages where given): `load` takes longer, and the system never
+//! depends on the snapshot's files after it returns. Mapped or read,
+//! [`LoadReport::mapped_bytes`] says how much was mapped. A chunk mapped
+//! from a file shows what another process writes to that file later (in
+//! the pages this process has not copied yet), so a file is mapped only if
+//! it belongs to this process's user and no one else may write to it (Unix
+//! permissions); otherwise it is read, as on other platforms. A process of
+//! the same user could as well write into this process's memory directly
+//! (`/proc/PID/mem`), so this gives away nothing; do not edit a snapshot's
+//! files while a system that mapped them runs. A snapshot's own pruning
+//! of old generations is safe: a removed file's pages stay with the
+//! mappings that hold them.
 //!
 //! # Networked systems (feature `net`)
 //! Each machine snapshots its own state, in lockstep

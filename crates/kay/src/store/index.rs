@@ -193,55 +193,73 @@ impl Index {
     }
 
     /// Indexes a run of slots being loaded: instance `ids[j]` at slot
-    /// `base + j * slot_size` of bin `bin`, in order, each first checked
-    /// by `check` (with its local number); stops at the first one refused
-    /// or live already (its position; `None` for live already). The
-    /// current block stays at hand from one instance to the next (a run
-    /// holds whole blocks, mostly).
+    /// `base + j * slot_size` of bin `bin`, in order; stops at the first
+    /// one live already (its position, `None`) or in a block `check_block`
+    /// refuses (its position and the refusal; asked once per block the
+    /// run enters, before the block is made). The current block stays at
+    /// hand from one instance to the next (a run holds whole blocks,
+    /// mostly), and the entries are counted up from the first rather than
+    /// packed one by one.
+    ///
+    /// # Panics
+    ///
+    /// If the run's slots lie at address 0 or beyond the 48 bits an entry
+    /// keeps.
     pub(crate) fn insert_run<E>(
         &mut self,
         ids: &[crate::id::RawID],
         base: *mut u8,
         slot_size: usize,
         bin: u8,
-        mut check: impl FnMut(crate::id::RawID, LocalInstance) -> Result<(), E>,
+        mut check_block: impl FnMut(LocalInstance) -> Result<(), E>,
     ) -> Result<(), (usize, Option<E>)> {
         let (shards, shift) = (self.shards, self.shard_shift);
         let local_of = |instance: u32| match shift {
             Some(shift) => LocalInstance(instance >> shift),
             None => LocalInstance::of(instance, shards),
         };
+        let address = base.expose_provenance();
+        let end = ids
+            .len()
+            .checked_mul(slot_size)
+            .and_then(|bytes| address.checked_add(bytes));
+        assert!(
+            address != 0 && end.is_some_and(|end| end < ADDRESS_LIMIT),
+            "instance slots at {address:#x} outside the 48-bit range the index keeps"
+        );
+        // `Entry::pack` of slot `j`: the address counts up by the slot
+        // size in the bits above the bin and version (it stays below 2^48).
+        let first = Entry::pack(Location {
+            ptr: base,
+            bin,
+            version: 0,
+        })
+        .0;
+        let step = (slot_size as u64) << 16;
         let mut j = 0;
         while j < ids.len() {
-            // A block's worth: the first instance checked before its block
-            // is made, the others as they come.
             let local = local_of(ids[j].instance);
-            check(ids[j], local).map_err(|e| (j, Some(e)))?;
-            let block = local.block() as usize;
-            if self.blocks.len() <= block {
-                self.blocks.resize_with(block + 1, || None);
+            let block = local.block();
+            check_block(local).map_err(|e| (j, Some(e)))?;
+            let block_at = block as usize;
+            if self.blocks.len() <= block_at {
+                self.blocks.resize_with(block_at + 1, || None);
             }
-            let entries: &mut [Entry; BLOCK as usize] =
-                self.blocks[block].get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]));
-            let mut at = local.offset() as usize;
-            loop {
-                let entry = &mut entries[at];
+            let entries: &mut [Entry; BLOCK as usize] = self.blocks[block_at]
+                .get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]));
+            let mut bits = first + j as u64 * step;
+            while let Some(id) = ids.get(j) {
+                let local = local_of(id.instance);
+                if local.block() != block {
+                    break;
+                }
+                let entry = &mut entries[local.offset() as usize];
                 if entry.is_live() {
                     return Err((j, None));
                 }
-                *entry = Entry::pack(Location {
-                    ptr: base.wrapping_add(j * slot_size),
-                    bin,
-                    version: ids[j].version,
-                });
+                *entry = Entry(bits | u64::from(id.version));
+                bits += step;
                 j += 1;
-                let Some(&id) = ids.get(j) else { break };
-                let local = local_of(id.instance);
-                if local.block() as usize != block {
-                    break;
-                }
-                check(id, local).map_err(|e| (j, Some(e)))?;
-                at = local.offset() as usize;
             }
         }
         Ok(())

@@ -231,30 +231,35 @@ fn index_run(
         belongs.shard,
         belongs.shards,
     );
-    let mut owned_block = u32::MAX;
-    let owned = belongs.owned;
-    let check = move |id: RawID, local: index::LocalInstance| {
-        if id.type_id != type_id
-            || id.machine != machine
-            || id.is_broadcast()
-            || crate::class::lanes::shard_number(id.instance, shards) != shard
-        {
-            return Err(Refusal::Foreign);
-        }
-        // Checked before the index makes room for it: the index grows
-        // with the blocks handed out, not with any number an instance
-        // claims. Asked once per block.
-        if owned_block != local.block() {
-            if !owned(local) {
-                return Err(Refusal::NoBlock);
-            }
-            owned_block = local.block();
-        }
-        Ok(())
+    // Every ID of this class, machine and shard, none a broadcast: one
+    // branch-free pass; where one is not, the IDs before it are indexed
+    // first, so that the first refusal in order is the one reported.
+    let foreign = |id: &RawID| {
+        (id.type_id != type_id)
+            | (id.machine != machine)
+            | id.is_broadcast()
+            | (crate::class::lanes::shard_number(id.instance, shards) != shard)
     };
+    let (valid, foreign_at) = if ids.iter().fold(false, |any, id| any | foreign(id)) {
+        let at = ids.iter().position(foreign).expect("one is foreign");
+        (&ids[..at], Some(at))
+    } else {
+        (ids, None)
+    };
+    // Each block's ownership is checked before the index makes room for
+    // it: the index grows with the blocks handed out, not with any number
+    // an instance claims.
+    let owned = belongs.owned;
     index
-        .insert_run(ids, base, slot_size, bin, check)
-        .map_err(|(j, why)| (j, why.unwrap_or(Refusal::Twice)))
+        .insert_run(valid, base, slot_size, bin, |local| {
+            if owned(local) {
+                Ok(())
+            } else {
+                Err(Refusal::NoBlock)
+            }
+        })
+        .map_err(|(j, why)| (j, why.unwrap_or(Refusal::Twice)))?;
+    foreign_at.map_or(Ok(()), |at| Err((at, Refusal::Foreign)))
 }
 
 /// The bytes a load validates and indexes at a time: right after the
@@ -330,6 +335,9 @@ pub(crate) struct Store {
     /// the same instance (conversations, ping-pong) skip the index. Cleared
     /// whenever an instance moves or is removed.
     last: Option<(RawID, NonNull<u8>, u8)>,
+    /// Whether chunks are mapped from a snapshot's file (see
+    /// [`privatize`](Self::privatize)).
+    mapped: bool,
     /// What to do with an instance whose handler panicked.
     pub(crate) policy: PanicPolicy,
     /// Formats an instance for panic reports, if the class registered it.
@@ -367,6 +375,7 @@ impl Store {
             index: Index::new(shards),
             len: 0,
             last: None,
+            mapped: false,
             policy: PanicPolicy::Stop,
             debug: None,
             drop_panic: None,
@@ -871,12 +880,19 @@ impl Store {
                     Ok((origin, slots))
                 })
                 .collect::<Result<Vec<_>, ImageError>>()?;
-            let map = map && file.is_mappable();
-            let mut fresh = if map {
+            // Mapped: one region for the bin's chunks, copied in one go
+            // before the first cycle writes to them (see `privatize`).
+            // Read: populated memory for all of them.
+            let io = |e| ImageError::Read(chunky::Error::io(file.path(), e));
+            let mut region = if map && file.is_mappable() {
+                Some(chunky::storage::ChunkRegion::new(runs.len(), chunk_bytes).map_err(io)?)
+            } else {
+                None
+            };
+            let mut fresh = if region.is_some() {
                 Vec::new()
             } else {
-                chunky::storage::anonymous_chunks(runs.len(), chunk_bytes)
-                    .map_err(|e| ImageError::Read(chunky::Error::io(file.path(), e)))?
+                chunky::storage::anonymous_chunks(runs.len(), chunk_bytes).map_err(io)?
             }
             .into_iter();
             for (origin, slots) in runs {
@@ -900,17 +916,16 @@ impl Store {
                     )
                 };
                 let piece = slot_size * (PIECE / slot_size).max(1);
-                let mapped = if map {
+                let mapped = match &mut region {
                     // SAFETY: with `Config::map_snapshots_on_load` the
-                    // snapshot's files are not written while the system
-                    // lives (its docs and `kay::persist` say so, as they
-                    // do of the live store files); the reader maps only
-                    // files no other user may write.
-                    let mapped =
-                        unsafe { file.map_chunk_visiting(padded, chunk_bytes, piece, &mut take) };
-                    mapped.map_err(ImageError::Read)?
-                } else {
-                    None
+                    // snapshot's files are not written while their pages
+                    // are mapped, until the first cycle copies them (its
+                    // docs and `kay::persist` say so, as they do of the
+                    // live store files); the reader maps only files no
+                    // other user may write.
+                    Some(region) => unsafe { file.map_into(region, padded, piece, &mut take) }
+                        .map_err(ImageError::Read)?,
+                    None => None,
                 };
                 let (chunk, outcome) = match mapped {
                     Some(mapped) => {
@@ -920,12 +935,11 @@ impl Store {
                     None => {
                         // Read (pages larger than the runs' alignment cannot
                         // be mapped either).
-                        let mut chunk = match fresh.next() {
-                            Some(chunk) => chunk,
-                            None => chunky::storage::anonymous_chunks(1, chunk_bytes)
-                                .map_err(|e| ImageError::Read(chunky::Error::io(file.path(), e)))?
-                                .remove(0),
+                        let next = match &mut region {
+                            Some(region) => region.next_chunk(),
+                            None => fresh.next(),
                         };
+                        let mut chunk = next.expect("a chunk for each run");
                         let outcome = file
                             .read_visiting(chunk.bytes_mut(0..padded), piece, &mut take)
                             .map_err(ImageError::Read)?;
@@ -943,7 +957,34 @@ impl Store {
                 bytes += run_bytes as u64;
             }
         }
+        self.mapped = mapped_bytes > 0;
         Ok((bytes, mapped_bytes))
+    }
+
+    /// Whether chunks of the store are mapped from a snapshot's file (see
+    /// [`privatize`](Self::privatize)).
+    #[inline]
+    pub(crate) fn mapped(&self) -> bool {
+        self.mapped
+    }
+
+    /// Copies the chunks a load mapped from a snapshot's file into memory
+    /// of the process's own, all at once, before the first cycle that
+    /// handles messages for the store writes to them: written page by
+    /// page they would cost a copy-on-write fault per 4 KiB page, and on
+    /// Linux each such fault interrupts the other running workers to
+    /// flush their TLBs (see [`crate::persist`], "Loading"). If the copy
+    /// fails (out of memory), the chunks stay mapped and are copied page
+    /// by page as they are written; nothing is lost.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn privatize(&mut self) {
+        self.mapped = false;
+        for arena in self.bins.iter_mut().flatten() {
+            if let Err(e) = arena.privatize() {
+                tracing::warn!("kay: instances loaded from a snapshot stay mapped from it: {e}");
+            }
+        }
     }
 
     /// Empties the store after a failed load: drops the instances that
