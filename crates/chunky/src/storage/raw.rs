@@ -474,6 +474,9 @@ impl ChunkRegion {
 /// regions with chunks elsewhere are left as they are. Elsewhere than on
 /// Linux nothing is copied (the kernel copies pages as they are written).
 pub fn privatize(chunks: &mut [Chunk]) -> io::Result<usize> {
+    if !cfg!(target_os = "linux") {
+        return Ok(0);
+    }
     let mut copied = 0;
     for i in 0..chunks.len() {
         let Some(memory) = &chunks[i].region else {
@@ -574,7 +577,7 @@ unsafe fn copy_in_place(memory: &RegionMemory) -> io::Result<()> {
 
 #[cfg(not(target_os = "linux"))]
 unsafe fn copy_in_place(_: &RegionMemory) -> io::Result<()> {
-    Ok(())
+    unreachable!("`privatize` copies on Linux only")
 }
 
 /// Keeps an anonymous mapping alive for the chunks carved from it.

@@ -340,4 +340,93 @@ mod tests {
             assert!(index.entry(far).is_some());
         }
     }
+
+    use proptest::prelude::*;
+
+    /// Runs of instance numbers as loads meet them: in order, shuffled or
+    /// with one repeated, across blocks.
+    fn runs() -> impl Strategy<Value = (u32, Vec<Vec<u32>>)> {
+        let run = (
+            0u32..3 * BLOCK,
+            1usize..2 * BLOCK as usize,
+            0u8..4,
+            any::<u64>(),
+        );
+        (1u32..6, prop::collection::vec(run, 1..5)).prop_map(|(shards, runs)| {
+            let runs = runs
+                .into_iter()
+                .map(|(first, len, kind, seed)| {
+                    let mut locals: Vec<u32> = (first..first + len as u32).collect();
+                    match kind {
+                        // Shuffled.
+                        1 => {
+                            let mut x = seed | 1;
+                            for i in (1..locals.len()).rev() {
+                                x ^= x << 13;
+                                x ^= x >> 7;
+                                x ^= x << 17;
+                                locals.swap(i, (x % (i as u64 + 1)) as usize);
+                            }
+                        }
+                        // One repeated further on.
+                        2 if len > 1 => {
+                            let at = (seed % (len as u64 - 1)) as usize;
+                            locals[len - 1] = locals[at];
+                        }
+                        _ => {}
+                    }
+                    locals
+                        .into_iter()
+                        .map(|l| l * shards + shards - 1)
+                        .collect()
+                })
+                .collect();
+            (shards, runs)
+        })
+    }
+
+    proptest! {
+        /// `insert_run` indexes what a map from instance to slot would,
+        /// stops where an instance is live already or its block refused,
+        /// and leaves the instances before that indexed.
+        #[test]
+        fn insert_run_indexes_as_a_map_would((shards, runs) in runs(), refused in 0u32..4) {
+            let mut index = Index::new(shards);
+            let mut model = std::collections::HashMap::new();
+            let mut memory = vec![0u64; 4 * BLOCK as usize];
+            for (r, run) in runs.iter().enumerate() {
+                let ids: Vec<crate::id::RawID> = run
+                    .iter()
+                    .map(|&i| crate::id::RawID::new(crate::id::ShortTypeID::new(1), i, crate::id::MachineID(0), (i % 7) as u8))
+                    .collect();
+                let base = memory.as_mut_ptr().cast::<u8>().wrapping_add(r * 8);
+                let outcome = index.insert_run(&ids, base, 16, 3, |local: LocalInstance| {
+                    if local.block() == refused + 2 { Err(()) } else { Ok(()) }
+                });
+                // The model: in order, until an instance is live or refused.
+                let mut expected = Ok(());
+                for (j, id) in ids.iter().enumerate() {
+                    if (id.instance / shards) / BLOCK == refused + 2 {
+                        expected = Err((j, Some(())));
+                        break;
+                    }
+                    if model.contains_key(&id.instance) {
+                        expected = Err((j, None));
+                        break;
+                    }
+                    model.insert(id.instance, (base.wrapping_add(j * 16), id.version));
+                }
+                prop_assert_eq!(outcome, expected);
+                if outcome.is_err() {
+                    break;
+                }
+            }
+            for (&instance, &(ptr, version)) in &model {
+                let location = index.live(instance).expect("indexed");
+                prop_assert_eq!(location.ptr, ptr);
+                prop_assert_eq!(location.version, version);
+                prop_assert_eq!(location.bin, 3);
+            }
+        }
+    }
 }
