@@ -61,12 +61,14 @@ pub struct Config {
     /// system gives them; ~5-6 ms for W6's 32 MB on 2 threads, so the
     /// first turn takes ~6 ms instead of ~1), and stores that get no
     /// messages stay mapped (a system loaded to be inspected copies
-    /// nothing). Reading is the better choice only where the snapshot's
-    /// files may change while the system runs, or a system must not
-    /// depend on them after `load` returns (until its first cycle it
-    /// does). Files that another user could write are read either way
-    /// (see [`crate::persist`]); do not write to a snapshot's files while
-    /// a system that mapped them runs (as with the live store files).
+    /// nothing). Classes whose instances can have dynamic parts or hold
+    /// an `External` are read either way (their load writes to them), and
+    /// so are files that another user could write (see
+    /// [`crate::persist`]). Reading is the better choice only where the
+    /// snapshot's files may change while the system runs, or a system
+    /// must not depend on them after `load` returns (until its first
+    /// cycle it does): do not write to a snapshot's files while a system
+    /// that mapped them runs (as with the live store files).
     pub map_snapshots_on_load: bool,
     /// The machines this one talks to, and how (feature `net`; `None`: this
     /// machine alone). See the [`net`](crate::net) module.

@@ -99,7 +99,12 @@
 //! shard first copies the shard's mapped chunks into the system's own
 //! memory, all at once, backed by huge pages where the system gives them
 //! (Linux transparent huge pages). Stores that get no messages stay
-//! mapped: a system loaded to be inspected copies nothing.
+//! mapped: a system loaded to be inspected copies nothing. Classes whose
+//! instances can have dynamic parts (`CVec`, `CString`, ...: any whose
+//! `Compact::IS_STATIC` is false) or hold an `External` are read instead:
+//! their validation writes to them (pointers rewritten for where the
+//! instances are now, handles emptied), which would copy mapped pages one
+//! fault at a time during the load.
 //!
 //! Why at once rather than as the kernel would, page by page on the first
 //! write to each: a copy-on-write fault per 4 KiB page, and on Linux each

@@ -70,6 +70,11 @@ pub(crate) struct ActorOps {
     is_static: bool,
     /// `Compact::FIELDS` of the class (for the fingerprint).
     fields: &'static str,
+    /// Whether validating an instance loaded from a snapshot may write to
+    /// it: it may have dynamic parts (their pointers are rewritten) or
+    /// process-local parts (emptied). Such stores are read, not mapped:
+    /// writing would copy their pages one by one (see `load_image`).
+    validation_writes: bool,
     needs_drop: bool,
     compact: unsafe fn(*mut u8, *mut u8, *mut u8),
     total_size: unsafe fn(*const u8) -> usize,
@@ -92,6 +97,7 @@ impl ActorOps {
             static_size: static_size_bytes::<A>(),
             is_static: A::IS_STATIC,
             fields: A::FIELDS,
+            validation_writes: !A::IS_STATIC || A::PROCESS_LOCAL,
             needs_drop: std::mem::needs_drop::<A>(),
             compact: compact_raw::<A>,
             total_size: total_size_raw::<A>,
@@ -882,9 +888,11 @@ impl Store {
                 .collect::<Result<Vec<_>, ImageError>>()?;
             // Mapped: one region for the bin's chunks, copied in one go
             // before the first cycle writes to them (see `privatize`).
-            // Read: populated memory for all of them.
+            // Read: populated memory for all of them; also for classes
+            // whose validation writes to the instances (the load would
+            // copy the mapped pages one fault at a time).
             let io = |e| ImageError::Read(chunky::Error::io(file.path(), e));
-            let mut region = if map && file.is_mappable() {
+            let mut region = if map && !ops.validation_writes && file.is_mappable() {
                 Some(chunky::storage::ChunkRegion::new(runs.len(), chunk_bytes).map_err(io)?)
             } else {
                 None
