@@ -34,7 +34,9 @@ pub use heap::HeapStorage;
 pub use mmap::MmapStorage;
 #[cfg(unix)]
 pub(crate) use raw::effective_uid;
-pub use raw::{CHUNK_ALIGN, Chunk, ChunkOwner, ChunkRegion, anonymous_chunks, privatize};
+pub use raw::{
+    CHUNK_ALIGN, Chunk, ChunkOwner, ChunkRegion, advise_huge_pages, anonymous_chunks, privatize,
+};
 pub(crate) use raw::{page_size, start_writeback};
 
 use crate::error::{Error, Result};

@@ -645,6 +645,33 @@ pub fn anonymous_chunks(count: usize, chunk_len: usize) -> io::Result<Vec<Chunk>
     Ok(chunks)
 }
 
+/// Asks the system to back the whole huge pages within `memory` with huge
+/// pages (Linux transparent huge pages, `MADV_HUGEPAGE`; elsewhere
+/// nothing): for memory about to be filled, a fault per 2 MiB instead of
+/// per 4 KiB. A hint: it changes nothing `memory` holds, and failures are
+/// ignored.
+pub fn advise_huge_pages<T>(memory: &[T]) {
+    #[cfg(target_os = "linux")]
+    {
+        let start = memory.as_ptr().addr().next_multiple_of(HUGE_PAGE);
+        let end = (memory.as_ptr().addr() + size_of_val(memory)) & !(HUGE_PAGE - 1);
+        if start < end {
+            // SAFETY: advice over whole pages inside `memory` (start and
+            // end rounded inwards), which the caller's borrow keeps
+            // allocated; it changes neither contents nor validity.
+            unsafe {
+                libc::madvise(
+                    std::ptr::with_exposed_provenance_mut(start),
+                    end - start,
+                    libc::MADV_HUGEPAGE,
+                )
+            };
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = memory;
+}
+
 /// Asks the kernel to start writing `len` bytes of `file` from `offset`
 /// to disk now, without waiting (Linux; elsewhere nothing): a later sync
 /// then waits for less. A hint: failures are ignored (the sync reports

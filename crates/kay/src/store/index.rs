@@ -127,8 +127,19 @@ pub(crate) struct Index {
     shards: u32,
     /// `log2(shards)` if `shards` is a power of two: no division per lookup.
     shard_shift: Option<u32>,
-    blocks: Vec<Option<Box<[Entry; BLOCK as usize]>>>,
+    /// Block number → where its entries are in `entries` ([`NO_BLOCK`]: no
+    /// entries yet).
+    blocks: Vec<u32>,
+    /// The entries of the blocks made so far, in the order they were made:
+    /// one allocation, in huge pages where the system gives them (a load
+    /// makes its blocks one after the other; fresh memory in 4 KiB pages
+    /// costs a fault per page).
+    entries: Vec<[Entry; BLOCK as usize]>,
 }
+
+/// A block without entries: never an index into `entries` (which holds
+/// fewer than 2^32 / [`BLOCK`] blocks), so looking it up finds nothing.
+const NO_BLOCK: u32 = u32::MAX;
 
 impl Index {
     pub(crate) fn new(shards: u32) -> Self {
@@ -137,7 +148,24 @@ impl Index {
             shards,
             shard_shift: shards.is_power_of_two().then(|| shards.trailing_zeros()),
             blocks: Vec::new(),
+            entries: Vec::new(),
         }
+    }
+
+    /// The entries of block `block`, made (vacant) if it has none yet.
+    fn block_mut(&mut self, block: usize) -> &mut [Entry; BLOCK as usize] {
+        if self.blocks.len() <= block {
+            self.blocks.resize(block + 1, NO_BLOCK);
+        }
+        if self.blocks[block] == NO_BLOCK {
+            if self.entries.len() == self.entries.capacity() {
+                self.entries.reserve(1);
+                chunky::storage::advise_huge_pages(self.entries.spare_capacity_mut());
+            }
+            self.blocks[block] = self.entries.len() as u32;
+            self.entries.push([Entry::VACANT; BLOCK as usize]);
+        }
+        &mut self.entries[self.blocks[block] as usize]
     }
 
     #[inline]
@@ -158,10 +186,9 @@ impl Index {
     #[inline]
     pub(crate) fn entry(&self, instance: u32) -> Option<&Entry> {
         let (block, at) = self.position(instance);
-        match self.blocks.get(block) {
-            Some(Some(b)) => Some(&b[at]),
-            _ => None,
-        }
+        // `NO_BLOCK` is past the end of `entries`.
+        let entries = self.entries.get(*self.blocks.get(block)? as usize)?;
+        Some(&entries[at])
     }
 
     /// The slot of live instance `instance` if its version is `version`.
@@ -241,12 +268,7 @@ impl Index {
             let local = local_of(ids[j].instance);
             let block = local.block();
             check_block(local).map_err(|e| (j, Some(e)))?;
-            let block_at = block as usize;
-            if self.blocks.len() <= block_at {
-                self.blocks.resize_with(block_at + 1, || None);
-            }
-            let entries: &mut [Entry; BLOCK as usize] = self.blocks[block_at]
-                .get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]));
+            let entries = self.block_mut(block as usize);
             let mut bits = first + j as u64 * step;
             while let Some(id) = ids.get(j) {
                 let local = local_of(id.instance);
@@ -267,11 +289,7 @@ impl Index {
 
     fn put(&mut self, instance: u32, entry: Entry) {
         let (block, at) = self.position(instance);
-        if self.blocks.len() <= block {
-            self.blocks.resize_with(block + 1, || None);
-        }
-        self.blocks[block].get_or_insert_with(|| Box::new([Entry::VACANT; BLOCK as usize]))[at] =
-            entry;
+        self.block_mut(block)[at] = entry;
     }
 
     /// The number of shards.
@@ -282,7 +300,9 @@ impl Index {
     /// The blocks of local numbers that hold a live instance, in order.
     pub(crate) fn live_blocks(&self) -> Vec<u32> {
         (self.blocks.iter().enumerate())
-            .filter(|(_, b)| b.as_ref().is_some_and(|b| b.iter().any(|e| e.is_live())))
+            .filter(|&(_, &at)| {
+                (self.entries.get(at as usize)).is_some_and(|b| b.iter().any(|e| e.is_live()))
+            })
             .map(|(block, _)| block as u32)
             .collect()
     }
@@ -295,7 +315,8 @@ impl Index {
     /// Moves live instance `instance` to slot `ptr` of the same bin.
     pub(crate) fn set_ptr(&mut self, instance: u32, ptr: *mut u8) {
         let (block, at) = self.position(instance);
-        if let Some(Some(b)) = self.blocks.get_mut(block)
+        if let Some(&i) = self.blocks.get(block)
+            && let Some(b) = self.entries.get_mut(i as usize)
             && b[at].is_live()
         {
             b[at] = b[at].with_ptr(ptr);
