@@ -15,7 +15,7 @@ use std::io;
 use std::ops::Range;
 use std::ptr::NonNull;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use memmap2::{MmapMut, MmapOptions};
 
@@ -307,6 +307,9 @@ struct RegionMemory {
     len: usize,
     /// Whether a chunk maps a file (until [`privatize`] copied them).
     mapped: AtomicBool,
+    /// The end of the last file mapping from `base` (what [`privatize`]
+    /// copies: behind it the region is anonymous memory already).
+    mapped_end: AtomicUsize,
 }
 
 /// Memory for `count` chunks of one size laid out one after the other from
@@ -375,6 +378,7 @@ impl ChunkRegion {
                 base: base.expose_provenance(),
                 len,
                 mapped: AtomicBool::new(false),
+                mapped_end: AtomicUsize::new(0),
             }),
             chunk_len,
             count,
@@ -460,6 +464,8 @@ impl ChunkRegion {
             return Err(io::Error::last_os_error());
         }
         self.memory.mapped.store(true, Ordering::Relaxed);
+        let end = self.next * self.chunk_len + len;
+        self.memory.mapped_end.fetch_max(end, Ordering::Relaxed);
         Ok(Some(self.carve(at)))
     }
 }
@@ -469,10 +475,11 @@ impl ChunkRegion {
 /// in huge pages where the system gives them, and no page shared with a
 /// file any more. Returns the bytes copied.
 ///
-/// A region is copied whole, and only if all its chunks still alive are
-/// in `chunks` (the `&mut` then says no one else reaches its memory);
-/// regions with chunks elsewhere are left as they are. Elsewhere than on
-/// Linux nothing is copied (the kernel copies pages as they are written).
+/// A region is copied at once, from its start to the end of its last
+/// file mapping, and only if all its chunks still alive are in `chunks`
+/// (the `&mut` then says no one else reaches its memory); regions with
+/// chunks elsewhere are left as they are. Elsewhere than on Linux nothing
+/// is copied (the kernel copies pages as they are written).
 pub fn privatize(chunks: &mut [Chunk]) -> io::Result<usize> {
     if !cfg!(target_os = "linux") {
         return Ok(0);
@@ -492,25 +499,28 @@ pub fn privatize(chunks: &mut [Chunk]) -> io::Result<usize> {
         if here != Arc::strong_count(memory) {
             continue;
         }
+        let len = memory.mapped_end.load(Ordering::Relaxed);
         // SAFETY: every handle to the region's memory is one of `chunks`,
         // which the caller lends exclusively: no one reads or writes it
-        // while it is copied and moved.
-        unsafe { copy_in_place(memory)? };
+        // while it is copied and moved; `len` lies inside the region.
+        unsafe { copy_in_place(memory, len)? };
         memory.mapped.store(false, Ordering::Relaxed);
-        copied += memory.len;
+        copied += len;
     }
     Ok(copied)
 }
 
-/// Replaces the region's memory with a fresh anonymous copy of it at the
-/// same address (Linux: copy into new memory, then `mremap` it over).
+/// Replaces the first `len` bytes of the region's memory (a whole number
+/// of pages) with a fresh anonymous copy of them at the same address
+/// (Linux: copy into new memory, then `mremap` it over).
 ///
 /// # Safety
 ///
-/// No one accesses the region's memory during the call.
+/// No one accesses the region's memory during the call, and `len` is at
+/// most its length.
 #[cfg(target_os = "linux")]
-unsafe fn copy_in_place(memory: &RegionMemory) -> io::Result<()> {
-    let len = memory.len;
+unsafe fn copy_in_place(memory: &RegionMemory, len: usize) -> io::Result<()> {
+    debug_assert!(len <= memory.len && len.is_multiple_of(CHUNK_ALIGN));
     let total = len + HUGE_PAGE;
     // SAFETY: a fresh private anonymous mapping; nothing refers to it.
     let fresh = unsafe {
@@ -576,7 +586,7 @@ unsafe fn copy_in_place(memory: &RegionMemory) -> io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-unsafe fn copy_in_place(_: &RegionMemory) -> io::Result<()> {
+unsafe fn copy_in_place(_: &RegionMemory, _: usize) -> io::Result<()> {
     unreachable!("`privatize` copies on Linux only")
 }
 
