@@ -54,14 +54,14 @@ pub struct Config {
     /// Whether [`load`](crate::ActorSystem::load) maps the snapshot's store
     /// files copy-on-write as the stores' memory (the default) instead of
     /// reading them into memory. Mapping copies nothing at load: W6
-    /// (1M actors, 32 MB, 2 threads) loads in ~4-5 ms instead of ~8-9.
-    /// The copy comes when a store is first written: the first message
+    /// (1M actors, 32 MB, 2 threads) loads in ~3 ms instead of ~6-8.
+    /// The copy comes when a store is first used: the first message
     /// cycle that handles messages for a shard copies that shard's mapped
     /// chunks into the system's own memory at once (huge pages where the
-    /// system gives them; ~5-6 ms for W6's 32 MB on 2 threads, so the
-    /// first turn takes ~6 ms instead of ~1), and stores that get no
-    /// messages stay mapped (a system loaded to be inspected copies
-    /// nothing). Classes whose instances can have dynamic parts or hold
+    /// system gives them) and indexes them (either way of loading), so
+    /// the first turn takes ~7-10 ms instead of ~1 for W6; stores that
+    /// get no messages stay mapped (a system loaded to be inspected
+    /// copies nothing). Classes whose instances can have dynamic parts or hold
     /// an `External` are read either way (their load writes to them), and
     /// so are files that another user could write (see
     /// [`crate::persist`]). Reading is the better choice only where the

@@ -26,8 +26,8 @@ impl Shard {
     /// [`recover`] the work goes on where it stopped (the rest of the lane,
     /// or of the batch the record was in).
     pub(crate) fn run(&mut self, handlers: &HandlerTable) {
-        if self.store.mapped() {
-            self.store.privatize();
+        if self.store.unsettled() {
+            self.store.settle();
         }
         self.taken = 0;
         let mut batch = Batch::new();

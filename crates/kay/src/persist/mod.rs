@@ -94,12 +94,15 @@
 //! stores' memory, a chunk per run of slots, in one region per bin: no
 //! copy at load, and nothing per instance but the checks above, which run
 //! piece by piece right behind the checksum, while the bytes are in the
-//! cache. The snapshot's files never change. The copy is put off until a
-//! store is written: the first message cycle that handles messages for a
+//! cache (the IDs are checked against a bit per instance number, not an
+//! index). The snapshot's files never change. The rest is put off until a
+//! store is used: the first message cycle that handles messages for a
 //! shard first copies the shard's mapped chunks into the system's own
 //! memory, all at once, backed by huge pages where the system gives them
-//! (Linux transparent huge pages). Stores that get no messages stay
-//! mapped: a system loaded to be inspected copies nothing. Classes whose
+//! (Linux transparent huge pages), and builds the shard's index (instance
+//! number → slot) from the instances' IDs. Stores that get no messages
+//! stay mapped and unindexed: a system loaded to be inspected (say with
+//! `ActorSystem::with_instances`) copies nothing. Classes whose
 //! instances can have dynamic parts (`CVec`, `CString`, ...: any whose
 //! `Compact::IS_STATIC` is false) or hold an `External` are read instead:
 //! their validation writes to them (pointers rewritten for where the
@@ -111,11 +114,12 @@
 //! fault on a page the process already read (the load's checks read them
 //! all) interrupts every other running thread of the process to flush its
 //! TLB. A turn that wrote all of W6's 1M actors (`kay-bench`, 2 threads)
-//! right after the load took 90-140 ms that way; copying first, the turn
-//! takes ~6 ms, and the turns after it ~1. (Measured: the load ~4-5 ms,
-//! against ~8-9 ms for reading the same 32 MB into fresh memory, which on
-//! this kind of machine costs as much as the copy: the kernel zeroes every
-//! new page first.)
+//! right after the load took 90-140 ms that way; copying first (and
+//! indexing), the turn takes ~7-10 ms, and the turns after it ~1.
+//! (Measured on 2 threads: the load ~3 ms, against ~6-8 ms for reading
+//! the same 32 MB into fresh memory, which on this kind of machine costs
+//! as much as the copy: the kernel zeroes every new page first. A load
+//! and its first turn together cost about the same either way.)
 //!
 //! With [`Config::map_snapshots_on_load`](crate::Config::map_snapshots_on_load)
 //! `false` the files are instead read into memory at load (one region per
@@ -995,14 +999,14 @@ impl ActorSystem {
             // The checksum covers every byte taken (the caller empties the
             // stores on an error).
             reader.finish()?;
-            let live_blocks = store.live_blocks();
+            let live_blocks = store.loaded_blocks();
             let (this_shard, shards_count) = (shared.shard, shared.shards);
             let lane_refs: Vec<_> = image.lane_ids.iter().map(|(l, ids)| (*l, ids)).collect();
             check_loaded(
                 &image.blocks,
                 &lane_refs,
                 (&live_blocks, &image.spawns),
-                |local: LocalInstance| store.is_occupied(local.instance(this_shard, shards_count)),
+                |local: LocalInstance| store.loaded(local.instance(this_shard, shards_count)),
                 lanes,
                 (this_shard, shards_count),
             )

@@ -297,16 +297,6 @@ impl Index {
         self.shards
     }
 
-    /// The blocks of local numbers that hold a live instance, in order.
-    pub(crate) fn live_blocks(&self) -> Vec<u32> {
-        (self.blocks.iter().enumerate())
-            .filter(|&(_, &at)| {
-                (self.entries.get(at as usize)).is_some_and(|b| b.iter().any(|e| e.is_live()))
-            })
-            .map(|(block, _)| block as u32)
-            .collect()
-    }
-
     /// Marks `instance` as not live.
     pub(crate) fn vacate(&mut self, instance: u32) {
         self.put(instance, Entry::VACANT);
@@ -321,6 +311,135 @@ impl Index {
         {
             b[at] = b[at].with_ptr(ptr);
         }
+    }
+}
+
+/// The local numbers a load met, a bit each, block by block: what the
+/// load checks IDs against (each once, in a block handed out) without
+/// building the [`Index`] yet, which it builds later from the instances
+/// themselves (`Store::settle`): 1 bit per instance in the cache rather
+/// than 8 bytes in fresh memory.
+pub(crate) struct Seen {
+    shards: u32,
+    shard_shift: Option<u32>,
+    blocks: Vec<Option<Box<[u64; BLOCK as usize / 64]>>>,
+}
+
+impl Seen {
+    pub(crate) fn new(shards: u32) -> Seen {
+        assert!(shards > 0);
+        Seen {
+            shards,
+            shard_shift: shards.is_power_of_two().then(|| shards.trailing_zeros()),
+            blocks: Vec::new(),
+        }
+    }
+
+    fn local(&self, instance: u32) -> LocalInstance {
+        match self.shard_shift {
+            Some(shift) => LocalInstance(instance >> shift),
+            None => LocalInstance::of(instance, self.shards),
+        }
+    }
+
+    /// Marks the instances `ids` as met, in order; stops at the first one
+    /// met already (its position, `None`) or in a block `check_block`
+    /// refuses (its position and the refusal; asked once per block the
+    /// run enters, before the block is made), as [`Index::insert_run`].
+    pub(crate) fn insert_run<E>(
+        &mut self,
+        ids: &[crate::id::RawID],
+        mut check_block: impl FnMut(LocalInstance) -> Result<(), E>,
+    ) -> Result<(), (usize, Option<E>)> {
+        let mut j = 0;
+        while j < ids.len() {
+            let local = self.local(ids[j].instance);
+            let block = local.block();
+            check_block(local).map_err(|e| (j, Some(e)))?;
+            let at = block as usize;
+            if self.blocks.len() <= at {
+                self.blocks.resize_with(at + 1, || None);
+            }
+            let (shards, shift) = (self.shards, self.shard_shift);
+            let bits = self.blocks[at].get_or_insert_with(|| Box::new([0; BLOCK as usize / 64]));
+            // Mostly the instances come in order of their numbers (spawned
+            // in turn, none removed since): checked with one pass that has
+            // no branch per instance, and their bits set a word at a time.
+            let start = local.offset() as usize;
+            let span = &ids[j..ids.len().min(j + (BLOCK as usize - start))];
+            let stride = u64::from(match shift {
+                Some(shift) => 1 << shift,
+                None => shards,
+            });
+            let origin = u64::from(ids[j].instance);
+            let in_order = (span.iter().zip(0u64..)).fold(true, |all, (id, k)| {
+                all & (u64::from(id.instance) == origin + k * stride)
+            });
+            if in_order {
+                let masks = (start / 64..=(start + span.len() - 1) / 64).map(|w| {
+                    let from = start.max(w * 64) - w * 64;
+                    let to = (start + span.len()).min(w * 64 + 64) - w * 64;
+                    let mask = if to - from == 64 {
+                        u64::MAX
+                    } else {
+                        ((1u64 << (to - from)) - 1) << from
+                    };
+                    (w, mask)
+                });
+                if masks.clone().all(|(w, mask)| bits[w] & mask == 0) {
+                    masks.for_each(|(w, mask)| bits[w] |= mask);
+                    j += span.len();
+                    continue;
+                }
+            }
+            // The word at hand is kept in a register (`word`: what it held,
+            // `met`: bits set since), stored when the run moves on: no
+            // chain of stores and loads through memory per instance.
+            let (mut at_word, mut word, mut met) = (usize::MAX, 0u64, 0u64);
+            while let Some(id) = ids.get(j) {
+                let local = match shift {
+                    Some(shift) => LocalInstance(id.instance >> shift),
+                    None => LocalInstance::of(id.instance, shards),
+                };
+                if local.block() != block {
+                    break;
+                }
+                let (w, bit) = (local.offset() as usize / 64, 1u64 << (local.offset() % 64));
+                if w != at_word {
+                    if let Some(stored) = bits.get_mut(at_word) {
+                        *stored = word | met;
+                    }
+                    (at_word, word, met) = (w, bits[w], 0);
+                }
+                if (word | met) & bit != 0 {
+                    bits[w] = word | met;
+                    return Err((j, None));
+                }
+                met |= bit;
+                j += 1;
+            }
+            if let Some(stored) = bits.get_mut(at_word) {
+                *stored = word | met;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether instance number `instance` was met.
+    pub(crate) fn contains(&self, instance: u32) -> bool {
+        let local = self.local(instance);
+        let (word, bit) = (local.offset() as usize / 64, local.offset() % 64);
+        (self.blocks.get(local.block() as usize))
+            .and_then(|b| b.as_ref())
+            .is_some_and(|b| b[word] >> bit & 1 == 1)
+    }
+
+    /// The blocks of local numbers met, in order.
+    pub(crate) fn live_blocks(&self) -> Vec<u32> {
+        (self.blocks.iter().enumerate())
+            .filter(|(_, b)| b.as_ref().is_some_and(|b| b.iter().any(|&w| w != 0)))
+            .map(|(block, _)| block as u32)
+            .collect()
     }
 }
 
@@ -409,10 +528,13 @@ mod tests {
     proptest! {
         /// `insert_run` indexes what a map from instance to slot would,
         /// stops where an instance is live already or its block refused,
-        /// and leaves the instances before that indexed.
+        /// and leaves the instances before that indexed; `Seen` (what a
+        /// load checks IDs with) stops at the same place and holds the same
+        /// instances.
         #[test]
         fn insert_run_indexes_as_a_map_would((shards, runs) in runs(), refused in 0u32..4) {
             let mut index = Index::new(shards);
+            let mut seen = Seen::new(shards);
             let mut model = std::collections::HashMap::new();
             let mut memory = vec![0u64; 4 * BLOCK as usize];
             for (r, run) in runs.iter().enumerate() {
@@ -421,9 +543,12 @@ mod tests {
                     .map(|&i| crate::id::RawID::new(crate::id::ShortTypeID::new(1), i, crate::id::MachineID(0), (i % 7) as u8))
                     .collect();
                 let base = memory.as_mut_ptr().cast::<u8>().wrapping_add(r * 8);
-                let outcome = index.insert_run(&ids, base, 16, 3, |local: LocalInstance| {
+                let refuse = |local: LocalInstance| {
                     if local.block() == refused + 2 { Err(()) } else { Ok(()) }
-                });
+                };
+                let outcome = index.insert_run(&ids, base, 16, 3, refuse);
+                // The load's check of the same IDs says the same.
+                prop_assert_eq!(seen.insert_run(&ids, refuse), outcome);
                 // The model: in order, until an instance is live or refused.
                 let mut expected = Ok(());
                 for (j, id) in ids.iter().enumerate() {
@@ -443,6 +568,7 @@ mod tests {
                 }
             }
             for (&instance, &(ptr, version)) in &model {
+                prop_assert!(seen.contains(instance));
                 let location = index.live(instance).expect("indexed");
                 prop_assert_eq!(location.ptr, ptr);
                 prop_assert_eq!(location.version, version);

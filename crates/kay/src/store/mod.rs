@@ -218,17 +218,13 @@ enum Refusal {
     Twice,
 }
 
-/// Indexes the instances of a run of bin `bin` from `base`, whose IDs are
-/// `ids`: each must belong (see [`Belongs`]) and not be indexed yet. A
-/// refusal is only numbered here (the loop keeps its state in registers)
-/// and put into words by [`refusal`].
+/// Checks the IDs `ids` of a run being loaded: each must belong (see
+/// [`Belongs`]) and not be met before (`seen`). A refusal is only numbered
+/// here and put into words by [`refusal`].
 #[inline(never)]
-fn index_run(
-    index: &mut Index,
+fn mark_run(
+    seen: &mut index::Seen,
     ids: &[RawID],
-    base: *mut u8,
-    slot_size: usize,
-    bin: u8,
     belongs: &Belongs<'_>,
 ) -> Result<(), (usize, Refusal)> {
     let (type_id, machine, shard, shards) = (
@@ -238,7 +234,7 @@ fn index_run(
         belongs.shards,
     );
     // Every ID of this class, machine and shard, none a broadcast: one
-    // branch-free pass; where one is not, the IDs before it are indexed
+    // branch-free pass; where one is not, the IDs before it are marked
     // first, so that the first refusal in order is the one reported.
     let foreign = |id: &RawID| {
         (id.type_id != type_id)
@@ -252,32 +248,31 @@ fn index_run(
     } else {
         (ids, None)
     };
-    // Each block's ownership is checked before the index makes room for
-    // it: the index grows with the blocks handed out, not with any number
-    // an instance claims.
+    // Each block's ownership is checked before room is made for it: the
+    // memory grows with the blocks handed out, not with any number an
+    // instance claims.
     let owned = belongs.owned;
-    index
-        .insert_run(valid, base, slot_size, bin, |local| {
-            if owned(local) {
-                Ok(())
-            } else {
-                Err(Refusal::NoBlock)
-            }
-        })
-        .map_err(|(j, why)| (j, why.unwrap_or(Refusal::Twice)))?;
+    seen.insert_run(valid, |local| {
+        if owned(local) {
+            Ok(())
+        } else {
+            Err(Refusal::NoBlock)
+        }
+    })
+    .map_err(|(j, why)| (j, why.unwrap_or(Refusal::Twice)))?;
     foreign_at.map_or(Ok(()), |at| Err((at, Refusal::Foreign)))
 }
 
-/// The bytes a load validates and indexes at a time: right after the
-/// checksum took them, while they are in the L1 cache.
+/// The bytes a load validates and checks the IDs of at a time: right
+/// after the checksum took them, while they are in the L1 cache.
 const PIECE: usize = 32 << 10;
 
 /// Validates the instances in `segment` (whole slots of `slot_size`
 /// bytes, the first written at `origin`, of bin `bin`), counts them as
 /// validated (`validated`: from now on they are dropped if the load
-/// fails), and indexes them; `len` counts them in.
+/// fails), and checks their IDs (`seen`); `len` counts them in.
 fn take_segment(
-    (ops, index, ids, belongs): (ActorOps, &mut Index, &mut Vec<RawID>, &Belongs<'_>),
+    (ops, seen, ids, belongs): (ActorOps, &mut index::Seen, &mut Vec<RawID>, &Belongs<'_>),
     segment: &mut [u8],
     (slot_size, origin, bin): (usize, usize, u8),
     (validated, len): (&mut usize, &mut usize),
@@ -293,8 +288,7 @@ fn take_segment(
         )));
     }
     *validated += slots;
-    index_run(index, ids, segment.as_mut_ptr(), slot_size, bin, belongs)
-        .map_err(|(j, why)| ImageError::Invalid(refusal(ids[j], why)))?;
+    mark_run(seen, ids, belongs).map_err(|(j, why)| ImageError::Invalid(refusal(ids[j], why)))?;
     *len += slots;
     Ok(())
 }
@@ -342,8 +336,13 @@ pub(crate) struct Store {
     /// whenever an instance moves or is removed.
     last: Option<(RawID, NonNull<u8>, u8)>,
     /// Whether chunks are mapped from a snapshot's file (see
-    /// [`privatize`](Self::privatize)).
+    /// [`settle`](Self::settle)).
     mapped: bool,
+    /// Whether the instances were loaded and the index is not built yet
+    /// (see [`settle`](Self::settle)).
+    index_pending: bool,
+    /// The local numbers a load met (until the index is built).
+    seen: Option<index::Seen>,
     /// What to do with an instance whose handler panicked.
     pub(crate) policy: PanicPolicy,
     /// Formats an instance for panic reports, if the class registered it.
@@ -382,6 +381,8 @@ impl Store {
             len: 0,
             last: None,
             mapped: false,
+            index_pending: false,
+            seen: None,
             policy: PanicPolicy::Stop,
             debug: None,
             drop_panic: None,
@@ -854,6 +855,9 @@ impl Store {
         let ops = self.ops;
         let (mut bytes, mut mapped_bytes) = (0u64, 0u64);
         let mut ids = Vec::new();
+        // The IDs are checked against a bit per local number; the index is
+        // built when the store is first used (`settle`).
+        let mut seen = index::Seen::new(self.index.shards());
         for (b, (bin, runs)) in bins.iter().enumerate() {
             let slot_size = self.slot_size_of(*bin);
             // A bin is listed only with slots, of a size a chunk holds.
@@ -917,7 +921,7 @@ impl Store {
                     let origin = piece_origin;
                     piece_origin = piece_origin.wrapping_add(n * slot_size);
                     take_segment(
-                        (ops, &mut self.index, &mut ids, belongs),
+                        (ops, &mut seen, &mut ids, belongs),
                         segment,
                         (slot_size, origin, *bin),
                         (&mut validated[b], &mut self.len),
@@ -966,33 +970,84 @@ impl Store {
             }
         }
         self.mapped = mapped_bytes > 0;
+        self.index_pending = true;
+        self.seen = Some(seen);
         Ok((bytes, mapped_bytes))
     }
 
-    /// Whether chunks of the store are mapped from a snapshot's file (see
-    /// [`privatize`](Self::privatize)).
+    /// Whether the store was loaded and is not ready for messages yet (see
+    /// [`settle`](Self::settle)).
     #[inline]
-    pub(crate) fn mapped(&self) -> bool {
-        self.mapped
+    pub(crate) fn unsettled(&self) -> bool {
+        self.mapped || self.index_pending
     }
 
-    /// Copies the chunks a load mapped from a snapshot's file into memory
-    /// of the process's own, all at once, before the first cycle that
-    /// handles messages for the store writes to them: written page by
-    /// page they would cost a copy-on-write fault per 4 KiB page, and on
-    /// Linux each such fault interrupts the other running workers to
-    /// flush their TLBs (see [`crate::persist`], "Loading"). If the copy
-    /// fails (out of memory), the chunks stay mapped and are copied page
-    /// by page as they are written; nothing is lost.
+    /// Readies a loaded store for the first message cycle that handles
+    /// messages for it, before it reads or writes an instance:
+    ///
+    /// - Chunks a load mapped from a snapshot's file are copied into
+    ///   memory of the process's own, all at once: written page by page
+    ///   they would cost a copy-on-write fault per 4 KiB page, and on
+    ///   Linux each such fault interrupts the other running workers to
+    ///   flush their TLBs (see [`crate::persist`], "Loading"). If the copy
+    ///   fails (out of memory), the chunks stay mapped and are copied page
+    ///   by page as they are written; nothing is lost.
+    /// - The index is built from the instances' IDs, which the load
+    ///   checked (each of this store, once, in a block handed out).
     #[cold]
     #[inline(never)]
-    pub(crate) fn privatize(&mut self) {
-        self.mapped = false;
-        for arena in self.bins.iter_mut().flatten() {
-            if let Err(e) = arena.privatize() {
-                tracing::warn!("kay: instances loaded from a snapshot stay mapped from it: {e}");
+    pub(crate) fn settle(&mut self) {
+        if self.mapped {
+            self.mapped = false;
+            for arena in self.bins.iter_mut().flatten() {
+                if let Err(e) = arena.privatize() {
+                    tracing::warn!(
+                        "kay: instances loaded from a snapshot stay mapped from it: {e}"
+                    );
+                }
             }
         }
+        if self.index_pending {
+            self.index_pending = false;
+            self.seen = None;
+            let id = self.ops.id;
+            let mut ids = Vec::new();
+            for (bin, arena) in self.bins.iter_mut().enumerate() {
+                let Some(arena) = arena else { continue };
+                let slot_size = arena.slot_size();
+                for run in arena.used_runs_mut() {
+                    ids.clear();
+                    // SAFETY: every used slot holds a live instance of the
+                    // class (validated by the load, untouched since).
+                    ids.extend(
+                        run.chunks_exact(slot_size)
+                            .map(|slot| unsafe { id(slot.as_ptr()) }),
+                    );
+                    let built =
+                        self.index
+                            .insert_run(&ids, run.as_mut_ptr(), slot_size, bin as u8, |_| {
+                                Ok::<(), ()>(())
+                            });
+                    assert!(built.is_ok(), "IDs checked by the load are indexed");
+                }
+            }
+        }
+    }
+
+    /// Whether instance number `instance` was met by the load (before the
+    /// store is [settled](Self::settle)).
+    pub(crate) fn loaded(&self, instance: u32) -> bool {
+        self.seen
+            .as_ref()
+            .is_some_and(|seen| seen.contains(instance))
+    }
+
+    /// The blocks of local numbers the load met instances in (for checking
+    /// a snapshot's ID state; before the store is settled).
+    pub(crate) fn loaded_blocks(&self) -> Vec<u32> {
+        self.seen
+            .as_ref()
+            .map_or_else(Vec::new, index::Seen::live_blocks)
     }
 
     /// Empties the store after a failed load: drops the instances that
@@ -1043,12 +1098,9 @@ impl Store {
         self.index = Index::new(self.index.shards());
         self.len = 0;
         self.last = None;
-    }
-
-    /// The blocks of local numbers holding live instances (for checking a
-    /// snapshot's ID state).
-    pub(crate) fn live_blocks(&self) -> Vec<u32> {
-        self.index.live_blocks()
+        self.mapped = false;
+        self.index_pending = false;
+        self.seen = None;
     }
 }
 
