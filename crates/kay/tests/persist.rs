@@ -1016,6 +1016,79 @@ fn maps_files_in(dir: &std::path::Path) -> bool {
         .any(|line| line.contains(&*dir.to_string_lossy()))
 }
 
+kay::typed_id!(pub LiarID);
+
+static LIARS_LIE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static FIRST_LIAR: std::sync::Mutex<Option<kay::RawID>> = std::sync::Mutex::new(None);
+
+/// An actor whose `id` answers its own ID, or, once `LIARS_LIE` is set,
+/// the first liar's: safe code the system must survive.
+#[derive(Compact, Clone, Debug)]
+pub struct Liar {
+    id: LiarID,
+    pokes: u32,
+}
+
+#[derive(Compact, Clone)]
+pub struct SpawnLiar;
+
+#[derive(Compact, Clone)]
+pub struct Prod;
+
+impl Actor for Liar {
+    type ID = LiarID;
+    fn id(&self) -> LiarID {
+        if LIARS_LIE.load(std::sync::atomic::Ordering::Relaxed) {
+            LiarID::from_raw(FIRST_LIAR.lock().unwrap().expect("spawned"))
+        } else {
+            self.id
+        }
+    }
+    fn setup(class: &mut ClassSetup<Self>) {
+        class
+            .spawner(|id, _: &SpawnLiar, _: &mut World| Liar { id, pokes: 0 })
+            .handler(|liar: &mut Liar, _: &Prod, _: &mut World| liar.pokes += 1);
+    }
+}
+
+/// An `Actor::id` that answers other IDs after a load than the load
+/// checked: the loaded system still runs (the index is built from the
+/// instances' IDs when the store is first used); the instances it cannot
+/// index are not reached by ID, and nothing panics.
+#[test]
+fn an_actor_whose_id_changes_after_the_load_does_not_stop_the_system() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut system = ActorSystem::with_storage(dir.path(), config(2)).unwrap();
+        system.register::<Liar>();
+        let mut world = system.world();
+        let first = world.spawn::<Liar, _>(SpawnLiar);
+        *FIRST_LIAR.lock().unwrap() = Some(first.as_raw());
+        for _ in 0..99 {
+            world.spawn::<Liar, _>(SpawnLiar);
+        }
+        system.turn();
+        system.snapshot().unwrap();
+    }
+    let mut system = ActorSystem::with_storage(dir.path(), config(2)).unwrap();
+    system.register::<Liar>();
+    system.load().unwrap().unwrap();
+    LIARS_LIE.store(true, Relaxed);
+    let mut world = system.world();
+    let everyone = world.local_broadcast::<Liar>();
+    world.send(everyone, Prod);
+    system.turn();
+    LIARS_LIE.store(false, Relaxed);
+    assert_eq!(system.instance_count::<Liar>(), 100);
+    assert!(
+        system
+            .with_instances::<Liar, _>(|l| l.pokes)
+            .iter()
+            .all(|&p| p == 1)
+    );
+}
+
 kay::typed_id!(pub TallyID);
 
 /// A class without dynamic parts (so its stores are mapped) whose drops
