@@ -122,11 +122,37 @@ impl Entry {
     }
 }
 
-/// Maps instance numbers of one shard to locations.
-pub(crate) struct Index {
+/// How a shard's instance numbers map to its local numbers (see
+/// [`LocalInstance`]): what [`Index`] and [`Seen`] share.
+#[derive(Clone, Copy)]
+struct Numbering {
     shards: u32,
     /// `log2(shards)` if `shards` is a power of two: no division per lookup.
-    shard_shift: Option<u32>,
+    shift: Option<u32>,
+}
+
+impl Numbering {
+    fn new(shards: u32) -> Numbering {
+        assert!(shards > 0);
+        Numbering {
+            shards,
+            shift: shards.is_power_of_two().then(|| shards.trailing_zeros()),
+        }
+    }
+
+    /// The local number of instance number `instance`.
+    #[inline]
+    fn local(self, instance: u32) -> LocalInstance {
+        match self.shift {
+            Some(shift) => LocalInstance(instance >> shift),
+            None => LocalInstance::of(instance, self.shards),
+        }
+    }
+}
+
+/// Maps instance numbers of one shard to locations.
+pub(crate) struct Index {
+    numbering: Numbering,
     /// Block number → where its entries are in `entries` ([`NO_BLOCK`]: no
     /// entries yet).
     blocks: Vec<u32>,
@@ -143,10 +169,8 @@ const NO_BLOCK: u32 = u32::MAX;
 
 impl Index {
     pub(crate) fn new(shards: u32) -> Self {
-        assert!(shards > 0);
         Index {
-            shards,
-            shard_shift: shards.is_power_of_two().then(|| shards.trailing_zeros()),
+            numbering: Numbering::new(shards),
             blocks: Vec::new(),
             entries: Vec::new(),
         }
@@ -169,16 +193,8 @@ impl Index {
     }
 
     #[inline]
-    fn local(&self, instance: u32) -> LocalInstance {
-        match self.shard_shift {
-            Some(shift) => LocalInstance(instance >> shift),
-            None => LocalInstance::of(instance, self.shards),
-        }
-    }
-
-    #[inline]
     fn position(&self, instance: u32) -> (usize, usize) {
-        let local = self.local(instance);
+        let local = self.numbering.local(instance);
         (local.block() as usize, local.offset() as usize)
     }
 
@@ -240,11 +256,7 @@ impl Index {
         bin: u8,
         mut check_block: impl FnMut(LocalInstance) -> Result<(), E>,
     ) -> Result<(), (usize, Option<E>)> {
-        let (shards, shift) = (self.shards, self.shard_shift);
-        let local_of = |instance: u32| match shift {
-            Some(shift) => LocalInstance(instance >> shift),
-            None => LocalInstance::of(instance, shards),
-        };
+        let numbering = self.numbering;
         let address = base.expose_provenance();
         let end = ids
             .len()
@@ -265,13 +277,13 @@ impl Index {
         let step = (slot_size as u64) << 16;
         let mut j = 0;
         while j < ids.len() {
-            let local = local_of(ids[j].instance);
+            let local = numbering.local(ids[j].instance);
             let block = local.block();
             check_block(local).map_err(|e| (j, Some(e)))?;
             let entries = self.block_mut(block as usize);
             let mut bits = first + j as u64 * step;
             while let Some(id) = ids.get(j) {
-                let local = local_of(id.instance);
+                let local = numbering.local(id.instance);
                 if local.block() != block {
                     break;
                 }
@@ -294,7 +306,7 @@ impl Index {
 
     /// The number of shards.
     pub(crate) fn shards(&self) -> u32 {
-        self.shards
+        self.numbering.shards
     }
 
     /// Marks `instance` as not live.
@@ -320,25 +332,15 @@ impl Index {
 /// themselves (`Store::settle`): 1 bit per instance in the cache rather
 /// than 8 bytes in fresh memory.
 pub(crate) struct Seen {
-    shards: u32,
-    shard_shift: Option<u32>,
+    numbering: Numbering,
     blocks: Vec<Option<Box<[u64; BLOCK as usize / 64]>>>,
 }
 
 impl Seen {
     pub(crate) fn new(shards: u32) -> Seen {
-        assert!(shards > 0);
         Seen {
-            shards,
-            shard_shift: shards.is_power_of_two().then(|| shards.trailing_zeros()),
+            numbering: Numbering::new(shards),
             blocks: Vec::new(),
-        }
-    }
-
-    fn local(&self, instance: u32) -> LocalInstance {
-        match self.shard_shift {
-            Some(shift) => LocalInstance(instance >> shift),
-            None => LocalInstance::of(instance, self.shards),
         }
     }
 
@@ -351,26 +353,23 @@ impl Seen {
         ids: &[crate::id::RawID],
         mut check_block: impl FnMut(LocalInstance) -> Result<(), E>,
     ) -> Result<(), (usize, Option<E>)> {
+        let numbering = self.numbering;
         let mut j = 0;
         while j < ids.len() {
-            let local = self.local(ids[j].instance);
+            let local = numbering.local(ids[j].instance);
             let block = local.block();
             check_block(local).map_err(|e| (j, Some(e)))?;
             let at = block as usize;
             if self.blocks.len() <= at {
                 self.blocks.resize_with(at + 1, || None);
             }
-            let (shards, shift) = (self.shards, self.shard_shift);
             let bits = self.blocks[at].get_or_insert_with(|| Box::new([0; BLOCK as usize / 64]));
             // Mostly the instances come in order of their numbers (spawned
             // in turn, none removed since): checked with one pass that has
             // no branch per instance, and their bits set a word at a time.
             let start = local.offset() as usize;
             let span = &ids[j..ids.len().min(j + (BLOCK as usize - start))];
-            let stride = u64::from(match shift {
-                Some(shift) => 1 << shift,
-                None => shards,
-            });
+            let stride = u64::from(numbering.shards);
             let origin = u64::from(ids[j].instance);
             let in_order = (span.iter().zip(0u64..)).fold(true, |all, (id, k)| {
                 all & (u64::from(id.instance) == origin + k * stride)
@@ -397,10 +396,7 @@ impl Seen {
             // chain of stores and loads through memory per instance.
             let (mut at_word, mut word, mut met) = (usize::MAX, 0u64, 0u64);
             while let Some(id) = ids.get(j) {
-                let local = match shift {
-                    Some(shift) => LocalInstance(id.instance >> shift),
-                    None => LocalInstance::of(id.instance, shards),
-                };
+                let local = numbering.local(id.instance);
                 if local.block() != block {
                     break;
                 }
@@ -427,7 +423,7 @@ impl Seen {
 
     /// Whether instance number `instance` was met.
     pub(crate) fn contains(&self, instance: u32) -> bool {
-        let local = self.local(instance);
+        let local = self.numbering.local(instance);
         let (word, bit) = (local.offset() as usize / 64, local.offset() % 64);
         (self.blocks.get(local.block() as usize))
             .and_then(|b| b.as_ref())
