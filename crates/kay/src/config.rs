@@ -46,10 +46,11 @@ pub struct Config {
     /// [`with_storage`](crate::ActorSystem::with_storage) keeps its live
     /// instance stores in mmap'ed files under `dir/live` (the default) or
     /// on the heap. Snapshots are the same either way (the live files are
-    /// recreated at start; the snapshot is the durable copy); on the heap,
-    /// spawning and loading are faster (no file pages to allocate) and the
-    /// kernel writes nothing back while the system runs, while files let
-    /// the kernel page state out to them under memory pressure.
+    /// recreated at start; the snapshot is the durable copy; what a load
+    /// brings in is never in the live files); on the heap, spawning is
+    /// faster (no file pages to allocate) and the kernel writes nothing
+    /// back while the system runs, while files let the kernel page state
+    /// out to them under memory pressure.
     pub live_stores_in_files: bool,
     /// Whether [`load`](crate::ActorSystem::load) maps the snapshot's store
     /// files copy-on-write as the stores' memory (the default) instead of
