@@ -338,10 +338,8 @@ pub(crate) struct Store {
     /// Whether chunks are mapped from a snapshot's file (see
     /// [`settle`](Self::settle)).
     mapped: bool,
-    /// Whether the instances were loaded and the index is not built yet
+    /// The local numbers a load met, while the index is not built yet
     /// (see [`settle`](Self::settle)).
-    index_pending: bool,
-    /// The local numbers a load met (until the index is built).
     seen: Option<index::Seen>,
     /// What to do with an instance whose handler panicked.
     pub(crate) policy: PanicPolicy,
@@ -381,7 +379,6 @@ impl Store {
             len: 0,
             last: None,
             mapped: false,
-            index_pending: false,
             seen: None,
             policy: PanicPolicy::Stop,
             debug: None,
@@ -891,7 +888,7 @@ impl Store {
                 })
                 .collect::<Result<Vec<_>, ImageError>>()?;
             // Mapped: one region for the bin's chunks, copied in one go
-            // before the first cycle writes to them (see `privatize`).
+            // before the first cycle uses them (see `settle`).
             // Read: populated memory for all of them; also for classes
             // whose validation writes to the instances (the load would
             // copy the mapped pages one fault at a time).
@@ -970,7 +967,6 @@ impl Store {
             }
         }
         self.mapped = mapped_bytes > 0;
-        self.index_pending = true;
         self.seen = Some(seen);
         Ok((bytes, mapped_bytes))
     }
@@ -979,7 +975,7 @@ impl Store {
     /// [`settle`](Self::settle)).
     #[inline]
     pub(crate) fn unsettled(&self) -> bool {
-        self.mapped || self.index_pending
+        self.mapped || self.seen.is_some()
     }
 
     /// Readies a loaded store for the first message cycle that handles
@@ -1007,9 +1003,7 @@ impl Store {
                 }
             }
         }
-        if self.index_pending {
-            self.index_pending = false;
-            self.seen = None;
+        if self.seen.take().is_some() {
             let id = self.ops.id;
             let mut ids = Vec::new();
             for (bin, arena) in self.bins.iter_mut().enumerate() {
@@ -1112,7 +1106,6 @@ impl Store {
         self.len = 0;
         self.last = None;
         self.mapped = false;
-        self.index_pending = false;
         self.seen = None;
     }
 }
